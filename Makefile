@@ -1,0 +1,72 @@
+# ScraperV4 Scale: the single entry point. `make help` lists the targets.
+#
+# Everything is installed into ./.venv by the project itself (maturin, test tools, benchmark
+# peers); nothing outside the repository is needed but Python >= 3.9, a Rust toolchain and,
+# for the Redis tests, redis-server (`.ci/run` installs it with apt-get).
+
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+# pyo3 must see the same interpreter in `cargo test`, `cargo clippy` and `maturin develop`,
+# or each would rebuild the pyo3 crates for "another" Python.
+export PYO3_PYTHON := $(abspath $(VPY))
+# Rust test binaries link libpython; a pyenv/venv Python keeps it outside the loader's path.
+PY_LIBDIR = $(shell $(VPY) -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR") or "")')
+
+.PHONY: help
+help: ## show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.tools: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet 'maturin>=1.9.4,<2'
+	touch $@
+
+.PHONY: install
+install: $(VENV)/.tools ## create .venv and install the package (debug build) with test tools
+	rm -f python/scraperv4/_core*.so
+	$(VENV)/bin/maturin develop --quiet --extras test
+
+.PHONY: install-release
+install-release: $(VENV)/.tools ## install an optimised build (benchmarks, the demo)
+	rm -f python/scraperv4/_core*.so
+	$(VENV)/bin/maturin develop --quiet --release --extras test
+
+.PHONY: demo
+demo: install-release ## set up everything and run the main job
+	$(VENV)/bin/scraperv4 --version
+
+.PHONY: format
+format: $(VENV)/.tools ## format Rust and Python code
+	cargo fmt --all
+	$(VENV)/bin/ruff format python tests benches examples
+	$(VENV)/bin/ruff check --fix python tests benches examples
+
+.PHONY: lint
+lint: install ## all linters: rustfmt, clippy, ruff, stubtest
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	$(VENV)/bin/ruff check python tests benches examples
+	$(VENV)/bin/ruff format --check python tests benches examples
+	$(VPY) -m mypy.stubtest scraperv4._core --allowlist .mypy-stubtest-allowlist
+	$(VPY) -m mypy python/scraperv4
+
+.PHONY: test-rust
+test-rust: $(VENV)/.tools ## Rust unit and integration tests
+	LD_LIBRARY_PATH="$(PY_LIBDIR):$$LD_LIBRARY_PATH" cargo test --all-targets
+
+.PHONY: test-python
+test-python: install ## pytest
+	$(VPY) -m pytest
+
+.PHONY: test
+test: lint test-rust test-python ## set up everything and run every check and test
+
+.PHONY: clean
+clean: ## remove build outputs and the virtualenv
+	cargo clean
+	rm -rf $(VENV) python/scraperv4/_core*.so .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,18 @@
+//! ScraperV4 Scale: the Rust core behind the `scraperv4` Python package.
+//!
+//! # Layout
+//!
+//! Every concern lives in its own module and returns its own error type; none of them touches
+//! Python. The [`python`] module is the only place that knows about `PyO3`: it converts
+//! arguments, releases the GIL, and maps each subsystem's error onto the Python exception tree
+//! (`scraperv4.exceptions`).
+//!
+//! - [`config`]: validation of user-supplied settings and the [`config::ConfigError`] they raise.
+//! - [`runtime`]: the process's single tokio runtime, created lazily and re-created after `fork`.
+//! - [`python`]: the `scraperv4._core` extension module (bindings only, no logic).
+//!
+//! See `docs/architecture.md` for how a job's data flows through the modules.
+
+pub mod config;
+pub mod python;
+pub mod runtime;

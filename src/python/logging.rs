@@ -1,0 +1,52 @@
+//! Bridges Rust log events to Python's `logging`.
+//!
+//! Core modules emit `tracing` events; with tracing's `log-always` feature each event is also
+//! a `log` record, which `pyo3-log` hands to the Python logger named after the Rust module
+//! (`scraperv4::queue` becomes `scraperv4.queue`, a child of `scraperv4`). Python decides
+//! what is shown: the `scraperv4` logger's level, set from Python or from the
+//! `SCRAPERV4_LOG_LEVEL` environment variable (read by `scraperv4/_logging.py`).
+
+use std::sync::OnceLock;
+
+use pyo3::prelude::*;
+
+use crate::config::parse_log_level;
+
+static RESET: OnceLock<pyo3_log::ResetHandle> = OnceLock::new();
+
+/// Installs the bridge once per process; later calls (sub-interpreters, reloads) keep it.
+pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
+    if RESET.get().is_some() {
+        return Ok(());
+    }
+    let logger = pyo3_log::Logger::new(py, pyo3_log::Caching::LoggersAndLevels)?
+        .filter(log::LevelFilter::Trace);
+    if let Ok(handle) = logger.install() {
+        let _ = RESET.set(handle);
+    }
+    Ok(())
+}
+
+/// Sets the level of the `scraperv4` Python logger (and so of every Rust module's events).
+///
+/// Raises `ConfigError` for a name that is not a log level.
+#[pyfunction]
+pub(crate) fn set_log_level(py: Python<'_>, level: &str) -> PyResult<()> {
+    let filter = parse_log_level(level)?;
+    let python_level = match filter {
+        log::LevelFilter::Off => 100, // above CRITICAL: nothing passes
+        log::LevelFilter::Error => 40,
+        log::LevelFilter::Warn => 30,
+        log::LevelFilter::Info => 20,
+        log::LevelFilter::Debug => 10,
+        log::LevelFilter::Trace => 5,
+    };
+    py.import("logging")?
+        .call_method1("getLogger", ("scraperv4",))?
+        .call_method1("setLevel", (python_level,))?;
+    // pyo3-log caches each logger's effective level; forget it so the change takes effect.
+    if let Some(handle) = RESET.get() {
+        handle.reset();
+    }
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! The `scraperv4._core` extension module: bindings only.
+//!
+//! Owns the translation between Python and the core modules: argument conversion, releasing
+//! the GIL around Rust work ([`bridge`]), awaitables for asyncio ([`bridge`]), the error
+//! mapping ([`errors`]) and the `tracing`/`log` to Python `logging` bridge ([`logging`]).
+//! No scraping logic lives here.
+
+pub(crate) mod bridge;
+pub(crate) mod errors;
+pub(crate) mod logging;
+
+use pyo3::prelude::*;
+
+#[pymodule(gil_used = false)]
+pub mod _core {
+    #[pymodule_export]
+    use super::bridge::{_block_for, _sleep_async};
+    #[pymodule_export]
+    use super::logging::set_log_level;
+
+    use pyo3::prelude::*;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add(
+            "__version__",
+            super::pep440_version(env!("CARGO_PKG_VERSION")),
+        )?;
+        super::logging::install(m.py())?;
+        Ok(())
+    }
+}
+
+/// Cargo's `1.2.3-alpha.1` is Python's `1.2.3a1` (PEP 440).
+fn pep440_version(cargo_version: &str) -> String {
+    let Some((release, pre)) = cargo_version.split_once('-') else {
+        return cargo_version.to_owned();
+    };
+    let (kind, number) = pre.split_once('.').unwrap_or((pre, "0"));
+    let kind = match kind {
+        "alpha" => "a",
+        "beta" => "b",
+        "rc" => "rc",
+        _ => return format!("{release}+{}", pre.replace('-', ".")),
+    };
+    format!("{release}{kind}{number}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pep440_version;
+
+    #[test]
+    fn cargo_prereleases_become_pep440() {
+        assert_eq!(pep440_version("0.1.0"), "0.1.0");
+        assert_eq!(pep440_version("1.2.0-alpha.1"), "1.2.0a1");
+        assert_eq!(pep440_version("1.2.0-beta.3"), "1.2.0b3");
+        assert_eq!(pep440_version("2.0.0-rc.2"), "2.0.0rc2");
+    }
+}

@@ -1,0 +1,69 @@
+"""Rust `tracing` events reach Python `logging`, at the level Python or the env var sets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import scraperv4
+
+RUNTIME_EVENT = "started the tokio runtime"
+
+
+def _run(script: str, env_level: str | None) -> str:
+    env = dict(os.environ)
+    env.pop(scraperv4.LOG_LEVEL_ENV, None)
+    if env_level is not None:
+        env[scraperv4.LOG_LEVEL_ENV] = env_level
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return done.stderr
+
+
+START_RUNTIME = """
+    import logging
+    logging.basicConfig(format="%(name)s|%(levelname)s|%(message)s")
+    import scraperv4
+    {set_level}
+    scraperv4._core._block_for(0.0)
+"""
+
+
+def test_env_var_debug_shows_rust_debug_events_under_the_module_logger() -> None:
+    stderr = _run(START_RUNTIME.format(set_level=""), env_level="debug")
+    lines = [line for line in stderr.splitlines() if RUNTIME_EVENT in line]
+    assert lines, stderr
+    name, level, _ = lines[0].split("|", 2)
+    assert name == "scraperv4.runtime"
+    assert level == "DEBUG"
+
+
+def test_default_level_hides_debug_events() -> None:
+    stderr = _run(START_RUNTIME.format(set_level=""), env_level=None)
+    assert RUNTIME_EVENT not in stderr
+
+
+def test_level_set_from_python_wins_over_the_env_var() -> None:
+    stderr = _run(
+        START_RUNTIME.format(set_level="scraperv4.set_log_level('warning')"), env_level="debug"
+    )
+    assert RUNTIME_EVENT not in stderr
+    stderr = _run(START_RUNTIME.format(set_level="scraperv4.set_log_level('DEBUG')"), None)
+    assert RUNTIME_EVENT in stderr
+
+
+def test_a_bad_env_level_fails_the_import_loudly() -> None:
+    with pytest.raises(subprocess.CalledProcessError) as caught:
+        _run("import scraperv4", env_level="chatty")
+    assert "ConfigError" in caught.value.stderr
+    assert "chatty" in caught.value.stderr
