@@ -40,6 +40,13 @@ install-release: $(VENV)/.tools ## install an optimised build (benchmarks, the d
 demo: install-release ## set up everything and run the main job
 	$(VENV)/bin/scraperv4 --version
 
+.PHONY: bench
+bench: install-release ## build optimised, install the peers, run every benchmark
+	$(VPY) -m pip install --quiet -r benches/requirements.txt
+	@status=0; for script in benches/bench_*.py; do \
+		echo "### $$script"; $(VPY) $$script || status=1; \
+	done; exit $$status
+
 .PHONY: format
 format: $(VENV)/.tools ## format Rust and Python code
 	cargo fmt --all

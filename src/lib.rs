@@ -14,5 +14,7 @@
 //! See `docs/architecture.md` for how a job's data flows through the modules.
 
 pub mod config;
+pub mod partition;
 pub mod python;
+pub mod resources;
 pub mod runtime;

@@ -8,6 +8,8 @@
 pub(crate) mod bridge;
 pub(crate) mod errors;
 pub(crate) mod logging;
+pub(crate) mod partition;
+pub(crate) mod resources;
 
 use pyo3::prelude::*;
 
@@ -17,6 +19,10 @@ pub mod _core {
     use super::bridge::{_block_for, _sleep_async};
     #[pymodule_export]
     use super::logging::set_log_level;
+    #[pymodule_export]
+    use super::partition::{optimize_partitions, partition_indices, partition_lists};
+    #[pymodule_export]
+    use super::resources::PyResourceManager;
 
     use pyo3::prelude::*;
 
