@@ -16,5 +16,6 @@
 pub mod config;
 pub mod partition;
 pub mod python;
+pub mod queue;
 pub mod resources;
 pub mod runtime;

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "CorruptJobError",
     "FetchError",
+    "InvalidJobError",
+    "JobNotFoundError",
     "QueueError",
+    "QueueUnavailableError",
     "ScraperV4Error",
     "TemplateError",
 ]
@@ -28,7 +32,38 @@ class ConfigError(ScraperV4Error, ValueError):
 
 
 class QueueError(ScraperV4Error):
-    """The job queue could not do what was asked (backend unreachable, corrupt job, ...)."""
+    """The job queue could not do what was asked.
+
+    Attributes:
+        job_id: the job concerned, when the error is about one job.
+    """
+
+    def __init__(self, message: str, job_id: str | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class QueueUnavailableError(QueueError, ConnectionError):
+    """The queue backend could not be reached or did not answer in time.
+
+    The message names the backend URL (password removed) and the operation. Nothing was
+    changed by the failed call, or it will be undone by lease expiry.
+    """
+
+
+class InvalidJobError(QueueError, ValueError):
+    """A job was refused at submission (bad URL, config not a JSON object or too big, ...)."""
+
+
+class JobNotFoundError(QueueError, KeyError):
+    """No job with this id."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class CorruptJobError(QueueError):
+    """A job's stored record cannot be read (edited by hand?). Other jobs are unaffected."""
 
 
 class FetchError(ScraperV4Error):

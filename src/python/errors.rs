@@ -10,25 +10,41 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 
 use crate::config::ConfigError;
+use crate::queue::QueueError;
 
 /// The Python exception classes, by their name in `scraperv4.exceptions`.
 #[derive(Clone, Copy)]
 pub(crate) enum PyErrorClass {
     Config,
+    Queue,
+    QueueUnavailable,
+    InvalidJob,
+    JobNotFound,
+    CorruptJob,
 }
 
 impl PyErrorClass {
     fn name(self) -> &'static str {
         match self {
             Self::Config => "ConfigError",
+            Self::Queue => "QueueError",
+            Self::QueueUnavailable => "QueueUnavailableError",
+            Self::InvalidJob => "InvalidJobError",
+            Self::JobNotFound => "JobNotFoundError",
+            Self::CorruptJob => "CorruptJobError",
         }
     }
 
     fn cell(self) -> &'static PyOnceLock<Py<PyType>> {
-        static CONFIG: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-        match self {
-            Self::Config => &CONFIG,
-        }
+        static CELLS: [PyOnceLock<Py<PyType>>; 6] = [
+            PyOnceLock::new(),
+            PyOnceLock::new(),
+            PyOnceLock::new(),
+            PyOnceLock::new(),
+            PyOnceLock::new(),
+            PyOnceLock::new(),
+        ];
+        &CELLS[self as usize]
     }
 
     /// Builds the exception with `args` passed to the class's constructor.
@@ -52,5 +68,27 @@ impl PyErrorClass {
 impl From<ConfigError> for PyErr {
     fn from(error: ConfigError) -> Self {
         PyErrorClass::Config.raise((error.to_string(),))
+    }
+}
+
+impl From<QueueError> for PyErr {
+    fn from(error: QueueError) -> Self {
+        let message = error.to_string();
+        match error {
+            QueueError::Config(config) => config.into(),
+            QueueError::InvalidJob { job_id, .. } => {
+                PyErrorClass::InvalidJob.raise((message, Some(job_id)))
+            }
+            QueueError::JobNotFound(job_id) => {
+                PyErrorClass::JobNotFound.raise((message, Some(job_id)))
+            }
+            QueueError::CorruptJob { job_id, .. } => {
+                PyErrorClass::CorruptJob.raise((message, Some(job_id)))
+            }
+            QueueError::Unavailable { .. } => {
+                PyErrorClass::QueueUnavailable.raise((message, None::<String>))
+            }
+            QueueError::Backend { .. } => PyErrorClass::Queue.raise((message, None::<String>)),
+        }
     }
 }

@@ -9,6 +9,7 @@ pub(crate) mod bridge;
 pub(crate) mod errors;
 pub(crate) mod logging;
 pub(crate) mod partition;
+pub(crate) mod queue;
 pub(crate) mod resources;
 
 use pyo3::prelude::*;
@@ -21,6 +22,8 @@ pub mod _core {
     use super::logging::set_log_level;
     #[pymodule_export]
     use super::partition::{optimize_partitions, partition_indices, partition_lists};
+    #[pymodule_export]
+    use super::queue::{PyAck, PyJob, PyJobQueue};
     #[pymodule_export]
     use super::resources::PyResourceManager;
 

@@ -1,0 +1,587 @@
+"""The distributed job queue: leases, fencing tokens and exact counts.
+
+One API over three backends, chosen by the URL:
+
+- ``redis://[user:password@]host[:port][/db]`` or ``rediss://...`` (TLS): a fleet of
+  workers on many machines;
+- ``sqlite:///path/to/queue.db``: one machine, durable (several processes may share it);
+- ``memory://``: one process, for tests and notebooks.
+
+The life of a job::
+
+    pending --claim--> assigned --mark_running--> running --complete--> completed
+       ^                  |  \\________________________/  |
+       |  release /       |        fail (retries left)   +--fail (no retries)--> failed
+       |  lease expired   v                                                     (dead letters;
+       +------------- retrying (after a backoff delay)                          retry() by hand)
+    any unfinished status --cancel--> cancelled
+
+Each claim gives the job a new ``attempt`` number: the fencing token. ``complete``,
+``fail``, ``release`` and ``mark_running`` only take effect with the current token, so a
+worker that was presumed dead (its lease expired and another worker claimed the job) cannot
+overwrite the new owner's work: it gets an :class:`Ack` with ``reason == "stale"`` and
+nothing changes.
+
+>>> from scraperv4.queue import JobQueue, JobSpec
+>>> queue = JobQueue("memory://")
+>>> job_id = queue.submit(JobSpec("https://example.com/", template_id="product", priority=5))
+>>> [job] = queue.claim("worker-1")
+>>> job.status, job.attempt
+(<JobStatus.ASSIGNED: 'assigned'>, 1)
+>>> queue.complete(job, result={"items": 3}).accepted
+True
+>>> queue.stats().by_status["completed"]
+1
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any, Optional, Union
+
+from scraperv4 import _core
+from scraperv4.exceptions import InvalidJobError
+
+__all__ = [
+    "Ack",
+    "AsyncJobQueue",
+    "Heartbeat",
+    "Job",
+    "JobQueue",
+    "JobSpec",
+    "JobStatus",
+    "QueueStats",
+]
+
+#: Answer of a fenced or administrative call: ``accepted`` (truthy), ``reason``
+#: (``accepted``, ``stale`` or ``not_found``), ``status`` and ``attempt`` of the job now, and
+#: for ``fail`` the ``outcome`` (``retrying`` or ``failed``) and ``not_before``.
+Ack = _core.Ack
+
+
+class JobStatus(str, enum.Enum):
+    """Where a job is in its life (the scaling guide's values, plus ``cancelled``)."""
+
+    PENDING = "pending"
+    ASSIGNED = "assigned"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    RETRYING = "retrying"
+    CANCELLED = "cancelled"
+
+
+@dataclasses.dataclass
+class JobSpec:
+    """A job to submit.
+
+    Args:
+        target_url: the page to fetch (http or https, with a host).
+        template_id: the extraction template the worker uses.
+        name: a human-readable name.
+        config: job settings, a JSON-serialisable dict (at most 1 MiB of JSON by default).
+        priority: higher runs first (-1,000,000 to 1,000,000); FIFO within a priority.
+        max_retries: retries after the first attempt before the job ends ``failed``.
+        id: the job's id; a UUID is generated when ``None``. Submitting an id the queue
+            already has changes nothing (idempotent submission).
+        crawl_id, depth, parent_id: where a discovered link came from.
+    """
+
+    target_url: str
+    template_id: str = ""
+    name: str = ""
+    config: Optional[Mapping[str, Any]] = None
+    priority: int = 0
+    max_retries: int = 3
+    id: Optional[str] = None
+    crawl_id: Optional[str] = None
+    depth: int = 0
+    parent_id: Optional[str] = None
+
+
+class Job:
+    """A job as stored (a snapshot: it does not change when the queue does).
+
+    Times are seconds since the epoch (like :func:`time.time`). ``attempt`` is the fencing
+    token of the latest claim.
+    """
+
+    __slots__ = ("_config", "_record")
+
+    def __init__(self, record: _core.JobRecord) -> None:
+        self._record = record
+        self._config: Optional[dict[str, Any]] = None
+
+    @property
+    def id(self) -> str:
+        """The job's id."""
+        return self._record.id
+
+    @property
+    def name(self) -> str:
+        """Human-readable name."""
+        return self._record.name
+
+    @property
+    def template_id(self) -> str:
+        """The extraction template."""
+        return self._record.template_id
+
+    @property
+    def target_url(self) -> str:
+        """The page to fetch."""
+        return self._record.target_url
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Job settings (decoded from JSON on first access)."""
+        if self._config is None:
+            self._config = json.loads(self._record.config_json)
+        return self._config
+
+    @property
+    def priority(self) -> int:
+        """Higher runs first."""
+        return self._record.priority
+
+    @property
+    def status(self) -> JobStatus:
+        """The status when this snapshot was taken."""
+        return JobStatus(self._record.status)
+
+    @property
+    def assigned_worker(self) -> Optional[str]:
+        """The worker holding (or that last held) the job."""
+        return self._record.assigned_worker
+
+    @property
+    def created_at(self) -> float:
+        """Submission time."""
+        return self._record.created_at
+
+    @property
+    def started_at(self) -> Optional[float]:
+        """Time of the latest claim."""
+        return self._record.started_at
+
+    @property
+    def completed_at(self) -> Optional[float]:
+        """When it reached completed, failed or cancelled."""
+        return self._record.completed_at
+
+    @property
+    def retry_count(self) -> int:
+        """Retries scheduled so far (failures and expired leases)."""
+        return self._record.retry_count
+
+    @property
+    def max_retries(self) -> int:
+        """Retries allowed after the first attempt."""
+        return self._record.max_retries
+
+    @property
+    def result(self) -> Any:
+        """The result given to :meth:`JobQueue.complete` (decoded JSON), or ``None``."""
+        raw = self._record.result_json
+        return None if raw is None else json.loads(raw)
+
+    @property
+    def error(self) -> Optional[str]:
+        """The last error."""
+        return self._record.error
+
+    @property
+    def attempt(self) -> int:
+        """Number of claims so far: the fencing token of the current claim."""
+        return self._record.attempt
+
+    @property
+    def lease_deadline(self) -> Optional[float]:
+        """When the current lease runs out unless renewed by a heartbeat."""
+        return self._record.lease_deadline
+
+    @property
+    def not_before(self) -> Optional[float]:
+        """Not claimable before this time (a retry's backoff)."""
+        return self._record.not_before
+
+    @property
+    def crawl_id(self) -> Optional[str]:
+        """The crawl this job belongs to."""
+        return self._record.crawl_id
+
+    @property
+    def depth(self) -> int:
+        """Link depth from the crawl's seed URLs."""
+        return self._record.depth
+
+    @property
+    def parent_id(self) -> Optional[str]:
+        """The job whose page linked here."""
+        return self._record.parent_id
+
+    def __repr__(self) -> str:
+        worker = f", worker={self.assigned_worker!r}" if self.assigned_worker else ""
+        return (
+            f"Job(id={self.id!r}, status={self.status.value!r}, url={self.target_url!r}, "
+            f"priority={self.priority}, attempt={self.attempt}{worker})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Job):
+            return NotImplemented
+        return (self.id, self.attempt, self.status) == (other.id, other.attempt, other.status)
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.attempt))
+
+
+@dataclasses.dataclass(frozen=True)
+class QueueStats:
+    """Counts maintained as jobs move (never by scanning).
+
+    Attributes:
+        by_status: jobs per status (every status present).
+        total: all stored jobs.
+        runnable: pending jobs plus retries whose backoff has passed: what can run now.
+        active_workers: workers with a heartbeat within the liveness window.
+        total_workers: registered workers.
+    """
+
+    by_status: dict[str, int]
+    total: int
+    runnable: int
+    active_workers: int
+    total_workers: int
+
+    @property
+    def pending(self) -> int:
+        """Jobs waiting to be claimed (``pending`` status)."""
+        return self.by_status["pending"]
+
+    @classmethod
+    def _from_native(cls, raw: dict[str, Any]) -> QueueStats:
+        return cls(
+            by_status=dict(raw["by_status"]),
+            total=raw["total"],
+            runnable=raw["runnable"],
+            active_workers=raw["active_workers"],
+            total_workers=raw["total_workers"],
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Heartbeat:
+    """What a heartbeat did: leases renewed, and whether the worker was asked to drain."""
+
+    renewed: int
+    draining: bool
+
+
+JobLike = Union[Job, str]
+SpecLike = Union[JobSpec, Mapping[str, Any]]
+
+
+def _submission(spec: SpecLike) -> dict[str, Any]:
+    if not isinstance(spec, JobSpec):
+        try:
+            spec = JobSpec(**spec)
+        except TypeError as error:
+            raise InvalidJobError(f"job {spec.get('id') or '<new>'}: {error}") from None
+    try:
+        config_json = json.dumps(
+            dict(spec.config or {}), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except (TypeError, ValueError) as error:
+        raise InvalidJobError(
+            f"job {spec.id or '<new>'}: config is not JSON-serialisable: {error}", spec.id
+        ) from None
+    return {
+        "id": spec.id,
+        "name": spec.name,
+        "template_id": spec.template_id,
+        "target_url": spec.target_url,
+        "config_json": config_json,
+        "priority": int(spec.priority),
+        "max_retries": int(spec.max_retries),
+        "crawl_id": spec.crawl_id,
+        "depth": int(spec.depth),
+        "parent_id": spec.parent_id,
+    }
+
+
+def _token(job: JobLike, attempt: Optional[int]) -> tuple[str, int]:
+    if isinstance(job, Job):
+        return job.id, job.attempt if attempt is None else attempt
+    if attempt is None:
+        raise TypeError("pass the Job from claim(), or its id with attempt=<fencing token>")
+    return job, attempt
+
+
+def _result_json(result: Any) -> Optional[str]:
+    return None if result is None else json.dumps(result, separators=(",", ":"))
+
+
+def _status_name(status: Union[JobStatus, str]) -> str:
+    return status.value if isinstance(status, JobStatus) else str(status)
+
+
+class JobQueue:
+    """A job queue (synchronous API; the GIL is released while the backend works).
+
+    Args:
+        url: ``redis://...``, ``rediss://...``, ``sqlite:///path.db`` or ``memory://``.
+        name: queue name (several queues may share one backend).
+        prefix: Redis key prefix.
+        lease: seconds a claim stays valid without a heartbeat (visibility timeout).
+        max_config_bytes: largest accepted job config, bytes of JSON.
+        retry_base, retry_cap: first and longest retry delay, seconds (exponential, jittered).
+        retention: seconds finished jobs are kept before :meth:`reap` deletes them.
+        worker_liveness: seconds without heartbeat after which a worker counts as stale.
+        operation_timeout: longest wait for any backend call, seconds.
+        allow_insecure_tls: accept ``rediss://...#insecure`` (no certificate check).
+
+    Raises:
+        ConfigError: a bad URL or setting.
+        QueueUnavailableError: the backend cannot be reached.
+    """
+
+    def __init__(self, url: str = "memory://", **options: Any) -> None:
+        self._inner = _core.JobQueue.open(url, **options)
+
+    def __repr__(self) -> str:
+        return f"JobQueue({self._inner.location!r})"
+
+    @property
+    def url(self) -> str:
+        """The backend URL, password removed."""
+        return self._inner.location
+
+    @property
+    def lease(self) -> float:
+        """Lease length, seconds."""
+        return self._inner.lease
+
+    def submit(self, job: SpecLike) -> str:
+        """Submit one job; returns its id (an existing id is left as it is)."""
+        return self.submit_many([job])[0]
+
+    def submit_many(self, jobs: Iterable[SpecLike]) -> list[str]:
+        """Submit a batch in one round trip (Redis: per 1,000 jobs); returns the ids.
+
+        Raises:
+            InvalidJobError: a job is invalid (nothing of the batch is submitted).
+        """
+        return [job_id for job_id, _ in self._inner.submit([_submission(j) for j in jobs])]
+
+    def claim(self, worker_id: str, limit: int = 1) -> list[Job]:
+        """Claim up to ``limit`` jobs in one atomic step (none while the worker drains)."""
+        return [Job(r) for r in self._inner.claim(worker_id, limit)]
+
+    def mark_running(self, job: JobLike, attempt: Optional[int] = None) -> Ack:
+        """Record that the worker started the job (fenced)."""
+        return self._inner.mark_running(*_token(job, attempt))
+
+    def complete(self, job: JobLike, result: Any = None, attempt: Optional[int] = None) -> Ack:
+        """Complete the job with a JSON-serialisable ``result`` (fenced)."""
+        job_id, token = _token(job, attempt)
+        return self._inner.complete(job_id, token, _result_json(result))
+
+    def fail(
+        self,
+        job: JobLike,
+        error: str,
+        *,
+        retryable: bool = True,
+        attempt: Optional[int] = None,
+    ) -> Ack:
+        """Record a failed attempt (fenced): retried after a backoff, or ``failed``."""
+        job_id, token = _token(job, attempt)
+        return self._inner.fail(job_id, token, error, retryable)
+
+    def release(self, job: JobLike, attempt: Optional[int] = None) -> Ack:
+        """Give the job back at once without counting a retry (graceful shutdown)."""
+        return self._inner.release(*_token(job, attempt))
+
+    def cancel(self, job_id: str) -> Ack:
+        """Cancel an unfinished job; the worker holding it will be refused."""
+        return self._inner.cancel(job_id)
+
+    def retry(self, job_id: str) -> Ack:
+        """Put a failed or cancelled job back to pending with its retries reset."""
+        return self._inner.retry(job_id)
+
+    def get(self, job_id: str) -> Optional[Job]:
+        """The job, or ``None``. Raises ``CorruptJobError`` for an unreadable record."""
+        record = self._inner.get(job_id)
+        return None if record is None else Job(record)
+
+    def list(self, status: Union[JobStatus, str], offset: int = 0, limit: int = 100) -> list[Job]:
+        """Jobs with ``status``, paged (pending in claim order, finished newest first)."""
+        records, _corrupt = self._inner.list(_status_name(status), offset, limit)
+        return [Job(r) for r in records]
+
+    def dead_letters(self, offset: int = 0, limit: int = 100) -> list[Job]:
+        """Failed jobs (out of retries), newest first, each with its last ``error``."""
+        return self.list(JobStatus.FAILED, offset, limit)
+
+    def stats(self) -> QueueStats:
+        """Counts per status, total, runnable backlog and workers (one round trip)."""
+        return QueueStats._from_native(self._inner.stats())
+
+    def recount_by_scan(self) -> dict[str, int]:
+        """Counts by reading every job record: slow, only to check :meth:`stats`."""
+        return dict(self._inner.recount_by_scan())
+
+    def register_worker(self, worker_id: str) -> None:
+        """Register a worker (clears its drain flag)."""
+        self._inner.register_worker(worker_id)
+
+    def heartbeat(self, worker_id: str) -> Heartbeat:
+        """Renew the worker's liveness and the lease of every job it holds."""
+        return Heartbeat(*self._inner.heartbeat(worker_id))
+
+    def drain(self, worker_id: str, draining: bool = True) -> bool:
+        """Ask a worker to stop claiming and leave; False when it is not registered."""
+        return self._inner.set_draining(worker_id, draining)
+
+    def unregister_worker(self, worker_id: str) -> int:
+        """Remove a worker; jobs it still holds go back to pending. Returns how many."""
+        return self._inner.unregister_worker(worker_id)
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Registered workers: id, registered_at, last_heartbeat, draining, jobs, state."""
+        return self._inner.workers()
+
+    def reap(self, limit: int = 1000) -> dict[str, int]:
+        """Requeue expired leases (or fail jobs out of retries) and purge old finished jobs.
+
+        Any client may run it; returns ``{"requeued", "failed", "purged"}``.
+        """
+        return self._inner.reap(limit)
+
+    def purge(self, older_than: float) -> int:
+        """Delete jobs that finished more than ``older_than`` seconds ago."""
+        return self._inner.purge(older_than)
+
+
+class AsyncJobQueue:
+    """The asyncio twin of :class:`JobQueue` (same methods, awaitable).
+
+    Create it with ``queue = await AsyncJobQueue.open(url, **options)``.
+    """
+
+    def __init__(self, native: _core.JobQueue) -> None:
+        self._inner = native
+
+    @classmethod
+    async def open(cls, url: str = "memory://", **options: Any) -> AsyncJobQueue:
+        """Connect to ``url`` (see :class:`JobQueue` for the options)."""
+        native = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: _core.JobQueue.open(url, **options)
+        )
+        return cls(native)
+
+    def __repr__(self) -> str:
+        return f"AsyncJobQueue({self._inner.location!r})"
+
+    @property
+    def url(self) -> str:
+        """The backend URL, password removed."""
+        return self._inner.location
+
+    async def submit(self, job: SpecLike) -> str:
+        """Submit one job; returns its id."""
+        return (await self.submit_many([job]))[0]
+
+    async def submit_many(self, jobs: Iterable[SpecLike]) -> list[str]:
+        """Submit a batch in one round trip; returns the ids."""
+        created = await self._inner.submit_async([_submission(j) for j in jobs])
+        return [job_id for job_id, _ in created]
+
+    async def claim(self, worker_id: str, limit: int = 1) -> list[Job]:
+        """Claim up to ``limit`` jobs atomically."""
+        return [Job(r) for r in await self._inner.claim_async(worker_id, limit)]
+
+    async def mark_running(self, job: JobLike, attempt: Optional[int] = None) -> Ack:
+        """Record that the worker started the job (fenced)."""
+        return await self._inner.mark_running_async(*_token(job, attempt))
+
+    async def complete(
+        self, job: JobLike, result: Any = None, attempt: Optional[int] = None
+    ) -> Ack:
+        """Complete the job (fenced)."""
+        job_id, token = _token(job, attempt)
+        return await self._inner.complete_async(job_id, token, _result_json(result))
+
+    async def fail(
+        self,
+        job: JobLike,
+        error: str,
+        *,
+        retryable: bool = True,
+        attempt: Optional[int] = None,
+    ) -> Ack:
+        """Record a failed attempt (fenced)."""
+        job_id, token = _token(job, attempt)
+        return await self._inner.fail_async(job_id, token, error, retryable)
+
+    async def release(self, job: JobLike, attempt: Optional[int] = None) -> Ack:
+        """Give the job back without counting a retry (fenced)."""
+        return await self._inner.release_async(*_token(job, attempt))
+
+    async def cancel(self, job_id: str) -> Ack:
+        """Cancel an unfinished job."""
+        return await self._inner.cancel_async(job_id)
+
+    async def retry(self, job_id: str) -> Ack:
+        """Put a failed or cancelled job back to pending."""
+        return await self._inner.retry_async(job_id)
+
+    async def get(self, job_id: str) -> Optional[Job]:
+        """The job, or ``None``."""
+        record = await self._inner.get_async(job_id)
+        return None if record is None else Job(record)
+
+    async def list(
+        self, status: Union[JobStatus, str], offset: int = 0, limit: int = 100
+    ) -> list[Job]:
+        """Jobs with ``status``, paged."""
+        records, _corrupt = await self._inner.list_async(_status_name(status), offset, limit)
+        return [Job(r) for r in records]
+
+    async def stats(self) -> QueueStats:
+        """Maintained counts."""
+        return QueueStats._from_native(await self._inner.stats_async())
+
+    async def register_worker(self, worker_id: str) -> None:
+        """Register a worker."""
+        await self._inner.register_worker_async(worker_id)
+
+    async def heartbeat(self, worker_id: str) -> Heartbeat:
+        """Renew liveness and leases."""
+        return Heartbeat(*(await self._inner.heartbeat_async(worker_id)))
+
+    async def drain(self, worker_id: str, draining: bool = True) -> bool:
+        """Set a worker's drain flag."""
+        return await self._inner.set_draining_async(worker_id, draining)
+
+    async def unregister_worker(self, worker_id: str) -> int:
+        """Remove a worker, releasing its jobs."""
+        return await self._inner.unregister_worker_async(worker_id)
+
+    async def workers(self) -> list[dict[str, Any]]:
+        """Registered workers."""
+        return await self._inner.workers_async()
+
+    async def reap(self, limit: int = 1000) -> dict[str, int]:
+        """Requeue expired leases and purge old finished jobs."""
+        return await self._inner.reap_async(limit)
+
+    async def purge(self, older_than: float) -> int:
+        """Delete jobs finished more than ``older_than`` seconds ago."""
+        return await self._inner.purge_async(older_than)

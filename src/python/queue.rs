@@ -1,0 +1,643 @@
+//! Bindings of [`crate::queue`]: the `JobQueue` handle, `Job` records and `Ack` answers.
+//!
+//! Every operation has a sync method (GIL released while it runs) and an async twin named
+//! `<op>_async` returning an awaitable. Times cross as float seconds since the epoch (what
+//! `time.time()` returns); config and result cross as JSON text, which the Python layer
+//! encodes and decodes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use super::bridge::{block_on, into_awaitable};
+use crate::config::ConfigError;
+use crate::queue::{
+    Ack, FailOutcome, Job, JobQueue, JobStatus, NewJob, QueueError, QueueOptions, QueueStats,
+    ReapReport, WorkerInfo,
+};
+
+fn seconds(ms: i64) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let seconds = ms as f64 / 1000.0;
+    seconds
+}
+
+fn duration(setting: &str, seconds: f64) -> Result<Duration, ConfigError> {
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| ConfigError::invalid(setting, seconds, "a finite number of seconds >= 0"))
+}
+
+fn status(name: &str) -> Result<JobStatus, QueueError> {
+    JobStatus::parse(name).ok_or_else(|| {
+        ConfigError::invalid(
+            "job status",
+            name,
+            "one of pending, assigned, running, completed, failed, retrying, cancelled",
+        )
+        .into()
+    })
+}
+
+/// A job record (immutable snapshot; times in seconds since the epoch).
+#[pyclass(frozen, name = "JobRecord", module = "scraperv4._core")]
+pub(crate) struct PyJob {
+    job: Job,
+}
+
+#[pymethods]
+impl PyJob {
+    #[getter]
+    fn id(&self) -> &str {
+        &self.job.id
+    }
+    #[getter]
+    fn name(&self) -> &str {
+        &self.job.name
+    }
+    #[getter]
+    fn template_id(&self) -> &str {
+        &self.job.template_id
+    }
+    #[getter]
+    fn target_url(&self) -> &str {
+        &self.job.target_url
+    }
+    #[getter]
+    fn config_json(&self) -> &str {
+        &self.job.config
+    }
+    #[getter]
+    fn priority(&self) -> i64 {
+        self.job.priority
+    }
+    #[getter]
+    fn status(&self) -> &'static str {
+        self.job.status.as_str()
+    }
+    #[getter]
+    fn assigned_worker(&self) -> Option<&str> {
+        self.job.assigned_worker.as_deref()
+    }
+    #[getter]
+    fn created_at(&self) -> f64 {
+        seconds(self.job.created_at)
+    }
+    #[getter]
+    fn started_at(&self) -> Option<f64> {
+        self.job.started_at.map(seconds)
+    }
+    #[getter]
+    fn completed_at(&self) -> Option<f64> {
+        self.job.completed_at.map(seconds)
+    }
+    #[getter]
+    fn retry_count(&self) -> u32 {
+        self.job.retry_count
+    }
+    #[getter]
+    fn max_retries(&self) -> u32 {
+        self.job.max_retries
+    }
+    #[getter]
+    fn result_json(&self) -> Option<&str> {
+        self.job.result.as_deref()
+    }
+    #[getter]
+    fn error(&self) -> Option<&str> {
+        self.job.error.as_deref()
+    }
+    #[getter]
+    fn attempt(&self) -> u64 {
+        self.job.attempt
+    }
+    #[getter]
+    fn lease_deadline(&self) -> Option<f64> {
+        self.job.lease_deadline.map(seconds)
+    }
+    #[getter]
+    fn not_before(&self) -> Option<f64> {
+        self.job.not_before.map(seconds)
+    }
+    #[getter]
+    fn crawl_id(&self) -> Option<&str> {
+        self.job.crawl_id.as_deref()
+    }
+    #[getter]
+    fn depth(&self) -> u32 {
+        self.job.depth
+    }
+    #[getter]
+    fn parent_id(&self) -> Option<&str> {
+        self.job.parent_id.as_deref()
+    }
+}
+
+/// The answer to a fenced or administrative operation.
+#[pyclass(frozen, name = "Ack", module = "scraperv4._core")]
+pub(crate) struct PyAck {
+    /// `accepted`, `stale` or `not_found`.
+    #[pyo3(get)]
+    reason: &'static str,
+    /// The job's status after the call (`None` when not found).
+    #[pyo3(get)]
+    status: Option<&'static str>,
+    /// The job's current attempt (fencing token).
+    #[pyo3(get)]
+    attempt: Option<u64>,
+    /// For `fail`: `retrying` or `failed`.
+    #[pyo3(get)]
+    outcome: Option<&'static str>,
+    /// For `fail` with `retrying`: when it becomes claimable (seconds since the epoch).
+    #[pyo3(get)]
+    not_before: Option<f64>,
+}
+
+impl PyAck {
+    fn new(ack: &Ack, accepted_status: Option<JobStatus>, outcome: Option<FailOutcome>) -> Self {
+        let (reason, status, attempt) = match ack {
+            Ack::Accepted => ("accepted", accepted_status.map(JobStatus::as_str), None),
+            Ack::Stale { status, attempt } => ("stale", Some(status.as_str()), Some(*attempt)),
+            Ack::NotFound => ("not_found", None, None),
+        };
+        let (outcome, not_before, status) = match outcome {
+            Some(FailOutcome::Retrying { not_before }) => (
+                Some("retrying"),
+                Some(seconds(not_before)),
+                Some("retrying"),
+            ),
+            Some(FailOutcome::Failed) => (Some("failed"), None, Some("failed")),
+            None => (None, None, status),
+        };
+        Self {
+            reason,
+            status,
+            attempt,
+            outcome,
+            not_before,
+        }
+    }
+}
+
+#[pymethods]
+impl PyAck {
+    /// True when the operation was done.
+    #[getter]
+    fn accepted(&self) -> bool {
+        self.reason == "accepted"
+    }
+
+    fn __bool__(&self) -> bool {
+        self.accepted()
+    }
+
+    fn __repr__(&self) -> String {
+        let mut parts = vec![format!("reason={:?}", self.reason)];
+        if let Some(status) = self.status {
+            parts.push(format!("status={status:?}"));
+        }
+        if let Some(attempt) = self.attempt {
+            parts.push(format!("attempt={attempt}"));
+        }
+        if let Some(not_before) = self.not_before {
+            parts.push(format!("not_before={not_before:.3}"));
+        }
+        format!("Ack({})", parts.join(", ").replace('"', "'"))
+    }
+}
+
+fn jobs(jobs: Vec<Job>) -> Vec<PyJob> {
+    jobs.into_iter().map(|job| PyJob { job }).collect()
+}
+
+/// `list` results: jobs, and `(id, message)` for records that cannot be read.
+type Listed = (Vec<PyJob>, Vec<(String, String)>);
+
+fn listed(results: Vec<Result<Job, QueueError>>) -> Listed {
+    let mut ok = Vec::new();
+    let mut corrupt = Vec::new();
+    for result in results {
+        match result {
+            Ok(job) => ok.push(PyJob { job }),
+            Err(error) => {
+                let id = match &error {
+                    QueueError::CorruptJob { job_id, .. } => job_id.clone(),
+                    _ => String::new(),
+                };
+                corrupt.push((id, error.to_string()));
+            }
+        }
+    }
+    (ok, corrupt)
+}
+
+/// Stats as plain data, converted to a dict with the GIL.
+struct Stats(QueueStats);
+
+impl<'py> IntoPyObject<'py> for Stats {
+    type Target = PyDict;
+    type Output = Bound<'py, PyDict>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
+        let stats = self.0;
+        let dict = PyDict::new(py);
+        let by_status = PyDict::new(py);
+        for (status, n) in &stats.by_status {
+            by_status.set_item(status.as_str(), n)?;
+        }
+        dict.set_item("by_status", by_status)?;
+        dict.set_item("total", stats.total)?;
+        dict.set_item("active_workers", stats.active_workers)?;
+        dict.set_item("total_workers", stats.total_workers)?;
+        dict.set_item("runnable", stats.runnable)?;
+        Ok(dict)
+    }
+}
+
+struct Workers(Vec<WorkerInfo>);
+
+impl<'py> IntoPyObject<'py> for Workers {
+    type Target = pyo3::types::PyList;
+    type Output = Bound<'py, pyo3::types::PyList>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
+        let list = pyo3::types::PyList::empty(py);
+        for worker in self.0 {
+            let dict = PyDict::new(py);
+            dict.set_item("id", worker.id)?;
+            dict.set_item("registered_at", seconds(worker.registered_at))?;
+            dict.set_item("last_heartbeat", seconds(worker.last_heartbeat))?;
+            dict.set_item("draining", worker.draining)?;
+            dict.set_item("jobs", worker.jobs)?;
+            dict.set_item("state", worker.state)?;
+            list.append(dict)?;
+        }
+        Ok(list)
+    }
+}
+
+struct Reaped(ReapReport);
+
+impl<'py> IntoPyObject<'py> for Reaped {
+    type Target = PyDict;
+    type Output = Bound<'py, PyDict>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
+        let dict = PyDict::new(py);
+        dict.set_item("requeued", self.0.requeued)?;
+        dict.set_item("failed", self.0.failed)?;
+        dict.set_item("purged", self.0.purged)?;
+        Ok(dict)
+    }
+}
+
+/// One submission as the Python layer passes it (config already JSON text).
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+pub(crate) struct Submission {
+    id: Option<String>,
+    name: String,
+    template_id: String,
+    target_url: String,
+    config_json: String,
+    priority: i64,
+    max_retries: u32,
+    crawl_id: Option<String>,
+    depth: u32,
+    parent_id: Option<String>,
+}
+
+impl From<Submission> for NewJob {
+    fn from(s: Submission) -> Self {
+        Self {
+            id: s.id,
+            name: s.name,
+            template_id: s.template_id,
+            target_url: s.target_url,
+            config: s.config_json,
+            priority: s.priority,
+            max_retries: s.max_retries,
+            crawl_id: s.crawl_id,
+            depth: s.depth,
+            parent_id: s.parent_id,
+        }
+    }
+}
+
+/// A connection to a queue backend.
+#[pyclass(frozen, name = "JobQueue", module = "scraperv4._core")]
+pub(crate) struct PyJobQueue {
+    queue: Arc<JobQueue>,
+}
+
+/// Generates the `(sync, async)` pair of methods body: `$op` is an async block using `queue`.
+macro_rules! run {
+    (sync $py:expr, $self:ident, |$queue:ident| $op:expr) => {{
+        let $queue = Arc::clone(&$self.queue);
+        block_on($py, async move { $op })
+    }};
+    (async $py:expr, $self:ident, |$queue:ident| $op:expr) => {{
+        let $queue = Arc::clone(&$self.queue);
+        into_awaitable($py, async move { $op })
+    }};
+}
+
+#[pymethods]
+impl PyJobQueue {
+    /// Opens the queue at `url` (see `QueueOptions` for the settings).
+    #[staticmethod]
+    #[pyo3(signature = (url, *, name = "default", prefix = "scraperv4",
+        lease = 60.0, max_config_bytes = 1_048_576, retry_base = 1.0, retry_cap = 300.0,
+        retention = 604_800.0, worker_liveness = 120.0, operation_timeout = 10.0,
+        allow_insecure_tls = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn open(
+        py: Python<'_>,
+        url: String,
+        name: &str,
+        prefix: &str,
+        lease: f64,
+        max_config_bytes: usize,
+        retry_base: f64,
+        retry_cap: f64,
+        retention: f64,
+        worker_liveness: f64,
+        operation_timeout: f64,
+        allow_insecure_tls: bool,
+    ) -> PyResult<Self> {
+        let options = QueueOptions {
+            name: name.to_owned(),
+            prefix: prefix.to_owned(),
+            lease: duration("lease", lease)?,
+            max_config_bytes,
+            retry_base: duration("retry_base", retry_base)?,
+            retry_cap: duration("retry_cap", retry_cap)?,
+            retention: duration("retention", retention)?,
+            worker_liveness: duration("worker_liveness", worker_liveness)?,
+            operation_timeout: duration("operation_timeout", operation_timeout)?,
+            allow_insecure_tls,
+        };
+        let queue = block_on(py, async move { JobQueue::open(&url, options).await })?;
+        Ok(Self {
+            queue: Arc::new(queue),
+        })
+    }
+
+    /// The backend URL without its password.
+    #[getter]
+    fn location(&self) -> &str {
+        self.queue.location()
+    }
+
+    /// The lease length in seconds.
+    #[getter]
+    fn lease(&self) -> f64 {
+        self.queue.options().lease.as_secs_f64()
+    }
+
+    fn submit(&self, py: Python<'_>, jobs: Vec<Submission>) -> PyResult<Vec<(String, bool)>> {
+        let jobs: Vec<NewJob> = jobs.into_iter().map(NewJob::from).collect();
+        run!(sync py, self, |q| q.submit(jobs).await)
+    }
+
+    fn submit_async<'py>(
+        &self,
+        py: Python<'py>,
+        jobs: Vec<Submission>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let jobs: Vec<NewJob> = jobs.into_iter().map(NewJob::from).collect();
+        run!(async py, self, |q| q.submit(jobs).await)
+    }
+
+    fn claim(&self, py: Python<'_>, worker: String, limit: usize) -> PyResult<Vec<PyJob>> {
+        run!(sync py, self, |q| q.claim(&worker, limit).await.map(jobs))
+    }
+
+    fn claim_async<'py>(
+        &self,
+        py: Python<'py>,
+        worker: String,
+        limit: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        run!(async py, self, |q| q.claim(&worker, limit).await.map(jobs))
+    }
+
+    fn mark_running(&self, py: Python<'_>, id: String, attempt: u64) -> PyResult<PyAck> {
+        run!(sync py, self, |q| q.mark_running(&id, attempt).await
+            .map(|a| PyAck::new(&a, Some(JobStatus::Running), None)))
+    }
+
+    fn mark_running_async<'py>(
+        &self,
+        py: Python<'py>,
+        id: String,
+        attempt: u64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        run!(async py, self, |q| q.mark_running(&id, attempt).await
+            .map(|a| PyAck::new(&a, Some(JobStatus::Running), None)))
+    }
+
+    #[pyo3(signature = (id, attempt, result_json = None))]
+    fn complete(
+        &self,
+        py: Python<'_>,
+        id: String,
+        attempt: u64,
+        result_json: Option<String>,
+    ) -> PyResult<PyAck> {
+        run!(sync py, self, |q| q.complete(&id, attempt, result_json).await
+            .map(|a| PyAck::new(&a, Some(JobStatus::Completed), None)))
+    }
+
+    #[pyo3(signature = (id, attempt, result_json = None))]
+    fn complete_async<'py>(
+        &self,
+        py: Python<'py>,
+        id: String,
+        attempt: u64,
+        result_json: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        run!(async py, self, |q| q.complete(&id, attempt, result_json).await
+            .map(|a| PyAck::new(&a, Some(JobStatus::Completed), None)))
+    }
+
+    #[pyo3(signature = (id, attempt, error, retryable = true))]
+    fn fail(
+        &self,
+        py: Python<'_>,
+        id: String,
+        attempt: u64,
+        error: String,
+        retryable: bool,
+    ) -> PyResult<PyAck> {
+        run!(sync py, self, |q| q.fail(&id, attempt, &error, retryable).await
+            .map(|(a, outcome)| PyAck::new(&a, None, outcome)))
+    }
+
+    #[pyo3(signature = (id, attempt, error, retryable = true))]
+    fn fail_async<'py>(
+        &self,
+        py: Python<'py>,
+        id: String,
+        attempt: u64,
+        error: String,
+        retryable: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        run!(async py, self, |q| q.fail(&id, attempt, &error, retryable).await
+            .map(|(a, outcome)| PyAck::new(&a, None, outcome)))
+    }
+
+    fn release(&self, py: Python<'_>, id: String, attempt: u64) -> PyResult<PyAck> {
+        run!(sync py, self, |q| q.release(&id, attempt).await
+            .map(|a| PyAck::new(&a, Some(JobStatus::Pending), None)))
+    }
+
+    fn release_async<'py>(
+        &self,
+        py: Python<'py>,
+        id: String,
+        attempt: u64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        run!(async py, self, |q| q.release(&id, attempt).await
+            .map(|a| PyAck::new(&a, Some(JobStatus::Pending), None)))
+    }
+
+    fn cancel(&self, py: Python<'_>, id: String) -> PyResult<PyAck> {
+        run!(sync py, self, |q| q.cancel(&id).await
+            .map(|a| PyAck::new(&a, Some(JobStatus::Cancelled), None)))
+    }
+
+    fn cancel_async<'py>(&self, py: Python<'py>, id: String) -> PyResult<Bound<'py, PyAny>> {
+        run!(async py, self, |q| q.cancel(&id).await
+            .map(|a| PyAck::new(&a, Some(JobStatus::Cancelled), None)))
+    }
+
+    fn retry(&self, py: Python<'_>, id: String) -> PyResult<PyAck> {
+        run!(sync py, self, |q| q.retry(&id).await
+            .map(|a| PyAck::new(&a, Some(JobStatus::Pending), None)))
+    }
+
+    fn retry_async<'py>(&self, py: Python<'py>, id: String) -> PyResult<Bound<'py, PyAny>> {
+        run!(async py, self, |q| q.retry(&id).await
+            .map(|a| PyAck::new(&a, Some(JobStatus::Pending), None)))
+    }
+
+    fn get(&self, py: Python<'_>, id: String) -> PyResult<Option<PyJob>> {
+        run!(sync py, self, |q| q.get(&id).await.map(|job| job.map(|job| PyJob { job })))
+    }
+
+    fn get_async<'py>(&self, py: Python<'py>, id: String) -> PyResult<Bound<'py, PyAny>> {
+        run!(async py, self, |q| q.get(&id).await.map(|job| job.map(|job| PyJob { job })))
+    }
+
+    #[pyo3(signature = (status, offset = 0, limit = 100))]
+    fn list(&self, py: Python<'_>, status: &str, offset: usize, limit: usize) -> PyResult<Listed> {
+        let status = self::status(status)?;
+        run!(sync py, self, |q| q.list(status, offset, limit).await.map(listed))
+    }
+
+    #[pyo3(signature = (status, offset = 0, limit = 100))]
+    fn list_async<'py>(
+        &self,
+        py: Python<'py>,
+        status: &str,
+        offset: usize,
+        limit: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let status = self::status(status)?;
+        run!(async py, self, |q| q.list(status, offset, limit).await.map(listed))
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let stats = run!(sync py, self, |q| q.stats().await.map(Stats))?;
+        stats.into_pyobject(py)
+    }
+
+    fn stats_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        run!(async py, self, |q| q.stats().await.map(Stats))
+    }
+
+    fn recount_by_scan(&self, py: Python<'_>) -> PyResult<Vec<(&'static str, u64)>> {
+        run!(sync py, self, |q| q.recount_by_scan().await
+            .map(|counts| counts.into_iter().map(|(s, n)| (s.as_str(), n)).collect::<Vec<_>>()))
+    }
+
+    fn register_worker(&self, py: Python<'_>, worker: String) -> PyResult<()> {
+        run!(sync py, self, |q| q.register_worker(&worker).await)
+    }
+
+    fn register_worker_async<'py>(
+        &self,
+        py: Python<'py>,
+        worker: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        run!(async py, self, |q| q.register_worker(&worker).await)
+    }
+
+    fn heartbeat(&self, py: Python<'_>, worker: String) -> PyResult<(u64, bool)> {
+        run!(sync py, self, |q| q.heartbeat(&worker).await)
+    }
+
+    fn heartbeat_async<'py>(&self, py: Python<'py>, worker: String) -> PyResult<Bound<'py, PyAny>> {
+        run!(async py, self, |q| q.heartbeat(&worker).await)
+    }
+
+    fn set_draining(&self, py: Python<'_>, worker: String, draining: bool) -> PyResult<bool> {
+        run!(sync py, self, |q| q.set_draining(&worker, draining).await)
+    }
+
+    fn set_draining_async<'py>(
+        &self,
+        py: Python<'py>,
+        worker: String,
+        draining: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        run!(async py, self, |q| q.set_draining(&worker, draining).await)
+    }
+
+    fn unregister_worker(&self, py: Python<'_>, worker: String) -> PyResult<u64> {
+        run!(sync py, self, |q| q.unregister_worker(&worker).await)
+    }
+
+    fn unregister_worker_async<'py>(
+        &self,
+        py: Python<'py>,
+        worker: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        run!(async py, self, |q| q.unregister_worker(&worker).await)
+    }
+
+    fn workers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyList>> {
+        let workers = run!(sync py, self, |q| q.workers().await.map(Workers))?;
+        workers.into_pyobject(py)
+    }
+
+    fn workers_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        run!(async py, self, |q| q.workers().await.map(Workers))
+    }
+
+    #[pyo3(signature = (limit = 1000))]
+    fn reap<'py>(&self, py: Python<'py>, limit: usize) -> PyResult<Bound<'py, PyDict>> {
+        let reaped = run!(sync py, self, |q| q.reap(limit).await.map(Reaped))?;
+        reaped.into_pyobject(py)
+    }
+
+    #[pyo3(signature = (limit = 1000))]
+    fn reap_async<'py>(&self, py: Python<'py>, limit: usize) -> PyResult<Bound<'py, PyAny>> {
+        run!(async py, self, |q| q.reap(limit).await.map(Reaped))
+    }
+
+    fn purge(&self, py: Python<'_>, older_than: f64) -> PyResult<u64> {
+        let older_than = duration("older_than", older_than)?;
+        run!(sync py, self, |q| q.purge(older_than).await)
+    }
+
+    fn purge_async<'py>(&self, py: Python<'py>, older_than: f64) -> PyResult<Bound<'py, PyAny>> {
+        let older_than = duration("older_than", older_than)?;
+        run!(async py, self, |q| q.purge(older_than).await)
+    }
+}

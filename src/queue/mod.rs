@@ -1,0 +1,211 @@
+//! The distributed job queue: leases, fencing tokens and exact counts.
+//!
+//! Owns the job lifecycle that every backend implements identically:
+//!
+//! - **submit** one job or a batch in one step, idempotent by id;
+//! - **claim** up to N jobs atomically (highest priority first, FIFO within a priority, due
+//!   retries included), recording the worker, a lease deadline and a new attempt number — the
+//!   fencing token;
+//! - **heartbeat** renews the leases of everything a worker holds;
+//! - **complete / fail / release / mark running** are accepted only with the current token, so
+//!   a worker whose lease was taken over cannot overwrite the new owner's work;
+//! - failures retry with exponential backoff and jitter until `max_retries`, then `failed`
+//!   (the dead-letter view; retriable by hand); expired leases go back to pending through
+//!   [`JobQueue::reap`], which any client may run, and count as a retry so a job that kills
+//!   its workers ends `failed` instead of looping;
+//! - counts per status are maintained as jobs move (never by scanning).
+//!
+//! Backends: [`redis::RedisQueue`] (the fleet) and [`sqlite::SqliteQueue`] (one machine, a
+//! file or memory). [`JobQueue::open`] picks one from the URL.
+
+pub mod error;
+pub mod job;
+pub mod options;
+pub mod redis;
+pub mod sqlite;
+
+pub use error::{QueueError, QueueResult};
+pub use job::{
+    Ack, FailOutcome, Job, JobStatus, NewJob, QueueStats, ReapReport, WorkerInfo, backoff_ms,
+};
+pub use options::{QueueOptions, QueueUrl, redact};
+
+use options::duration_ms;
+
+/// A queue on any backend.
+pub enum JobQueue {
+    /// Redis (`redis://`, `rediss://`).
+    Redis(redis::RedisQueue),
+    /// SQLite (`sqlite://`, `memory://`).
+    Sqlite(sqlite::SqliteQueue),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $queue:ident => $call:expr) => {
+        match $self {
+            JobQueue::Redis($queue) => $call,
+            JobQueue::Sqlite($queue) => $call,
+        }
+    };
+}
+
+impl JobQueue {
+    /// Opens the queue at `url` with `options` (checked first).
+    pub async fn open(url: &str, options: QueueOptions) -> QueueResult<Self> {
+        options.validate()?;
+        Ok(match QueueUrl::parse(url)? {
+            QueueUrl::Redis(url) => Self::Redis(redis::RedisQueue::connect(&url, options).await?),
+            QueueUrl::Sqlite(path) => Self::Sqlite(sqlite::SqliteQueue::open(&path, options)?),
+            QueueUrl::Memory => Self::Sqlite(sqlite::SqliteQueue::in_memory(options)?),
+        })
+    }
+
+    /// The backend URL, without any password.
+    pub fn location(&self) -> &str {
+        dispatch!(self, q => q.location())
+    }
+
+    /// The queue's settings.
+    pub fn options(&self) -> &QueueOptions {
+        dispatch!(self, q => q.options())
+    }
+
+    /// Validates and submits jobs: `(id, created)` per job; `created` is false for an id
+    /// the queue already had. Nothing is submitted when any job is invalid.
+    pub async fn submit(&self, jobs: Vec<NewJob>) -> QueueResult<Vec<(String, bool)>> {
+        let limit = self.options().max_config_bytes;
+        let jobs = jobs
+            .into_iter()
+            .map(|job| job.validated(limit))
+            .collect::<QueueResult<Vec<_>>>()?;
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        dispatch!(self, q => q.submit(jobs).await)
+    }
+
+    /// Claims up to `limit` jobs for `worker`.
+    ///
+    /// A claimed job whose stored record cannot be read (edited by hand, say) is not returned:
+    /// it is moved to `failed` with the reason, logged, and the other jobs are claimed as
+    /// usual.
+    pub async fn claim(&self, worker: &str, limit: usize) -> QueueResult<Vec<Job>> {
+        let claimed = dispatch!(self, q => q.claim(worker.to_owned(), limit).await)?;
+        let mut jobs = Vec::with_capacity(claimed.len());
+        for job in claimed {
+            match job {
+                Ok(job) => jobs.push(job),
+                Err(QueueError::CorruptJob { job_id, detail }) => {
+                    tracing::warn!(job_id, detail, "quarantined a corrupt job record");
+                    let reason = format!("corrupt job record: {detail}");
+                    dispatch!(self, q => q.quarantine(job_id.clone(), reason).await)?;
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// Marks a claimed job as running (fenced by `attempt`).
+    pub async fn mark_running(&self, id: &str, attempt: u64) -> QueueResult<Ack> {
+        dispatch!(self, q => q.mark_running(id.to_owned(), attempt).await)
+    }
+
+    /// Completes a job with an optional JSON result (fenced by `attempt`).
+    pub async fn complete(
+        &self,
+        id: &str,
+        attempt: u64,
+        result: Option<String>,
+    ) -> QueueResult<Ack> {
+        dispatch!(self, q => q.complete(id.to_owned(), attempt, result).await)
+    }
+
+    /// Records a failed attempt (fenced): `retrying` after a backoff while retries remain and
+    /// `retryable`, else `failed`.
+    pub async fn fail(
+        &self,
+        id: &str,
+        attempt: u64,
+        error: &str,
+        retryable: bool,
+    ) -> QueueResult<(Ack, Option<FailOutcome>)> {
+        dispatch!(self, q => q.fail(id.to_owned(), attempt, error.to_owned(), retryable).await)
+    }
+
+    /// Gives a claimed job back at once without counting a retry (fenced by `attempt`).
+    pub async fn release(&self, id: &str, attempt: u64) -> QueueResult<Ack> {
+        dispatch!(self, q => q.release(id.to_owned(), attempt).await)
+    }
+
+    /// Cancels a job that has not finished.
+    pub async fn cancel(&self, id: &str) -> QueueResult<Ack> {
+        dispatch!(self, q => q.cancel(id.to_owned()).await)
+    }
+
+    /// Puts a failed or cancelled job back to pending with its retries reset.
+    pub async fn retry(&self, id: &str) -> QueueResult<Ack> {
+        dispatch!(self, q => q.retry(id.to_owned()).await)
+    }
+
+    /// One job; `None` when unknown.
+    pub async fn get(&self, id: &str) -> QueueResult<Option<Job>> {
+        dispatch!(self, q => q.get(id.to_owned()).await)
+    }
+
+    /// Jobs with `status`, paged.
+    pub async fn list(
+        &self,
+        status: JobStatus,
+        offset: usize,
+        limit: usize,
+    ) -> QueueResult<Vec<QueueResult<Job>>> {
+        dispatch!(self, q => q.list(status, offset, limit).await)
+    }
+
+    /// Counts per status, total, workers, runnable backlog.
+    pub async fn stats(&self) -> QueueResult<QueueStats> {
+        dispatch!(self, q => q.stats().await)
+    }
+
+    /// Counts by reading every job (slow; to verify [`JobQueue::stats`]).
+    pub async fn recount_by_scan(&self) -> QueueResult<Vec<(JobStatus, u64)>> {
+        dispatch!(self, q => q.recount_by_scan().await)
+    }
+
+    /// Registers a worker (clearing its drain flag).
+    pub async fn register_worker(&self, worker: &str) -> QueueResult<()> {
+        dispatch!(self, q => q.register_worker(worker.to_owned()).await)
+    }
+
+    /// Heartbeat: `(leases renewed, draining)`.
+    pub async fn heartbeat(&self, worker: &str) -> QueueResult<(u64, bool)> {
+        dispatch!(self, q => q.heartbeat(worker.to_owned()).await)
+    }
+
+    /// Sets a worker's drain flag; false when the worker is unknown.
+    pub async fn set_draining(&self, worker: &str, draining: bool) -> QueueResult<bool> {
+        dispatch!(self, q => q.set_draining(worker.to_owned(), draining).await)
+    }
+
+    /// Removes a worker, releasing the jobs it holds; returns how many were released.
+    pub async fn unregister_worker(&self, worker: &str) -> QueueResult<u64> {
+        dispatch!(self, q => q.unregister_worker(worker.to_owned()).await)
+    }
+
+    /// Registered workers.
+    pub async fn workers(&self) -> QueueResult<Vec<WorkerInfo>> {
+        dispatch!(self, q => q.workers().await)
+    }
+
+    /// Expired leases back to pending (at most `limit`), old finished jobs deleted.
+    pub async fn reap(&self, limit: usize) -> QueueResult<ReapReport> {
+        dispatch!(self, q => q.reap(limit).await)
+    }
+
+    /// Deletes jobs that finished more than `older_than` ago.
+    pub async fn purge(&self, older_than: std::time::Duration) -> QueueResult<u64> {
+        let older_than_ms = duration_ms(older_than);
+        dispatch!(self, q => q.purge(older_than_ms).await)
+    }
+}

@@ -1,0 +1,214 @@
+//! Settings shared by every queue backend, and the queue URL.
+
+use std::time::Duration;
+
+use crate::config::{ConfigError, ConfigResult};
+
+use super::job::DEFAULT_MAX_CONFIG_BYTES;
+
+/// Settings of a queue (the same on every backend).
+#[derive(Debug, Clone)]
+pub struct QueueOptions {
+    /// Queue name: several queues can share one Redis or one SQLite file.
+    pub name: String,
+    /// Redis key prefix (namespace) in front of `{name}`.
+    pub prefix: String,
+    /// How long a claim is valid without renewal (visibility timeout).
+    pub lease: Duration,
+    /// Largest job config accepted, bytes of JSON.
+    pub max_config_bytes: usize,
+    /// First retry delay; doubles with each retry (with jitter).
+    pub retry_base: Duration,
+    /// Longest retry delay.
+    pub retry_cap: Duration,
+    /// How long finished (completed, failed, cancelled) jobs are kept.
+    pub retention: Duration,
+    /// A worker without a heartbeat for this long counts as stale.
+    pub worker_liveness: Duration,
+    /// Longest wait for any backend call; past it the call fails with `Unavailable`.
+    pub operation_timeout: Duration,
+    /// Accept `rediss://...#insecure` (no certificate check). Off: such a URL is refused.
+    pub allow_insecure_tls: bool,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        Self {
+            name: "default".to_owned(),
+            prefix: "scraperv4".to_owned(),
+            lease: Duration::from_secs(60),
+            max_config_bytes: DEFAULT_MAX_CONFIG_BYTES,
+            retry_base: Duration::from_secs(1),
+            retry_cap: Duration::from_secs(300),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            worker_liveness: Duration::from_secs(120),
+            operation_timeout: Duration::from_secs(10),
+            allow_insecure_tls: false,
+        }
+    }
+}
+
+impl QueueOptions {
+    /// Checks every setting.
+    pub fn validate(&self) -> ConfigResult<()> {
+        let name_ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 128
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+        };
+        if !name_ok(&self.name) {
+            return Err(ConfigError::invalid(
+                "queue name",
+                &self.name,
+                "1-128 characters among A-Z a-z 0-9 - _ . :",
+            ));
+        }
+        if !name_ok(&self.prefix) {
+            return Err(ConfigError::invalid(
+                "key prefix",
+                &self.prefix,
+                "1-128 characters among A-Z a-z 0-9 - _ . :",
+            ));
+        }
+        for (setting, value, minimum) in [
+            ("lease", self.lease, Duration::from_millis(100)),
+            ("retry_base", self.retry_base, Duration::ZERO),
+            ("retention", self.retention, Duration::ZERO),
+            (
+                "worker_liveness",
+                self.worker_liveness,
+                Duration::from_millis(100),
+            ),
+            (
+                "operation_timeout",
+                self.operation_timeout,
+                Duration::from_millis(10),
+            ),
+        ] {
+            if value < minimum {
+                return Err(ConfigError::invalid(
+                    setting,
+                    format!("{value:?}"),
+                    format!("at least {minimum:?}"),
+                ));
+            }
+        }
+        if self.retry_cap < self.retry_base {
+            return Err(ConfigError::invalid(
+                "retry_cap",
+                format!("{:?}", self.retry_cap),
+                "at least retry_base",
+            ));
+        }
+        if self.max_config_bytes < 2 {
+            return Err(ConfigError::invalid(
+                "max_config_bytes",
+                self.max_config_bytes,
+                "at least 2 (an empty JSON object)",
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn lease_ms(&self) -> i64 {
+        duration_ms(self.lease)
+    }
+}
+
+/// Milliseconds of a duration, saturating.
+pub(crate) fn duration_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The backend a queue URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueUrl {
+    /// `redis://` or `rediss://`.
+    Redis(String),
+    /// `sqlite:///absolute/path.db` or `sqlite://relative/path.db`.
+    Sqlite(std::path::PathBuf),
+    /// `memory://`: an in-process queue (lost when the process exits).
+    Memory,
+}
+
+impl QueueUrl {
+    /// Picks the backend from the URL scheme.
+    pub fn parse(url: &str) -> ConfigResult<Self> {
+        let expected = "redis://host:port/db, rediss://..., sqlite:///path/queue.db or memory://";
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Err(ConfigError::invalid("queue URL", redact(url), expected));
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "redis" | "rediss" | "valkey" | "valkeys" => Ok(Self::Redis(url.to_owned())),
+            "sqlite" => {
+                let path = rest.split(['?', '#']).next().unwrap_or_default();
+                if path.is_empty() {
+                    return Err(ConfigError::invalid(
+                        "queue URL",
+                        url,
+                        "a file path after sqlite://, e.g. sqlite:///var/lib/scraperv4/queue.db",
+                    ));
+                }
+                Ok(Self::Sqlite(path.into()))
+            }
+            "memory" => Ok(Self::Memory),
+            _ => Err(ConfigError::invalid("queue URL", redact(url), expected)),
+        }
+    }
+}
+
+/// The URL with its password (if any) replaced by `***`, for messages and logs.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            let hidden = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                "***".to_owned()
+            };
+            format!("{scheme}://{hidden}@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_survive_redaction() {
+        assert_eq!(redact("redis://:s3cret@h:6379/0"), "redis://:***@h:6379/0");
+        assert_eq!(redact("rediss://app:s3cret@h/1"), "rediss://app:***@h/1");
+        assert_eq!(redact("redis://s3cret@h"), "redis://***@h");
+        assert_eq!(redact("redis://h:6379/0"), "redis://h:6379/0");
+        assert!(!redact("redis://u:p@ss:w@h/0").contains("ss:w"));
+    }
+
+    #[test]
+    fn urls_pick_the_backend() {
+        assert_eq!(QueueUrl::parse("memory://").unwrap(), QueueUrl::Memory);
+        assert_eq!(
+            QueueUrl::parse("sqlite:///tmp/q.db").unwrap(),
+            QueueUrl::Sqlite("/tmp/q.db".into())
+        );
+        assert!(matches!(
+            QueueUrl::parse("redis://h/0").unwrap(),
+            QueueUrl::Redis(_)
+        ));
+        let error = QueueUrl::parse("postgres://u:pw@h/db")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !error.contains("pw") && error.contains("sqlite://"),
+            "{error}"
+        );
+    }
+}

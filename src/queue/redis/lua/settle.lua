@@ -1,0 +1,32 @@
+-- Fenced change of a leased job: ARGV[2] id, ARGV[3] attempt (the caller's fencing token),
+-- ARGV[4] action: running | complete | fail | release; ARGV[5] result or error text;
+-- ARGV[6] retryable (1/0); ARGV[7..9] retry backoff base ms, cap ms, jitter (0..1).
+-- Returns {code, status, attempt, outcome, not_before}: code 1 accepted, 0 stale, -1 no job.
+local id, attempt, action = ARGV[2], ARGV[3], ARGV[4]
+local jk = job_key(id)
+local fields = redis.call('HMGET', jk, 'status', 'attempt')
+local status, current = fields[1], fields[2]
+if not status then return {-1, '', '0', '', '0'} end
+if (status ~= 'assigned' and status ~= 'running') or current ~= attempt then
+  return {0, status, current or '0', '', '0'}
+end
+local now = now_ms()
+if action == 'running' then
+  if status == 'assigned' then move(id, 'assigned', 'running', now) end
+  return {1, 'running', current, '', '0'}
+elseif action == 'complete' then
+  redis.call('HSET', jk, 'completed_at', int(now))
+  redis.call('HDEL', jk, 'lease_deadline')
+  if ARGV[5] ~= '' then redis.call('HSET', jk, 'result', ARGV[5]) end
+  move(id, status, 'completed', now)
+  return {1, 'completed', current, '', '0'}
+elseif action == 'fail' then
+  local outcome, not_before = retry_or_fail(id, status, now, ARGV[6] == '1', ARGV[5],
+    {tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])})
+  return {1, outcome, current, outcome, int(not_before)}
+elseif action == 'release' then
+  redis.call('HDEL', jk, 'lease_deadline')
+  move(id, status, 'pending')
+  return {1, 'pending', current, '', '0'}
+end
+return redis.error_reply('unknown action ' .. action)

@@ -1,0 +1,603 @@
+//! The Redis backend: every operation is one round trip (one Lua script, or one command).
+//!
+//! Owns the key layout and the scripts in `lua/`. Each script is loaded once and called by
+//! its SHA (`redis::Script` reloads it transparently after a Redis restart or `SCRIPT FLUSH`).
+//! All keys of a queue are `<prefix>:{<name>}:...`, one hash slot, so a queue works on Redis
+//! Cluster. Scripts take the time from the server (`TIME`), so workers' clocks never matter.
+//!
+//! Keys: `job:<id>` (hash), `pending` (zset, claim order), `delayed` (zset of retrying jobs
+//! by not-before), `leases` (zset by lease deadline), `idx:<status>` (zsets for listing),
+//! `counts` (hash: jobs per status), `seq`, `workers` (zset by last heartbeat),
+//! `worker:<id>` (hash), `wjobs:<id>` (set of held job ids).
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::Script;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::error::{QueueError, QueueResult};
+use super::job::{
+    Ack, FailOutcome, Job, JobStatus, NewJob, PRIORITY_LIMIT, QueueStats, ReapReport, WorkerInfo,
+};
+use super::options::{QueueOptions, duration_ms, redact};
+use crate::config::ConfigError;
+
+macro_rules! script {
+    ($file:literal) => {
+        LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("lua/prelude.lua"),
+                "\n",
+                include_str!(concat!("lua/", $file))
+            ))
+        })
+    };
+}
+
+static SUBMIT: LazyLock<Script> = script!("submit.lua");
+static CLAIM: LazyLock<Script> = script!("claim.lua");
+static SETTLE: LazyLock<Script> = script!("settle.lua");
+static ADMIN: LazyLock<Script> = script!("admin.lua");
+static HEARTBEAT: LazyLock<Script> = script!("heartbeat.lua");
+static WORKERS: LazyLock<Script> = script!("workers.lua");
+static REAP: LazyLock<Script> = script!("reap.lua");
+static PURGE: LazyLock<Script> = script!("purge.lua");
+static STATS: LazyLock<Script> = script!("stats.lua");
+static LIST: LazyLock<Script> = script!("list.lua");
+
+/// Jobs per submit script call: big batches are split so no script runs for long.
+const SUBMIT_CHUNK: usize = 1000;
+
+/// The Redis-backed queue.
+pub struct RedisQueue {
+    connection: ConnectionManager,
+    options: QueueOptions,
+    /// `<prefix>:{<name>}`.
+    base: String,
+    /// The URL without its password.
+    redacted_url: String,
+}
+
+impl RedisQueue {
+    /// Connects to `url` (`redis://[user:password@]host[:port][/db]` or `rediss://...`).
+    pub async fn connect(url: &str, options: QueueOptions) -> QueueResult<Self> {
+        let redacted_url = redact(url);
+        if url.contains("#insecure") && !options.allow_insecure_tls {
+            return Err(ConfigError::invalid(
+                "queue URL",
+                &redacted_url,
+                "certificate checks on: remove #insecure, or pass allow_insecure_tls=True \
+                 if you really mean to accept any certificate",
+            )
+            .into());
+        }
+        let client = redis::Client::open(url).map_err(|e| {
+            QueueError::Config(ConfigError::invalid(
+                "queue URL",
+                &redacted_url,
+                format!("a Redis URL ({})", scrub(&e.to_string(), url)),
+            ))
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(options.operation_timeout))
+            .set_response_timeout(Some(options.operation_timeout))
+            .set_number_of_retries(3)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(2));
+        let connect = ConnectionManager::new_with_config(client, config);
+        let connection = tokio::time::timeout(options.operation_timeout, connect)
+            .await
+            .map_err(|_| QueueError::Unavailable {
+                url: redacted_url.clone(),
+                operation: "connect",
+                detail: format!("no answer within {:?}", options.operation_timeout),
+            })?
+            .map_err(|e| QueueError::Unavailable {
+                url: redacted_url.clone(),
+                operation: "connect",
+                detail: scrub(&e.to_string(), url),
+            })?;
+        let base = format!("{}:{{{}}}", options.prefix, options.name);
+        Ok(Self {
+            connection,
+            options,
+            base,
+            redacted_url,
+        })
+    }
+
+    /// The URL without its password.
+    pub fn location(&self) -> &str {
+        &self.redacted_url
+    }
+
+    /// The queue's settings.
+    pub fn options(&self) -> &QueueOptions {
+        &self.options
+    }
+
+    /// Runs `script` with `args` after the key base, within the operation timeout.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        operation: &'static str,
+        script: &Script,
+        args: Vec<String>,
+    ) -> QueueResult<T> {
+        let mut invocation = script.key(format!("{}:counts", self.base));
+        invocation.arg(&self.base);
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let mut connection = self.connection.clone();
+        let call = invocation.invoke_async::<T>(&mut connection);
+        match tokio::time::timeout(self.options.operation_timeout, call).await {
+            Err(_) => Err(QueueError::Unavailable {
+                url: self.redacted_url.clone(),
+                operation,
+                detail: format!("no answer within {:?}", self.options.operation_timeout),
+            }),
+            Ok(Err(error)) => Err(self.error(operation, &error)),
+            Ok(Ok(value)) => Ok(value),
+        }
+    }
+
+    fn error(&self, operation: &'static str, error: &redis::RedisError) -> QueueError {
+        let detail = error.to_string();
+        if error.is_io_error()
+            || error.is_connection_dropped()
+            || error.is_connection_refusal()
+            || error.is_timeout()
+            || error.is_unrecoverable_error()
+        {
+            QueueError::Unavailable {
+                url: self.redacted_url.clone(),
+                operation,
+                detail,
+            }
+        } else {
+            QueueError::Backend {
+                url: self.redacted_url.clone(),
+                operation,
+                detail,
+            }
+        }
+    }
+
+    /// Submits validated jobs; `(id, created)` per job (one round trip per 1,000 jobs).
+    pub async fn submit(&self, jobs: Vec<NewJob>) -> QueueResult<Vec<(String, bool)>> {
+        let mut results = Vec::with_capacity(jobs.len());
+        for chunk in jobs.chunks(SUBMIT_CHUNK) {
+            let mut args = Vec::with_capacity(1 + chunk.len() * 11);
+            args.push(chunk.len().to_string());
+            for job in chunk {
+                args.extend([
+                    job.id().to_owned(),
+                    job.name.clone(),
+                    job.template_id.clone(),
+                    job.target_url.clone(),
+                    job.config.clone(),
+                    job.priority.to_string(),
+                    job.max_retries.to_string(),
+                    job.crawl_id.clone().unwrap_or_default(),
+                    job.depth.to_string(),
+                    job.parent_id.clone().unwrap_or_default(),
+                    (PRIORITY_LIMIT - job.priority).to_string(),
+                ]);
+            }
+            let created: Vec<i64> = self.run("submit", &SUBMIT, args).await?;
+            results.extend(
+                chunk
+                    .iter()
+                    .zip(created)
+                    .map(|(job, flag)| (job.id().to_owned(), flag == 1)),
+            );
+        }
+        Ok(results)
+    }
+
+    /// Claims up to `limit` jobs for `worker`.
+    pub async fn claim(&self, worker: String, limit: usize) -> QueueResult<Vec<QueueResult<Job>>> {
+        let args = vec![
+            worker,
+            limit.to_string(),
+            self.options.lease_ms().to_string(),
+        ];
+        let raw: Vec<HashMap<String, String>> = self.run("claim", &CLAIM, args).await?;
+        Ok(raw.into_iter().map(job_from_hash).collect())
+    }
+
+    async fn settle(
+        &self,
+        operation: &'static str,
+        id: String,
+        attempt: u64,
+        action: &str,
+        text: String,
+        retryable: bool,
+    ) -> QueueResult<(Ack, String, i64)> {
+        let args = vec![
+            id.clone(),
+            attempt.to_string(),
+            action.to_owned(),
+            text,
+            if retryable { "1" } else { "0" }.to_owned(),
+            duration_ms(self.options.retry_base).to_string(),
+            duration_ms(self.options.retry_cap).to_string(),
+            rand::random::<f64>().to_string(),
+        ];
+        let (code, status, current, outcome, not_before): (i64, String, u64, String, i64) =
+            self.run(operation, &SETTLE, args).await?;
+        Ok((ack(code, &id, &status, current)?, outcome, not_before))
+    }
+
+    /// Marks a claimed job as running (fenced by `attempt`).
+    pub async fn mark_running(&self, id: String, attempt: u64) -> QueueResult<Ack> {
+        let (ack, ..) = self
+            .settle("mark_running", id, attempt, "running", String::new(), false)
+            .await?;
+        Ok(ack)
+    }
+
+    /// Completes a job (fenced by `attempt`).
+    pub async fn complete(
+        &self,
+        id: String,
+        attempt: u64,
+        result: Option<String>,
+    ) -> QueueResult<Ack> {
+        let (ack, ..) = self
+            .settle(
+                "complete",
+                id,
+                attempt,
+                "complete",
+                result.unwrap_or_default(),
+                false,
+            )
+            .await?;
+        Ok(ack)
+    }
+
+    /// Records a failed attempt (fenced by `attempt`).
+    pub async fn fail(
+        &self,
+        id: String,
+        attempt: u64,
+        error: String,
+        retryable: bool,
+    ) -> QueueResult<(Ack, Option<FailOutcome>)> {
+        let (ack, outcome, not_before) = self
+            .settle("fail", id, attempt, "fail", error, retryable)
+            .await?;
+        let outcome = match outcome.as_str() {
+            "retrying" => Some(FailOutcome::Retrying { not_before }),
+            "failed" => Some(FailOutcome::Failed),
+            _ => None,
+        };
+        Ok((ack, outcome))
+    }
+
+    /// Gives a claimed job back at once (fenced by `attempt`), not counting a retry.
+    pub async fn release(&self, id: String, attempt: u64) -> QueueResult<Ack> {
+        let (ack, ..) = self
+            .settle("release", id, attempt, "release", String::new(), false)
+            .await?;
+        Ok(ack)
+    }
+
+    async fn admin(
+        &self,
+        operation: &'static str,
+        id: String,
+        action: &str,
+        reason: String,
+    ) -> QueueResult<Ack> {
+        let (code, status, attempt): (i64, String, u64) = self
+            .run(
+                operation,
+                &ADMIN,
+                vec![id.clone(), action.to_owned(), reason],
+            )
+            .await?;
+        ack(code, &id, &status, attempt)
+    }
+
+    /// Cancels an unfinished job.
+    pub async fn cancel(&self, id: String) -> QueueResult<Ack> {
+        self.admin("cancel", id, "cancel", String::new()).await
+    }
+
+    /// Puts a failed or cancelled job back to pending, retries reset.
+    pub async fn retry(&self, id: String) -> QueueResult<Ack> {
+        self.admin("retry", id, "retry", String::new()).await
+    }
+
+    /// Moves a job whose record cannot be read to `failed` with `reason`.
+    pub async fn quarantine(&self, id: String, reason: String) -> QueueResult<Ack> {
+        self.admin("quarantine", id, "quarantine", reason).await
+    }
+
+    /// One job, or `None`.
+    pub async fn get(&self, id: String) -> QueueResult<Option<Job>> {
+        let mut connection = self.connection.clone();
+        let key = format!("{}:job:{id}", self.base);
+        let mut command = redis::cmd("HGETALL");
+        command.arg(&key);
+        let call = command.query_async::<HashMap<String, String>>(&mut connection);
+        let fields = match tokio::time::timeout(self.options.operation_timeout, call).await {
+            Err(_) => {
+                return Err(QueueError::Unavailable {
+                    url: self.redacted_url.clone(),
+                    operation: "get",
+                    detail: format!("no answer within {:?}", self.options.operation_timeout),
+                });
+            }
+            Ok(result) => result.map_err(|e| self.error("get", &e))?,
+        };
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        job_from_hash(fields).map(Some)
+    }
+
+    /// Jobs with `status`, paged (pending in claim order, finished newest first).
+    pub async fn list(
+        &self,
+        status: JobStatus,
+        offset: usize,
+        limit: usize,
+    ) -> QueueResult<Vec<QueueResult<Job>>> {
+        let args = vec![
+            status.as_str().to_owned(),
+            offset.to_string(),
+            limit.to_string(),
+        ];
+        let raw: Vec<HashMap<String, String>> = self.run("list", &LIST, args).await?;
+        Ok(raw.into_iter().map(job_from_hash).collect())
+    }
+
+    /// Maintained counts (one round trip).
+    pub async fn stats(&self) -> QueueResult<QueueStats> {
+        let liveness = duration_ms(self.options.worker_liveness).to_string();
+        let (counts, total_workers, active_workers, runnable): (
+            HashMap<String, i64>,
+            u64,
+            u64,
+            u64,
+        ) = self.run("stats", &STATS, vec![liveness]).await?;
+        let mut stats = QueueStats {
+            active_workers,
+            total_workers,
+            runnable,
+            ..QueueStats::default()
+        };
+        for status in JobStatus::ALL {
+            let n = u64::try_from(counts.get(status.as_str()).copied().unwrap_or(0)).unwrap_or(0);
+            stats.by_status.push((status, n));
+            stats.total += n;
+        }
+        Ok(stats)
+    }
+
+    /// Counts by reading every job record (SCAN): to check the maintained counts.
+    pub async fn recount_by_scan(&self) -> QueueResult<Vec<(JobStatus, u64)>> {
+        let mut connection = self.connection.clone();
+        let pattern = format!("{}:job:*", self.base);
+        let mut counts: HashMap<JobStatus, u64> = HashMap::new();
+        let mut cursor = 0_u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut connection)
+                .await
+                .map_err(|e| self.error("recount", &e))?;
+            if !keys.is_empty() {
+                let mut pipe = redis::pipe();
+                for key in &keys {
+                    pipe.hget(key, "status");
+                }
+                let statuses: Vec<Option<String>> = pipe
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(|e| self.error("recount", &e))?;
+                for status in statuses.into_iter().flatten() {
+                    if let Some(status) = JobStatus::parse(&status) {
+                        *counts.entry(status).or_default() += 1;
+                    }
+                }
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(JobStatus::ALL
+            .into_iter()
+            .map(|s| (s, counts.get(&s).copied().unwrap_or(0)))
+            .collect())
+    }
+
+    /// Registers (or re-registers, clearing the drain flag) a worker.
+    pub async fn register_worker(&self, worker: String) -> QueueResult<()> {
+        let _: i64 = self
+            .run(
+                "register_worker",
+                &WORKERS,
+                vec!["register".to_owned(), worker],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Renews the worker's liveness and the leases of the jobs it holds.
+    pub async fn heartbeat(&self, worker: String) -> QueueResult<(u64, bool)> {
+        let (renewed, draining): (u64, i64) = self
+            .run(
+                "heartbeat",
+                &HEARTBEAT,
+                vec![worker, self.options.lease_ms().to_string()],
+            )
+            .await?;
+        Ok((renewed, draining == 1))
+    }
+
+    /// Sets or clears a worker's drain flag; false when the worker is unknown.
+    pub async fn set_draining(&self, worker: String, draining: bool) -> QueueResult<bool> {
+        let flag = if draining { "1" } else { "0" };
+        let found: i64 = self
+            .run(
+                "set_draining",
+                &WORKERS,
+                vec!["drain".to_owned(), worker, flag.to_owned()],
+            )
+            .await?;
+        Ok(found == 1)
+    }
+
+    /// Removes a worker; its held jobs go back to pending. Returns how many.
+    pub async fn unregister_worker(&self, worker: String) -> QueueResult<u64> {
+        self.run(
+            "unregister_worker",
+            &WORKERS,
+            vec!["unregister".to_owned(), worker],
+        )
+        .await
+    }
+
+    /// Every registered worker with the jobs it holds.
+    pub async fn workers(&self) -> QueueResult<Vec<WorkerInfo>> {
+        let raw: Vec<(String, i64, i64, String, Vec<String>)> = self
+            .run("workers", &WORKERS, vec!["list".to_owned(), String::new()])
+            .await?;
+        let time: (i64, i64) = {
+            let mut connection = self.connection.clone();
+            redis::cmd("TIME")
+                .query_async(&mut connection)
+                .await
+                .map_err(|e| self.error("workers", &e))?
+        };
+        let now = time.0 * 1000 + time.1 / 1000;
+        let live_since = now - duration_ms(self.options.worker_liveness);
+        Ok(raw
+            .into_iter()
+            .map(
+                |(id, registered_at, last_heartbeat, draining, jobs)| WorkerInfo {
+                    id,
+                    registered_at,
+                    last_heartbeat,
+                    draining: draining == "1",
+                    jobs,
+                    state: if last_heartbeat >= live_since {
+                        "active"
+                    } else {
+                        "stale"
+                    }
+                    .to_owned(),
+                },
+            )
+            .collect())
+    }
+
+    /// Requeues expired leases (at most `limit`) and deletes finished jobs past retention.
+    pub async fn reap(&self, limit: usize) -> QueueResult<ReapReport> {
+        let (requeued, failed, purged): (u64, u64, u64) = self
+            .run(
+                "reap",
+                &REAP,
+                vec![
+                    limit.to_string(),
+                    duration_ms(self.options.retention).to_string(),
+                ],
+            )
+            .await?;
+        Ok(ReapReport {
+            requeued,
+            failed,
+            purged,
+        })
+    }
+
+    /// Deletes finished jobs older than `older_than_ms`.
+    pub async fn purge(&self, older_than_ms: i64) -> QueueResult<u64> {
+        self.run("purge", &PURGE, vec![older_than_ms.to_string()])
+            .await
+    }
+}
+
+/// Removes the URL (with its password) from a driver message that might echo it.
+fn scrub(message: &str, url: &str) -> String {
+    message.replace(url, &redact(url))
+}
+
+fn ack(code: i64, id: &str, status: &str, attempt: u64) -> QueueResult<Ack> {
+    match code {
+        1 => Ok(Ack::Accepted),
+        -1 => Ok(Ack::NotFound),
+        _ => JobStatus::parse(status)
+            .map(|status| Ack::Stale { status, attempt })
+            .ok_or_else(|| QueueError::CorruptJob {
+                job_id: id.to_owned(),
+                detail: format!("unknown status {status:?}"),
+            }),
+    }
+}
+
+/// A stored numeric field, or why it is not one.
+fn number<T: std::str::FromStr>(value: Option<String>, name: &str) -> Result<Option<T>, String> {
+    value
+        .map(|v| {
+            v.parse::<T>()
+                .map_err(|_| format!("field {name} is not a number: {v:?}"))
+        })
+        .transpose()
+}
+
+/// A job from its Redis hash; a field that cannot be read is a `CorruptJob` naming it.
+fn job_from_hash(mut fields: HashMap<String, String>) -> QueueResult<Job> {
+    let id = fields
+        .get("id")
+        .cloned()
+        .unwrap_or_else(|| "<unknown>".to_owned());
+    let corrupt = |detail: String| QueueError::CorruptJob {
+        job_id: id.clone(),
+        detail,
+    };
+    let mut take = |name: &str| fields.remove(name);
+    let required =
+        |value: Option<String>, name: &str| value.ok_or_else(|| format!("field {name} is missing"));
+    let mut build = || -> Result<Job, String> {
+        let status_text = required(take("status"), "status")?;
+        let status = JobStatus::parse(&status_text)
+            .ok_or_else(|| format!("unknown status {status_text:?}"))?;
+        Ok(Job {
+            id: required(take("id"), "id")?,
+            name: take("name").unwrap_or_default(),
+            template_id: take("template_id").unwrap_or_default(),
+            target_url: required(take("target_url"), "target_url")?,
+            config: take("config").unwrap_or_else(|| "{}".to_owned()),
+            priority: number(take("priority"), "priority")?.unwrap_or(0),
+            status,
+            assigned_worker: take("assigned_worker"),
+            created_at: number(take("created_at"), "created_at")?.unwrap_or(0),
+            started_at: number(take("started_at"), "started_at")?,
+            completed_at: number(take("completed_at"), "completed_at")?,
+            retry_count: number(take("retry_count"), "retry_count")?.unwrap_or(0),
+            max_retries: number(take("max_retries"), "max_retries")?.unwrap_or(0),
+            result: take("result"),
+            error: take("error"),
+            attempt: number(take("attempt"), "attempt")?.unwrap_or(0),
+            lease_deadline: number(take("lease_deadline"), "lease_deadline")?,
+            not_before: number(take("not_before"), "not_before")?,
+            crawl_id: take("crawl_id"),
+            depth: number(take("depth"), "depth")?.unwrap_or(0),
+            parent_id: take("parent_id"),
+        })
+    };
+    build().map_err(corrupt)
+}

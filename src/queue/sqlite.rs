@@ -1,0 +1,898 @@
+//! The embedded backend: one SQLite file (WAL) or an in-memory database.
+//!
+//! Owns the same semantics as the Redis backend for one machine. Every operation is one
+//! `BEGIN IMMEDIATE` transaction, so a process killed at any point leaves either the old or the
+//! new state; claimed jobs of a killed process come back when their lease expires, like on
+//! Redis. Per-status counts are kept by triggers in the same transactions (O(1) stats, never a
+//! scan). Several processes may share one file: SQLite serialises the writers and
+//! `busy_timeout` makes them wait instead of failing.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+
+use super::error::{QueueError, QueueResult};
+use super::job::{
+    Ack, FailOutcome, Job, JobStatus, NewJob, QueueStats, ReapReport, WorkerInfo, backoff_ms,
+};
+use super::options::{QueueOptions, duration_ms};
+
+const SCHEMA: &str = r"
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    template_id TEXT NOT NULL,
+    target_url TEXT NOT NULL,
+    config TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    assigned_worker TEXT,
+    created_at INTEGER NOT NULL,
+    started_at INTEGER,
+    completed_at INTEGER,
+    retry_count INTEGER NOT NULL DEFAULT 0,
+    max_retries INTEGER NOT NULL,
+    result TEXT,
+    error TEXT,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    lease_deadline INTEGER,
+    not_before INTEGER NOT NULL DEFAULT 0,
+    crawl_id TEXT,
+    depth INTEGER NOT NULL DEFAULT 0,
+    parent_id TEXT,
+    UNIQUE (queue, id)
+);
+CREATE INDEX IF NOT EXISTS jobs_claim ON jobs (queue, priority DESC, seq)
+    WHERE status IN ('pending', 'retrying');
+CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (queue, lease_deadline)
+    WHERE status IN ('assigned', 'running');
+CREATE INDEX IF NOT EXISTS jobs_worker ON jobs (queue, assigned_worker)
+    WHERE status IN ('assigned', 'running');
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (queue, status, completed_at)
+    WHERE status IN ('completed', 'failed', 'cancelled');
+CREATE TABLE IF NOT EXISTS counts (
+    queue TEXT NOT NULL,
+    status TEXT NOT NULL,
+    n INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (queue, status)
+);
+CREATE TRIGGER IF NOT EXISTS jobs_count_insert AFTER INSERT ON jobs BEGIN
+    INSERT INTO counts (queue, status, n) VALUES (NEW.queue, NEW.status, 1)
+        ON CONFLICT (queue, status) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS jobs_count_delete AFTER DELETE ON jobs BEGIN
+    UPDATE counts SET n = n - 1 WHERE queue = OLD.queue AND status = OLD.status;
+END;
+CREATE TRIGGER IF NOT EXISTS jobs_count_update AFTER UPDATE OF status ON jobs
+    WHEN OLD.status <> NEW.status BEGIN
+    UPDATE counts SET n = n - 1 WHERE queue = OLD.queue AND status = OLD.status;
+    INSERT INTO counts (queue, status, n) VALUES (NEW.queue, NEW.status, 1)
+        ON CONFLICT (queue, status) DO UPDATE SET n = n + 1;
+END;
+CREATE TABLE IF NOT EXISTS workers (
+    queue TEXT NOT NULL,
+    id TEXT NOT NULL,
+    registered_at INTEGER NOT NULL,
+    last_heartbeat INTEGER NOT NULL,
+    draining INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (queue, id)
+);
+";
+
+const JOB_COLUMNS: &str = "id, name, template_id, target_url, config, priority, status, \
+    assigned_worker, created_at, started_at, completed_at, retry_count, max_retries, result, \
+    error, attempt, lease_deadline, not_before, crawl_id, depth, parent_id";
+
+/// The SQLite-backed queue.
+pub struct SqliteQueue {
+    connection: Arc<Mutex<Connection>>,
+    options: QueueOptions,
+    location: String,
+}
+
+impl SqliteQueue {
+    /// Opens (creating if needed) the queue database at `path`.
+    pub fn open(path: &Path, options: QueueOptions) -> QueueResult<Self> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| QueueError::Unavailable {
+                url: format!("sqlite://{}", path.display()),
+                operation: "open",
+                detail: format!("cannot create {}: {e}", parent.display()),
+            })?;
+        }
+        let location = format!("sqlite://{}", path.display());
+        let connection = Connection::open(path).map_err(|e| unavailable(&location, "open", &e))?;
+        Self::init(connection, options, location)
+    }
+
+    /// An in-memory queue (`memory://`), private to this process.
+    pub fn in_memory(options: QueueOptions) -> QueueResult<Self> {
+        let connection =
+            Connection::open_in_memory().map_err(|e| unavailable("memory://", "open", &e))?;
+        Self::init(connection, options, "memory://".to_owned())
+    }
+
+    fn init(connection: Connection, options: QueueOptions, location: String) -> QueueResult<Self> {
+        let setup = || -> rusqlite::Result<()> {
+            connection.busy_timeout(options.operation_timeout)?;
+            // WAL: readers never block the writer; NORMAL sync is durable across a process
+            // crash (only an OS crash can lose the last transactions).
+            connection.pragma_update(None, "journal_mode", "WAL")?;
+            connection.pragma_update(None, "synchronous", "NORMAL")?;
+            connection.execute_batch(SCHEMA)
+        };
+        setup().map_err(|e| unavailable(&location, "open", &e))?;
+        Ok(Self {
+            connection: Arc::new(Mutex::new(connection)),
+            options,
+            location,
+        })
+    }
+
+    /// Where the data lives (`sqlite:///path` or `memory://`).
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The queue's settings.
+    pub fn options(&self) -> &QueueOptions {
+        &self.options
+    }
+
+    /// Runs `work` in one immediate transaction on a blocking thread.
+    async fn transaction<T, F>(&self, operation: &'static str, work: F) -> QueueResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>, &Ctx) -> QueueResult<T> + Send + 'static,
+    {
+        let connection = Arc::clone(&self.connection);
+        let ctx = Ctx {
+            queue: self.options.name.clone(),
+            options: self.options.clone(),
+            location: self.location.clone(),
+            operation,
+            now: now_ms(),
+        };
+        let location = self.location.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
+            let tx = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| ctx.error(&e))?;
+            let value = work(&tx, &ctx)?;
+            tx.commit().map_err(|e| ctx.error(&e))?;
+            Ok(value)
+        })
+        .await;
+        joined.map_err(|e| QueueError::Backend {
+            url: location,
+            operation,
+            detail: format!("the database thread stopped: {e}"),
+        })?
+    }
+
+    /// Submits jobs (validated by the caller); returns `(id, created)` for each, where
+    /// `created` is false for an id the queue already had (nothing changes for it).
+    pub async fn submit(&self, jobs: Vec<NewJob>) -> QueueResult<Vec<(String, bool)>> {
+        self.transaction("submit", move |tx, ctx| {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO jobs (queue, id, name, template_id, target_url, config, \
+                     priority, status, created_at, max_retries, crawl_id, depth, parent_id) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?12) \
+                     ON CONFLICT (queue, id) DO NOTHING",
+                )
+                .map_err(|e| ctx.error(&e))?;
+            let mut created = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                let changed = insert
+                    .execute(params![
+                        ctx.queue,
+                        job.id(),
+                        job.name,
+                        job.template_id,
+                        job.target_url,
+                        job.config,
+                        job.priority,
+                        ctx.now,
+                        job.max_retries,
+                        job.crawl_id,
+                        job.depth,
+                        job.parent_id,
+                    ])
+                    .map_err(|e| ctx.error(&e))?;
+                created.push((job.id().to_owned(), changed == 1));
+            }
+            Ok(created)
+        })
+        .await
+    }
+
+    /// Claims up to `limit` runnable jobs for `worker` (none while the worker is draining).
+    pub async fn claim(&self, worker: String, limit: usize) -> QueueResult<Vec<QueueResult<Job>>> {
+        self.transaction("claim", move |tx, ctx| {
+            let draining: bool = tx
+                .query_row(
+                    "SELECT draining FROM workers WHERE queue = ?1 AND id = ?2",
+                    params![ctx.queue, worker],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(|e| ctx.error(&e))?
+                .unwrap_or(false);
+            if draining || limit == 0 {
+                return Ok(Vec::new());
+            }
+            let ids: Vec<String> = {
+                let mut select = tx
+                    .prepare_cached(
+                        "SELECT id FROM jobs WHERE queue = ?1 AND status IN ('pending', \
+                         'retrying') AND not_before <= ?2 ORDER BY priority DESC, seq LIMIT ?3",
+                    )
+                    .map_err(|e| ctx.error(&e))?;
+                select
+                    .query_map(params![ctx.queue, ctx.now, limit], |row| row.get(0))
+                    .and_then(Iterator::collect)
+                    .map_err(|e| ctx.error(&e))?
+            };
+            let lease_deadline = ctx.now + ctx.options.lease_ms();
+            let mut update = tx
+                .prepare_cached(
+                    "UPDATE jobs SET status = 'assigned', assigned_worker = ?3, started_at = ?4, \
+                     lease_deadline = ?5, attempt = attempt + 1 WHERE queue = ?1 AND id = ?2",
+                )
+                .map_err(|e| ctx.error(&e))?;
+            let mut claimed = Vec::with_capacity(ids.len());
+            for id in ids {
+                update
+                    .execute(params![ctx.queue, id, worker, ctx.now, lease_deadline])
+                    .map_err(|e| ctx.error(&e))?;
+                claimed.push(
+                    read_job(tx, ctx, &id)
+                        .and_then(|job| job.ok_or_else(|| QueueError::JobNotFound(id.clone()))),
+                );
+            }
+            touch_worker(tx, ctx, &worker)?;
+            Ok(claimed)
+        })
+        .await
+    }
+
+    /// Marks a claimed job as running (fenced by `attempt`).
+    pub async fn mark_running(&self, id: String, attempt: u64) -> QueueResult<Ack> {
+        self.transaction("mark_running", move |tx, ctx| {
+            fenced(tx, ctx, &id, attempt, |tx, ctx| {
+                exec(
+                    tx,
+                    ctx,
+                    "UPDATE jobs SET status = 'running' WHERE queue = ?1 AND id = ?2",
+                    params![ctx.queue, id],
+                )
+            })
+        })
+        .await
+    }
+
+    /// Completes a job with its result (fenced by `attempt`).
+    pub async fn complete(
+        &self,
+        id: String,
+        attempt: u64,
+        result: Option<String>,
+    ) -> QueueResult<Ack> {
+        self.transaction("complete", move |tx, ctx| {
+            fenced(tx, ctx, &id, attempt, |tx, ctx| {
+                exec(
+                    tx,
+                    ctx,
+                    "UPDATE jobs SET status = 'completed', completed_at = ?3, result = ?4, \
+                     lease_deadline = NULL WHERE queue = ?1 AND id = ?2",
+                    params![ctx.queue, id, ctx.now, result],
+                )
+            })
+        })
+        .await
+    }
+
+    /// Records a failed attempt (fenced): retried after a backoff while retries remain and
+    /// `retryable`, else `failed`.
+    pub async fn fail(
+        &self,
+        id: String,
+        attempt: u64,
+        error: String,
+        retryable: bool,
+    ) -> QueueResult<(Ack, Option<FailOutcome>)> {
+        self.transaction("fail", move |tx, ctx| {
+            let mut outcome = None;
+            let ack = fenced(tx, ctx, &id, attempt, |tx, ctx| {
+                let (retry_count, max_retries): (u32, u32) = tx
+                    .query_row(
+                        "SELECT retry_count, max_retries FROM jobs WHERE queue = ?1 AND id = ?2",
+                        params![ctx.queue, id],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .map_err(|e| ctx.error(&e))?;
+                outcome = Some(schedule_retry(
+                    tx,
+                    ctx,
+                    &id,
+                    retry_count,
+                    max_retries,
+                    retryable,
+                    &error,
+                    true,
+                )?);
+                Ok(())
+            })?;
+            Ok((ack, outcome))
+        })
+        .await
+    }
+
+    /// Gives a claimed job back at once, without counting a retry (graceful shutdown).
+    pub async fn release(&self, id: String, attempt: u64) -> QueueResult<Ack> {
+        self.transaction("release", move |tx, ctx| {
+            fenced(tx, ctx, &id, attempt, |tx, ctx| {
+                exec(
+                    tx,
+                    ctx,
+                    "UPDATE jobs SET status = 'pending', lease_deadline = NULL, not_before = 0 \
+                     WHERE queue = ?1 AND id = ?2",
+                    params![ctx.queue, id],
+                )
+            })
+        })
+        .await
+    }
+
+    /// Cancels a job that is not finished yet; a worker holding it will be refused.
+    pub async fn cancel(&self, id: String) -> QueueResult<Ack> {
+        self.transaction("cancel", move |tx, ctx| {
+            let Some((status, attempt)) = status_of(tx, ctx, &id)? else {
+                return Ok(Ack::NotFound);
+            };
+            if status.is_terminal() {
+                return Ok(Ack::Stale { status, attempt });
+            }
+            exec(
+                tx,
+                ctx,
+                "UPDATE jobs SET status = 'cancelled', completed_at = ?3, lease_deadline = NULL \
+                 WHERE queue = ?1 AND id = ?2",
+                params![ctx.queue, id, ctx.now],
+            )?;
+            Ok(Ack::Accepted)
+        })
+        .await
+    }
+
+    /// Puts a failed or cancelled job back to pending with its retries reset.
+    pub async fn retry(&self, id: String) -> QueueResult<Ack> {
+        self.transaction("retry", move |tx, ctx| {
+            let Some((status, attempt)) = status_of(tx, ctx, &id)? else {
+                return Ok(Ack::NotFound);
+            };
+            if !matches!(status, JobStatus::Failed | JobStatus::Cancelled) {
+                return Ok(Ack::Stale { status, attempt });
+            }
+            exec(
+                tx,
+                ctx,
+                "UPDATE jobs SET status = 'pending', retry_count = 0, completed_at = NULL, \
+                 not_before = 0 WHERE queue = ?1 AND id = ?2",
+                params![ctx.queue, id],
+            )?;
+            Ok(Ack::Accepted)
+        })
+        .await
+    }
+
+    /// Moves a job whose record cannot be read to `failed` with `reason`.
+    pub async fn quarantine(&self, id: String, reason: String) -> QueueResult<Ack> {
+        self.transaction("quarantine", move |tx, ctx| {
+            let changed = tx
+                .execute(
+                    "UPDATE jobs SET status = 'failed', error = ?3, completed_at = ?4, \
+                     lease_deadline = NULL WHERE queue = ?1 AND id = ?2",
+                    params![ctx.queue, id, reason, ctx.now],
+                )
+                .map_err(|e| ctx.error(&e))?;
+            Ok(if changed == 1 {
+                Ack::Accepted
+            } else {
+                Ack::NotFound
+            })
+        })
+        .await
+    }
+
+    /// One job, or `None`.
+    pub async fn get(&self, id: String) -> QueueResult<Option<Job>> {
+        self.transaction("get", move |tx, ctx| read_job(tx, ctx, &id))
+            .await
+    }
+
+    /// Jobs with `status`, oldest first (pending: in claim order), paged.
+    pub async fn list(
+        &self,
+        status: JobStatus,
+        offset: usize,
+        limit: usize,
+    ) -> QueueResult<Vec<QueueResult<Job>>> {
+        self.transaction("list", move |tx, ctx| {
+            let order = match status {
+                JobStatus::Pending | JobStatus::Retrying => "priority DESC, seq",
+                JobStatus::Assigned | JobStatus::Running => "started_at, seq",
+                _ => "completed_at DESC, seq",
+            };
+            let sql = format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE queue = ?1 AND status = ?2 ORDER BY {order} \
+                 LIMIT ?3 OFFSET ?4"
+            );
+            let mut select = tx.prepare(&sql).map_err(|e| ctx.error(&e))?;
+            let rows = select
+                .query_map(
+                    params![ctx.queue, status.as_str(), limit, offset],
+                    job_from_row,
+                )
+                .map_err(|e| ctx.error(&e))?;
+            Ok(rows
+                .map(|row| row.map_err(|e| ctx.error(&e)).and_then(|parsed| parsed))
+                .collect())
+        })
+        .await
+    }
+
+    /// Counts, from the trigger-maintained table.
+    pub async fn stats(&self) -> QueueResult<QueueStats> {
+        self.transaction("stats", move |tx, ctx| {
+            let mut stats = QueueStats::default();
+            let mut select = tx
+                .prepare_cached("SELECT status, n FROM counts WHERE queue = ?1")
+                .map_err(|e| ctx.error(&e))?;
+            let counts: Vec<(String, u64)> = select
+                .query_map(params![ctx.queue], |row| Ok((row.get(0)?, row.get(1)?)))
+                .and_then(Iterator::collect)
+                .map_err(|e| ctx.error(&e))?;
+            for status in JobStatus::ALL {
+                let n = counts
+                    .iter()
+                    .find(|(name, _)| name == status.as_str())
+                    .map_or(0, |(_, n)| *n);
+                stats.by_status.push((status, n));
+                stats.total += n;
+            }
+            let live_since = ctx.now - duration_ms(ctx.options.worker_liveness);
+            (stats.total_workers, stats.active_workers) = tx
+                .query_row(
+                    "SELECT COUNT(*), COALESCE(SUM(last_heartbeat >= ?2), 0) FROM workers \
+                     WHERE queue = ?1",
+                    params![ctx.queue, live_since],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .map_err(|e| ctx.error(&e))?;
+            stats.runnable = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM jobs WHERE queue = ?1 AND status IN ('pending', \
+                     'retrying') AND not_before <= ?2",
+                    params![ctx.queue, ctx.now],
+                    |row| row.get(0),
+                )
+                .map_err(|e| ctx.error(&e))?;
+            Ok(stats)
+        })
+        .await
+    }
+
+    /// Counts by scanning every job (to check the maintained counts; never used for stats).
+    pub async fn recount_by_scan(&self) -> QueueResult<Vec<(JobStatus, u64)>> {
+        self.transaction("recount", move |tx, ctx| {
+            let mut select = tx
+                .prepare("SELECT status, COUNT(*) FROM jobs WHERE queue = ?1 GROUP BY status")
+                .map_err(|e| ctx.error(&e))?;
+            let rows: Vec<(String, u64)> = select
+                .query_map(params![ctx.queue], |row| Ok((row.get(0)?, row.get(1)?)))
+                .and_then(Iterator::collect)
+                .map_err(|e| ctx.error(&e))?;
+            Ok(JobStatus::ALL
+                .into_iter()
+                .map(|s| {
+                    let n = rows
+                        .iter()
+                        .find(|(name, _)| name == s.as_str())
+                        .map_or(0, |r| r.1);
+                    (s, n)
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Registers (or re-registers) a worker.
+    pub async fn register_worker(&self, worker: String) -> QueueResult<()> {
+        self.transaction("register_worker", move |tx, ctx| {
+            exec(
+                tx,
+                ctx,
+                "INSERT INTO workers (queue, id, registered_at, last_heartbeat, draining) \
+                 VALUES (?1, ?2, ?3, ?3, 0) ON CONFLICT (queue, id) DO UPDATE SET \
+                 registered_at = ?3, last_heartbeat = ?3, draining = 0",
+                params![ctx.queue, worker, ctx.now],
+            )
+        })
+        .await
+    }
+
+    /// Heartbeat: renews the worker's liveness and the lease of every job it holds.
+    /// Returns `(leases renewed, draining)`.
+    pub async fn heartbeat(&self, worker: String) -> QueueResult<(u64, bool)> {
+        self.transaction("heartbeat", move |tx, ctx| {
+            touch_worker(tx, ctx, &worker)?;
+            let renewed = tx
+                .execute(
+                    "UPDATE jobs SET lease_deadline = ?3 WHERE queue = ?1 AND assigned_worker = \
+                     ?2 AND status IN ('assigned', 'running')",
+                    params![ctx.queue, worker, ctx.now + ctx.options.lease_ms()],
+                )
+                .map_err(|e| ctx.error(&e))?;
+            let draining = tx
+                .query_row(
+                    "SELECT draining FROM workers WHERE queue = ?1 AND id = ?2",
+                    params![ctx.queue, worker],
+                    |row| row.get(0),
+                )
+                .map_err(|e| ctx.error(&e))?;
+            Ok((renewed as u64, draining))
+        })
+        .await
+    }
+
+    /// Sets or clears a worker's drain flag; false when the worker is unknown.
+    pub async fn set_draining(&self, worker: String, draining: bool) -> QueueResult<bool> {
+        self.transaction("set_draining", move |tx, ctx| {
+            let changed = tx
+                .execute(
+                    "UPDATE workers SET draining = ?3 WHERE queue = ?1 AND id = ?2",
+                    params![ctx.queue, worker, draining],
+                )
+                .map_err(|e| ctx.error(&e))?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    /// Removes a worker; the jobs it still holds go back to pending. Returns how many.
+    pub async fn unregister_worker(&self, worker: String) -> QueueResult<u64> {
+        self.transaction("unregister_worker", move |tx, ctx| {
+            let released = tx
+                .execute(
+                    "UPDATE jobs SET status = 'pending', lease_deadline = NULL, not_before = 0 \
+                     WHERE queue = ?1 AND assigned_worker = ?2 AND status IN ('assigned', \
+                     'running')",
+                    params![ctx.queue, worker],
+                )
+                .map_err(|e| ctx.error(&e))?;
+            exec(
+                tx,
+                ctx,
+                "DELETE FROM workers WHERE queue = ?1 AND id = ?2",
+                params![ctx.queue, worker],
+            )?;
+            Ok(released as u64)
+        })
+        .await
+    }
+
+    /// Every registered worker with the jobs it holds.
+    pub async fn workers(&self) -> QueueResult<Vec<WorkerInfo>> {
+        self.transaction("workers", move |tx, ctx| {
+            let live_since = ctx.now - duration_ms(ctx.options.worker_liveness);
+            let mut select = tx
+                .prepare(
+                    "SELECT w.id, w.registered_at, w.last_heartbeat, w.draining, \
+                     (SELECT group_concat(j.id, char(10)) FROM jobs j WHERE j.queue = w.queue \
+                     AND j.assigned_worker = w.id AND j.status IN ('assigned', 'running')) \
+                     FROM workers w WHERE w.queue = ?1 ORDER BY w.id",
+                )
+                .map_err(|e| ctx.error(&e))?;
+            select
+                .query_map(params![ctx.queue], |row| {
+                    let last_heartbeat: i64 = row.get(2)?;
+                    let jobs: Option<String> = row.get(4)?;
+                    Ok(WorkerInfo {
+                        id: row.get(0)?,
+                        registered_at: row.get(1)?,
+                        last_heartbeat,
+                        draining: row.get(3)?,
+                        jobs: jobs
+                            .map(|j| j.split('\n').map(str::to_owned).collect())
+                            .unwrap_or_default(),
+                        state: if last_heartbeat >= live_since {
+                            "active"
+                        } else {
+                            "stale"
+                        }
+                        .to_owned(),
+                    })
+                })
+                .and_then(Iterator::collect)
+                .map_err(|e| ctx.error(&e))
+        })
+        .await
+    }
+
+    /// Requeues (or fails, when out of retries) jobs whose lease expired, and deletes
+    /// finished jobs older than the retention. Processes at most `limit` leases.
+    pub async fn reap(&self, limit: usize) -> QueueResult<ReapReport> {
+        self.transaction("reap", move |tx, ctx| {
+            let expired: Vec<(String, String, u32, u32)> = {
+                let mut select = tx
+                    .prepare_cached(
+                        "SELECT id, COALESCE(assigned_worker, ''), retry_count, max_retries \
+                         FROM jobs WHERE queue = ?1 AND status IN ('assigned', 'running') AND \
+                         lease_deadline < ?2 ORDER BY lease_deadline LIMIT ?3",
+                    )
+                    .map_err(|e| ctx.error(&e))?;
+                select
+                    .query_map(params![ctx.queue, ctx.now, limit], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                    })
+                    .and_then(Iterator::collect)
+                    .map_err(|e| ctx.error(&e))?
+            };
+            let mut report = ReapReport::default();
+            for (id, worker, retry_count, max_retries) in expired {
+                let error = format!(
+                    "lease expired: worker {worker:?} stopped renewing it (crashed, hung or \
+                     cut off)"
+                );
+                match schedule_retry(tx, ctx, &id, retry_count, max_retries, true, &error, false)? {
+                    FailOutcome::Failed => report.failed += 1,
+                    FailOutcome::Retrying { .. } => report.requeued += 1,
+                }
+            }
+            let cutoff = ctx.now - duration_ms(ctx.options.retention);
+            report.purged = tx
+                .execute(
+                    "DELETE FROM jobs WHERE queue = ?1 AND status IN ('completed', 'failed', \
+                     'cancelled') AND completed_at < ?2",
+                    params![ctx.queue, cutoff],
+                )
+                .map_err(|e| ctx.error(&e))? as u64;
+            Ok(report)
+        })
+        .await
+    }
+
+    /// Deletes finished jobs that finished more than `older_than_ms` ago; returns how many.
+    pub async fn purge(&self, older_than_ms: i64) -> QueueResult<u64> {
+        self.transaction("purge", move |tx, ctx| {
+            let removed = tx
+                .execute(
+                    "DELETE FROM jobs WHERE queue = ?1 AND status IN ('completed', 'failed', \
+                     'cancelled') AND completed_at <= ?2",
+                    params![ctx.queue, ctx.now - older_than_ms],
+                )
+                .map_err(|e| ctx.error(&e))?;
+            Ok(removed as u64)
+        })
+        .await
+    }
+}
+
+/// What every transaction knows.
+struct Ctx {
+    queue: String,
+    options: QueueOptions,
+    location: String,
+    operation: &'static str,
+    now: i64,
+}
+
+impl Ctx {
+    fn error(&self, error: &rusqlite::Error) -> QueueError {
+        let busy = matches!(
+            error.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        );
+        if busy {
+            QueueError::Unavailable {
+                url: self.location.clone(),
+                operation: self.operation,
+                detail: format!("database busy for longer than the operation timeout: {error}"),
+            }
+        } else {
+            QueueError::Backend {
+                url: self.location.clone(),
+                operation: self.operation,
+                detail: error.to_string(),
+            }
+        }
+    }
+}
+
+fn unavailable(location: &str, operation: &'static str, error: &rusqlite::Error) -> QueueError {
+    QueueError::Unavailable {
+        url: location.to_owned(),
+        operation,
+        detail: error.to_string(),
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn exec(
+    tx: &rusqlite::Transaction<'_>,
+    ctx: &Ctx,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> QueueResult<()> {
+    tx.prepare_cached(sql)
+        .and_then(|mut statement| statement.execute(params))
+        .map(drop)
+        .map_err(|e| ctx.error(&e))
+}
+
+fn touch_worker(tx: &rusqlite::Transaction<'_>, ctx: &Ctx, worker: &str) -> QueueResult<()> {
+    exec(
+        tx,
+        ctx,
+        "INSERT INTO workers (queue, id, registered_at, last_heartbeat) VALUES (?1, ?2, ?3, ?3) \
+         ON CONFLICT (queue, id) DO UPDATE SET last_heartbeat = ?3",
+        params![ctx.queue, worker, ctx.now],
+    )
+}
+
+fn status_of(
+    tx: &rusqlite::Transaction<'_>,
+    ctx: &Ctx,
+    id: &str,
+) -> QueueResult<Option<(JobStatus, u64)>> {
+    let row: Option<(String, u64)> = tx
+        .query_row(
+            "SELECT status, attempt FROM jobs WHERE queue = ?1 AND id = ?2",
+            params![ctx.queue, id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(|e| ctx.error(&e))?;
+    row.map(|(status, attempt)| {
+        JobStatus::parse(&status)
+            .map(|s| (s, attempt))
+            .ok_or_else(|| QueueError::CorruptJob {
+                job_id: id.to_owned(),
+                detail: format!("unknown status {status:?}"),
+            })
+    })
+    .transpose()
+}
+
+/// Runs `change` only when `attempt` is the job's current token and it is leased.
+fn fenced(
+    tx: &rusqlite::Transaction<'_>,
+    ctx: &Ctx,
+    id: &str,
+    attempt: u64,
+    change: impl FnOnce(&rusqlite::Transaction<'_>, &Ctx) -> QueueResult<()>,
+) -> QueueResult<Ack> {
+    match status_of(tx, ctx, id)? {
+        None => Ok(Ack::NotFound),
+        Some((status, current)) if status.is_leased() && current == attempt => {
+            change(tx, ctx)?;
+            Ok(Ack::Accepted)
+        }
+        Some((status, current)) => Ok(Ack::Stale {
+            status,
+            attempt: current,
+        }),
+    }
+}
+
+/// After a failed attempt or an expired lease: retry (with backoff, or at once for an
+/// expired lease) while retries remain, else fail for good.
+#[allow(clippy::too_many_arguments)]
+fn schedule_retry(
+    tx: &rusqlite::Transaction<'_>,
+    ctx: &Ctx,
+    id: &str,
+    retry_count: u32,
+    max_retries: u32,
+    retryable: bool,
+    error: &str,
+    with_backoff: bool,
+) -> QueueResult<FailOutcome> {
+    if retryable && retry_count < max_retries {
+        let delay = if with_backoff {
+            backoff_ms(
+                retry_count + 1,
+                u64::try_from(duration_ms(ctx.options.retry_base)).unwrap_or(0),
+                u64::try_from(duration_ms(ctx.options.retry_cap)).unwrap_or(0),
+                rand::random::<f64>(),
+            )
+        } else {
+            0
+        };
+        let not_before = ctx.now + i64::try_from(delay).unwrap_or(0);
+        let status = if with_backoff { "retrying" } else { "pending" };
+        exec(
+            tx,
+            ctx,
+            "UPDATE jobs SET status = ?3, retry_count = retry_count + 1, error = ?4, \
+             not_before = ?5, lease_deadline = NULL WHERE queue = ?1 AND id = ?2",
+            params![ctx.queue, id, status, error, not_before],
+        )?;
+        Ok(FailOutcome::Retrying { not_before })
+    } else {
+        exec(
+            tx,
+            ctx,
+            "UPDATE jobs SET status = 'failed', error = ?3, completed_at = ?4, \
+             lease_deadline = NULL WHERE queue = ?1 AND id = ?2",
+            params![ctx.queue, id, error, ctx.now],
+        )?;
+        Ok(FailOutcome::Failed)
+    }
+}
+
+fn read_job(tx: &rusqlite::Transaction<'_>, ctx: &Ctx, id: &str) -> QueueResult<Option<Job>> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE queue = ?1 AND id = ?2");
+    tx.prepare_cached(&sql)
+        .and_then(|mut select| {
+            select
+                .query_row(params![ctx.queue, id], job_from_row)
+                .optional()
+        })
+        .map_err(|e| ctx.error(&e))?
+        .transpose()
+}
+
+/// A row in [`JOB_COLUMNS`] order; a corrupt row is a [`QueueError::CorruptJob`] for that job
+/// only.
+fn job_from_row(row: &Row<'_>) -> rusqlite::Result<QueueResult<Job>> {
+    let id: String = row.get(0)?;
+    let status_text: String = row.get(6)?;
+    let Some(status) = JobStatus::parse(&status_text) else {
+        return Ok(Err(QueueError::CorruptJob {
+            job_id: id,
+            detail: format!("unknown status {status_text:?}"),
+        }));
+    };
+    let job = (|| -> rusqlite::Result<Job> {
+        Ok(Job {
+            id: id.clone(),
+            name: row.get(1)?,
+            template_id: row.get(2)?,
+            target_url: row.get(3)?,
+            config: row.get(4)?,
+            priority: row.get(5)?,
+            status,
+            assigned_worker: row.get(7)?,
+            created_at: row.get(8)?,
+            started_at: row.get(9)?,
+            completed_at: row.get(10)?,
+            retry_count: row.get(11)?,
+            max_retries: row.get(12)?,
+            result: row.get(13)?,
+            error: row.get(14)?,
+            attempt: row.get(15)?,
+            lease_deadline: row.get(16)?,
+            not_before: row.get::<_, Option<i64>>(17)?.filter(|t| *t > 0),
+            crawl_id: row.get(18)?,
+            depth: row.get(19)?,
+            parent_id: row.get(20)?,
+        })
+    })();
+    Ok(job.map_err(|e| QueueError::CorruptJob {
+        job_id: id,
+        detail: e.to_string(),
+    }))
+}

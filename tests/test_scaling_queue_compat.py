@@ -1,0 +1,101 @@
+"""Scripts written for the scaling guide's DistributedJobQueue run with only the import changed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from scraperv4.exceptions import InvalidJobError
+from scraperv4.scaling.distributed_queue import DistributedJobQueue, JobStatus, ScrapingJob
+
+
+def test_the_guides_example_usage_runs_unchanged(redis_url: str) -> None:
+    script = textwrap.dedent(
+        f"""
+        from scraperv4.scaling.distributed_queue import DistributedJobQueue, ScrapingJob
+
+        queue = DistributedJobQueue({redis_url!r})
+
+        # Submit jobs
+        job = ScrapingJob(
+            id=None,
+            name="Scaled Scraping Job",
+            template_id="product-template",
+            target_url="https://example.com",
+            config={{"delay_range": [1, 3]}},
+            priority=10
+        )
+
+        job_id = queue.submit_job(job)
+        print(f"Submitted job: {{job_id}}")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    job_id = done.stdout.strip().removeprefix("Submitted job: ")
+    assert len(job_id) == 36
+    stats = DistributedJobQueue(redis_url).get_queue_stats()
+    assert stats["pending_jobs"] == 1 and stats["total_jobs"] == 1
+
+
+def test_the_seed_worker_loop_with_fencing(redis_url: str) -> None:
+    queue = DistributedJobQueue(redis_url, lease=0.3)
+    assert queue.register_worker("worker-1") is True
+    job = ScrapingJob(None, "n", "t", "https://example.com/a", {"k": 1}, priority=3)
+    queue.submit_job(job)
+    assert job.id is not None
+
+    claimed = queue.get_next_job("worker-1")
+    assert claimed is not None and claimed.id == job.id
+    assert claimed.status is JobStatus.ASSIGNED and claimed.assigned_worker == "worker-1"
+    assert queue.update_job_status(claimed.id, JobStatus.RUNNING)
+    queue.send_heartbeat("worker-1")
+    assert queue.update_job_status(claimed.id, JobStatus.COMPLETED, result={"items": 2})
+    assert queue.update_job_status("missing", JobStatus.COMPLETED) is False
+
+    stats = queue.get_queue_stats()
+    assert {"pending_jobs", "total_jobs", "active_workers", "total_workers"} <= stats.keys()
+    assert stats["status_counts"]["completed"] == 1
+    assert (stats["active_workers"], stats["total_workers"]) == (1, 1)
+
+
+def test_a_worker_presumed_dead_cannot_overwrite_the_new_owner(redis_url: str) -> None:
+    import time
+
+    old_client = DistributedJobQueue(redis_url, lease=0.3)
+    new_client = DistributedJobQueue(redis_url, lease=0.3)
+    old_client.submit_job(ScrapingJob(None, "n", "t", "https://example.com/b", {}))
+    job = old_client.get_next_job("slow")
+    assert job is not None
+    time.sleep(0.45)
+    assert new_client.cleanup_stale_jobs()["requeued"] == 1
+    again = new_client.get_next_job("fast")
+    assert again is not None and again.id == job.id
+    assert old_client.update_job_status(job.id, JobStatus.COMPLETED) is False
+    assert new_client.update_job_status(job.id, JobStatus.COMPLETED) is True
+
+
+def test_failed_updates_retry_then_end_in_dead_letters(redis_url: str) -> None:
+    import time
+
+    queue = DistributedJobQueue(redis_url, retry_base=0.05, retry_cap=0.05)
+    queue.submit_job(ScrapingJob("f1", "n", "t", "https://example.com/c", {}, max_retries=1))
+    job = queue.get_next_job("w")
+    assert job is not None
+    assert queue.update_job_status(job.id, JobStatus.FAILED, error="timeout")
+    time.sleep(0.1)
+    job = queue.get_next_job("w")
+    assert job is not None and job.retry_count == 1
+    assert queue.update_job_status(job.id, JobStatus.FAILED, error="timeout again")
+    [dead] = queue.dead_letters()
+    assert (dead.id, dead.status, dead.error) == ("f1", JobStatus.FAILED, "timeout again")
+
+
+def test_an_unknown_status_is_a_typed_error_naming_the_job(redis_url: str) -> None:
+    queue = DistributedJobQueue(redis_url)
+    with pytest.raises(InvalidJobError, match="job j9: unknown status 'bogus'"):
+        queue.update_job_status("j9", "bogus")
