@@ -283,15 +283,21 @@ class Heartbeat:
 
 
 JobLike = Union[Job, str]
+# The queue classes have a `list` method, which shadows the builtin in their annotations.
+_JobList = list[Job]
+_StrList = list[str]
+_WorkerList = list[dict[str, Any]]
 SpecLike = Union[JobSpec, Mapping[str, Any]]
 
 
 def _submission(spec: SpecLike) -> dict[str, Any]:
     if not isinstance(spec, JobSpec):
+        fields = dict(spec)
         try:
-            spec = JobSpec(**spec)
+            spec = JobSpec(**fields)
         except TypeError as error:
-            raise InvalidJobError(f"job {spec.get('id') or '<new>'}: {error}") from None
+            job_id = fields.get("id")
+            raise InvalidJobError(f"job {job_id or '<new>'}: {error}", job_id) from None
     try:
         config_json = json.dumps(
             dict(spec.config or {}), separators=(",", ":"), ensure_ascii=False, allow_nan=False
@@ -370,7 +376,7 @@ class JobQueue:
         """Submit one job; returns its id (an existing id is left as it is)."""
         return self.submit_many([job])[0]
 
-    def submit_many(self, jobs: Iterable[SpecLike]) -> list[str]:
+    def submit_many(self, jobs: Iterable[SpecLike]) -> _StrList:
         """Submit a batch in one round trip (Redis: per 1,000 jobs); returns the ids.
 
         Raises:
@@ -378,7 +384,7 @@ class JobQueue:
         """
         return [job_id for job_id, _ in self._inner.submit([_submission(j) for j in jobs])]
 
-    def claim(self, worker_id: str, limit: int = 1) -> list[Job]:
+    def claim(self, worker_id: str, limit: int = 1) -> _JobList:
         """Claim up to ``limit`` jobs in one atomic step (none while the worker drains)."""
         return [Job(r) for r in self._inner.claim(worker_id, limit)]
 
@@ -420,12 +426,12 @@ class JobQueue:
         record = self._inner.get(job_id)
         return None if record is None else Job(record)
 
-    def list(self, status: Union[JobStatus, str], offset: int = 0, limit: int = 100) -> list[Job]:
+    def list(self, status: Union[JobStatus, str], offset: int = 0, limit: int = 100) -> _JobList:
         """Jobs with ``status``, paged (pending in claim order, finished newest first)."""
         records, _corrupt = self._inner.list(_status_name(status), offset, limit)
         return [Job(r) for r in records]
 
-    def dead_letters(self, offset: int = 0, limit: int = 100) -> list[Job]:
+    def dead_letters(self, offset: int = 0, limit: int = 100) -> _JobList:
         """Failed jobs (out of retries), newest first, each with its last ``error``."""
         return self.list(JobStatus.FAILED, offset, limit)
 
@@ -453,7 +459,7 @@ class JobQueue:
         """Remove a worker; jobs it still holds go back to pending. Returns how many."""
         return self._inner.unregister_worker(worker_id)
 
-    def workers(self) -> list[dict[str, Any]]:
+    def workers(self) -> _WorkerList:
         """Registered workers: id, registered_at, last_heartbeat, draining, jobs, state."""
         return self._inner.workers()
 
@@ -498,12 +504,12 @@ class AsyncJobQueue:
         """Submit one job; returns its id."""
         return (await self.submit_many([job]))[0]
 
-    async def submit_many(self, jobs: Iterable[SpecLike]) -> list[str]:
+    async def submit_many(self, jobs: Iterable[SpecLike]) -> _StrList:
         """Submit a batch in one round trip; returns the ids."""
         created = await self._inner.submit_async([_submission(j) for j in jobs])
         return [job_id for job_id, _ in created]
 
-    async def claim(self, worker_id: str, limit: int = 1) -> list[Job]:
+    async def claim(self, worker_id: str, limit: int = 1) -> _JobList:
         """Claim up to ``limit`` jobs atomically."""
         return [Job(r) for r in await self._inner.claim_async(worker_id, limit)]
 
@@ -549,7 +555,7 @@ class AsyncJobQueue:
 
     async def list(
         self, status: Union[JobStatus, str], offset: int = 0, limit: int = 100
-    ) -> list[Job]:
+    ) -> _JobList:
         """Jobs with ``status``, paged."""
         records, _corrupt = await self._inner.list_async(_status_name(status), offset, limit)
         return [Job(r) for r in records]
@@ -574,7 +580,7 @@ class AsyncJobQueue:
         """Remove a worker, releasing its jobs."""
         return await self._inner.unregister_worker_async(worker_id)
 
-    async def workers(self) -> list[dict[str, Any]]:
+    async def workers(self) -> _WorkerList:
         """Registered workers."""
         return await self._inner.workers_async()
 
