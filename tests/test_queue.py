@@ -225,6 +225,18 @@ def test_failures_back_off_then_end_failed_and_can_be_retried(make_queue: QueueF
     assert again is not None and again.status is JobStatus.PENDING and again.retry_count == 0
 
 
+def test_complete_many_fences_each_job(make_queue: QueueFactory) -> None:
+    queue = make_queue()
+    queue.submit_many([spec(i, id=f"j{i}") for i in range(5)])
+    jobs = queue.claim("w", 5)
+    queue.cancel("j2")
+    acks = queue.complete_many(jobs, results=[{"n": i} for i in range(5)])
+    assert [a.reason for a in acks] == ["accepted", "accepted", "stale", "accepted", "accepted"]
+    done = queue.get("j4")
+    assert done is not None and done.result == {"n": 4}
+    assert queue.stats().by_status == {**queue.recount_by_scan()}
+
+
 def test_a_non_retryable_failure_is_final(make_queue: QueueFactory) -> None:
     queue = make_queue()
     queue.submit(spec(0, id="j"))
@@ -378,19 +390,22 @@ def test_no_redis_job_is_in_two_places(shared_redis: RedisServer) -> None:
     try:
         base = f"scraperv4:{{{name}}}"
         places: dict[str, list[str]] = {}
-        structures = {"pending": "pending", "retrying": "delayed"}
-        for status in ("assigned", "running", "completed", "failed", "cancelled"):
+        structures = {"pending": "pending", "retrying": "delayed", "leased": "leases"}
+        for status in ("completed", "failed", "cancelled"):
             structures[status] = f"idx:{status}"
         for status, structure in structures.items():
             for job_id in client.zrange(f"{base}:{structure}", 0, -1):
                 places.setdefault(job_id, []).append(status)
+        held: set[str] = set()
+        for worker_key in client.scan_iter(f"{base}:wjobs:*"):
+            held |= client.smembers(worker_key)
         for key in client.scan_iter(f"{base}:job:*"):
             job_id = key.rsplit(":", 1)[1]
             status = client.hget(key, "status")
-            assert places.get(job_id) == [status], (job_id, status, places.get(job_id))
-        leased = set(client.zrange(f"{base}:leases", 0, -1))
-        expected = {j for j, s in places.items() if s[0] in ("assigned", "running")}
-        assert leased == expected
+            leased = status in ("assigned", "running")
+            expected = ["leased"] if leased else [status]
+            assert places.get(job_id) == expected, (job_id, status, places.get(job_id))
+            assert (job_id in held) == leased, (job_id, status)
     finally:
         client.close()
 

@@ -160,6 +160,8 @@ _Created = list[tuple[str, bool]]
 _Records = list[JobRecord]
 _Counts = list[tuple[str, int]]
 _Workers = list[dict[str, Any]]
+_Completions = list[tuple[str, int, str | None]]
+_Acks = list[Ack]
 
 @final
 class JobQueue:
@@ -194,6 +196,8 @@ class JobQueue:
     async def complete_async(
         self, id: str, attempt: int, result_json: str | None = None
     ) -> Ack: ...
+    def complete_many(self, completions: _Completions) -> _Acks: ...
+    async def complete_many_async(self, completions: _Completions) -> _Acks: ...
     def fail(self, id: str, attempt: int, error: str, retryable: bool = True) -> Ack: ...
     async def fail_async(
         self, id: str, attempt: int, error: str, retryable: bool = True

@@ -282,11 +282,15 @@ class Heartbeat:
     draining: bool
 
 
+# One encoder for every job: json.dumps builds a new one per call when given options.
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
 JobLike = Union[Job, str]
 # The queue classes have a `list` method, which shadows the builtin in their annotations.
 _JobList = list[Job]
 _StrList = list[str]
 _WorkerList = list[dict[str, Any]]
+_AckList = list[Ack]
 SpecLike = Union[JobSpec, Mapping[str, Any]]
 
 
@@ -299,9 +303,7 @@ def _submission(spec: SpecLike) -> dict[str, Any]:
             job_id = fields.get("id")
             raise InvalidJobError(f"job {job_id or '<new>'}: {error}", job_id) from None
     try:
-        config_json = json.dumps(
-            dict(spec.config or {}), separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
+        config_json = _JSON.encode(dict(spec.config)) if spec.config else "{}"
     except (TypeError, ValueError) as error:
         raise InvalidJobError(
             f"job {spec.id or '<new>'}: config is not JSON-serialisable: {error}", spec.id
@@ -329,7 +331,7 @@ def _token(job: JobLike, attempt: Optional[int]) -> tuple[str, int]:
 
 
 def _result_json(result: Any) -> Optional[str]:
-    return None if result is None else json.dumps(result, separators=(",", ":"))
+    return None if result is None else _JSON.encode(result)
 
 
 def _status_name(status: Union[JobStatus, str]) -> str:
@@ -396,6 +398,21 @@ class JobQueue:
         """Complete the job with a JSON-serialisable ``result`` (fenced)."""
         job_id, token = _token(job, attempt)
         return self._inner.complete(job_id, token, _result_json(result))
+
+    def complete_many(
+        self, jobs: Iterable[Job], results: Optional[Iterable[Any]] = None
+    ) -> _AckList:
+        """Complete many claimed jobs in one round trip, each fenced by its own attempt.
+
+        ``results`` gives one JSON-serialisable result per job (default: none).
+        """
+        jobs = list(jobs)
+        encoded = [None] * len(jobs) if results is None else [_result_json(r) for r in results]
+        if len(encoded) != len(jobs):
+            raise ValueError(f"{len(jobs)} jobs but {len(encoded)} results")
+        return self._inner.complete_many(
+            [(job.id, job.attempt, result) for job, result in zip(jobs, encoded)]
+        )
 
     def fail(
         self,
@@ -523,6 +540,18 @@ class AsyncJobQueue:
         """Complete the job (fenced)."""
         job_id, token = _token(job, attempt)
         return await self._inner.complete_async(job_id, token, _result_json(result))
+
+    async def complete_many(
+        self, jobs: Iterable[Job], results: Optional[Iterable[Any]] = None
+    ) -> _AckList:
+        """Complete many claimed jobs in one round trip (fenced)."""
+        jobs = list(jobs)
+        encoded = [None] * len(jobs) if results is None else [_result_json(r) for r in results]
+        if len(encoded) != len(jobs):
+            raise ValueError(f"{len(jobs)} jobs but {len(encoded)} results")
+        return await self._inner.complete_many_async(
+            [(job.id, job.attempt, result) for job, result in zip(jobs, encoded)]
+        )
 
     async def fail(
         self,

@@ -207,6 +207,12 @@ impl PyAck {
     }
 }
 
+fn completed_acks(acks: Vec<Ack>) -> Vec<PyAck> {
+    acks.iter()
+        .map(|ack| PyAck::new(ack, Some(JobStatus::Completed), None))
+        .collect()
+}
+
 fn jobs(jobs: Vec<Job>) -> Vec<PyJob> {
     jobs.into_iter().map(|job| PyJob { job }).collect()
 }
@@ -463,6 +469,22 @@ impl PyJobQueue {
     ) -> PyResult<Bound<'py, PyAny>> {
         run!(async py, self, |q| q.complete(&id, attempt, result_json).await
             .map(|a| PyAck::new(&a, Some(JobStatus::Completed), None)))
+    }
+
+    fn complete_many(
+        &self,
+        py: Python<'_>,
+        completions: Vec<(String, u64, Option<String>)>,
+    ) -> PyResult<Vec<PyAck>> {
+        run!(sync py, self, |q| q.complete_many(completions).await.map(completed_acks))
+    }
+
+    fn complete_many_async<'py>(
+        &self,
+        py: Python<'py>,
+        completions: Vec<(String, u64, Option<String>)>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        run!(async py, self, |q| q.complete_many(completions).await.map(completed_acks))
     }
 
     #[pyo3(signature = (id, attempt, error, retryable = true))]

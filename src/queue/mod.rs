@@ -33,6 +33,8 @@ pub use options::{QueueOptions, QueueUrl, redact};
 use options::duration_ms;
 
 /// A queue on any backend.
+// One value per open queue: the size difference between the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum JobQueue {
     /// Redis (`redis://`, `rediss://`).
     Redis(redis::RedisQueue),
@@ -119,6 +121,17 @@ impl JobQueue {
         result: Option<String>,
     ) -> QueueResult<Ack> {
         dispatch!(self, q => q.complete(id.to_owned(), attempt, result).await)
+    }
+
+    /// Completes many jobs in one step, each fenced by its own attempt.
+    pub async fn complete_many(
+        &self,
+        completions: Vec<(String, u64, Option<String>)>,
+    ) -> QueueResult<Vec<Ack>> {
+        if completions.is_empty() {
+            return Ok(Vec::new());
+        }
+        dispatch!(self, q => q.complete_many(completions).await)
     }
 
     /// Records a failed attempt (fenced): `retrying` after a backoff while retries remain and

@@ -298,6 +298,30 @@ impl SqliteQueue {
         .await
     }
 
+    /// Completes many jobs in one transaction, each fenced by its attempt.
+    pub async fn complete_many(
+        &self,
+        completions: Vec<(String, u64, Option<String>)>,
+    ) -> QueueResult<Vec<Ack>> {
+        self.transaction("complete_many", move |tx, ctx| {
+            completions
+                .into_iter()
+                .map(|(id, attempt, result)| {
+                    fenced(tx, ctx, &id, attempt, |tx, ctx| {
+                        exec(
+                            tx,
+                            ctx,
+                            "UPDATE jobs SET status = 'completed', completed_at = ?3, result = ?4, \
+                             lease_deadline = NULL WHERE queue = ?1 AND id = ?2",
+                            params![ctx.queue, id, ctx.now, result],
+                        )
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
     /// Records a failed attempt (fenced): retried after a backoff while retries remain and
     /// `retryable`, else `failed`.
     pub async fn fail(

@@ -7,6 +7,7 @@
 //! first call in a new process builds a fresh one and the inherited one is left untouched
 //! (dropping it would try to join threads that do not exist in the child).
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 use tokio::runtime::{Builder, Runtime};
@@ -48,6 +49,31 @@ pub fn handle() -> &'static Runtime {
             &leaked(winner).expect("set by the winning thread").runtime
         }
     }
+}
+
+thread_local! {
+    static MAY_BLOCK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Drives `fut` to completion on the calling thread, which must not be a runtime thread.
+///
+/// While it runs, [`caller_may_block`] is true on this thread: code polled directly by this
+/// call may use blocking I/O (it only blocks the caller, who is waiting anyway), which skips
+/// the hand-offs to runtime threads that an async round trip costs.
+pub fn block_on_here<F: std::future::Future>(fut: F) -> F::Output {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            MAY_BLOCK.with(|flag| flag.set(self.0));
+        }
+    }
+    let _reset = Reset(MAY_BLOCK.with(|flag| flag.replace(true)));
+    handle().block_on(fut)
+}
+
+/// True inside [`block_on_here`] on the thread that called it (never on runtime threads).
+pub fn caller_may_block() -> bool {
+    MAY_BLOCK.with(Cell::get)
 }
 
 fn build() -> Runtime {

@@ -5,8 +5,9 @@
 //! All keys of a queue are `<prefix>:{<name>}:...`, one hash slot, so a queue works on Redis
 //! Cluster. Scripts take the time from the server (`TIME`), so workers' clocks never matter.
 //!
-//! Keys: `job:<id>` (hash), `pending` (zset, claim order), `delayed` (zset of retrying jobs
-//! by not-before), `leases` (zset by lease deadline), `idx:<status>` (zsets for listing),
+//! Keys: `job:<id>` (hash: the immutable submission as one JSON field `spec`, plus the
+//! fields that change), `pending` (zset, claim order), `delayed` (zset of retrying jobs
+//! by not-before), `leases` (zset by lease deadline), `idx:<status>` (zsets of finished jobs by time, for listing and retention; leased jobs are listed from `leases`),
 //! `counts` (hash: jobs per status), `seq`, `workers` (zset by last heartbeat),
 //! `worker:<id>` (hash), `wjobs:<id>` (set of held job ids).
 
@@ -29,8 +30,8 @@ macro_rules! script {
         LazyLock::new(|| {
             Script::new(concat!(
                 include_str!("lua/prelude.lua"),
-                "\n",
-                include_str!(concat!("lua/", $file))
+                include_str!(concat!("lua/", $file)),
+                include_str!("lua/epilogue.lua")
             ))
         })
     };
@@ -39,6 +40,7 @@ macro_rules! script {
 static SUBMIT: LazyLock<Script> = script!("submit.lua");
 static CLAIM: LazyLock<Script> = script!("claim.lua");
 static SETTLE: LazyLock<Script> = script!("settle.lua");
+static COMPLETE_MANY: LazyLock<Script> = script!("complete_many.lua");
 static ADMIN: LazyLock<Script> = script!("admin.lua");
 static HEARTBEAT: LazyLock<Script> = script!("heartbeat.lua");
 static WORKERS: LazyLock<Script> = script!("workers.lua");
@@ -52,7 +54,12 @@ const SUBMIT_CHUNK: usize = 1000;
 
 /// The Redis-backed queue.
 pub struct RedisQueue {
+    /// Multiplexed, reconnecting connection for async callers.
     connection: ConnectionManager,
+    /// Blocking connections for callers that wait anyway (the sync Python API): a round trip
+    /// without hand-offs between threads. Opened on demand, dropped on any I/O error.
+    blocking: std::sync::Mutex<Vec<redis::Connection>>,
+    client: redis::Client,
     options: QueueOptions,
     /// `<prefix>:{<name>}`.
     base: String,
@@ -86,7 +93,7 @@ impl RedisQueue {
             .set_number_of_retries(3)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_secs(2));
-        let connect = ConnectionManager::new_with_config(client, config);
+        let connect = ConnectionManager::new_with_config(client.clone(), config);
         let connection = tokio::time::timeout(options.operation_timeout, connect)
             .await
             .map_err(|_| QueueError::Unavailable {
@@ -102,6 +109,8 @@ impl RedisQueue {
         let base = format!("{}:{{{}}}", options.prefix, options.name);
         Ok(Self {
             connection,
+            blocking: std::sync::Mutex::new(Vec::new()),
+            client,
             options,
             base,
             redacted_url,
@@ -130,6 +139,9 @@ impl RedisQueue {
         for arg in args {
             invocation.arg(arg);
         }
+        if crate::runtime::caller_may_block() {
+            return self.run_blocking(operation, &invocation);
+        }
         let mut connection = self.connection.clone();
         let call = invocation.invoke_async::<T>(&mut connection);
         match tokio::time::timeout(self.options.operation_timeout, call).await {
@@ -141,6 +153,48 @@ impl RedisQueue {
             Ok(Err(error)) => Err(self.error(operation, &error)),
             Ok(Ok(value)) => Ok(value),
         }
+    }
+
+    /// [`RedisQueue::run`] on a blocking connection (see the `blocking` field).
+    fn run_blocking<T: redis::FromRedisValue>(
+        &self,
+        operation: &'static str,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> QueueResult<T> {
+        let pooled = self
+            .blocking
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        let mut connection = match pooled {
+            Some(connection) => connection,
+            None => self.open_blocking(operation)?,
+        };
+        let outcome = invocation.invoke::<T>(&mut connection);
+        match outcome {
+            Ok(value) => {
+                self.blocking
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(connection);
+                Ok(value)
+            }
+            // Not returned to the pool: the next call opens a fresh connection.
+            Err(error) => Err(self.error(operation, &error)),
+        }
+    }
+
+    fn open_blocking(&self, operation: &'static str) -> QueueResult<redis::Connection> {
+        let connection = self
+            .client
+            .get_connection_with_timeout(self.options.operation_timeout)
+            .map_err(|e| self.error(operation, &e))?;
+        let timeout = Some(self.options.operation_timeout);
+        connection
+            .set_read_timeout(timeout)
+            .and_then(|()| connection.set_write_timeout(timeout))
+            .map_err(|e| self.error(operation, &e))?;
+        Ok(connection)
     }
 
     fn error(&self, operation: &'static str, error: &redis::RedisError) -> QueueError {
@@ -169,20 +223,13 @@ impl RedisQueue {
     pub async fn submit(&self, jobs: Vec<NewJob>) -> QueueResult<Vec<(String, bool)>> {
         let mut results = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(SUBMIT_CHUNK) {
-            let mut args = Vec::with_capacity(1 + chunk.len() * 11);
+            let mut args = Vec::with_capacity(1 + chunk.len() * 4);
             args.push(chunk.len().to_string());
             for job in chunk {
                 args.extend([
                     job.id().to_owned(),
-                    job.name.clone(),
-                    job.template_id.clone(),
-                    job.target_url.clone(),
-                    job.config.clone(),
-                    job.priority.to_string(),
+                    encode_spec(job)?,
                     job.max_retries.to_string(),
-                    job.crawl_id.clone().unwrap_or_default(),
-                    job.depth.to_string(),
-                    job.parent_id.clone().unwrap_or_default(),
                     (PRIORITY_LIMIT - job.priority).to_string(),
                 ]);
             }
@@ -204,8 +251,8 @@ impl RedisQueue {
             limit.to_string(),
             self.options.lease_ms().to_string(),
         ];
-        let raw: Vec<HashMap<String, String>> = self.run("claim", &CLAIM, args).await?;
-        Ok(raw.into_iter().map(job_from_hash).collect())
+        let raw: Vec<Vec<Option<String>>> = self.run("claim", &CLAIM, args).await?;
+        Ok(raw.into_iter().map(job_from_values).collect())
     }
 
     async fn settle(
@@ -258,6 +305,31 @@ impl RedisQueue {
             )
             .await?;
         Ok(ack)
+    }
+
+    /// Completes many jobs, each fenced by its attempt (one round trip per 1,000).
+    pub async fn complete_many(
+        &self,
+        completions: Vec<(String, u64, Option<String>)>,
+    ) -> QueueResult<Vec<Ack>> {
+        let mut acks = Vec::with_capacity(completions.len());
+        for chunk in completions.chunks(SUBMIT_CHUNK) {
+            let mut args = Vec::with_capacity(1 + chunk.len() * 3);
+            args.push(chunk.len().to_string());
+            for (id, attempt, result) in chunk {
+                args.extend([
+                    id.clone(),
+                    attempt.to_string(),
+                    result.clone().unwrap_or_default(),
+                ]);
+            }
+            let answers: Vec<(i64, String, u64)> =
+                self.run("complete_many", &COMPLETE_MANY, args).await?;
+            for ((id, ..), (code, status, attempt)) in chunk.iter().zip(answers) {
+                acks.push(ack(code, id, &status, attempt)?);
+            }
+        }
+        Ok(acks)
     }
 
     /// Records a failed attempt (fenced by `attempt`).
@@ -322,11 +394,12 @@ impl RedisQueue {
     /// One job, or `None`.
     pub async fn get(&self, id: String) -> QueueResult<Option<Job>> {
         let mut connection = self.connection.clone();
-        let key = format!("{}:job:{id}", self.base);
-        let mut command = redis::cmd("HGETALL");
-        command.arg(&key);
-        let call = command.query_async::<HashMap<String, String>>(&mut connection);
-        let fields = match tokio::time::timeout(self.options.operation_timeout, call).await {
+        let mut command = redis::cmd("HMGET");
+        command
+            .arg(format!("{}:job:{id}", self.base))
+            .arg(&JOB_FIELDS[..]);
+        let call = command.query_async::<Vec<Option<String>>>(&mut connection);
+        let mut values = match tokio::time::timeout(self.options.operation_timeout, call).await {
             Err(_) => {
                 return Err(QueueError::Unavailable {
                     url: self.redacted_url.clone(),
@@ -336,10 +409,11 @@ impl RedisQueue {
             }
             Ok(result) => result.map_err(|e| self.error("get", &e))?,
         };
-        if fields.is_empty() {
+        if values.iter().all(Option::is_none) {
             return Ok(None);
         }
-        job_from_hash(fields).map(Some)
+        values.insert(0, Some(id));
+        job_from_values(values).map(Some)
     }
 
     /// Jobs with `status`, paged (pending in claim order, finished newest first).
@@ -354,8 +428,8 @@ impl RedisQueue {
             offset.to_string(),
             limit.to_string(),
         ];
-        let raw: Vec<HashMap<String, String>> = self.run("list", &LIST, args).await?;
-        Ok(raw.into_iter().map(job_from_hash).collect())
+        let raw: Vec<Vec<Option<String>>> = self.run("list", &LIST, args).await?;
+        Ok(raw.into_iter().map(job_from_values).collect())
     }
 
     /// Maintained counts (one round trip).
@@ -548,9 +622,76 @@ fn ack(code: i64, id: &str, status: &str, attempt: u64) -> QueueResult<Ack> {
     }
 }
 
+/// The fields of a job's hash in the order scripts return them (after the id); keep in step
+/// with `FIELDS` in `lua/prelude.lua`.
+const JOB_FIELDS: [&str; 13] = [
+    "spec",
+    "status",
+    "attempt",
+    "max_retries",
+    "retry_count",
+    "assigned_worker",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "lease_deadline",
+    "not_before",
+    "error",
+    "result",
+];
+
+/// The immutable part of a job, stored as one JSON field.
+#[derive(serde::Serialize)]
+struct SpecOut<'a> {
+    name: &'a str,
+    template_id: &'a str,
+    target_url: &'a str,
+    config: &'a serde_json::value::RawValue,
+    priority: i64,
+    crawl_id: Option<&'a str>,
+    depth: u32,
+    parent_id: Option<&'a str>,
+}
+
+#[derive(serde::Deserialize)]
+struct SpecIn {
+    name: String,
+    template_id: String,
+    target_url: String,
+    config: Box<serde_json::value::RawValue>,
+    priority: i64,
+    #[serde(default)]
+    crawl_id: Option<String>,
+    #[serde(default)]
+    depth: u32,
+    #[serde(default)]
+    parent_id: Option<String>,
+}
+
+fn encode_spec(job: &NewJob) -> QueueResult<String> {
+    let invalid = |reason: String| QueueError::InvalidJob {
+        job_id: job.id().to_owned(),
+        reason,
+    };
+    let config: &serde_json::value::RawValue = serde_json::from_str(&job.config)
+        .map_err(|e| invalid(format!("config is not valid JSON: {e}")))?;
+    serde_json::to_string(&SpecOut {
+        name: &job.name,
+        template_id: &job.template_id,
+        target_url: &job.target_url,
+        config,
+        priority: job.priority,
+        crawl_id: job.crawl_id.as_deref(),
+        depth: job.depth,
+        parent_id: job.parent_id.as_deref(),
+    })
+    .map_err(|e| invalid(format!("cannot encode the job: {e}")))
+}
+
 /// A stored numeric field, or why it is not one.
 fn number<T: std::str::FromStr>(value: Option<String>, name: &str) -> Result<Option<T>, String> {
     value
+        .filter(|v| !v.is_empty())
         .map(|v| {
             v.parse::<T>()
                 .map_err(|_| format!("field {name} is not a number: {v:?}"))
@@ -558,46 +699,47 @@ fn number<T: std::str::FromStr>(value: Option<String>, name: &str) -> Result<Opt
         .transpose()
 }
 
-/// A job from its Redis hash; a field that cannot be read is a `CorruptJob` naming it.
-fn job_from_hash(mut fields: HashMap<String, String>) -> QueueResult<Job> {
-    let id = fields
-        .get("id")
-        .cloned()
+/// A job from `[id, JOB_FIELDS...]`; a field that cannot be read is a `CorruptJob` naming it.
+fn job_from_values(values: Vec<Option<String>>) -> QueueResult<Job> {
+    let mut values = values.into_iter();
+    let id = values
+        .next()
+        .flatten()
         .unwrap_or_else(|| "<unknown>".to_owned());
-    let corrupt = |detail: String| QueueError::CorruptJob {
-        job_id: id.clone(),
-        detail,
-    };
-    let mut take = |name: &str| fields.remove(name);
-    let required =
-        |value: Option<String>, name: &str| value.ok_or_else(|| format!("field {name} is missing"));
+    let mut next = || values.next().flatten();
     let mut build = || -> Result<Job, String> {
-        let status_text = required(take("status"), "status")?;
+        let spec_text = next().ok_or("field spec is missing")?;
+        let spec: SpecIn = serde_json::from_str(&spec_text)
+            .map_err(|e| format!("field spec is not valid: {e}"))?;
+        let status_text = next().ok_or("field status is missing")?;
         let status = JobStatus::parse(&status_text)
             .ok_or_else(|| format!("unknown status {status_text:?}"))?;
         Ok(Job {
-            id: required(take("id"), "id")?,
-            name: take("name").unwrap_or_default(),
-            template_id: take("template_id").unwrap_or_default(),
-            target_url: required(take("target_url"), "target_url")?,
-            config: take("config").unwrap_or_else(|| "{}".to_owned()),
-            priority: number(take("priority"), "priority")?.unwrap_or(0),
+            id: id.clone(),
+            name: spec.name,
+            template_id: spec.template_id,
+            target_url: spec.target_url,
+            config: spec.config.get().to_owned(),
+            priority: spec.priority,
             status,
-            assigned_worker: take("assigned_worker"),
-            created_at: number(take("created_at"), "created_at")?.unwrap_or(0),
-            started_at: number(take("started_at"), "started_at")?,
-            completed_at: number(take("completed_at"), "completed_at")?,
-            retry_count: number(take("retry_count"), "retry_count")?.unwrap_or(0),
-            max_retries: number(take("max_retries"), "max_retries")?.unwrap_or(0),
-            result: take("result"),
-            error: take("error"),
-            attempt: number(take("attempt"), "attempt")?.unwrap_or(0),
-            lease_deadline: number(take("lease_deadline"), "lease_deadline")?,
-            not_before: number(take("not_before"), "not_before")?,
-            crawl_id: take("crawl_id"),
-            depth: number(take("depth"), "depth")?.unwrap_or(0),
-            parent_id: take("parent_id"),
+            attempt: number(next(), "attempt")?.unwrap_or(0),
+            max_retries: number(next(), "max_retries")?.unwrap_or(0),
+            retry_count: number(next(), "retry_count")?.unwrap_or(0),
+            assigned_worker: next(),
+            created_at: number(next(), "created_at")?.unwrap_or(0),
+            started_at: number(next(), "started_at")?,
+            completed_at: number(next(), "completed_at")?,
+            lease_deadline: number(next(), "lease_deadline")?,
+            not_before: number(next(), "not_before")?,
+            error: next(),
+            result: next(),
+            crawl_id: spec.crawl_id,
+            depth: spec.depth,
+            parent_id: spec.parent_id,
         })
     };
-    build().map_err(corrupt)
+    build().map_err(|detail| QueueError::CorruptJob {
+        job_id: id.clone(),
+        detail,
+    })
 }

@@ -10,15 +10,13 @@ local now = now_ms()
 local terminal = status == 'completed' or status == 'failed' or status == 'cancelled'
 if action == 'cancel' then
   if terminal then return {0, status, attempt} end
-  redis.call('HSET', jk, 'completed_at', int(now))
   redis.call('HDEL', jk, 'lease_deadline')
-  move(id, status, 'cancelled', now)
+  move(id, status, 'cancelled', now, {'completed_at', int(now)})
   return {1, 'cancelled', attempt}
 elseif action == 'retry' then
   if status ~= 'failed' and status ~= 'cancelled' then return {0, status, attempt} end
-  redis.call('HSET', jk, 'retry_count', '0')
   redis.call('HDEL', jk, 'completed_at', 'not_before')
-  move(id, status, 'pending')
+  move(id, status, 'pending', nil, {'retry_count', '0'})
   return {1, 'pending', attempt}
 elseif action == 'quarantine' then
   local known = {pending = 1, assigned = 1, running = 1, completed = 1, failed = 1,
@@ -27,13 +25,12 @@ elseif action == 'quarantine' then
   if old == 'failed' then return {1, 'failed', attempt} end
   if not old then
     -- Unknown status: it sits in no structure we can name; take it out of all of them.
-    redis.call('ZREM', key('pending'), id)
-    redis.call('ZREM', key('delayed'), id)
-    redis.call('ZREM', key('leases'), id)
-    redis.call('HINCRBY', key('counts'), status, -1)
+    queue_member(zrems, key('pending'), id)
+    queue_member(zrems, key('delayed'), id)
+    queue_member(zrems, key('leases'), id)
+    count(status, -1)
   end
-  redis.call('HSET', jk, 'error', ARGV[4], 'completed_at', int(now))
-  move(id, old, 'failed', now)
+  move(id, old, 'failed', now, {'error', ARGV[4], 'completed_at', int(now)})
   return {1, 'failed', attempt}
 end
 return redis.error_reply('unknown action ' .. action)

@@ -1,6 +1,6 @@
 -- Claims up to ARGV[3] runnable jobs for worker ARGV[2] with a lease of ARGV[4] ms, in one
 -- atomic step: due retries are promoted first, then the best pending jobs are taken.
--- Returns the claimed jobs as HGETALL arrays; nothing while the worker is draining.
+-- Returns the claimed jobs ({id, FIELDS...} each); nothing while the worker is draining.
 local worker, limit, lease_ms = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
 touch_worker(worker, now)
@@ -10,33 +10,34 @@ end
 local due = redis.call('ZRANGEBYSCORE', key('delayed'), '-inf', int(now), 'LIMIT', 0,
   math.max(limit * 4, 100))
 for _, id in ipairs(due) do move(id, 'retrying', 'pending') end
-local jobs = {}
+flush()  -- the promoted retries must be in `pending` before it is popped
+local jobs, held = {}, {}
 local popped = redis.call('ZPOPMIN', key('pending'), limit)
+local started, deadline = int(now), int(now + lease_ms)
 for i = 1, #popped, 2 do
   local id = popped[i]
   local jk = job_key(id)
-  redis.call('HINCRBY', key('counts'), 'pending', -1)
-  local attempt = tonumber(redis.call('HGET', jk, 'attempt') or '0')
-  if redis.call('HGET', jk, 'status') == 'pending' and not attempt then
+  local job = read_job(id)
+  local status, attempt = job[3], tonumber(job[4] or '')
+  count('pending', -1)  -- it left `pending` whatever its record says
+  if status == 'pending' and attempt then
+    attempt = int(attempt + 1)
+    count('assigned', 1)
+    redis.call('HSET', jk, 'status', 'assigned', 'attempt', attempt,
+      'assigned_worker', worker, 'started_at', started, 'lease_deadline', deadline)
+    queue_zadd(key('leases'), deadline, id)
+    held[#held + 1] = id
+    job[3], job[4], job[7], job[9], job[11] = 'assigned', attempt, worker, started, deadline
+    jobs[#jobs + 1] = job
+  elseif status == 'pending' then
     -- Edited by hand: the fencing token is unreadable, so the job cannot be leased safely.
-    redis.call('HSET', jk, 'status', 'failed', 'completed_at', int(now),
+    count('failed', 1)
+    redis.call('HSET', jk, 'status', 'failed', 'completed_at', started,
       'error', 'corrupt job record: field attempt is not a number')
-    redis.call('HINCRBY', key('counts'), 'failed', 1)
-    redis.call('ZADD', key('idx', 'failed'), int(now), id)
-  elseif redis.call('HGET', jk, 'status') == 'pending' then
-    redis.call('HSET', jk, 'attempt', int(attempt + 1))
-    redis.call('HSET', jk, 'assigned_worker', worker, 'started_at', int(now),
-      'lease_deadline', int(now + lease_ms))
-    redis.call('HINCRBY', key('counts'), 'assigned', 1)
-    redis.call('HSET', jk, 'status', 'assigned')
-    redis.call('ZADD', key('idx', 'assigned'), int(now), id)
-    redis.call('ZADD', key('leases'), int(now + lease_ms), id)
-    redis.call('SADD', key('wjobs', worker), id)
-    jobs[#jobs + 1] = redis.call('HGETALL', jk)
-  elseif redis.call('EXISTS', jk) == 1 then
-    -- A record edited by hand: its status says it is not pending. Count it where it says.
-    local status = redis.call('HGET', jk, 'status') or 'corrupt'
-    redis.call('HINCRBY', key('counts'), status, 1)
+    queue_zadd(key('idx', 'failed'), started, id)
+  elseif status then
+    count(status, 1)  -- a record whose status says it is elsewhere: count it there
   end
 end
+if #held > 0 then send('SADD', key('wjobs', worker), held) end
 return jobs

@@ -3,15 +3,16 @@
 local worker, lease_ms = ARGV[2], tonumber(ARGV[3])
 local now = now_ms()
 touch_worker(worker, now)
+local deadline = int(now + lease_ms)
 local renewed = 0
 for _, id in ipairs(redis.call('SMEMBERS', key('wjobs', worker))) do
   local fields = redis.call('HMGET', job_key(id), 'status', 'assigned_worker')
-  if (fields[1] == 'assigned' or fields[1] == 'running') and fields[2] == worker then
-    redis.call('HSET', job_key(id), 'lease_deadline', int(now + lease_ms))
-    redis.call('ZADD', key('leases'), int(now + lease_ms), id)
+  if is_leased(fields[1]) and fields[2] == worker then
+    redis.call('HSET', job_key(id), 'lease_deadline', deadline)
+    queue_zadd(key('leases'), deadline, id)
     renewed = renewed + 1
   else
-    redis.call('SREM', key('wjobs', worker), id)
+    queue_member(srems, key('wjobs', worker), id)
   end
 end
 local draining = redis.call('HGET', key('worker', worker), 'draining') == '1' and 1 or 0

@@ -1,46 +1,103 @@
--- Shared by every queue script (prepended at build time). ARGV[1] is the queue's key base,
--- "<prefix>:{<name>}": the braces make every key of one queue hash to one Redis Cluster slot.
--- All times come from this server's clock (TIME), never from a client's.
+-- Shared by every queue script (prepended at build time; the script's own body becomes the
+-- function `main`, and its structure writes are flushed after it returns).
+-- ARGV[1] is the queue's key base, "<prefix>:{<name>}": the braces make every key of one
+-- queue hash to one Redis Cluster slot. All times come from this server's clock (TIME).
 local base = ARGV[1]
-local function key(...) return base .. ':' .. table.concat({...}, ':') end
+local key_cache = {}
+-- The key `<base>:<a>[:<b>]`, built once per script run.
+local function key(a, b)
+  local name = b and (a .. ':' .. b) or a
+  local k = key_cache[name]
+  if not k then
+    k = base .. ':' .. name
+    key_cache[name] = k
+  end
+  return k
+end
 local function job_key(id) return base .. ':job:' .. id end
+
+-- A job's hash holds the immutable submission as one JSON field (`spec`, written by the
+-- client) and the fields that change as separate ones. Jobs are read as HMGET of FIELDS, in
+-- this order (the Rust side decodes by position: keep `JOB_FIELDS` in redis/mod.rs in step).
+local FIELDS = {'spec', 'status', 'attempt', 'max_retries', 'retry_count', 'assigned_worker',
+  'created_at', 'started_at', 'completed_at', 'lease_deadline', 'not_before', 'error', 'result'}
+-- The job as returned to the client: its id, then the FIELDS values.
+local function read_job(id)
+  local values = redis.call('HMGET', job_key(id), unpack(FIELDS))
+  table.insert(values, 1, id)
+  return values
+end
 local function int(x) return string.format('%.0f', x) end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Leaves the structures of `old` status and enters those of `new`, keeping the per-status
--- counters exact. `score` orders the job in its new structure.
-local function move(id, old, new, score)
+-- Writes to the shared structures (sorted sets, sets, counters) are collected and sent as
+-- one command per key at the end: a batch of 100 jobs costs a few calls, not hundreds.
+-- A script that reads a structure after changing it calls flush() first.
+local zadds, zrems, srems, counts = {}, {}, {}, {}
+local function queue_zadd(k, score, member)
+  local list = zadds[k]
+  if not list then list = {}; zadds[k] = list end
+  list[#list + 1] = score
+  list[#list + 1] = member
+end
+local function queue_member(pending, k, member)
+  local list = pending[k]
+  if not list then list = {}; pending[k] = list end
+  list[#list + 1] = member
+end
+local function count(status, delta) counts[status] = (counts[status] or 0) + delta end
+local function send(command, k, args)
+  -- unpack() has a stack limit: send in slices.
+  for i = 1, #args, 4000 do
+    redis.call(command, k, unpack(args, i, math.min(i + 3999, #args)))
+  end
+end
+local function flush()
+  for k, members in pairs(zrems) do send('ZREM', k, members) end
+  for k, members in pairs(srems) do send('SREM', k, members) end
+  for k, pairs_ in pairs(zadds) do send('ZADD', k, pairs_) end
+  for status, delta in pairs(counts) do
+    if delta ~= 0 then redis.call('HINCRBY', key('counts'), status, delta) end
+  end
+  zadds, zrems, srems, counts = {}, {}, {}, {}
+end
+
+local function is_leased(status) return status == 'assigned' or status == 'running' end
+
+-- Moves job `id` from status `old` to `new`: leaves the old status's structures, enters the
+-- new one's (ordered by `score`), keeps the per-status counters exact, and writes the status
+-- plus `fields` (a flat list of field, value) in one HSET. `worker` is the holder when known.
+local function move(id, old, new, score, fields, worker)
   local jk = job_key(id)
   if old == 'pending' then
-    redis.call('ZREM', key('pending'), id)
+    queue_member(zrems, key('pending'), id)
   elseif old == 'retrying' then
-    redis.call('ZREM', key('delayed'), id)
-  elseif old == 'assigned' or old == 'running' then
-    redis.call('ZREM', key('idx', old), id)
-    if new ~= 'assigned' and new ~= 'running' then
-      -- Leaving the leased states: the lease and the worker's hold end.
-      redis.call('ZREM', key('leases'), id)
-      local worker = redis.call('HGET', jk, 'assigned_worker')
-      if worker then redis.call('SREM', key('wjobs', worker), id) end
-    end
-  elseif old then
-    redis.call('ZREM', key('idx', old), id)
+    queue_member(zrems, key('delayed'), id)
+  elseif old and not is_leased(old) then
+    queue_member(zrems, key('idx', old), id)
   end
+  if is_leased(old) and not is_leased(new) then
+    queue_member(zrems, key('leases'), id)
+    worker = worker or redis.call('HGET', jk, 'assigned_worker')
+    if worker then queue_member(srems, key('wjobs', worker), id) end
+  end
+  -- Leased jobs are found through `leases` (in-flight jobs are few): no index of their own.
   if new == 'pending' then
-    redis.call('ZADD', key('pending'), redis.call('HGET', jk, 'pscore'), id)
+    queue_zadd(key('pending'), score or redis.call('HGET', jk, 'pscore'), id)
   elseif new == 'retrying' then
-    redis.call('ZADD', key('delayed'), int(score), id)
-  elseif new then
-    redis.call('ZADD', key('idx', new), int(score), id)
+    queue_zadd(key('delayed'), int(score), id)
+  elseif not is_leased(new) then
+    queue_zadd(key('idx', new), int(score), id)
   end
-  if old then redis.call('HINCRBY', key('counts'), old, -1) end
-  if new then
-    redis.call('HINCRBY', key('counts'), new, 1)
-    redis.call('HSET', jk, 'status', new)
-  end
+  if old then count(old, -1) end
+  count(new, 1)
+  fields = fields or {}
+  fields[#fields + 1] = 'status'
+  fields[#fields + 1] = new
+  redis.call('HSET', jk, unpack(fields))
 end
 
 -- After a failed attempt (backoff = {base_ms, cap_ms, jitter in [0, 1]}) or an expired lease
@@ -50,29 +107,51 @@ end
 -- 'failed', and the not-before time.
 local function retry_or_fail(id, status, now, retryable, err, backoff)
   local jk = job_key(id)
-  local retries = tonumber(redis.call('HGET', jk, 'retry_count') or '0')
-  local max_retries = tonumber(redis.call('HGET', jk, 'max_retries') or '0')
-  redis.call('HSET', jk, 'error', err)
+  local fields = redis.call('HMGET', jk, 'retry_count', 'max_retries')
+  local retries, max_retries = tonumber(fields[1] or '0') or 0, tonumber(fields[2] or '0') or 0
   redis.call('HDEL', jk, 'lease_deadline')
   if retryable and retries < max_retries then
-    redis.call('HINCRBY', jk, 'retry_count', 1)
+    local retry = {'error', err, 'retry_count', int(retries + 1)}
     if backoff then
       local full = math.min(backoff[1] * math.pow(2, math.min(retries, 30)), backoff[2])
       local not_before = now + math.floor(full / 2 + backoff[3] * full / 2)
-      redis.call('HSET', jk, 'not_before', int(not_before))
-      move(id, status, 'retrying', not_before)
+      retry[#retry + 1] = 'not_before'
+      retry[#retry + 1] = int(not_before)
+      move(id, status, 'retrying', not_before, retry)
       return 'retrying', not_before
     end
-    redis.call('HSET', jk, 'not_before', int(now))
-    move(id, status, 'pending')
+    retry[#retry + 1] = 'not_before'
+    retry[#retry + 1] = int(now)
+    move(id, status, 'pending', nil, retry)
     return 'pending', now
   end
-  redis.call('HSET', jk, 'completed_at', int(now))
-  move(id, status, 'failed', now)
+  move(id, status, 'failed', now, {'error', err, 'completed_at', int(now)})
   return 'failed', now
+end
+
+-- Fenced completion: {code, status, attempt} with code 1 done, 0 stale, -1 no such job.
+-- `now` is the time as a string of milliseconds.
+local function complete_job(id, attempt, result, now)
+  local jk = job_key(id)
+  local fields = redis.call('HMGET', jk, 'status', 'attempt', 'assigned_worker')
+  local status, current = fields[1], fields[2]
+  if not status then return {-1, '', '0'} end
+  if not is_leased(status) or current ~= attempt then
+    return {0, status, current or '0'}
+  end
+  -- An empty lease_deadline reads as "no lease" and saves an HDEL per job.
+  local done = {'completed_at', now, 'lease_deadline', ''}
+  if result ~= '' then
+    done[5] = 'result'
+    done[6] = result
+  end
+  move(id, status, 'completed', now, done, fields[3])
+  return {1, 'completed', current}
 end
 
 local function touch_worker(worker, now)
   redis.call('ZADD', key('workers'), int(now), worker)
   redis.call('HSETNX', key('worker', worker), 'registered_at', int(now))
 end
+
+local function main()

@@ -8,21 +8,22 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', key('leases'), '-inf', '(' .. in
     'LIMIT', 0, limit)) do
   local fields = redis.call('HMGET', job_key(id), 'status', 'assigned_worker')
   local status = fields[1]
-  if status == 'assigned' or status == 'running' then
+  if is_leased(status) then
     local err = 'lease expired: worker "' .. (fields[2] or '') ..
       '" stopped renewing it (crashed, hung or cut off)'
     local outcome = retry_or_fail(id, status, now, true, err, nil)
     if outcome == 'failed' then failed = failed + 1 else requeued = requeued + 1 end
   else
-    redis.call('ZREM', key('leases'), id)
+    queue_member(zrems, key('leases'), id)
   end
 end
+flush()
 for _, status in ipairs({'completed', 'failed', 'cancelled'}) do
   local old = redis.call('ZRANGEBYSCORE', key('idx', status), '-inf',
     '(' .. int(now - retention_ms), 'LIMIT', 0, limit)
   for _, id in ipairs(old) do
-    redis.call('ZREM', key('idx', status), id)
-    redis.call('HINCRBY', key('counts'), status, -1)
+    queue_member(zrems, key('idx', status), id)
+    count(status, -1)
     redis.call('DEL', job_key(id))
     purged = purged + 1
   end

@@ -3,23 +3,21 @@
 -- ARGV[6] retryable (1/0); ARGV[7..9] retry backoff base ms, cap ms, jitter (0..1).
 -- Returns {code, status, attempt, outcome, not_before}: code 1 accepted, 0 stale, -1 no job.
 local id, attempt, action = ARGV[2], ARGV[3], ARGV[4]
+local now = now_ms()
+if action == 'complete' then
+  local answer = complete_job(id, attempt, ARGV[5], int(now))
+  return {answer[1], answer[2], answer[3], '', '0'}
+end
 local jk = job_key(id)
 local fields = redis.call('HMGET', jk, 'status', 'attempt')
 local status, current = fields[1], fields[2]
 if not status then return {-1, '', '0', '', '0'} end
-if (status ~= 'assigned' and status ~= 'running') or current ~= attempt then
+if not is_leased(status) or current ~= attempt then
   return {0, status, current or '0', '', '0'}
 end
-local now = now_ms()
 if action == 'running' then
   if status == 'assigned' then move(id, 'assigned', 'running', now) end
   return {1, 'running', current, '', '0'}
-elseif action == 'complete' then
-  redis.call('HSET', jk, 'completed_at', int(now))
-  redis.call('HDEL', jk, 'lease_deadline')
-  if ARGV[5] ~= '' then redis.call('HSET', jk, 'result', ARGV[5]) end
-  move(id, status, 'completed', now)
-  return {1, 'completed', current, '', '0'}
 elseif action == 'fail' then
   local outcome, not_before = retry_or_fail(id, status, now, ARGV[6] == '1', ARGV[5],
     {tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])})

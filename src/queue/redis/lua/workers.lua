@@ -11,12 +11,13 @@ elseif action == 'unregister' then
   local released = 0
   for _, id in ipairs(redis.call('SMEMBERS', key('wjobs', worker))) do
     local fields = redis.call('HMGET', job_key(id), 'status', 'assigned_worker')
-    if (fields[1] == 'assigned' or fields[1] == 'running') and fields[2] == worker then
+    if is_leased(fields[1]) and fields[2] == worker then
       redis.call('HDEL', job_key(id), 'lease_deadline')
-      move(id, fields[1], 'pending')
+      move(id, fields[1], 'pending', nil, nil, worker)
       released = released + 1
     end
   end
+  flush()
   redis.call('DEL', key('wjobs', worker), key('worker', worker))
   redis.call('ZREM', key('workers'), worker)
   return released
@@ -33,9 +34,7 @@ elseif action == 'list' then
     local held = {}
     for _, job in ipairs(redis.call('SMEMBERS', key('wjobs', id))) do
       local fields = redis.call('HMGET', job_key(job), 'status', 'assigned_worker')
-      if (fields[1] == 'assigned' or fields[1] == 'running') and fields[2] == id then
-        held[#held + 1] = job
-      end
+      if is_leased(fields[1]) and fields[2] == id then held[#held + 1] = job end
     end
     table.sort(held)
     out[#out + 1] = {id, info[1] or all[i + 1], all[i + 1], info[2] or '0', held}

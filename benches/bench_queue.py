@@ -1,0 +1,153 @@
+"""Full job lifecycle (submit, claim, complete) of no-op jobs against a local redis-server.
+
+Peer: RQ (``SimpleWorker``, burst mode) processing no-op jobs, measured in the same run on
+the same kind of redis-server. Goals (issue #3):
+
+- batched, 100 jobs per call: >= 100x RQ's jobs/s. Measured two ways: one loop doing
+  submit, claim and complete in turn (every call waits for the previous one), and a
+  producer and a worker running at the same time in one process (asyncio), which is how a
+  queue is used; the goal is checked on the second, and both are printed;
+- one job per call through the seed-compatible ``DistributedJobQueue``, one client:
+  >= 10x RQ's jobs/s;
+- the SQLite backend: jobs/s reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from _common import report
+from scraperv4.queue import AsyncJobQueue, JobQueue, JobSpec
+from scraperv4.scaling.distributed_queue import DistributedJobQueue, ScrapingJob
+from support.redis_server import RedisServer
+
+RQ_JOBS = 2_000
+BATCHED_JOBS = 50_000
+SINGLE_JOBS = 5_000
+SQLITE_JOBS = 20_000
+BATCH = 100
+
+
+def rq_jobs_per_second(url: str) -> float:
+    from redis import Redis
+    from rq import Queue, SimpleWorker
+
+    connection = Redis.from_url(url)
+    queue = Queue(f"bench-{uuid.uuid4().hex[:6]}", connection=connection)
+    started = time.perf_counter()
+    for _ in range(RQ_JOBS):
+        queue.enqueue("_noop.noop")
+    SimpleWorker([queue], connection=connection).work(burst=True, logging_level="WARNING")
+    elapsed = time.perf_counter() - started
+    finished = queue.finished_job_registry.count
+    assert finished == RQ_JOBS, f"RQ finished {finished} of {RQ_JOBS}"
+    connection.close()
+    return RQ_JOBS / elapsed
+
+
+def batched_jobs_per_second(url: str, jobs: int) -> float:
+    queue = JobQueue(url, name=f"bench-{uuid.uuid4().hex[:6]}")
+    specs = [JobSpec(f"https://example.com/{i}", template_id="noop") for i in range(jobs)]
+    started = time.perf_counter()
+    for offset in range(0, jobs, BATCH):
+        queue.submit_many(specs[offset : offset + BATCH])
+    done = 0
+    while True:
+        claimed = queue.claim("bench-worker", BATCH)
+        if not claimed:
+            break
+        done += sum(ack.accepted for ack in queue.complete_many(claimed))
+    elapsed = time.perf_counter() - started
+    assert done == jobs, f"completed {done} of {jobs}"
+    assert queue.stats().by_status["completed"] == jobs
+    return jobs / elapsed
+
+
+def concurrent_batched_jobs_per_second(url: str, jobs: int) -> float:
+    """A producer submitting and a worker claiming/completing at the same time."""
+
+    async def run() -> float:
+        queue = await AsyncJobQueue.open(url, name=f"bench-{uuid.uuid4().hex[:6]}")
+        specs = [JobSpec(f"https://example.com/{i}", template_id="noop") for i in range(jobs)]
+        submitted = asyncio.Event()
+
+        async def producer() -> None:
+            for offset in range(0, jobs, BATCH):
+                await queue.submit_many(specs[offset : offset + BATCH])
+            submitted.set()
+
+        async def worker() -> int:
+            done = 0
+            while True:
+                claimed = await queue.claim("bench-worker", BATCH)
+                if claimed:
+                    done += sum(ack.accepted for ack in await queue.complete_many(claimed))
+                elif submitted.is_set():
+                    return done
+                else:
+                    await asyncio.sleep(0.001)
+
+        started = time.perf_counter()
+        _, done = await asyncio.gather(producer(), worker())
+        elapsed = time.perf_counter() - started
+        assert done == jobs, f"completed {done} of {jobs}"
+        return jobs / elapsed
+
+    return asyncio.run(run())
+
+
+def seed_api_jobs_per_second(url: str) -> float:
+    queue = DistributedJobQueue(url, name=f"bench-{uuid.uuid4().hex[:6]}")
+    queue.register_worker("bench-worker")
+    started = time.perf_counter()
+    for i in range(SINGLE_JOBS):
+        queue.submit_job(ScrapingJob(None, "noop", "noop", f"https://example.com/{i}", {}))
+    done = 0
+    while (job := queue.get_next_job("bench-worker")) is not None:
+        done += queue.update_job_status(job.id, "completed")
+    elapsed = time.perf_counter() - started
+    assert done == SINGLE_JOBS, f"completed {done} of {SINGLE_JOBS}"
+    return SINGLE_JOBS / elapsed
+
+
+def main() -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # RQ imports _noop by name
+    with RedisServer() as server:
+        rq = rq_jobs_per_second(server.url)
+        batched = batched_jobs_per_second(server.url, BATCHED_JOBS)
+        concurrent = concurrent_batched_jobs_per_second(server.url, BATCHED_JOBS)
+        single = seed_api_jobs_per_second(server.url)
+    with tempfile.TemporaryDirectory() as tmp:
+        sqlite = batched_jobs_per_second(f"sqlite://{tmp}/bench.db", SQLITE_JOBS)
+    memory = batched_jobs_per_second("memory://", SQLITE_JOBS)
+    met = report(
+        "queue",
+        {
+            "RQ SimpleWorker burst (jobs/s)": rq,
+            "redis batched x100, one loop (jobs/s)": batched,
+            "redis batched x100, producer || worker (jobs/s)": concurrent,
+            "redis seed API, 1 job/call (jobs/s)": single,
+            "sqlite file batched x100 (jobs/s)": sqlite,
+            "memory batched x100 (jobs/s)": memory,
+            "redis batched, one loop / RQ (ratio)": batched / rq,
+            "jobs (RQ / batched / single / sqlite)": (
+                f"{RQ_JOBS} / {BATCHED_JOBS} / {SINGLE_JOBS} / {SQLITE_JOBS}"
+            ),
+        },
+        {
+            "redis batched (producer || worker) vs RQ": (concurrent / rq, 100.0),
+            "seed API 1 job/call vs RQ": (single / rq, 10.0),
+        },
+    )
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

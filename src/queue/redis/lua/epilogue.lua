@@ -1,0 +1,4 @@
+end
+local result = main()
+flush()
+return result
