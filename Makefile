@@ -39,6 +39,7 @@ install-release: $(VENV)/.tools ## install an optimised build (benchmarks, the d
 .PHONY: demo
 demo: install-release ## set up everything and run the main job
 	$(VENV)/bin/scraperv4 --version
+	$(VPY) examples/queue_roundtrip.py
 
 .PHONY: bench
 bench: install-release ## build optimised, install the peers, run every benchmark

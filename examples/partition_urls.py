@@ -9,7 +9,8 @@ import numpy as np
 
 from scraperv4.partition import Partitioner
 
-urls = [f"https://shop{d}.example.com/item/{i}" for d in range(50) for i in range(d + 1)]
+# 50 sites of different sizes (site d has d + 1 pages).
+urls = [f"https://www.shop{d}.example/item/{i}" for d in range(50) for i in range(d + 1)]
 urls += ["not a url", "ftp://files.example.com/a"]
 
 partitioner = Partitioner("domain_grouping")

@@ -631,3 +631,21 @@ def test_async_twin_gives_the_same_results(backend: str, backend_url: Callable[[
 
     suffix = uuid.uuid4().hex[:8]
     assert sync_run(f"s{suffix}") == asyncio.run(async_run(f"a{suffix}"))
+
+
+def test_acl_credentials_work_and_never_leak(tmp_path: Path) -> None:
+    acl = ["--user", "app", "on", ">s3cret-pw", "~*", "&*", "+@all"]
+    with RedisServer(acl, data_dir=tmp_path) as server:
+        good = f"redis://app:s3cret-pw@127.0.0.1:{server.port}/2"
+        queue = JobQueue(good)
+        queue.submit(spec(0))
+        assert queue.stats().pending == 1
+        assert "s3cret-pw" not in repr(queue) and "app:***@" in queue.url
+        with pytest.raises(QueueUnavailableError) as caught:
+            JobQueue(f"redis://app:wrong-pw@127.0.0.1:{server.port}/2", operation_timeout=2)
+        assert "wrong-pw" not in str(caught.value)
+        client = redis.Redis.from_url(good)
+        try:
+            assert client.dbsize() > 0, "the queue used db 2"
+        finally:
+            client.close()
