@@ -9,6 +9,10 @@
 //!
 //! - [`config`]: validation of user-supplied settings and the [`config::ConfigError`] they raise.
 //! - [`runtime`]: the process's single tokio runtime, created lazily and re-created after `fork`.
+//! - [`queue`]: the job queue (Redis and SQLite backends) with leases and fencing tokens.
+//! - [`partition`]: splitting URL lists among workers.
+//! - [`resources`]: CPU, memory, disk and load of this machine or container.
+//! - [`tls`]: the process's TLS crypto provider.
 //! - [`python`]: the `scraperv4._core` extension module (bindings only, no logic).
 //!
 //! See `docs/architecture.md` for how a job's data flows through the modules.
@@ -19,3 +23,4 @@ pub mod python;
 pub mod queue;
 pub mod resources;
 pub mod runtime;
+pub mod tls;

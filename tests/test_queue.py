@@ -649,3 +649,29 @@ def test_acl_credentials_work_and_never_leak(tmp_path: Path) -> None:
             assert client.dbsize() > 0, "the queue used db 2"
         finally:
             client.close()
+
+
+def test_rediss_verifies_certificates_unless_insecure_is_allowed(tmp_path: Path) -> None:
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert_file, key_file, ca_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    ca.cert_pem.write_to_path(str(ca_file))
+    from support.redis_server import free_port
+
+    tls_port = free_port()
+    tls = ["--tls-port", str(tls_port), "--tls-cert-file", str(cert_file)]
+    tls += ["--tls-key-file", str(key_file), "--tls-ca-cert-file", str(ca_file)]
+    tls += ["--tls-auth-clients", "no"]
+    with RedisServer(tls, data_dir=tmp_path):
+        # The test CA is in no trust store: verification must refuse the server.
+        with pytest.raises(QueueUnavailableError, match="(?i)certificate|unknown ?issuer"):
+            JobQueue(f"rediss://127.0.0.1:{tls_port}/0", operation_timeout=3)
+        with pytest.raises(ConfigError, match="insecure"):
+            JobQueue(f"rediss://127.0.0.1:{tls_port}/0#insecure")
+        queue = JobQueue(f"rediss://127.0.0.1:{tls_port}/0#insecure", allow_insecure_tls=True)
+        queue.submit(spec(0))
+        assert queue.stats().pending == 1, "TLS round trips work"

@@ -80,6 +80,7 @@ impl RedisQueue {
             )
             .into());
         }
+        crate::tls::ensure_crypto_provider();
         let client = redis::Client::open(url).map_err(|e| {
             QueueError::Config(ConfigError::invalid(
                 "queue URL",
