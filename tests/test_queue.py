@@ -668,7 +668,7 @@ def test_rediss_verifies_certificates_unless_insecure_is_allowed(tmp_path: Path)
     tls += ["--tls-auth-clients", "no"]
     with RedisServer(tls, data_dir=tmp_path):
         # The test CA is in no trust store: verification must refuse the server.
-        with pytest.raises(QueueUnavailableError, match="(?i)certificate|unknown ?issuer"):
+        with pytest.raises(QueueUnavailableError, match=r"(?i)certificate|unknown ?issuer"):
             JobQueue(f"rediss://127.0.0.1:{tls_port}/0", operation_timeout=3)
         with pytest.raises(ConfigError, match="insecure"):
             JobQueue(f"rediss://127.0.0.1:{tls_port}/0#insecure")
