@@ -74,12 +74,20 @@ class FetchError(ScraperV4Error):
             ``too_large``, ``robots_denied``, ``blocked_address``, ``http_status``,
             ``too_many_redirects`` or ``decode``.
         url: the URL that failed, when known.
+        status: the HTTP status, for ``kind == "http_status"``.
     """
 
-    def __init__(self, message: str, kind: str = "unknown", url: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        kind: str = "unknown",
+        url: str | None = None,
+        status: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.url = url
+        self.status = status
 
 
 class TemplateError(ScraperV4Error, ValueError):

@@ -21,6 +21,7 @@ pub(crate) enum PyErrorClass {
     InvalidJob,
     JobNotFound,
     CorruptJob,
+    Fetch,
 }
 
 impl PyErrorClass {
@@ -32,11 +33,13 @@ impl PyErrorClass {
             Self::InvalidJob => "InvalidJobError",
             Self::JobNotFound => "JobNotFoundError",
             Self::CorruptJob => "CorruptJobError",
+            Self::Fetch => "FetchError",
         }
     }
 
     fn cell(self) -> &'static PyOnceLock<Py<PyType>> {
-        static CELLS: [PyOnceLock<Py<PyType>>; 6] = [
+        static CELLS: [PyOnceLock<Py<PyType>>; 7] = [
+            PyOnceLock::new(),
             PyOnceLock::new(),
             PyOnceLock::new(),
             PyOnceLock::new(),

@@ -7,6 +7,7 @@
 
 pub(crate) mod bridge;
 pub(crate) mod errors;
+pub(crate) mod fetch;
 pub(crate) mod logging;
 pub(crate) mod partition;
 pub(crate) mod queue;
@@ -18,6 +19,8 @@ use pyo3::prelude::*;
 pub mod _core {
     #[pymodule_export]
     use super::bridge::{_block_for, _sleep_async};
+    #[pymodule_export]
+    use super::fetch::{PyFetcher, PyResponse};
     #[pymodule_export]
     use super::logging::set_log_level;
     #[pymodule_export]

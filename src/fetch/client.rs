@@ -1,0 +1,478 @@
+//! The [`Fetcher`]: one shared HTTP client with politeness, retries, redirects and the guard.
+
+use std::collections::HashMap;
+use std::error::Error as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+
+use super::body::{self, BodyLimits};
+use super::config::FetchConfig;
+use super::error::{FetchError, FetchErrorKind, FetchResult};
+use super::robots::{self, RobotsCache, Rules};
+use super::ssrf::{AddressPolicy, BlockedAddress, GuardedResolver};
+use crate::config::{ConfigError, ConfigResult};
+
+/// A fetched page.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The URL asked for.
+    pub url: String,
+    /// The URL the content came from, after redirects.
+    pub final_url: String,
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers, in order (names lowercase).
+    pub headers: Vec<(String, String)>,
+    /// The body, decompressed.
+    pub body: Vec<u8>,
+    /// The body as text.
+    pub text: String,
+    /// The encoding used for `text` (WHATWG name).
+    pub encoding: &'static str,
+    /// Time from the first request to the last byte, retries and politeness waits included.
+    pub elapsed: Duration,
+    /// Bytes received for the body (compressed).
+    pub wire_bytes: u64,
+}
+
+/// Politeness state of one host.
+struct HostGate {
+    permits: Semaphore,
+    next_slot: tokio::sync::Mutex<Instant>,
+}
+
+/// A polite, bounded, SSRF-guarded HTTP fetcher. Cheap to share (`Arc`).
+pub struct Fetcher {
+    client: reqwest::Client,
+    config: FetchConfig,
+    policy: Arc<AddressPolicy>,
+    global: Semaphore,
+    hosts: std::sync::Mutex<HashMap<String, Arc<HostGate>>>,
+    robots: RobotsCache,
+}
+
+impl Fetcher {
+    /// A fetcher with `config` (checked first).
+    pub fn new(config: FetchConfig) -> ConfigResult<Self> {
+        let allowed_networks = config.validate()?;
+        crate::tls::ensure_crypto_provider();
+        let policy = Arc::new(AddressPolicy {
+            allow_private_networks: config.allow_private_networks,
+            allowed_networks,
+            allowed_hosts: config
+                .allowed_hosts
+                .iter()
+                .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+                .collect(),
+        });
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::ACCEPT_ENCODING,
+            reqwest::header::HeaderValue::from_static("gzip, br, zstd, deflate"),
+        );
+        for (name, value) in &config.headers {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| ConfigError::invalid("headers", name, "a valid header name"))?;
+            let value = reqwest::header::HeaderValue::from_str(value)
+                .map_err(|_| ConfigError::invalid("headers", value, "a valid header value"))?;
+            headers.insert(name, value);
+        }
+        let mut builder = reqwest::Client::builder()
+            .user_agent(config.user_agent.clone())
+            .default_headers(headers)
+            .connect_timeout(FetchConfig::seconds(config.connect_timeout))
+            .read_timeout(FetchConfig::seconds(config.read_timeout))
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_store(config.cookies)
+            .dns_resolver(GuardedResolver::new(Arc::clone(&policy)))
+            .pool_max_idle_per_host(config.per_host_concurrency);
+        builder = match &config.proxy {
+            Some(proxy) => builder.proxy(
+                reqwest::Proxy::all(proxy)
+                    .map_err(|_| ConfigError::invalid("proxy", proxy, "a proxy URL"))?,
+            ),
+            None => builder.no_proxy(),
+        };
+        let client = builder
+            .build()
+            .map_err(|e| ConfigError::invalid("fetch config", "client", e.to_string()))?;
+        Ok(Self {
+            client,
+            global: Semaphore::new(config.concurrency),
+            config,
+            policy,
+            hosts: std::sync::Mutex::new(HashMap::new()),
+            robots: RobotsCache::default(),
+        })
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &FetchConfig {
+        &self.config
+    }
+
+    /// Fetches `url`: robots.txt, politeness, retries and redirects included.
+    pub async fn fetch(&self, url: &str) -> FetchResult<Page> {
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            let total = FetchConfig::seconds(self.config.total_timeout);
+            let outcome = match tokio::time::timeout(total, self.fetch_once(url)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(FetchError::new(
+                    FetchErrorKind::Timeout,
+                    url,
+                    format!("no complete response within {total:?}"),
+                )),
+            };
+            match outcome {
+                Ok((mut page, retry_after)) => {
+                    if retry_after.is_some() && attempt < self.config.retries {
+                        attempt += 1;
+                        self.wait_before_retry(attempt, retry_after).await;
+                        continue;
+                    }
+                    if page.status >= 400 {
+                        let mut error = FetchError::new(
+                            FetchErrorKind::HttpStatus,
+                            &page.final_url,
+                            format!("HTTP {} after {} attempt(s)", page.status, attempt + 1),
+                        );
+                        error.status = Some(page.status);
+                        return Err(error);
+                    }
+                    page.elapsed = started.elapsed();
+                    return Ok(page);
+                }
+                Err(error) if error.is_retryable() && attempt < self.config.retries => {
+                    attempt += 1;
+                    tracing::debug!(url, attempt, %error, "retrying");
+                    self.wait_before_retry(attempt, None).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    async fn wait_before_retry(&self, attempt: u32, retry_after: Option<Duration>) {
+        let exponential = self.config.retry_base * f64::from(1_u32 << (attempt - 1).min(16));
+        let jittered = exponential * (0.5 + rand::random::<f64>() / 2.0);
+        let wait = retry_after.map_or(FetchConfig::seconds(jittered), |after| {
+            after.min(FetchConfig::seconds(self.config.max_retry_after))
+        });
+        tokio::time::sleep(wait).await;
+    }
+
+    /// One attempt: redirects followed. On a retryable status (429, 5xx) returns the page
+    /// with the delay to wait (from `Retry-After`, or zero meaning "use the backoff").
+    async fn fetch_once(&self, url: &str) -> FetchResult<(Page, Option<Duration>)> {
+        let mut current = self.checked_url(url)?;
+        let mut seen = vec![current.to_string()];
+        for _hop in 0..=self.config.max_redirects {
+            if self.config.respect_robots {
+                self.check_robots(&current).await?;
+            }
+            let gate = self.gate(&current);
+            let _global = self.global.acquire().await.map_err(|_| closed(url))?;
+            let _host = gate.permits.acquire().await.map_err(|_| closed(url))?;
+            self.wait_for_slot(&gate, &current).await;
+            let response = self
+                .client
+                .get(current.clone())
+                .send()
+                .await
+                .map_err(|e| classify(current.as_str(), &e))?;
+            let status = response.status().as_u16();
+            if response.status().is_redirection()
+                && let Some(location) = response.headers().get(reqwest::header::LOCATION)
+            {
+                let location = location.to_str().map_err(|_| {
+                    FetchError::new(FetchErrorKind::Decode, current.as_str(), "bad Location")
+                })?;
+                let next = current.join(location).map_err(|e| {
+                    FetchError::new(
+                        FetchErrorKind::Decode,
+                        current.as_str(),
+                        format!("redirect to an invalid URL {location:?}: {e}"),
+                    )
+                })?;
+                let next = self.checked_url(next.as_str())?;
+                if seen.iter().any(|u| u == next.as_str()) {
+                    return Err(FetchError::new(
+                        FetchErrorKind::TooManyRedirects,
+                        url,
+                        format!("redirect loop back to {next}"),
+                    ));
+                }
+                seen.push(next.to_string());
+                current = next;
+                continue;
+            }
+            let retry_after = (status == 429 || status >= 500).then(|| {
+                response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after)
+                    .unwrap_or(Duration::ZERO)
+            });
+            let final_url = response.url().to_string();
+            let headers: Vec<(String, String)> = response
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            let content_type = response
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let limits = BodyLimits {
+                max_bytes: self.config.max_body_bytes,
+                max_ratio: self.config.max_decompression_ratio,
+            };
+            let body = body::read(response, &final_url, limits).await?;
+            let (text, encoding) = body::decode_text(&body.bytes, content_type.as_deref());
+            let page = Page {
+                url: url.to_owned(),
+                final_url,
+                status,
+                headers,
+                body: body.bytes,
+                text,
+                encoding,
+                elapsed: Duration::ZERO,
+                wire_bytes: body.wire_bytes,
+            };
+            return Ok((page, retry_after.map(|d| d.max(Duration::from_millis(1)))));
+        }
+        Err(FetchError::new(
+            FetchErrorKind::TooManyRedirects,
+            url,
+            format!("more than {} redirects", self.config.max_redirects),
+        ))
+    }
+
+    /// Parses `url`, requires http(s) and a host, and applies the guard to literal IPs (names
+    /// are checked by the resolver, at connection time).
+    fn checked_url(&self, url: &str) -> FetchResult<reqwest::Url> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| {
+            FetchError::new(FetchErrorKind::Decode, url, format!("not a valid URL: {e}"))
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(FetchError::new(
+                FetchErrorKind::BlockedAddress,
+                url,
+                format!(
+                    "scheme {:?} is not fetched (only http and https)",
+                    parsed.scheme()
+                ),
+            ));
+        }
+        let ip = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            Some(url::Host::Domain(_)) => None,
+            None => {
+                return Err(FetchError::new(
+                    FetchErrorKind::Decode,
+                    url,
+                    "the URL has no host",
+                ));
+            }
+        };
+        if let Some(ip) = ip
+            && let Some(reason) = self.policy.refusal(ip)
+            && !self.policy.host_allowed(&ip.to_string())
+        {
+            return Err(FetchError::new(
+                FetchErrorKind::BlockedAddress,
+                url,
+                format!(
+                    "{ip} is {reason}: refused by the SSRF guard (allow it with allow_private_networks or allowed_networks)"
+                ),
+            ));
+        }
+        Ok(parsed)
+    }
+
+    fn gate(&self, url: &reqwest::Url) -> Arc<HostGate> {
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let mut hosts = self
+            .hosts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(hosts.entry(host).or_insert_with(|| {
+            Arc::new(HostGate {
+                permits: Semaphore::new(self.config.per_host_concurrency),
+                next_slot: tokio::sync::Mutex::new(Instant::now()),
+            })
+        }))
+    }
+
+    /// Waits for this host's politeness slot and books the next one.
+    async fn wait_for_slot(&self, gate: &HostGate, url: &reqwest::Url) {
+        let (low, high) = self.config.delay_range;
+        let mut delay = low + (high - low) * rand::random::<f64>();
+        if self.config.respect_robots
+            && let Some(crawl_delay) = self
+                .robots
+                .rules(&origin(url), Duration::MAX, || async { Rules::AllowAll })
+                .await
+                .crawl_delay()
+        {
+            delay = delay.max(crawl_delay.as_secs_f64());
+        }
+        if delay <= 0.0 {
+            return;
+        }
+        let mut next = gate.next_slot.lock().await;
+        let now = Instant::now();
+        if *next > now {
+            tokio::time::sleep(*next - now).await;
+        }
+        *next = Instant::now() + FetchConfig::seconds(delay);
+    }
+
+    async fn check_robots(&self, url: &reqwest::Url) -> FetchResult<()> {
+        let origin = origin(url);
+        let ttl = FetchConfig::seconds(self.config.robots_ttl);
+        let rules = self
+            .robots
+            .rules(&origin, ttl, || self.load_robots(origin.clone()))
+            .await;
+        rules
+            .check(url.as_str())
+            .map_err(|(kind, reason)| FetchError::new(kind, url.as_str(), reason))
+    }
+
+    async fn load_robots(&self, origin: String) -> Rules {
+        let url = format!("{origin}/robots.txt");
+        let attempt = async {
+            let response = match self.client.get(&url).send().await {
+                Ok(response) => response,
+                Err(error) => {
+                    let error = classify(&url, &error);
+                    return (error.kind == FetchErrorKind::BlockedAddress)
+                        .then(|| Rules::Blocked(error.message));
+                }
+            };
+            let status = response.status().as_u16();
+            if (400..500).contains(&status) {
+                return Some(Rules::AllowAll);
+            }
+            if status >= 300 {
+                return Some(Rules::DisallowAll(format!(
+                    "robots.txt answered HTTP {status}: treated as disallow (RFC 9309)"
+                )));
+            }
+            let limits = BodyLimits {
+                max_bytes: 512 * 1024,
+                max_ratio: self.config.max_decompression_ratio,
+            };
+            let body = body::read(response, &url, limits).await.ok()?;
+            Some(robots::parse(&self.config.user_agent, &body.bytes))
+        };
+        let timeout = FetchConfig::seconds(self.config.total_timeout);
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(Some(rules)) => rules,
+            _ => Rules::DisallowAll(
+                "robots.txt could not be fetched: treated as disallow (RFC 9309)".to_owned(),
+            ),
+        }
+    }
+}
+
+fn origin(url: &reqwest::Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+fn closed(url: &str) -> FetchError {
+    FetchError::new(FetchErrorKind::Connect, url, "the fetcher is shutting down")
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// Maps a reqwest error to our kinds by looking through its causes.
+fn classify(url: &str, error: &reqwest::Error) -> FetchError {
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if let Some(blocked) = cause.downcast_ref::<BlockedAddress>() {
+            return FetchError::new(FetchErrorKind::BlockedAddress, url, blocked.to_string());
+        }
+        if cause.downcast_ref::<rustls::Error>().is_some() {
+            return FetchError::new(FetchErrorKind::Tls, url, format!("TLS: {cause}"));
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::NotFound
+        {
+            return FetchError::new(FetchErrorKind::Dns, url, format!("name lookup: {io}"));
+        }
+        source = cause.source();
+    }
+    let text = error.to_string();
+    if error.is_timeout() {
+        FetchError::new(FetchErrorKind::Timeout, url, text)
+    } else if text.contains("dns error") || text.contains("failed to lookup") {
+        FetchError::new(FetchErrorKind::Dns, url, text)
+    } else {
+        FetchError::new(FetchErrorKind::Connect, url, format!("{text}: {error:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_accepts_seconds_and_dates() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn literal_private_ips_are_refused_before_any_connection() {
+        let fetcher = Fetcher::new(FetchConfig::default()).unwrap();
+        for url in [
+            "http://127.0.0.1/",
+            "http://[::1]:8080/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[::ffff:10.0.0.1]/",
+            "http://0x7f000001/",
+            "http://2130706433/",
+            "http://0177.0.0.1/",
+            "http://[fd00:ec2::254]/",
+        ] {
+            let error = fetcher.checked_url(url).unwrap_err();
+            assert_eq!(error.kind, FetchErrorKind::BlockedAddress, "{url}");
+        }
+        assert!(fetcher.checked_url("http://93.184.216.34/").is_ok());
+        assert_eq!(
+            fetcher.checked_url("file:///etc/passwd").unwrap_err().kind,
+            FetchErrorKind::BlockedAddress
+        );
+    }
+}

@@ -1,0 +1,93 @@
+//! Errors of the fetcher, each with a machine-readable kind.
+
+use std::fmt;
+
+/// What went wrong, for programs (`FetchError.kind` in Python).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchErrorKind {
+    /// A timeout: connect, between bytes, or the whole request.
+    Timeout,
+    /// The host name did not resolve.
+    Dns,
+    /// The connection could not be made or broke.
+    Connect,
+    /// TLS failed (certificate, handshake).
+    Tls,
+    /// The body is over the size limit (declared or counted after decoding), or decompresses
+    /// by more than the allowed ratio.
+    TooLarge,
+    /// robots.txt forbids the URL (or could not be fetched: RFC 9309 then means "disallow").
+    RobotsDenied,
+    /// The SSRF guard refused the address.
+    BlockedAddress,
+    /// The server answered with an error status (after retries).
+    HttpStatus,
+    /// More redirects than allowed, or a redirect loop.
+    TooManyRedirects,
+    /// The body could not be decoded (bad compression, unusable URL in a redirect, ...).
+    Decode,
+}
+
+impl FetchErrorKind {
+    /// The name used in Python and in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Dns => "dns",
+            Self::Connect => "connect",
+            Self::Tls => "tls",
+            Self::TooLarge => "too_large",
+            Self::RobotsDenied => "robots_denied",
+            Self::BlockedAddress => "blocked_address",
+            Self::HttpStatus => "http_status",
+            Self::TooManyRedirects => "too_many_redirects",
+            Self::Decode => "decode",
+        }
+    }
+}
+
+impl fmt::Display for FetchErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A fetch that did not produce a page.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("fetch {url} failed ({kind}): {message}")]
+pub struct FetchError {
+    /// Machine-readable reason.
+    pub kind: FetchErrorKind,
+    /// The URL that failed (the redirect hop, when it failed there).
+    pub url: String,
+    /// What happened, for people.
+    pub message: String,
+    /// The HTTP status, for `HttpStatus`.
+    pub status: Option<u16>,
+}
+
+impl FetchError {
+    /// A new error.
+    pub fn new(kind: FetchErrorKind, url: &str, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            url: url.to_owned(),
+            message: message.into(),
+            status: None,
+        }
+    }
+
+    /// True for failures a retry may cure (timeouts, connection trouble, 429 and 5xx).
+    pub fn is_retryable(&self) -> bool {
+        match self.kind {
+            FetchErrorKind::Timeout | FetchErrorKind::Connect => true,
+            FetchErrorKind::HttpStatus => {
+                matches!(self.status, Some(429 | 500..=599))
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Result alias of the fetcher.
+pub type FetchResult<T> = Result<T, FetchError>;

@@ -1,0 +1,114 @@
+//! robots.txt: fetched once per origin, cached with a TTL, parsed by `texting_robots`.
+//!
+//! Per RFC 9309: a 4xx answer means no rules (everything allowed); a 5xx answer or an
+//! unreachable server means "disallow everything" until the entry expires.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use texting_robots::Robot;
+use tokio::sync::Mutex;
+
+use super::error::FetchErrorKind;
+
+/// The rules of one origin.
+pub enum Rules {
+    /// No robots.txt (4xx): everything is allowed.
+    AllowAll,
+    /// The server failed (5xx, unreachable): nothing is allowed for now.
+    DisallowAll(String),
+    /// Parsed rules.
+    Parsed(Robot),
+    /// The origin itself is refused by the SSRF guard (reported as that, not as robots).
+    Blocked(String),
+}
+
+impl Rules {
+    /// Whether `url` may be fetched; why not, as an error kind and a reason.
+    pub fn check(&self, url: &str) -> Result<(), (FetchErrorKind, String)> {
+        match self {
+            Self::AllowAll => Ok(()),
+            Self::DisallowAll(reason) => Err((FetchErrorKind::RobotsDenied, reason.clone())),
+            Self::Parsed(robot) if robot.allowed(url) => Ok(()),
+            Self::Parsed(_) => Err((
+                FetchErrorKind::RobotsDenied,
+                "disallowed by robots.txt".to_owned(),
+            )),
+            Self::Blocked(reason) => Err((FetchErrorKind::BlockedAddress, reason.clone())),
+        }
+    }
+
+    /// The `Crawl-delay` for our user agent, if any.
+    pub fn crawl_delay(&self) -> Option<Duration> {
+        match self {
+            Self::Parsed(robot) => robot
+                .delay
+                .filter(|d| d.is_finite() && *d > 0.0)
+                .map(|d| Duration::from_secs_f32(d.min(3600.0))),
+            _ => None,
+        }
+    }
+}
+
+type Slot = Arc<Mutex<Option<(Instant, Arc<Rules>)>>>;
+
+/// The per-origin cache. Concurrent first requests to one origin fetch robots.txt once.
+#[derive(Default)]
+pub struct RobotsCache {
+    slots: std::sync::Mutex<HashMap<String, Slot>>,
+}
+
+impl RobotsCache {
+    /// The rules of `origin`, fetching them with `load` when missing or older than `ttl`.
+    pub async fn rules<F, Fut>(&self, origin: &str, ttl: Duration, load: F) -> Arc<Rules>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Rules>,
+    {
+        let slot = {
+            let mut slots = self
+                .slots
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(slots.entry(origin.to_owned()).or_default())
+        };
+        let mut entry = slot.lock().await;
+        if let Some((fetched, rules)) = entry.as_ref()
+            && fetched.elapsed() < ttl
+        {
+            return Arc::clone(rules);
+        }
+        let rules = Arc::new(load().await);
+        *entry = Some((Instant::now(), Arc::clone(&rules)));
+        rules
+    }
+}
+
+/// Parses a robots.txt body for `user_agent`; unparsable text means no rules.
+pub fn parse(user_agent: &str, body: &[u8]) -> Rules {
+    // Rules are matched on the product token ("ScraperV4"), not the full header value.
+    let agent = user_agent.split(['/', ' ']).next().unwrap_or(user_agent);
+    Robot::new(agent, body).map_or(Rules::AllowAll, Rules::Parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_and_crawl_delay_for_our_agent() {
+        let txt = b"User-agent: ScraperV4\nDisallow: /private\nCrawl-delay: 2\n\nUser-agent: *\nDisallow: /";
+        let rules = parse("ScraperV4/0.1 (+https://example.com)", txt);
+        assert!(rules.check("https://example.com/public/page").is_ok());
+        assert!(
+            Rules::Blocked("guard".to_owned())
+                .check("https://x/")
+                .is_err()
+        );
+        assert!(rules.check("https://example.com/private/x").is_err());
+        assert_eq!(rules.crawl_delay(), Some(Duration::from_secs(2)));
+        let others = parse("OtherBot/1.0", txt);
+        assert!(others.check("https://example.com/public/page").is_err());
+    }
+}

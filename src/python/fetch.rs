@@ -1,0 +1,170 @@
+//! Bindings of [`crate::fetch`]: the `Fetcher` handle and `Response` records.
+
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use super::bridge::{block_on, into_awaitable};
+use super::errors::PyErrorClass;
+use crate::config::ConfigError;
+use crate::fetch::{FetchConfig, FetchError, Fetcher, Page};
+
+impl From<FetchError> for PyErr {
+    fn from(error: FetchError) -> Self {
+        PyErrorClass::Fetch.raise((
+            error.to_string(),
+            error.kind.as_str(),
+            error.url,
+            error.status,
+        ))
+    }
+}
+
+/// A fetched page.
+#[pyclass(frozen, name = "Response", module = "scraperv4._core")]
+pub(crate) struct PyResponse {
+    page: Page,
+}
+
+#[pymethods]
+impl PyResponse {
+    /// The URL asked for.
+    #[getter]
+    fn url(&self) -> &str {
+        &self.page.url
+    }
+    /// The URL after redirects.
+    #[getter]
+    fn final_url(&self) -> &str {
+        &self.page.final_url
+    }
+    /// HTTP status.
+    #[getter]
+    fn status(&self) -> u16 {
+        self.page.status
+    }
+    /// Response headers as `(name, value)` pairs, names lowercase.
+    #[getter]
+    fn headers(&self) -> Vec<(String, String)> {
+        self.page.headers.clone()
+    }
+    /// The body, decompressed.
+    #[getter]
+    fn content<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.page.body)
+    }
+    /// The body decoded to text.
+    #[getter]
+    fn text(&self) -> &str {
+        &self.page.text
+    }
+    /// The encoding used for `text`.
+    #[getter]
+    fn encoding(&self) -> &'static str {
+        self.page.encoding
+    }
+    /// Seconds from the first request to the last byte (retries and waits included).
+    #[getter]
+    fn elapsed(&self) -> f64 {
+        self.page.elapsed.as_secs_f64()
+    }
+    /// Body bytes received on the wire (compressed).
+    #[getter]
+    fn wire_bytes(&self) -> u64 {
+        self.page.wire_bytes
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Response(status={}, url={:?}, bytes={})",
+            self.page.status,
+            self.page.final_url,
+            self.page.body.len()
+        )
+    }
+}
+
+/// One result of `fetch_many`: a response or the error, in input order.
+enum Outcome {
+    Page(Page),
+    Failed(FetchError),
+}
+
+impl<'py> IntoPyObject<'py> for Outcome {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
+        match self {
+            Self::Page(page) => Ok(Bound::new(py, PyResponse { page })?.into_any()),
+            Self::Failed(error) => Ok(PyErr::from(error).into_value(py).into_bound(py).into_any()),
+        }
+    }
+}
+
+async fn fetch_all(fetcher: Arc<Fetcher>, urls: Vec<String>) -> Vec<Outcome> {
+    let requests = urls.iter().map(|url| fetcher.fetch(url));
+    futures_util::future::join_all(requests)
+        .await
+        .into_iter()
+        .map(|result| result.map_or_else(Outcome::Failed, Outcome::Page))
+        .collect()
+}
+
+/// A polite, bounded, SSRF-guarded HTTP fetcher.
+#[pyclass(frozen, name = "Fetcher", module = "scraperv4._core")]
+pub(crate) struct PyFetcher {
+    fetcher: Arc<Fetcher>,
+}
+
+#[pymethods]
+impl PyFetcher {
+    /// A fetcher configured by `config_json` (a JSON object of `FetchConfig` fields).
+    #[new]
+    fn new(config_json: &str) -> PyResult<Self> {
+        let config: FetchConfig = serde_json::from_str(config_json)
+            .map_err(|e| ConfigError::invalid("fetch config", config_json, e.to_string()))?;
+        Ok(Self {
+            fetcher: Arc::new(Fetcher::new(config)?),
+        })
+    }
+
+    fn fetch(&self, py: Python<'_>, url: String) -> PyResult<PyResponse> {
+        let fetcher = Arc::clone(&self.fetcher);
+        block_on(py, async move {
+            fetcher.fetch(&url).await.map(|page| PyResponse { page })
+        })
+    }
+
+    fn fetch_async<'py>(&self, py: Python<'py>, url: String) -> PyResult<Bound<'py, PyAny>> {
+        let fetcher = Arc::clone(&self.fetcher);
+        into_awaitable(py, async move {
+            fetcher.fetch(&url).await.map(|page| PyResponse { page })
+        })
+    }
+
+    fn fetch_many<'py>(
+        &self,
+        py: Python<'py>,
+        urls: Vec<String>,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let fetcher = Arc::clone(&self.fetcher);
+        let outcomes = block_on(py, async move {
+            Ok::<_, FetchError>(fetch_all(fetcher, urls).await)
+        })?;
+        outcomes.into_iter().map(|o| o.into_pyobject(py)).collect()
+    }
+
+    fn fetch_many_async<'py>(
+        &self,
+        py: Python<'py>,
+        urls: Vec<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let fetcher = Arc::clone(&self.fetcher);
+        into_awaitable(py, async move {
+            Ok::<_, FetchError>(fetch_all(fetcher, urls).await)
+        })
+    }
+}
