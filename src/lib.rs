@@ -18,6 +18,7 @@
 //! See `docs/architecture.md` for how a job's data flows through the modules.
 
 pub mod config;
+pub mod extract;
 pub mod fetch;
 pub mod partition;
 pub mod python;

@@ -22,6 +22,7 @@ pub(crate) enum PyErrorClass {
     JobNotFound,
     CorruptJob,
     Fetch,
+    Template,
 }
 
 impl PyErrorClass {
@@ -34,11 +35,13 @@ impl PyErrorClass {
             Self::JobNotFound => "JobNotFoundError",
             Self::CorruptJob => "CorruptJobError",
             Self::Fetch => "FetchError",
+            Self::Template => "TemplateError",
         }
     }
 
     fn cell(self) -> &'static PyOnceLock<Py<PyType>> {
-        static CELLS: [PyOnceLock<Py<PyType>>; 7] = [
+        static CELLS: [PyOnceLock<Py<PyType>>; 8] = [
+            PyOnceLock::new(),
             PyOnceLock::new(),
             PyOnceLock::new(),
             PyOnceLock::new(),

@@ -7,6 +7,7 @@
 
 pub(crate) mod bridge;
 pub(crate) mod errors;
+pub(crate) mod extract;
 pub(crate) mod fetch;
 pub(crate) mod logging;
 pub(crate) mod partition;
@@ -19,6 +20,8 @@ use pyo3::prelude::*;
 pub mod _core {
     #[pymodule_export]
     use super::bridge::{_block_for, _sleep_async};
+    #[pymodule_export]
+    use super::extract::{PyTemplate, PyTemplateRegistry};
     #[pymodule_export]
     use super::fetch::{PyFetcher, PyResponse};
     #[pymodule_export]

@@ -1,0 +1,179 @@
+//! Bindings of [`crate::extract`]: `Template` and `TemplateRegistry`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use rayon::prelude::*;
+use serde_json::Value;
+
+use super::errors::PyErrorClass;
+use crate::extract::{Item, Template, TemplateError, TemplateRegistry};
+
+impl From<TemplateError> for PyErr {
+    fn from(error: TemplateError) -> Self {
+        PyErrorClass::Template.raise((error.to_string(), error.template, error.field))
+    }
+}
+
+fn to_python<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match value {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => b.into_pyobject(py)?.to_owned().into_any(),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => i.into_pyobject(py)?.into_any(),
+            (None, Some(f)) => f.into_pyobject(py)?.into_any(),
+            (None, None) => n.to_string().into_pyobject(py)?.into_any(),
+        },
+        Value::String(s) => s.into_pyobject(py)?.into_any(),
+        Value::Array(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(to_python(py, item)?)?;
+            }
+            list.into_any()
+        }
+        Value::Object(map) => {
+            let dict = PyDict::new(py);
+            for (key, item) in map {
+                dict.set_item(key, to_python(py, item)?)?;
+            }
+            dict.into_any()
+        }
+    })
+}
+
+fn items_to_python<'py>(py: Python<'py>, items: &[Item]) -> PyResult<Bound<'py, PyList>> {
+    let list = PyList::empty(py);
+    for item in items {
+        let dict = PyDict::new(py);
+        for (key, value) in item {
+            dict.set_item(key, to_python(py, value)?)?;
+        }
+        list.append(dict)?;
+    }
+    Ok(list)
+}
+
+/// A compiled extraction template.
+#[pyclass(frozen, name = "Template", module = "scraperv4._core")]
+pub(crate) struct PyTemplate {
+    template: Arc<Template>,
+}
+
+#[pymethods]
+impl PyTemplate {
+    /// A template from JSON text (`origin` names it in errors).
+    #[staticmethod]
+    #[pyo3(signature = (text, origin = "<json>"))]
+    fn from_json(text: &str, origin: &str) -> PyResult<Self> {
+        Ok(Self {
+            template: Arc::new(Template::from_json(text, origin)?),
+        })
+    }
+
+    /// A template from YAML text.
+    #[staticmethod]
+    #[pyo3(signature = (text, origin = "<yaml>"))]
+    fn from_yaml(text: &str, origin: &str) -> PyResult<Self> {
+        Ok(Self {
+            template: Arc::new(Template::from_yaml(text, origin)?),
+        })
+    }
+
+    /// The template's id.
+    #[getter]
+    fn id(&self) -> &str {
+        &self.template.id
+    }
+
+    /// Field names, in order.
+    #[getter]
+    fn field_names(&self) -> Vec<String> {
+        self.template
+            .fields
+            .iter()
+            .map(|f| f.name.clone())
+            .collect()
+    }
+
+    /// Items of one page (parsing runs without the GIL).
+    fn extract<'py>(
+        &self,
+        py: Python<'py>,
+        html: String,
+        base_url: String,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let template = Arc::clone(&self.template);
+        let items = py.detach(move || template.extract(&html, &base_url));
+        items_to_python(py, &items)
+    }
+
+    /// Items of many `(html, base_url)` pages, on all cores without the GIL.
+    fn extract_many<'py>(
+        &self,
+        py: Python<'py>,
+        pages: Vec<(String, String)>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let template = Arc::clone(&self.template);
+        let all: Vec<Vec<Item>> = py.detach(move || {
+            pages
+                .par_iter()
+                .map(|(html, base)| template.extract(html, base))
+                .collect()
+        });
+        let list = PyList::empty(py);
+        for items in &all {
+            list.append(items_to_python(py, items)?)?;
+        }
+        Ok(list)
+    }
+
+    /// Links to follow from one page (absolute, in scope, deduplicated).
+    fn links(&self, py: Python<'_>, html: String, base_url: String) -> Vec<String> {
+        let template = Arc::clone(&self.template);
+        py.detach(move || template.links(&html, &base_url))
+    }
+
+    /// The next page, if any.
+    fn next_page(&self, py: Python<'_>, html: String, base_url: String) -> Option<String> {
+        let template = Arc::clone(&self.template);
+        py.detach(move || template.next_page(&html, &base_url))
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Template(id={:?}, fields={})",
+            self.template.id,
+            self.template.fields.len()
+        )
+    }
+}
+
+/// Templates of a directory, by id.
+#[pyclass(frozen, name = "TemplateRegistry", module = "scraperv4._core")]
+pub(crate) struct PyTemplateRegistry {
+    registry: TemplateRegistry,
+}
+
+#[pymethods]
+impl PyTemplateRegistry {
+    #[new]
+    fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let registry = py.detach(|| TemplateRegistry::load(&path))?;
+        Ok(Self { registry })
+    }
+
+    /// The template with `template_id`; `TemplateError` when unknown.
+    fn get(&self, template_id: &str) -> PyResult<PyTemplate> {
+        Ok(PyTemplate {
+            template: self.registry.get(template_id)?,
+        })
+    }
+
+    /// The ids, sorted.
+    fn ids(&self) -> Vec<String> {
+        self.registry.ids()
+    }
+}

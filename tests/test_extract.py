@@ -1,0 +1,177 @@
+"""Templates and extraction: every feature, broken input, charsets, template mistakes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from scraperv4.exceptions import TemplateError
+from scraperv4.extract import Template, TemplateRegistry
+from scraperv4.fetch import Fetcher
+from support.http_server import Server
+
+LISTING = """<!doctype html><html><head><title>Shop</title>
+<style>.card{color:red}</style><script>var cards = "<div class='card'>";</script></head>
+<body><nav><a href="/">home</a><a href="/cat/shoes">shoes</a></nav>
+{cards}
+<a class="next" href="/list?page={next}">next</a>
+<a href="https://elsewhere.org/">partner</a>
+</body></html>"""
+
+CARD = """<div class="card" data-sku="{i}">
+  <h2 class="title">  Product   {i} </h2>
+  <span class="price">${price}</span>
+  <span class="rating" data-stars="{stars}">*</span>
+  <a class="link" href="/p/{i}?ref=list#reviews">view</a>
+  <img src="//cdn.shop.example/img/{i}.jpg">
+  <ul><li class="tag">t{i}a</li><li class="tag">t{i}b</li></ul>
+</div>"""
+
+TEMPLATE = {
+    "id": "product-template",
+    "item": "div.card",
+    "fields": [
+        {"name": "title", "selector": "h2.title", "required": True},
+        {"name": "price", "selector": ".price", "regex": r"\$([0-9.]+)"},
+        {"name": "rating", "selector": ".rating", "extract": "attr:data-stars"},
+        {"name": "link", "selector": "a.link", "extract": "attr:href"},
+        {"name": "image", "selector": "img", "extract": "attr:src"},
+        {"name": "tags", "selector": "li.tag", "all": True},
+        {"name": "badge", "selector": ".badge", "default": "none"},
+        {"name": "html", "selector": ".price", "extract": "html"},
+    ],
+    "links": {"selector": "a", "scope": "same_domain", "max_depth": 2},
+    "pagination": {"next": "a.next", "max_pages": 10},
+}
+
+
+def listing(count: int, next_page: int = 2) -> str:
+    cards = "\n".join(CARD.format(i=i, price=f"{i}.99", stars=i % 5 + 1) for i in range(count))
+    return LISTING.replace("{cards}", cards).replace("{next}", str(next_page))
+
+
+def test_every_field_kind() -> None:
+    items = Template.from_dict(TEMPLATE).extract(listing(3), "https://www.shop.example/list")
+    assert len(items) == 3
+    assert items[1] == {
+        "title": "Product 1",
+        "price": "1.99",
+        "rating": "2",
+        "link": "https://www.shop.example/p/1?ref=list",
+        "image": "https://cdn.shop.example/img/1.jpg",
+        "tags": ["t1a", "t1b"],
+        "badge": "none",
+        "html": '<span class="price">$1.99</span>',
+    }
+
+
+def test_one_item_per_page_without_an_item_selector() -> None:
+    template = Template.from_dict(
+        {"id": "page", "fields": [{"name": "title", "selector": "title"}]}
+    )
+    assert template.extract(listing(2), "https://x.example/") == [{"title": "Shop"}]
+
+
+def test_links_pagination_and_scope() -> None:
+    template = Template.from_dict(TEMPLATE)
+    links = template.links(listing(2), "https://www.shop.example/list?page=1")
+    assert "https://elsewhere.org/" not in links
+    assert "https://www.shop.example/cat/shoes" in links
+    assert links.count("https://www.shop.example/p/0?ref=list") == 1
+    assert template.next_page(listing(2, 7), "https://www.shop.example/list?page=6") == (
+        "https://www.shop.example/list?page=7"
+    )
+    assert template.next_page("<p>last page</p>", "https://www.shop.example/") is None
+
+
+def test_broken_html_still_extracts_what_is_there() -> None:
+    template = Template.from_dict(TEMPLATE)
+    broken = listing(4)[: len(listing(4)) * 2 // 3]  # truncated mid-card
+    items = template.extract(broken, "https://www.shop.example/")
+    assert 2 <= len(items) <= 4
+    assert all(item["title"].startswith("Product") for item in items)
+    for garbage in ["", "<<<>>>", "\x00\x01\x02" * 100, "<div class=card><h2>x" * 1000]:
+        assert isinstance(template.extract(garbage, "not a url"), list)
+
+
+def test_a_non_utf8_page_extracts_correctly_after_fetching() -> None:
+    template = Template.from_dict({"id": "t", "fields": [{"name": "body", "selector": "body"}]})
+    with Server() as server:
+        fetcher = Fetcher(allow_private_networks=True, respect_robots=False)
+        page = fetcher.fetch(f"{server.base}/meta-1251")
+    assert template.extract(page.text, page.final_url) == [{"body": "Привет"}]
+
+
+@pytest.mark.parametrize(
+    ("change", "message", "field"),
+    [
+        ({"fields": [{"name": "a", "selector": "div[[["}]}, "invalid CSS selector", "a"),
+        ({"item": ":::"}, "invalid CSS selector", None),
+        ({"colour": "red"}, "unknown field", None),
+        ({"fields": [{"name": "a", "selector": "p", "colour": 1}]}, "unknown field", None),
+        (
+            {"fields": [{"name": "a", "selector": "p"}, {"name": "a", "selector": "h1"}]},
+            "duplicate field name",
+            "a",
+        ),
+        ({"fields": [{"selector": "p"}]}, "has no name", None),
+        ({"fields": [{"name": "a", "selector": "p", "regex": "(unclosed"}]}, "invalid regex", "a"),
+        ({"fields": [{"name": "a", "selector": "p", "extract": "attr:"}]}, "unknown extract", "a"),
+        ({"links": {"selector": "a", "scope": "everywhere"}}, "links.scope", None),
+    ],
+)
+def test_template_mistakes_name_template_and_field(
+    change: dict[str, object], message: str, field: str | None
+) -> None:
+    with pytest.raises(TemplateError, match=message) as caught:
+        Template.from_dict({**TEMPLATE, **change})
+    assert isinstance(caught.value, ValueError)
+    assert str(caught.value).startswith("template product-template") or "<dict>" in str(
+        caught.value
+    )
+    assert caught.value.field == field
+
+
+def test_registry_loads_json_and_yaml_by_id(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text(json.dumps(TEMPLATE))
+    (tmp_path / "b.yaml").write_text("id: titles\nfields:\n  - name: title\n    selector: title\n")
+    (tmp_path / "notes.txt").write_text("ignored")
+    registry = TemplateRegistry(tmp_path)
+    assert registry.ids() == ["product-template", "titles"]
+    assert registry["titles"].extract(listing(1), "https://x.example/") == [{"title": "Shop"}]
+    with pytest.raises(TemplateError, match="no such template; known: product-template, titles"):
+        registry.get("missing")
+    (tmp_path / "c.json").write_text(json.dumps({**TEMPLATE}))
+    with pytest.raises(TemplateError, match="duplicate template id"):
+        TemplateRegistry(tmp_path)
+
+
+def test_extract_many_matches_extract_and_releases_the_gil() -> None:
+    template = Template.from_dict(TEMPLATE)
+    pages = [(listing(40, n + 2), f"https://www.shop.example/list?page={n}") for n in range(60)]
+    ticks = 0
+    stop = threading.Event()
+
+    def count() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=count)
+    thread.start()
+    try:
+        started = time.monotonic()
+        many = template.extract_many(pages)
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        thread.join()
+    assert many == [template.extract(html, url) for html, url in pages]
+    assert sum(map(len, many)) == 40 * 60
+    if elapsed > 0.05:  # only meaningful when the call took long enough to observe
+        assert ticks > 5, f"the other thread ticked {ticks} times in {elapsed:.2f}s"
