@@ -175,3 +175,84 @@ def test_extract_many_matches_extract_and_releases_the_gil() -> None:
     assert sum(map(len, many)) == 40 * 60
     if elapsed > 0.05:  # only meaningful when the call took long enough to observe
         assert ticks > 5, f"the other thread ticked {ticks} times in {elapsed:.2f}s"
+
+
+STREAMABLE = {
+    **TEMPLATE,
+    "fields": [f for f in TEMPLATE["fields"] if f.get("extract") != "html"],  # type: ignore[attr-defined]
+}
+
+TRICKY_CARDS = [
+    '<div class="card"><h2 class="title">Fish &amp; Chips &#8364;5</h2>'
+    '<span class="price">$3.50 &nbsp;</span></div>',
+    '<div class="card"><h2 class="title">Red<b>Bold</b> <i>and</i>\n\n  more</h2></div>',
+    '<div class="card"><h2 class="title">Unclosed <span>inner</div>',
+    '<div class="card"><div class="card"><h2 class="title">Nested</h2></div>'
+    '<h2 class="title">Outer</h2></div>',
+    '<div class="card"><a class="link" href="/a?x=1&amp;y=2">l</a><h2 class="title">A</h2></div>',
+    '<div class="card"><span class="price">no dollar</span><h2 class="title">B</h2></div>',
+    '<div class="card"><li class="tag">one</li><li class="tag"> </li><h2 class="title">C</h2>',
+]
+
+
+def parity_pages() -> list[str]:
+    pages = [listing(n) for n in (0, 1, 5, 30)]
+    pages += [f"<html><body>{card}</body></html>" for card in TRICKY_CARDS]
+    pages.append("".join(TRICKY_CARDS))
+    pages.append(listing(12)[:5000])  # truncated mid-card
+    return pages
+
+
+def test_streaming_and_dom_engines_agree_on_the_corpus() -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benches"))
+    from corpus import TEMPLATE as BENCH_TEMPLATE
+    from corpus import corpus
+
+    for spec, pages in [
+        (STREAMABLE, parity_pages()),
+        (BENCH_TEMPLATE, corpus(8)),
+    ]:
+        template = Template.from_dict(spec)
+        assert template.streaming, "this template is served by the streaming engine"
+        for page in pages:
+            base = "https://www.shop.example/list"
+            assert template.extract(page, base) == template._inner._extract_dom(page, base), page[
+                :200
+            ]
+
+
+def test_templates_the_stream_cannot_answer_use_the_dom() -> None:
+    assert not Template.from_dict(TEMPLATE).streaming, "an html field needs the DOM"
+    page_level = {"id": "p", "fields": [{"name": "t", "selector": "title"}]}
+    assert not Template.from_dict(page_level).streaming
+    selector_list = {**STREAMABLE, "fields": [{"name": "t", "selector": "h2, h3"}]}
+    assert not Template.from_dict(selector_list).streaming
+
+
+def test_random_bytes_never_break_either_engine() -> None:
+    """A bounded, seeded stand-in for fuzzing: mutated pages through both engines."""
+    import random
+
+    rng = random.Random(1234)
+    template = Template.from_dict(STREAMABLE)
+    seeds = parity_pages()
+    for _ in range(300):
+        page = bytearray(rng.choice(seeds).encode())
+        for _ in range(rng.randint(1, 40)):
+            at = rng.randrange(len(page)) if page else 0
+            action = rng.random()
+            if action < 0.4 and page:
+                page[at] = rng.randrange(256)
+            elif action < 0.7:
+                page[at:at] = rng.choice(
+                    [b"<", b">", b"</div>", b"<div class=card>", b"&", b"\x00"]
+                )
+            elif page:
+                del page[at : at + rng.randint(1, 50)]
+        text = page.decode("utf-8", errors="replace")
+        assert isinstance(template.extract(text, "https://x.example/"), list)
+        assert isinstance(template._inner._extract_dom(text, "https://x.example/"), list)
+        assert isinstance(template.links(text, "https://x.example/"), list)

@@ -74,6 +74,11 @@ class Template:
         """The fields of each item, in order."""
         return self._inner.field_names
 
+    @property
+    def streaming(self) -> bool:
+        """True when items come from the streaming engine (no DOM is built)."""
+        return self._inner.streaming
+
     def extract(self, html: str, base_url: str) -> list[dict[str, Any]]:
         """The items of one page; relative URLs resolve against ``base_url``."""
         return self._inner.extract(html, base_url)

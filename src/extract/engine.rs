@@ -1,9 +1,9 @@
 //! Running a template over a page: items, links and the next page.
 //!
-//! Parsing uses `scraper` (html5ever, the HTML standard's tree builder): any input — broken,
-//! truncated, binary — becomes some tree, and extraction never panics on it. Whether a
-//! streaming engine (`lol_html`) should serve the templates it can answer is an open
-//! measurement; see `docs/architecture.md`.
+//! Items come from the streaming engine ([`super::stream`]) when the template allows it, and
+//! from a DOM otherwise: `scraper` (html5ever, the HTML standard's tree builder), where any
+//! input — broken, truncated, binary — becomes some tree. Links and next pages use the DOM.
+//! Extraction never panics on any input.
 
 use std::collections::HashSet;
 
@@ -19,15 +19,23 @@ pub type Item = Map<String, Value>;
 impl Template {
     /// The items of `html`, with relative URLs resolved against `base_url`.
     pub fn extract(&self, html: &str, base_url: &str) -> Vec<Item> {
-        let document = Html::parse_document(html);
         let base = Url::parse(base_url).ok();
+        match &self.stream {
+            Some(plan) => super::stream::extract(plan, self, html, base.as_ref()),
+            None => self.extract_with_dom(html, base.as_ref()),
+        }
+    }
+
+    /// The items of `html` from the DOM engine, whatever the template.
+    pub fn extract_with_dom(&self, html: &str, base: Option<&Url>) -> Vec<Item> {
+        let document = Html::parse_document(html);
         let roots: Vec<ElementRef<'_>> = match &self.item {
             Some(selector) => document.select(selector).collect(),
             None => vec![document.root_element()],
         };
         roots
             .into_iter()
-            .filter_map(|root| self.item_of(root, base.as_ref()))
+            .filter_map(|root| self.item_of(root, base))
             .collect()
     }
 
@@ -92,10 +100,20 @@ impl Template {
 
 fn value_of(field: &Field, element: ElementRef<'_>, base: Option<&Url>) -> Option<String> {
     let raw = match &field.extract {
-        Extract::Text => normalize_whitespace(element.text()),
+        Extract::Text => element.text().collect::<String>(),
         Extract::Attr(name) => element.value().attr(name)?.trim().to_owned(),
         Extract::Html => element.html(),
         Extract::InnerHtml => element.inner_html(),
+    };
+    clean_value(field, raw, base)
+}
+
+/// The cleaning every engine applies to a raw value: whitespace collapsed (text fields),
+/// the regex capture, URL resolution. `None` when the regex does not match.
+pub(crate) fn clean_value(field: &Field, raw: String, base: Option<&Url>) -> Option<String> {
+    let raw = match field.extract {
+        Extract::Text => normalize_whitespace(&raw),
+        _ => raw,
     };
     let cleaned = match &field.regex {
         Some(regex) => {
@@ -116,9 +134,10 @@ fn value_of(field: &Field, element: ElementRef<'_>, base: Option<&Url>) -> Optio
     Some(cleaned)
 }
 
-fn normalize_whitespace<'a>(parts: impl Iterator<Item = &'a str>) -> String {
-    let mut out = String::new();
-    for word in parts.flat_map(str::split_whitespace) {
+/// Text as `textContent` gives it, with runs of whitespace collapsed to one space.
+fn normalize_whitespace(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for word in text.split_whitespace() {
         if !out.is_empty() {
             out.push(' ');
         }

@@ -109,6 +109,8 @@ pub struct Field {
     pub name: String,
     /// Where the value is, relative to the item.
     pub selector: Selector,
+    /// The selector as written (the streaming engine compiles it again).
+    pub selector_text: String,
     /// What to take.
     pub extract: Extract,
     /// All matches as a list, or the first one.
@@ -165,12 +167,16 @@ pub struct Template {
     pub id: String,
     /// One item per match; `None`: one item per page.
     pub item: Option<Selector>,
+    /// The item selector as written.
+    pub item_text: Option<String>,
     /// The fields, in order.
     pub fields: Vec<Field>,
     /// Links to follow.
     pub links: Option<Links>,
     /// Pagination.
     pub pagination: Option<Pagination>,
+    /// The streaming engine's selectors, when it can serve this template.
+    pub stream: Option<std::sync::Arc<super::stream::StreamPlan>>,
 }
 
 impl Template {
@@ -228,13 +234,18 @@ impl Template {
                 })
             })
             .transpose()?;
-        Ok(Self {
+        let mut template = Self {
             id,
             item,
+            item_text: raw.item.clone(),
             fields,
             links,
             pagination,
-        })
+            stream: None,
+        };
+        template.stream =
+            super::stream::StreamPlan::for_template(&template).map(std::sync::Arc::new);
+        Ok(template)
     }
 }
 
@@ -277,6 +288,7 @@ fn compile_field(id: &str, index: usize, field: RawField) -> TemplateResult<Fiel
     let url_attr = matches!(&extract, Extract::Attr(a) if a == "href" || a == "src");
     Ok(Field {
         selector: compile_selector(id, &field.selector, Some(&name))?,
+        selector_text: field.selector.clone(),
         absolute_url: field.absolute_url.unwrap_or(url_attr),
         name,
         extract,

@@ -110,6 +110,26 @@ impl PyTemplate {
         items_to_python(py, &items)
     }
 
+    /// True when items come from the streaming engine (see `docs/architecture.md`).
+    #[getter]
+    fn streaming(&self) -> bool {
+        self.template.stream.is_some()
+    }
+
+    /// Items of one page from the DOM engine, whatever the template (engine parity checks).
+    fn _extract_dom<'py>(
+        &self,
+        py: Python<'py>,
+        html: String,
+        base_url: String,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let template = Arc::clone(&self.template);
+        let items = py.detach(move || {
+            template.extract_with_dom(&html, url::Url::parse(&base_url).ok().as_ref())
+        });
+        items_to_python(py, &items)
+    }
+
     /// Items of many `(html, base_url)` pages, on all cores without the GIL.
     fn extract_many<'py>(
         &self,

@@ -1,0 +1,85 @@
+"""A deterministic corpus of realistic listing pages (shared by the extraction benchmarks).
+
+Each page is ~70-130 KB: 25-55 product cards (title, price, rating attribute, link, image)
+inside navigation, inline scripts and styles, the way shop listings look.
+"""
+
+from __future__ import annotations
+
+import random
+
+TEMPLATE = {
+    "id": "bench-product",
+    "item": "div.product-card",
+    "fields": [
+        {"name": "title", "selector": "h3.title"},
+        {"name": "price", "selector": "span.price"},
+        {"name": "rating", "selector": "div.rating", "extract": "attr:data-rating"},
+        {"name": "link", "selector": "a.product-link", "extract": "attr:href"},
+        {"name": "image", "selector": "img.thumb", "extract": "attr:src"},
+    ],
+}
+
+WORDS = [
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+    "kilo",
+    "lima",
+    "mike",
+    "november",
+    "oscar",
+    "papa",
+    "quebec",
+    "romeo",
+    "sierra",
+    "tango",
+    "uniform",
+    "victor",
+    "whiskey",
+    "xray",
+    "yankee",
+    "zulu",
+]
+
+
+def page(n: int) -> str:
+    """Listing page number ``n`` (deterministic)."""
+    rng = random.Random(n)
+    cards = []
+    for i in range(rng.randint(25, 55)):
+        name = " ".join(rng.choice(WORDS).title() for _ in range(rng.randint(2, 5)))
+        desc = " ".join(rng.choice(WORDS) for _ in range(rng.randint(60, 140)))
+        cards.append(
+            f'<div class="product-card" data-id="{n}-{i}"><div class="inner">'
+            f'<a class="product-link" href="/product/{n}/{i}?ref=list">'
+            f'<img class="thumb" src="/img/{n}/{i}.jpg" alt="{name}" loading="lazy"></a>'
+            f'<h3 class="title">{name}</h3><p class="desc">{desc}</p>'
+            f'<div class="rating" data-rating="{rng.randint(10, 50) / 10}">'
+            + "".join('<i class="star"></i>' for _ in range(5))
+            + f'</div><span class="price">${rng.randint(100, 99999) / 100:.2f}</span>'
+            '<button class="add">Add to cart</button></div></div>'
+        )
+    nav = "".join(f'<li><a href="/cat/{w}">{w.title()}</a></li>' for w in WORDS)
+    script = "var data = " + str([rng.random() for _ in range(300)]) + ";"
+    style = "".join(f".c{i}{{margin:{i}px;padding:{i % 7}px}}" for i in range(900))
+    body = "\n".join(cards)
+    return (
+        f"<!doctype html><html><head><title>Listing {n}</title><style>{style}</style>"
+        f"<script>{script}</script></head><body><header><nav><ul>{nav}</ul></nav></header>"
+        f'<main><div class="grid">{body}</div>'
+        f'<a class="next" href="/list?page={n + 1}">Next</a></main>'
+        f"<footer>{' '.join(WORDS * 20)}</footer><script>{script}</script></body></html>"
+    )
+
+
+def corpus(pages: int) -> list[str]:
+    """``pages`` listing pages."""
+    return [page(n) for n in range(pages)]
