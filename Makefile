@@ -43,6 +43,8 @@ demo: install-release ## set up everything and run the main job
 
 .PHONY: bench
 bench: install-release ## build optimised, install the peers, run every benchmark
+	@command -v nginx >/dev/null && command -v wrk >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq nginx-light wrk redis-server)
 	$(VPY) -m pip install --quiet -r benches/requirements.txt
 	@status=0; for script in benches/bench_*.py; do \
 		echo "### $$script"; $(VPY) $$script || status=1; \

@@ -246,3 +246,18 @@ def test_the_allow_list_by_host_name(server: Server) -> None:
     assert fetch_error(Fetcher(respect_robots=False, retries=0), url).kind == "blocked_address"
     allowed = Fetcher(respect_robots=False, retries=0, allowed_hosts=["localhost"])
     assert allowed.fetch(url).status == 200
+
+
+def test_fetch_extract_many_runs_the_template_on_each_page(
+    server: Server, fetcher: Fetcher
+) -> None:
+    from scraperv4.extract import Template
+
+    template = Template.from_dict(
+        {"id": "t", "item": "body", "fields": [{"name": "text", "selector": "p.x"}]}
+    )
+    results = fetcher.fetch_extract_many(
+        [f"{server.base}/page", f"{server.base}/status/404"], template
+    )
+    assert results[0] == [{"text": "hello"}]
+    assert isinstance(results[1], FetchError)

@@ -26,6 +26,7 @@ from typing import Any, Optional, Union
 
 from scraperv4 import _core
 from scraperv4.exceptions import FetchError
+from scraperv4.extract import Template
 
 __all__ = ["FetchConfig", "FetchError", "Fetcher", "Response"]
 
@@ -99,6 +100,15 @@ class Fetcher:
         A failure does not stop the others: its place holds the :class:`FetchError`.
         """
         return self._inner.fetch_many(list(urls))
+
+    def fetch_extract_many(
+        self, urls: Iterable[str], template: Template
+    ) -> list[Union[list[dict[str, Any]], FetchError]]:
+        """Fetch every URL and extract its items with ``template``, without Python in between.
+
+        One result per URL, in order: the page's items, or the :class:`FetchError`.
+        """
+        return self._inner.fetch_extract_many(list(urls), template._inner)
 
     async def fetch_async(self, url: str) -> Response:
         """The asyncio twin of :meth:`fetch`."""

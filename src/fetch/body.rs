@@ -39,6 +39,7 @@ pub struct Body {
 /// Reads `response`'s body, decompressing by its `Content-Encoding`, within `limits`.
 pub async fn read(response: reqwest::Response, url: &str, limits: BodyLimits) -> FetchResult<Body> {
     let too_large = |message: String| FetchError::new(FetchErrorKind::TooLarge, url, message);
+    let declared_length = response.content_length().unwrap_or(0);
     if let Some(declared) = response.content_length()
         && declared > limits.max_bytes
     {
@@ -77,17 +78,20 @@ pub async fn read(response: reqwest::Response, url: &str, limits: BodyLimits) ->
             ));
         }
     };
-    let mut bytes = Vec::new();
-    let mut chunk = vec![0_u8; 64 * 1024];
+    // Read straight into the body (no zeroed scratch buffer per page).
+    let mut bytes =
+        Vec::with_capacity(usize::try_from(declared_length.min(limits.max_bytes)).unwrap_or(0));
     loop {
+        if bytes.capacity() - bytes.len() < 16 * 1024 {
+            bytes.reserve(64 * 1024);
+        }
         let read = decoder
-            .read(&mut chunk)
+            .read_buf(&mut bytes)
             .await
             .map_err(|e| read_error(url, &e))?;
         if read == 0 {
             break;
         }
-        bytes.extend_from_slice(&chunk[..read]);
         let decoded_len = bytes.len() as u64;
         if decoded_len > limits.max_bytes {
             return Err(too_large(format!(

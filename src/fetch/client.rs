@@ -28,14 +28,20 @@ pub struct Page {
     pub headers: Vec<(String, String)>,
     /// The body, decompressed.
     pub body: Vec<u8>,
-    /// The body as text.
-    pub text: String,
-    /// The encoding used for `text` (WHATWG name).
-    pub encoding: &'static str,
+    /// The `Content-Type` header, for decoding the text.
+    pub content_type: Option<String>,
     /// Time from the first request to the last byte, retries and politeness waits included.
     pub elapsed: Duration,
     /// Bytes received for the body (compressed).
     pub wire_bytes: u64,
+}
+
+impl Page {
+    /// The body decoded to text, and the encoding used (decoded on demand: many callers
+    /// only need the bytes).
+    pub fn text(&self) -> (String, &'static str) {
+        body::decode_text(&self.body, self.content_type.as_deref())
+    }
 }
 
 /// Politeness state of one host.
@@ -240,15 +246,13 @@ impl Fetcher {
                 max_ratio: self.config.max_decompression_ratio,
             };
             let body = body::read(response, &final_url, limits).await?;
-            let (text, encoding) = body::decode_text(&body.bytes, content_type.as_deref());
             let page = Page {
                 url: url.to_owned(),
                 final_url,
                 status,
                 headers,
                 body: body.bytes,
-                text,
-                encoding,
+                content_type,
                 elapsed: Duration::ZERO,
                 wire_bytes: body.wire_bytes,
             };

@@ -44,7 +44,10 @@ fn to_python<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>>
     })
 }
 
-fn items_to_python<'py>(py: Python<'py>, items: &[Item]) -> PyResult<Bound<'py, PyList>> {
+pub(crate) fn items_to_python<'py>(
+    py: Python<'py>,
+    items: &[Item],
+) -> PyResult<Bound<'py, PyList>> {
     let list = PyList::empty(py);
     for item in items {
         let dict = PyDict::new(py);
@@ -60,6 +63,12 @@ fn items_to_python<'py>(py: Python<'py>, items: &[Item]) -> PyResult<Bound<'py, 
 #[pyclass(frozen, name = "Template", module = "scraperv4._core")]
 pub(crate) struct PyTemplate {
     template: Arc<Template>,
+}
+
+impl PyTemplate {
+    pub(crate) fn shared(&self) -> Arc<Template> {
+        Arc::clone(&self.template)
+    }
 }
 
 #[pymethods]

@@ -7,7 +7,9 @@ use pyo3::types::PyBytes;
 
 use super::bridge::{block_on, into_awaitable};
 use super::errors::PyErrorClass;
+use super::extract::PyTemplate;
 use crate::config::ConfigError;
+use crate::extract::{Item, Template};
 use crate::fetch::{FetchConfig, FetchError, Fetcher, Page};
 
 impl From<FetchError> for PyErr {
@@ -54,15 +56,15 @@ impl PyResponse {
     fn content<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.page.body)
     }
-    /// The body decoded to text.
+    /// The body decoded to text (charset from a BOM, the header, `<meta>` or detection).
     #[getter]
-    fn text(&self) -> &str {
-        &self.page.text
+    fn text(&self, py: Python<'_>) -> String {
+        py.detach(|| self.page.text().0)
     }
     /// The encoding used for `text`.
     #[getter]
     fn encoding(&self) -> &'static str {
-        self.page.encoding
+        self.page.text().1
     }
     /// Seconds from the first request to the last byte (retries and waits included).
     #[getter]
@@ -102,6 +104,52 @@ impl<'py> IntoPyObject<'py> for Outcome {
             Self::Failed(error) => Ok(PyErr::from(error).into_value(py).into_bound(py).into_any()),
         }
     }
+}
+
+/// One result of `fetch_extract_many`: the items of a page, or the error.
+enum Extracted {
+    Items(Vec<Item>),
+    Failed(FetchError),
+}
+
+impl<'py> IntoPyObject<'py> for Extracted {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
+        match self {
+            Self::Items(items) => Ok(super::extract::items_to_python(py, &items)?.into_any()),
+            Self::Failed(error) => Ok(PyErr::from(error).into_value(py).into_bound(py).into_any()),
+        }
+    }
+}
+
+async fn fetch_extract_all(
+    fetcher: Arc<Fetcher>,
+    template: Arc<Template>,
+    urls: Vec<String>,
+) -> Vec<Extracted> {
+    let work = urls.iter().map(|url| {
+        let template = Arc::clone(&template);
+        let fetcher = &fetcher;
+        async move {
+            match fetcher.fetch(url).await {
+                Ok(page) => {
+                    // Parsing is CPU work: keep it off the I/O threads.
+                    let items = tokio::task::spawn_blocking(move || {
+                        let (text, _) = page.text();
+                        template.extract(&text, &page.final_url)
+                    })
+                    .await
+                    .unwrap_or_default();
+                    Extracted::Items(items)
+                }
+                Err(error) => Extracted::Failed(error),
+            }
+        }
+    });
+    futures_util::future::join_all(work).await
 }
 
 async fn fetch_all(fetcher: Arc<Fetcher>, urls: Vec<String>) -> Vec<Outcome> {
@@ -153,6 +201,22 @@ impl PyFetcher {
         let fetcher = Arc::clone(&self.fetcher);
         let outcomes = block_on(py, async move {
             Ok::<_, FetchError>(fetch_all(fetcher, urls).await)
+        })?;
+        outcomes.into_iter().map(|o| o.into_pyobject(py)).collect()
+    }
+
+    /// Fetch every URL and extract its items with `template`, all in Rust: one list of
+    /// items (or the `FetchError`) per URL, in order.
+    fn fetch_extract_many<'py>(
+        &self,
+        py: Python<'py>,
+        urls: Vec<String>,
+        template: &PyTemplate,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let fetcher = Arc::clone(&self.fetcher);
+        let template = template.shared();
+        let outcomes = block_on(py, async move {
+            Ok::<_, FetchError>(fetch_extract_all(fetcher, template, urls).await)
         })?;
         outcomes.into_iter().map(|o| o.into_pyobject(py)).collect()
     }
