@@ -334,6 +334,16 @@ def _result_json(result: Any) -> Optional[str]:
     return None if result is None else _JSON.encode(result)
 
 
+def _completions(
+    jobs: Iterable[Job], results: Optional[Iterable[Any]]
+) -> list[tuple[str, int, Optional[str]]]:
+    jobs = list(jobs)
+    encoded = [None] * len(jobs) if results is None else [_result_json(r) for r in results]
+    if len(encoded) != len(jobs):
+        raise ValueError(f"{len(jobs)} jobs but {len(encoded)} results")
+    return [(job.id, job.attempt, result) for job, result in zip(jobs, encoded)]
+
+
 def _status_name(status: Union[JobStatus, str]) -> str:
     return status.value if isinstance(status, JobStatus) else str(status)
 
@@ -406,13 +416,7 @@ class JobQueue:
 
         ``results`` gives one JSON-serialisable result per job (default: none).
         """
-        jobs = list(jobs)
-        encoded = [None] * len(jobs) if results is None else [_result_json(r) for r in results]
-        if len(encoded) != len(jobs):
-            raise ValueError(f"{len(jobs)} jobs but {len(encoded)} results")
-        return self._inner.complete_many(
-            [(job.id, job.attempt, result) for job, result in zip(jobs, encoded)]
-        )
+        return self._inner.complete_many(_completions(jobs, results))
 
     def fail(
         self,
@@ -545,13 +549,7 @@ class AsyncJobQueue:
         self, jobs: Iterable[Job], results: Optional[Iterable[Any]] = None
     ) -> _AckList:
         """Complete many claimed jobs in one round trip (fenced)."""
-        jobs = list(jobs)
-        encoded = [None] * len(jobs) if results is None else [_result_json(r) for r in results]
-        if len(encoded) != len(jobs):
-            raise ValueError(f"{len(jobs)} jobs but {len(encoded)} results")
-        return await self._inner.complete_many_async(
-            [(job.id, job.attempt, result) for job, result in zip(jobs, encoded)]
-        )
+        return await self._inner.complete_many_async(_completions(jobs, results))
 
     async def fail(
         self,

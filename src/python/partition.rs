@@ -130,6 +130,22 @@ fn lists_of<'py>(
     PyList::new(py, lists)
 }
 
+/// Checks the settings, copies the URLs and assigns them (shared by both outputs).
+fn assign<'py>(
+    py: Python<'py>,
+    urls: &Bound<'py, PyAny>,
+    num_partitions: usize,
+    strategy: &str,
+    grouping: &str,
+    weights: Option<Vec<f64>>,
+) -> PyResult<(Urls<'py>, partition::Assignment)> {
+    let partitioner = partitioner(strategy, grouping)?;
+    let weights = partition::weights_for(num_partitions, weights)?;
+    let urls = collect_urls(urls)?;
+    let assignment = assign_detached(py, &urls, partitioner, &weights);
+    Ok((urls, assignment))
+}
+
 /// Partitions `urls` into lists: `(partitions, [(invalid_url, reason), ...])`.
 #[pyfunction]
 #[pyo3(signature = (urls, num_partitions, strategy = "domain_hash", grouping = "registrable_domain", weights = None))]
@@ -141,10 +157,7 @@ pub(crate) fn partition_lists<'py>(
     grouping: &str,
     weights: Option<Vec<f64>>,
 ) -> PyResult<(Bound<'py, PyList>, InvalidList<'py>)> {
-    let partitioner = partitioner(strategy, grouping)?;
-    let weights = partition::weights_for(num_partitions, weights)?;
-    let urls = collect_urls(urls)?;
-    let assignment = assign_detached(py, &urls, partitioner, &weights);
+    let (urls, assignment) = assign(py, urls, num_partitions, strategy, grouping, weights)?;
     let lists = lists_of(py, &urls.objects, &assignment.partition_of, num_partitions)?;
     Ok((lists, invalid_with_objects(&urls, assignment.invalid)))
 }
@@ -161,10 +174,7 @@ pub(crate) fn partition_indices<'py>(
     grouping: &str,
     weights: Option<Vec<f64>>,
 ) -> PyResult<(Bound<'py, PyBytes>, InvalidList<'py>)> {
-    let partitioner = partitioner(strategy, grouping)?;
-    let weights = partition::weights_for(num_partitions, weights)?;
-    let urls = collect_urls(urls)?;
-    let assignment = assign_detached(py, &urls, partitioner, &weights);
+    let (urls, assignment) = assign(py, urls, num_partitions, strategy, grouping, weights)?;
     let bytes: Vec<u8> = assignment
         .partition_of
         .iter()

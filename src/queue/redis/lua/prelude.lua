@@ -149,6 +149,24 @@ local function complete_job(id, attempt, result, now)
   return {1, 'completed', current}
 end
 
+-- Deletes finished jobs that finished before `cutoff` (at most `limit` per status; nil: all).
+local function purge_finished(cutoff, exclusive, limit)
+  local purged = 0
+  local max = (exclusive and '(' or '') .. int(cutoff)
+  for _, status in ipairs({'completed', 'failed', 'cancelled'}) do
+    local old = limit
+      and redis.call('ZRANGEBYSCORE', key('idx', status), '-inf', max, 'LIMIT', 0, limit)
+      or redis.call('ZRANGEBYSCORE', key('idx', status), '-inf', max)
+    for _, id in ipairs(old) do
+      queue_member(zrems, key('idx', status), id)
+      count(status, -1)
+      redis.call('DEL', job_key(id))
+      purged = purged + 1
+    end
+  end
+  return purged
+end
+
 local function touch_worker(worker, now)
   redis.call('ZADD', key('workers'), int(now), worker)
   redis.call('HSETNX', key('worker', worker), 'registered_at', int(now))

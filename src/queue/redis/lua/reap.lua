@@ -18,14 +18,5 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', key('leases'), '-inf', '(' .. in
   end
 end
 flush()
-for _, status in ipairs({'completed', 'failed', 'cancelled'}) do
-  local old = redis.call('ZRANGEBYSCORE', key('idx', status), '-inf',
-    '(' .. int(now - retention_ms), 'LIMIT', 0, limit)
-  for _, id in ipairs(old) do
-    queue_member(zrems, key('idx', status), id)
-    count(status, -1)
-    redis.call('DEL', job_key(id))
-    purged = purged + 1
-  end
-end
+purged = purge_finished(now - retention_ms, true, limit)
 return {requeued, failed, purged}
