@@ -547,17 +547,9 @@ impl RedisQueue {
 
     /// Every registered worker with the jobs it holds.
     pub async fn workers(&self) -> QueueResult<Vec<WorkerInfo>> {
-        let raw: Vec<(String, i64, i64, String, Vec<String>)> = self
+        let (now, raw): (i64, Vec<WorkerRow>) = self
             .run("workers", &WORKERS, vec!["list".to_owned(), String::new()])
             .await?;
-        let time: (i64, i64) = {
-            let mut connection = self.connection.clone();
-            redis::cmd("TIME")
-                .query_async(&mut connection)
-                .await
-                .map_err(|e| self.error("workers", &e))?
-        };
-        let now = time.0 * 1000 + time.1 / 1000;
         let live_since = now - duration_ms(self.options.worker_liveness);
         Ok(raw
             .into_iter()
@@ -604,6 +596,9 @@ impl RedisQueue {
             .await
     }
 }
+
+/// One worker as `workers.lua` lists it: id, registered at, last heartbeat, drain flag, jobs.
+type WorkerRow = (String, i64, i64, String, Vec<String>);
 
 /// Removes the URL (with its password) from a driver message that might echo it.
 fn scrub(message: &str, url: &str) -> String {

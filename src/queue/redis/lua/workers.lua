@@ -39,6 +39,6 @@ elseif action == 'list' then
     table.sort(held)
     out[#out + 1] = {id, info[1] or all[i + 1], all[i + 1], info[2] or '0', held}
   end
-  return out
+  return {int(now), out}  -- the server's time, to judge liveness without a second call
 end
 return redis.error_reply('unknown action ' .. action)
