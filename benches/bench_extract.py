@@ -11,7 +11,7 @@ import sys
 import time
 
 from _common import report
-from corpus import TEMPLATE, corpus
+from corpus import TEMPLATE, corpus, selectolax_items
 from scraperv4.extract import Template
 
 PAGES = 200
@@ -31,7 +31,6 @@ def per_second(run, pages: int, repeats: int = 3) -> float:  # type: ignore[no-u
 def main() -> int:
     from lxml import html as lxml_html
     from parsel import Selector
-    from selectolax.lexbor import LexborHTMLParser
 
     pages = corpus(PAGES)
     size = sum(map(len, pages)) / len(pages) / 1024
@@ -45,19 +44,7 @@ def main() -> int:
         return sum(map(len, template.extract_many([(p, BASE) for p in pages])))
 
     def selectolax() -> int:
-        count = 0
-        for p in pages:
-            tree = LexborHTMLParser(p)
-            for card in tree.css("div.product-card"):
-                item = {
-                    "title": card.css_first("h3.title").text(strip=True),
-                    "price": card.css_first("span.price").text(strip=True),
-                    "rating": card.css_first("div.rating").attributes.get("data-rating"),
-                    "link": card.css_first("a.product-link").attributes.get("href"),
-                    "image": card.css_first("img.thumb").attributes.get("src"),
-                }
-                count += bool(item)
-        return count
+        return sum(selectolax_items(p) for p in pages)
 
     def parsel() -> int:
         count = 0

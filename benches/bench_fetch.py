@@ -72,7 +72,8 @@ def run_aiohttp(base: str, extract: bool) -> dict[str, float]:
     import asyncio
 
     import aiohttp
-    from selectolax.lexbor import LexborHTMLParser
+
+    from corpus import selectolax_items
 
     async def main() -> tuple[float, int]:
         items = 0
@@ -86,17 +87,7 @@ def run_aiohttp(base: str, extract: bool) -> dict[str, float]:
                     assert response.status == 200
                 if not extract:
                     return 0
-                count = 0
-                for card in LexborHTMLParser(text).css("div.product-card"):
-                    item = {
-                        "title": card.css_first("h3.title").text(strip=True),
-                        "price": card.css_first("span.price").text(strip=True),
-                        "rating": card.css_first("div.rating").attributes.get("data-rating"),
-                        "link": card.css_first("a.product-link").attributes.get("href"),
-                        "image": card.css_first("img.thumb").attributes.get("src"),
-                    }
-                    count += bool(item)
-                return count
+                return selectolax_items(text)
 
             started = time.perf_counter()
             for offset in range(0, PAGES, 500):

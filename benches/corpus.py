@@ -7,6 +7,7 @@ inside navigation, inline scripts and styles, the way shop listings look.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 TEMPLATE = {
     "id": "bench-product",
@@ -83,3 +84,25 @@ def page(n: int) -> str:
 def corpus(pages: int) -> list[str]:
     """``pages`` listing pages."""
     return [page(n) for n in range(pages)]
+
+
+def selectolax_items(html: str, _parser: list[Any] = []) -> int:  # noqa: B006 - import cache
+    """The peer's version of the 5-field extraction (selectolax/lexbor); returns the count.
+
+    selectolax is imported on first use (the test-suite imports this module without it).
+    """
+    if not _parser:
+        from selectolax.lexbor import LexborHTMLParser
+
+        _parser.append(LexborHTMLParser)
+    count = 0
+    for card in _parser[0](html).css("div.product-card"):
+        item = {
+            "title": card.css_first("h3.title").text(strip=True),
+            "price": card.css_first("span.price").text(strip=True),
+            "rating": card.css_first("div.rating").attributes.get("data-rating"),
+            "link": card.css_first("a.product-link").attributes.get("href"),
+            "image": card.css_first("img.thumb").attributes.get("src"),
+        }
+        count += bool(item)
+    return count

@@ -9,33 +9,19 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 
 import pytest
 
 from scraperv4 import _core
+from support.ticker import Ticker
 
 
 def test_a_sync_call_releases_the_gil() -> None:
-    ticks = 0
-    stop = threading.Event()
-
-    def count() -> None:
-        nonlocal ticks
-        while not stop.is_set():
-            ticks += 1
-            time.sleep(0.001)
-
-    thread = threading.Thread(target=count)
-    thread.start()
-    try:
-        before = ticks
+    with Ticker() as ticker:
+        before = ticker.ticks
         waited = _core._block_for(0.5)
-        during = ticks - before
-    finally:
-        stop.set()
-        thread.join()
+        during = ticker.ticks - before
     assert waited >= 0.5
     # With the GIL held for 0.5 s the other thread could not tick at all.
     assert during > 20, f"the other thread ticked only {during} times"

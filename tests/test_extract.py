@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from scraperv4.exceptions import TemplateError
 from scraperv4.extract import Template, TemplateRegistry
 from scraperv4.fetch import Fetcher
 from support.http_server import Server
+from support.ticker import Ticker
 
 LISTING = """<!doctype html><html><head><title>Shop</title>
 <style>.card{color:red}</style><script>var cards = "<div class='card'>";</script></head>
@@ -153,24 +153,11 @@ def test_registry_loads_json_and_yaml_by_id(tmp_path: Path) -> None:
 def test_extract_many_matches_extract_and_releases_the_gil() -> None:
     template = Template.from_dict(TEMPLATE)
     pages = [(listing(40, n + 2), f"https://www.shop.example/list?page={n}") for n in range(60)]
-    ticks = 0
-    stop = threading.Event()
-
-    def count() -> None:
-        nonlocal ticks
-        while not stop.is_set():
-            ticks += 1
-            time.sleep(0.001)
-
-    thread = threading.Thread(target=count)
-    thread.start()
-    try:
+    with Ticker() as ticker:
         started = time.monotonic()
         many = template.extract_many(pages)
         elapsed = time.monotonic() - started
-    finally:
-        stop.set()
-        thread.join()
+    ticks = ticker.ticks
     assert many == [template.extract(html, url) for html, url in pages]
     assert sum(map(len, many)) == 40 * 60
     if elapsed > 0.05:  # only meaningful when the call took long enough to observe

@@ -264,14 +264,26 @@ impl SqliteQueue {
 
     /// Marks a claimed job as running (fenced by `attempt`).
     pub async fn mark_running(&self, id: String, attempt: u64) -> QueueResult<Ack> {
-        self.transaction("mark_running", move |tx, ctx| {
+        self.fenced_update(
+            "mark_running",
+            id,
+            attempt,
+            "UPDATE jobs SET status = 'running' WHERE queue = ?1 AND id = ?2",
+        )
+        .await
+    }
+
+    /// Runs `sql` (parameters: queue, id) on a leased job when `attempt` is its token.
+    async fn fenced_update(
+        &self,
+        operation: &'static str,
+        id: String,
+        attempt: u64,
+        sql: &'static str,
+    ) -> QueueResult<Ack> {
+        self.transaction(operation, move |tx, ctx| {
             fenced(tx, ctx, &id, attempt, |tx, ctx| {
-                exec(
-                    tx,
-                    ctx,
-                    "UPDATE jobs SET status = 'running' WHERE queue = ?1 AND id = ?2",
-                    params![ctx.queue, id],
-                )
+                exec(tx, ctx, sql, params![ctx.queue, id])
             })
         })
         .await
@@ -360,17 +372,13 @@ impl SqliteQueue {
 
     /// Gives a claimed job back at once, without counting a retry (graceful shutdown).
     pub async fn release(&self, id: String, attempt: u64) -> QueueResult<Ack> {
-        self.transaction("release", move |tx, ctx| {
-            fenced(tx, ctx, &id, attempt, |tx, ctx| {
-                exec(
-                    tx,
-                    ctx,
-                    "UPDATE jobs SET status = 'pending', lease_deadline = NULL, not_before = 0 \
-                     WHERE queue = ?1 AND id = ?2",
-                    params![ctx.queue, id],
-                )
-            })
-        })
+        self.fenced_update(
+            "release",
+            id,
+            attempt,
+            "UPDATE jobs SET status = 'pending', lease_deadline = NULL, not_before = 0 \
+             WHERE queue = ?1 AND id = ?2",
+        )
         .await
     }
 
