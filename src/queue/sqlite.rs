@@ -296,18 +296,8 @@ impl SqliteQueue {
         attempt: u64,
         result: Option<String>,
     ) -> QueueResult<Ack> {
-        self.transaction("complete", move |tx, ctx| {
-            fenced(tx, ctx, &id, attempt, |tx, ctx| {
-                exec(
-                    tx,
-                    ctx,
-                    "UPDATE jobs SET status = 'completed', completed_at = ?3, result = ?4, \
-                     lease_deadline = NULL WHERE queue = ?1 AND id = ?2",
-                    params![ctx.queue, id, ctx.now, result],
-                )
-            })
-        })
-        .await
+        let mut acks = self.complete_many(vec![(id, attempt, result)]).await?;
+        Ok(acks.pop().unwrap_or(Ack::NotFound))
     }
 
     /// Completes many jobs in one transaction, each fenced by its attempt.
