@@ -12,6 +12,9 @@
 //! - [`queue`]: the job queue (Redis and SQLite backends) with leases and fencing tokens.
 //! - [`partition`]: splitting URL lists among workers.
 //! - [`resources`]: CPU, memory, disk and load of this machine or container.
+//! - [`fetch`] / [`extract`]: polite, guarded HTTP and CSS-template extraction.
+//! - [`worker`]: the runtime that turns queued jobs into recorded items.
+//! - [`sink`]: copying the results log out (JSON Lines).
 //! - [`tls`]: the process's TLS crypto provider.
 //! - [`python`]: the `scraperv4._core` extension module (bindings only, no logic).
 //!
@@ -25,4 +28,6 @@ pub mod python;
 pub mod queue;
 pub mod resources;
 pub mod runtime;
+pub mod sink;
 pub mod tls;
+pub mod worker;

@@ -4,7 +4,7 @@ Private: import the public names from :mod:`scraperv4` instead. Kept in step wit
 ``src/python/`` by ``mypy.stubtest`` in ``make test``.
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, final
 
 __version__: str
@@ -291,3 +291,44 @@ class TemplateRegistry:
     def __new__(cls, path: str) -> TemplateRegistry: ...
     def get(self, template_id: str) -> Template: ...
     def ids(self) -> list[str]: ...
+
+@final
+class Worker:
+    """A scraping worker (see ``scraperv4.worker.Worker``)."""
+
+    def __new__(
+        cls,
+        queue: JobQueue,
+        *,
+        worker_id: str,
+        templates_dir: str | None = None,
+        templates: list[Template] = ...,
+        fetch_config_json: str = "{}",
+        concurrency: int = 32,
+        claim_batch: int | None = None,
+        heartbeat: float = 30.0,
+        grace_period: float = 30.0,
+        job_timeout: float = 3600.0,
+        idle_poll: float = 0.5,
+        exit_when_done: bool = False,
+        reap_interval: float = 5.0,
+        metrics_addr: str | None = None,
+        jsonl_path: str | None = None,
+        export_interval: float = 1.0,
+        on_item: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+    ) -> Worker: ...
+    def run(self) -> dict[str, Any]: ...
+    async def run_async(self) -> str: ...
+    def stop(self, immediate: bool = False) -> None: ...
+    def progress(self) -> dict[str, Any]: ...
+    @property
+    def metrics_address(self) -> str | None: ...
+    def metrics_text(self) -> str: ...
+    @property
+    def worker_id(self) -> str: ...
+
+def crawl_job_id(crawl_id: str, url: str) -> str:
+    """The id of the job that scrapes ``url`` in crawl ``crawl_id``."""
+
+def export_jsonl(queue: JobQueue, path: str) -> int:
+    """Copies the queue's results log to a JSON Lines file; returns records written."""

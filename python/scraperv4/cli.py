@@ -1,5 +1,10 @@
 """The ``scraperv4`` command line.
 
+One machine: ``scraperv4 run URL... --template T`` crawls into a JSON Lines file (resumable),
+``scraperv4 demo`` does it on a bundled demo site. A fleet: ``scraperv4 submit`` queues URLs in
+Redis, ``scraperv4 worker`` (one per process or container) scrapes them, ``scraperv4 stats``,
+``jobs`` and ``results export`` look at and manage the queue.
+
 Exit codes: 0 success; 1 the command ran but failed (a job failed, a check did not pass);
 2 bad usage or configuration (unknown option, invalid value); 130 interrupted by Ctrl-C.
 """
@@ -42,6 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
         f"also read from ${scraperv4.LOG_LEVEL_ENV}",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from scraperv4 import _commands
+
+    _commands.add_run(commands)
+    _commands.add_demo(commands)
+    _commands.add_submit(commands)
+    _commands.add_worker(commands)
+    _commands.add_stats(commands)
+    _commands.add_jobs(commands)
+    _commands.add_results(commands)
     _add_resources(commands)
     return parser
 

@@ -18,8 +18,10 @@ __all__ = [
     "JobNotFoundError",
     "QueueError",
     "QueueUnavailableError",
+    "ResultsError",
     "ScraperV4Error",
     "TemplateError",
+    "WorkerError",
 ]
 
 
@@ -104,3 +106,11 @@ class TemplateError(ScraperV4Error, ValueError):
         super().__init__(message)
         self.template_id = template_id
         self.field = field
+
+
+class WorkerError(ScraperV4Error):
+    """A worker could not start or run: already running, metrics port in use, ..."""
+
+
+class ResultsError(ScraperV4Error, OSError):
+    """Results could not be written to or read from a results file (the message names it)."""

@@ -28,7 +28,10 @@ impl Template {
 
     /// The items of `html` from the DOM engine, whatever the template.
     pub fn extract_with_dom(&self, html: &str, base: Option<&Url>) -> Vec<Item> {
-        let document = Html::parse_document(html);
+        self.items_of_document(&Html::parse_document(html), base)
+    }
+
+    fn items_of_document(&self, document: &Html, base: Option<&Url>) -> Vec<Item> {
         let roots: Vec<ElementRef<'_>> = match &self.item {
             Some(selector) => document.select(selector).collect(),
             None => vec![document.root_element()],
@@ -64,38 +67,110 @@ impl Template {
         Some(item)
     }
 
+    /// Items, links to follow and the next page of one page, parsing it once: one streaming
+    /// pass when the template allows it, else one DOM.
+    pub fn analyse(&self, html: &str, base_url: &str) -> PageOutput {
+        let base = Url::parse(base_url).ok();
+        if let Some(plan) = self.stream.as_deref().filter(|p| p.covers_navigation()) {
+            let raw = super::stream::extract_page(plan, self, html, base.as_ref());
+            return PageOutput {
+                items: raw.items,
+                links: self.scoped_links(raw.hrefs.iter().map(String::as_str), base.as_ref()),
+                next_page: next_of(raw.next_hrefs.iter().map(String::as_str), base.as_ref()),
+            };
+        }
+        let needs_dom = self.links.is_some() || self.pagination.is_some() || self.stream.is_none();
+        let document = needs_dom.then(|| Html::parse_document(html));
+        let items = match (&self.stream, &document) {
+            (Some(plan), _) => super::stream::extract(plan, self, html, base.as_ref()),
+            (None, Some(document)) => self.items_of_document(document, base.as_ref()),
+            (None, None) => Vec::new(),
+        };
+        let Some(document) = document else {
+            return PageOutput {
+                items,
+                links: Vec::new(),
+                next_page: None,
+            };
+        };
+        PageOutput {
+            items,
+            links: self.links_of_document(&document, base.as_ref()),
+            next_page: self.next_of_document(&document, base.as_ref()),
+        }
+    }
+
     /// The links to follow from `html` (absolute, in scope, deduplicated, in page order).
     pub fn links(&self, html: &str, base_url: &str) -> Vec<String> {
-        let Some(links) = &self.links else {
+        if self.links.is_none() {
             return Vec::new();
-        };
-        let Ok(base) = Url::parse(base_url) else {
-            return Vec::new();
-        };
-        let document = Html::parse_document(html);
-        let mut seen = HashSet::new();
-        document
-            .select(&links.selector)
-            .filter_map(|element| element.value().attr(&links.attr))
-            .filter_map(|href| resolve(&base, href))
-            .filter(|url| in_scope(&links.scope, &base, url))
-            .map(String::from)
-            .filter(|url| seen.insert(url.clone()))
-            .collect()
+        }
+        let base = Url::parse(base_url).ok();
+        self.links_of_document(&Html::parse_document(html), base.as_ref())
     }
 
     /// The next page of `html`, if the template has pagination and the page has one.
     pub fn next_page(&self, html: &str, base_url: &str) -> Option<String> {
-        let pagination = self.pagination.as_ref()?;
-        let base = Url::parse(base_url).ok()?;
-        let document = Html::parse_document(html);
-        document
-            .select(&pagination.next)
-            .filter_map(|element| element.value().attr("href"))
-            .find_map(|href| resolve(&base, href))
-            .filter(|url| *url != base)
-            .map(String::from)
+        self.pagination.as_ref()?;
+        let base = Url::parse(base_url).ok();
+        self.next_of_document(&Html::parse_document(html), base.as_ref())
     }
+
+    fn links_of_document(&self, document: &Html, base: Option<&Url>) -> Vec<String> {
+        let Some(links) = &self.links else {
+            return Vec::new();
+        };
+        let hrefs = document
+            .select(&links.selector)
+            .filter_map(|element| element.value().attr(&links.attr));
+        self.scoped_links(hrefs, base)
+    }
+
+    fn next_of_document(&self, document: &Html, base: Option<&Url>) -> Option<String> {
+        let pagination = self.pagination.as_ref()?;
+        let hrefs = document
+            .select(&pagination.next)
+            .filter_map(|element| element.value().attr("href"));
+        next_of(hrefs, base)
+    }
+
+    /// Raw link values made absolute, kept when in scope, deduplicated, in page order.
+    fn scoped_links<'a>(
+        &self,
+        hrefs: impl Iterator<Item = &'a str>,
+        base: Option<&Url>,
+    ) -> Vec<String> {
+        let (Some(links), Some(base)) = (&self.links, base) else {
+            return Vec::new();
+        };
+        let mut seen = HashSet::new();
+        hrefs
+            .filter_map(|href| resolve(base, href))
+            .filter(|url| in_scope(&links.scope, base, url))
+            .map(String::from)
+            .filter(|url| seen.insert(url.clone()))
+            .collect()
+    }
+}
+
+/// The first next-page `href` that resolves to another page.
+fn next_of<'a>(mut hrefs: impl Iterator<Item = &'a str>, base: Option<&Url>) -> Option<String> {
+    let base = base?;
+    hrefs
+        .find_map(|href| resolve(base, href))
+        .filter(|url| url != base)
+        .map(String::from)
+}
+
+/// Items, links and the next page of one page.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PageOutput {
+    /// The items found.
+    pub items: Vec<Item>,
+    /// Links to follow (absolute, in scope, deduplicated).
+    pub links: Vec<String>,
+    /// The next page, if any.
+    pub next_page: Option<String>,
 }
 
 fn value_of(field: &Field, element: ElementRef<'_>, base: Option<&Url>) -> Option<String> {
@@ -230,6 +305,30 @@ mod tests {
             template().next_page(PAGE, "https://www.example.com/list"),
             Some("https://www.example.com/list?page=2".to_owned())
         );
+    }
+
+    #[test]
+    fn one_pass_analysis_matches_the_dom_engine() {
+        let streaming = template();
+        assert!(streaming.stream.as_ref().unwrap().covers_navigation());
+        let mut dom_only = template();
+        dom_only.stream = None;
+        let base = "https://www.example.com/list";
+        let expected = PageOutput {
+            items: dom_only.extract(PAGE, base),
+            links: dom_only.links(PAGE, base),
+            next_page: dom_only.next_page(PAGE, base),
+        };
+        assert_eq!(streaming.analyse(PAGE, base), expected);
+        assert_eq!(dom_only.analyse(PAGE, base), expected);
+        for cut in [10, PAGE.len() / 3, PAGE.len() - 40] {
+            let (a, b) = (
+                streaming.analyse(&PAGE[..cut], base),
+                dom_only.analyse(&PAGE[..cut], base),
+            );
+            assert_eq!(a.links, b.links, "cut at {cut}");
+            assert_eq!(a.next_page, b.next_page, "cut at {cut}");
+        }
     }
 
     #[test]

@@ -9,6 +9,6 @@ pub mod registry;
 pub mod stream;
 pub mod template;
 
-pub use engine::Item;
+pub use engine::{Item, PageOutput};
 pub use registry::TemplateRegistry;
 pub use template::{Template, TemplateError, TemplateResult};

@@ -26,6 +26,31 @@ pub struct StreamPlan {
     item: lol_html::Selector,
     /// Per field: `item field` (descendant), in field order.
     fields: Vec<lol_html::Selector>,
+    /// The link and next-page selectors, when the template has them and the streaming engine
+    /// can match them (else links and next pages come from the DOM).
+    navigation: Option<Navigation>,
+}
+
+#[derive(Debug)]
+struct Navigation {
+    links: Option<(lol_html::Selector, String)>,
+    next: Option<lol_html::Selector>,
+}
+
+/// What one streaming pass over a page found, before cleaning.
+pub(crate) struct RawPage {
+    pub(crate) items: Vec<Item>,
+    /// Link attribute values in document order.
+    pub(crate) hrefs: Vec<String>,
+    /// `href`s of next-page elements in document order.
+    pub(crate) next_hrefs: Vec<String>,
+}
+
+fn streamable(selector: &str) -> Option<lol_html::Selector> {
+    if selector.contains(',') {
+        return None;
+    }
+    lol_html::Selector::from_str(selector).ok()
 }
 
 impl StreamPlan {
@@ -46,7 +71,29 @@ impl StreamPlan {
             let scoped = format!("{item_text} {}", field.selector_text);
             fields.push(lol_html::Selector::from_str(&scoped).ok()?);
         }
-        Some(Self { item, fields })
+        let links = template
+            .links
+            .as_ref()
+            .map(|l| (streamable(&l.selector_text), l.attr.clone()));
+        let next = template
+            .pagination
+            .as_ref()
+            .map(|p| streamable(&p.next_text));
+        let unstreamable = matches!(links, Some((None, _))) || matches!(next, Some(None));
+        let navigation = (!unstreamable).then(|| Navigation {
+            links: links.and_then(|(selector, attr)| selector.map(|s| (s, attr))),
+            next: next.flatten(),
+        });
+        Some(Self {
+            item,
+            fields,
+            navigation,
+        })
+    }
+
+    /// True when links and next pages can be found on the stream too.
+    pub fn covers_navigation(&self) -> bool {
+        self.navigation.is_some()
     }
 }
 
@@ -74,6 +121,8 @@ struct State {
     captures: Vec<Capture>,
     next_capture: u64,
     done: Vec<(usize, Vec<Vec<Option<String>>>)>,
+    hrefs: Vec<String>,
+    next_hrefs: Vec<String>,
 }
 
 impl State {
@@ -107,10 +156,33 @@ pub fn extract(
     html: &str,
     base: Option<&Url>,
 ) -> Vec<Item> {
+    run(plan, template, html, base, false).items
+}
+
+/// Items, links and next pages in one streaming pass (the plan must cover navigation).
+pub(crate) fn extract_page(
+    plan: &StreamPlan,
+    template: &Template,
+    html: &str,
+    base: Option<&Url>,
+) -> RawPage {
+    run(plan, template, html, base, true)
+}
+
+fn run(
+    plan: &StreamPlan,
+    template: &Template,
+    html: &str,
+    base: Option<&Url>,
+    with_navigation: bool,
+) -> RawPage {
     let state: Shared = Rc::new(RefCell::new(State::default()));
     let mut settings = item_handler(Settings::new(), plan, &state, template.fields.len());
     for (index, (field, selector)) in template.fields.iter().zip(&plan.fields).enumerate() {
         settings = field_handlers(settings, selector, field, index, &state);
+    }
+    if with_navigation && let Some(navigation) = &plan.navigation {
+        settings = navigation_handlers(settings, navigation, &state);
     }
     let mut rewriter = HtmlRewriter::new(settings, |_: &[u8]| {});
     // The tokenizer does not fail on bad HTML; a failure here would be a handler error, and
@@ -128,9 +200,51 @@ pub fn extract(
     }
     let mut done = std::mem::take(&mut state.done);
     done.sort_by_key(|(index, _)| *index);
-    done.into_iter()
+    let items = done
+        .into_iter()
         .filter_map(|(_, candidates)| assemble(&template.fields, candidates, base))
-        .collect()
+        .collect();
+    RawPage {
+        items,
+        hrefs: std::mem::take(&mut state.hrefs),
+        next_hrefs: std::mem::take(&mut state.next_hrefs),
+    }
+}
+
+/// Collects link attributes and next-page `href`s as their elements start.
+fn navigation_handlers<'s>(
+    mut settings: Handlers<'s>,
+    navigation: &'s Navigation,
+    state: &Shared,
+) -> Handlers<'s> {
+    if let Some((selector, attr)) = &navigation.links {
+        let on_link = Rc::clone(state);
+        let attr = attr.clone();
+        settings = settings.append_element_content_handler((
+            Cow::Borrowed(selector),
+            ElementContentHandlers::default().element(move |el: &mut Element<'_, '_>| {
+                if let Some(value) = el.get_attribute(&attr) {
+                    let value = htmlize::unescape_attribute(value).into_owned();
+                    on_link.borrow_mut().hrefs.push(value);
+                }
+                Ok(())
+            }),
+        ));
+    }
+    if let Some(selector) = &navigation.next {
+        let on_next = Rc::clone(state);
+        settings = settings.append_element_content_handler((
+            Cow::Borrowed(selector),
+            ElementContentHandlers::default().element(move |el: &mut Element<'_, '_>| {
+                if let Some(value) = el.get_attribute("href") {
+                    let value = htmlize::unescape_attribute(value).into_owned();
+                    on_next.borrow_mut().next_hrefs.push(value);
+                }
+                Ok(())
+            }),
+        ));
+    }
+    settings
 }
 
 /// Opens an item at each match of the item selector and closes it at its end tag.

@@ -143,6 +143,8 @@ pub enum LinkScope {
 pub struct Links {
     /// Elements holding links.
     pub selector: Selector,
+    /// The selector as written (for the streaming engine).
+    pub selector_text: String,
     /// The attribute with the URL (default `href`).
     pub attr: String,
     /// Which links are kept.
@@ -156,6 +158,8 @@ pub struct Links {
 pub struct Pagination {
     /// The "next page" element (its `href`).
     pub next: Selector,
+    /// The selector as written (for the streaming engine).
+    pub next_text: String,
     /// Pages followed at most (`None`: unlimited).
     pub max_pages: Option<u32>,
 }
@@ -230,6 +234,7 @@ impl Template {
             .map(|p| -> TemplateResult<Pagination> {
                 Ok(Pagination {
                     next: compile_selector(&id, &p.next, None)?,
+                    next_text: p.next.clone(),
                     max_pages: p.max_pages,
                 })
             })
@@ -324,6 +329,7 @@ fn compile_links(id: &str, links: RawLinks) -> TemplateResult<Links> {
     };
     Ok(Links {
         selector: compile_selector(id, &links.selector, None)?,
+        selector_text: links.selector.clone(),
         attr: links.attr.unwrap_or_else(|| "href".to_owned()),
         scope,
         max_depth: links.max_depth,

@@ -23,6 +23,8 @@ pub(crate) enum PyErrorClass {
     CorruptJob,
     Fetch,
     Template,
+    Worker,
+    Results,
 }
 
 impl PyErrorClass {
@@ -36,11 +38,15 @@ impl PyErrorClass {
             Self::CorruptJob => "CorruptJobError",
             Self::Fetch => "FetchError",
             Self::Template => "TemplateError",
+            Self::Worker => "WorkerError",
+            Self::Results => "ResultsError",
         }
     }
 
     fn cell(self) -> &'static PyOnceLock<Py<PyType>> {
-        static CELLS: [PyOnceLock<Py<PyType>>; 8] = [
+        static CELLS: [PyOnceLock<Py<PyType>>; 10] = [
+            PyOnceLock::new(),
+            PyOnceLock::new(),
             PyOnceLock::new(),
             PyOnceLock::new(),
             PyOnceLock::new(),
@@ -95,6 +101,31 @@ impl From<QueueError> for PyErr {
                 PyErrorClass::QueueUnavailable.raise((message, None::<String>))
             }
             QueueError::Backend { .. } => PyErrorClass::Queue.raise((message, None::<String>)),
+        }
+    }
+}
+
+impl From<crate::sink::SinkError> for PyErr {
+    fn from(error: crate::sink::SinkError) -> Self {
+        match error {
+            crate::sink::SinkError::Queue(queue) => queue.into(),
+            io @ crate::sink::SinkError::Io { .. } => {
+                PyErrorClass::Results.raise((io.to_string(),))
+            }
+        }
+    }
+}
+
+impl From<crate::worker::WorkerError> for PyErr {
+    fn from(error: crate::worker::WorkerError) -> Self {
+        use crate::worker::WorkerError;
+        match error {
+            WorkerError::Config(config) => config.into(),
+            WorkerError::Queue(queue) => queue.into(),
+            WorkerError::Sink(sink) => sink.into(),
+            other @ (WorkerError::Server { .. } | WorkerError::AlreadyRunning) => {
+                PyErrorClass::Worker.raise((other.to_string(),))
+            }
         }
     }
 }

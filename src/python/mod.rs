@@ -13,6 +13,7 @@ pub(crate) mod logging;
 pub(crate) mod partition;
 pub(crate) mod queue;
 pub(crate) mod resources;
+pub(crate) mod worker;
 
 use pyo3::prelude::*;
 
@@ -32,6 +33,8 @@ pub mod _core {
     use super::queue::{PyAck, PyJob, PyJobQueue};
     #[pymodule_export]
     use super::resources::PyResourceManager;
+    #[pymodule_export]
+    use super::worker::{PyWorker, crawl_job_id, export_jsonl};
 
     use pyo3::prelude::*;
 

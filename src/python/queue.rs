@@ -352,6 +352,13 @@ macro_rules! run {
     }};
 }
 
+impl PyJobQueue {
+    /// The queue, shared with the worker that serves it.
+    pub(crate) fn shared(&self) -> Arc<JobQueue> {
+        Arc::clone(&self.queue)
+    }
+}
+
 #[pymethods]
 impl PyJobQueue {
     /// Opens the queue at `url` (see `QueueOptions` for the settings).

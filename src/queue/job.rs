@@ -146,6 +146,32 @@ pub struct NewJob {
     pub parent_id: Option<String>,
 }
 
+/// A job a worker finished, reported with everything that must happen with it atomically.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Finished {
+    /// The job.
+    pub id: String,
+    /// The fencing token of the worker's claim.
+    pub attempt: u64,
+    /// The job's result, a JSON value as text.
+    pub result: Option<String>,
+    /// The items recorded, a JSON array of records as text, appended to the results log.
+    pub records: Option<String>,
+    /// Jobs discovered on the page, submitted (idempotently, by id).
+    pub discovered: Vec<NewJob>,
+}
+
+/// One entry of a queue's results log: the item records of one completed job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultsEntry {
+    /// Position in the log; read on after it with the next call.
+    pub cursor: String,
+    /// The job the records came from.
+    pub job_id: String,
+    /// A JSON array of item records.
+    pub records: String,
+}
+
 /// Default cap on a job's config, in bytes of JSON.
 pub const DEFAULT_MAX_CONFIG_BYTES: usize = 1024 * 1024;
 

@@ -26,7 +26,8 @@ pub mod sqlite;
 
 pub use error::{QueueError, QueueResult};
 pub use job::{
-    Ack, FailOutcome, Job, JobStatus, NewJob, QueueStats, ReapReport, WorkerInfo, backoff_ms,
+    Ack, FailOutcome, Finished, Job, JobStatus, NewJob, QueueStats, ReapReport, ResultsEntry,
+    WorkerInfo, backoff_ms,
 };
 pub use options::{QueueOptions, QueueUrl, redact};
 
@@ -132,6 +133,42 @@ impl JobQueue {
             return Ok(Vec::new());
         }
         dispatch!(self, q => q.complete_many(completions).await)
+    }
+
+    /// Completes jobs a worker finished, each fenced by its attempt, in one atomic step per
+    /// backend call: for every accepted job its item records are appended to the results log
+    /// and the jobs it discovered are submitted (idempotent by id). For a stale token nothing
+    /// happens at all, so a worker that lost its lease records nothing.
+    ///
+    /// A discovered job that fails validation is dropped with a warning (a page cannot make
+    /// its parent fail by linking to something odd).
+    pub async fn finish_many(&self, mut finished: Vec<Finished>) -> QueueResult<Vec<Ack>> {
+        if finished.is_empty() {
+            return Ok(Vec::new());
+        }
+        let limit = self.options().max_config_bytes;
+        for job in &mut finished {
+            job.discovered = std::mem::take(&mut job.discovered)
+                .into_iter()
+                .filter_map(|child| match child.validated(limit) {
+                    Ok(child) => Some(child),
+                    Err(error) => {
+                        tracing::warn!(parent = job.id, %error, "dropped a discovered job");
+                        None
+                    }
+                })
+                .collect();
+        }
+        dispatch!(self, q => q.finish_many(finished).await)
+    }
+
+    /// Up to `limit` entries of the results log after `cursor` (from the start when `None`).
+    pub async fn results_after(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> QueueResult<Vec<ResultsEntry>> {
+        dispatch!(self, q => q.results_after(cursor, limit).await)
     }
 
     /// Records a failed attempt (fenced): `retrying` after a backoff while retries remain and

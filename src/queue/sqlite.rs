@@ -15,7 +15,8 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::error::{QueueError, QueueResult};
 use super::job::{
-    Ack, FailOutcome, Job, JobStatus, NewJob, QueueStats, ReapReport, WorkerInfo, backoff_ms,
+    Ack, FailOutcome, Finished, Job, JobStatus, NewJob, QueueStats, ReapReport, ResultsEntry,
+    WorkerInfo, backoff_ms,
 };
 use super::options::{QueueOptions, duration_ms};
 
@@ -73,6 +74,12 @@ CREATE TRIGGER IF NOT EXISTS jobs_count_update AFTER UPDATE OF status ON jobs
     INSERT INTO counts (queue, status, n) VALUES (NEW.queue, NEW.status, 1)
         ON CONFLICT (queue, status) DO UPDATE SET n = n + 1;
 END;
+CREATE TABLE IF NOT EXISTS results (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    records TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS workers (
     queue TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -178,38 +185,8 @@ impl SqliteQueue {
     /// Submits jobs (validated by the caller); returns `(id, created)` for each, where
     /// `created` is false for an id the queue already had (nothing changes for it).
     pub async fn submit(&self, jobs: Vec<NewJob>) -> QueueResult<Vec<(String, bool)>> {
-        self.transaction("submit", move |tx, ctx| {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO jobs (queue, id, name, template_id, target_url, config, \
-                     priority, status, created_at, max_retries, crawl_id, depth, parent_id) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?12) \
-                     ON CONFLICT (queue, id) DO NOTHING",
-                )
-                .map_err(|e| ctx.error(&e))?;
-            let mut created = Vec::with_capacity(jobs.len());
-            for job in jobs {
-                let changed = insert
-                    .execute(params![
-                        ctx.queue,
-                        job.id(),
-                        job.name,
-                        job.template_id,
-                        job.target_url,
-                        job.config,
-                        job.priority,
-                        ctx.now,
-                        job.max_retries,
-                        job.crawl_id,
-                        job.depth,
-                        job.parent_id,
-                    ])
-                    .map_err(|e| ctx.error(&e))?;
-                created.push((job.id().to_owned(), changed == 1));
-            }
-            Ok(created)
-        })
-        .await
+        self.transaction("submit", move |tx, ctx| insert_jobs(tx, ctx, &jobs))
+            .await
     }
 
     /// Claims up to `limit` runnable jobs for `worker` (none while the worker is draining).
@@ -320,6 +297,74 @@ impl SqliteQueue {
                     })
                 })
                 .collect()
+        })
+        .await
+    }
+
+    /// Completes finished jobs in one transaction: for each accepted one, its records go to
+    /// the results table and its discovered jobs are submitted.
+    pub async fn finish_many(&self, finished: Vec<Finished>) -> QueueResult<Vec<Ack>> {
+        self.transaction("finish", move |tx, ctx| {
+            finished
+                .into_iter()
+                .map(|job| {
+                    fenced(tx, ctx, &job.id, job.attempt, |tx, ctx| {
+                        exec(
+                            tx,
+                            ctx,
+                            "UPDATE jobs SET status = 'completed', completed_at = ?3, result = ?4, \
+                             lease_deadline = NULL WHERE queue = ?1 AND id = ?2",
+                            params![ctx.queue, job.id, ctx.now, job.result],
+                        )?;
+                        if let Some(records) = &job.records {
+                            exec(
+                                tx,
+                                ctx,
+                                "INSERT INTO results (queue, job_id, records) VALUES (?1, ?2, ?3)",
+                                params![ctx.queue, job.id, records],
+                            )?;
+                        }
+                        insert_jobs(tx, ctx, &job.discovered).map(drop)
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Results log entries after `cursor` (a row number), oldest first.
+    pub async fn results_after(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> QueueResult<Vec<ResultsEntry>> {
+        let after: i64 = match cursor {
+            None => 0,
+            Some(text) => text.parse().map_err(|_| {
+                QueueError::Config(crate::config::ConfigError::invalid(
+                    "results cursor",
+                    &text,
+                    "a cursor returned by this queue",
+                ))
+            })?,
+        };
+        self.transaction("results", move |tx, ctx| {
+            let mut select = tx
+                .prepare_cached(
+                    "SELECT seq, job_id, records FROM results WHERE queue = ?1 AND seq > ?2 \
+                     ORDER BY seq LIMIT ?3",
+                )
+                .map_err(|e| ctx.error(&e))?;
+            select
+                .query_map(params![ctx.queue, after, limit], |row| {
+                    Ok(ResultsEntry {
+                        cursor: row.get::<_, i64>(0)?.to_string(),
+                        job_id: row.get(1)?,
+                        records: row.get(2)?,
+                    })
+                })
+                .and_then(Iterator::collect)
+                .map_err(|e| ctx.error(&e))
         })
         .await
     }
@@ -796,6 +841,43 @@ fn status_of(
             })
     })
     .transpose()
+}
+
+/// Inserts validated jobs; `(id, created)` per job (an id the queue has is left alone).
+fn insert_jobs(
+    tx: &rusqlite::Transaction<'_>,
+    ctx: &Ctx,
+    jobs: &[NewJob],
+) -> QueueResult<Vec<(String, bool)>> {
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT INTO jobs (queue, id, name, template_id, target_url, config, \
+             priority, status, created_at, max_retries, crawl_id, depth, parent_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?12) \
+             ON CONFLICT (queue, id) DO NOTHING",
+        )
+        .map_err(|e| ctx.error(&e))?;
+    let mut created = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let changed = insert
+            .execute(params![
+                ctx.queue,
+                job.id(),
+                job.name,
+                job.template_id,
+                job.target_url,
+                job.config,
+                job.priority,
+                ctx.now,
+                job.max_retries,
+                job.crawl_id,
+                job.depth,
+                job.parent_id,
+            ])
+            .map_err(|e| ctx.error(&e))?;
+        created.push((job.id().to_owned(), changed == 1));
+    }
+    Ok(created)
 }
 
 /// Runs `change` only when `attempt` is the job's current token and it is leased.

@@ -9,7 +9,8 @@
 //! fields that change), `pending` (zset, claim order), `delayed` (zset of retrying jobs
 //! by not-before), `leases` (zset by lease deadline), `idx:<status>` (zsets of finished jobs by time, for listing and retention; leased jobs are listed from `leases`),
 //! `counts` (hash: jobs per status), `seq`, `workers` (zset by last heartbeat),
-//! `worker:<id>` (hash), `wjobs:<id>` (set of held job ids).
+//! `worker:<id>` (hash), `wjobs:<id>` (set of held job ids), `results` (stream: the item
+//! records of each completed job, appended in the step that completes it).
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -20,7 +21,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::error::{QueueError, QueueResult};
 use super::job::{
-    Ack, FailOutcome, Job, JobStatus, NewJob, PRIORITY_LIMIT, QueueStats, ReapReport, WorkerInfo,
+    Ack, FailOutcome, Finished, Job, JobStatus, NewJob, PRIORITY_LIMIT, QueueStats, ReapReport,
+    ResultsEntry, WorkerInfo,
 };
 use super::options::{QueueOptions, duration_ms, redact};
 use crate::config::ConfigError;
@@ -41,6 +43,7 @@ static SUBMIT: LazyLock<Script> = script!("submit.lua");
 static CLAIM: LazyLock<Script> = script!("claim.lua");
 static SETTLE: LazyLock<Script> = script!("settle.lua");
 static COMPLETE_MANY: LazyLock<Script> = script!("complete_many.lua");
+static FINISH: LazyLock<Script> = script!("finish.lua");
 static ADMIN: LazyLock<Script> = script!("admin.lua");
 static HEARTBEAT: LazyLock<Script> = script!("heartbeat.lua");
 static WORKERS: LazyLock<Script> = script!("workers.lua");
@@ -51,6 +54,8 @@ static LIST: LazyLock<Script> = script!("list.lua");
 
 /// Jobs per submit script call: big batches are split so no script runs for long.
 const SUBMIT_CHUNK: usize = 1000;
+/// Finished jobs per script call (each may carry items and discovered links).
+const FINISH_CHUNK: usize = 200;
 
 /// The Redis-backed queue.
 pub struct RedisQueue {
@@ -227,12 +232,7 @@ impl RedisQueue {
             let mut args = Vec::with_capacity(1 + chunk.len() * 4);
             args.push(chunk.len().to_string());
             for job in chunk {
-                args.extend([
-                    job.id().to_owned(),
-                    encode_spec(job)?,
-                    job.max_retries.to_string(),
-                    (PRIORITY_LIMIT - job.priority).to_string(),
-                ]);
+                args.extend(submit_args(job)?);
             }
             let created: Vec<i64> = self.run("submit", &SUBMIT, args).await?;
             results.extend(
@@ -415,6 +415,71 @@ impl RedisQueue {
         }
         values.insert(0, Some(id));
         job_from_values(values).map(Some)
+    }
+
+    /// Completes finished jobs with their records and discovered jobs (one round trip per
+    /// 200 jobs; see `finish.lua`).
+    pub async fn finish_many(&self, finished: Vec<Finished>) -> QueueResult<Vec<Ack>> {
+        let mut acks = Vec::with_capacity(finished.len());
+        for chunk in finished.chunks(FINISH_CHUNK) {
+            let mut args = vec![chunk.len().to_string()];
+            for job in chunk {
+                args.extend([
+                    job.id.clone(),
+                    job.attempt.to_string(),
+                    job.result.clone().unwrap_or_default(),
+                    job.records.clone().unwrap_or_default(),
+                    job.discovered.len().to_string(),
+                ]);
+                for child in &job.discovered {
+                    args.extend(submit_args(child)?);
+                }
+            }
+            let answers: Vec<(i64, String, u64)> = self.run("finish", &FINISH, args).await?;
+            for (job, (code, status, attempt)) in chunk.iter().zip(answers) {
+                acks.push(ack(code, &job.id, &status, attempt)?);
+            }
+        }
+        Ok(acks)
+    }
+
+    /// Results stream entries after `cursor` (a stream id), oldest first.
+    pub async fn results_after(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> QueueResult<Vec<ResultsEntry>> {
+        let start = cursor.map_or_else(|| "-".to_owned(), |c| format!("({c}"));
+        let mut command = redis::cmd("XRANGE");
+        command
+            .arg(format!("{}:results", self.base))
+            .arg(start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(limit.max(1));
+        let mut connection = self.connection.clone();
+        let call = command.query_async::<redis::streams::StreamRangeReply>(&mut connection);
+        let reply = match tokio::time::timeout(self.options.operation_timeout, call).await {
+            Err(_) => {
+                return Err(QueueError::Unavailable {
+                    url: self.redacted_url.clone(),
+                    operation: "results",
+                    detail: format!("no answer within {:?}", self.options.operation_timeout),
+                });
+            }
+            Ok(result) => result.map_err(|e| self.error("results", &e))?,
+        };
+        Ok(reply
+            .ids
+            .into_iter()
+            .map(|entry| ResultsEntry {
+                job_id: entry.get::<String>("job").unwrap_or_default(),
+                records: entry
+                    .get::<String>("records")
+                    .unwrap_or_else(|| "[]".to_owned()),
+                cursor: entry.id,
+            })
+            .collect())
     }
 
     /// Jobs with `status`, paged (pending in claim order, finished newest first).
@@ -662,6 +727,16 @@ struct SpecIn {
     depth: u32,
     #[serde(default)]
     parent_id: Option<String>,
+}
+
+/// The 4 arguments `submit_jobs` in the Lua prelude takes per job.
+fn submit_args(job: &NewJob) -> QueueResult<[String; 4]> {
+    Ok([
+        job.id().to_owned(),
+        encode_spec(job)?,
+        job.max_retries.to_string(),
+        (PRIORITY_LIMIT - job.priority).to_string(),
+    ])
 }
 
 fn encode_spec(job: &NewJob) -> QueueResult<String> {

@@ -149,6 +149,29 @@ local function complete_job(id, attempt, result, now)
   return {1, 'completed', current}
 end
 
+-- Submits the jobs whose 4 arguments (id, spec, max_retries, priority_rank) start at
+-- ARGV[first]; an id the queue already has is left alone. Returns 1 (created) or 0 per job.
+local function submit_jobs(first, n, now)
+  local created = {}
+  if n == 0 then return created end
+  local seq = redis.call('INCRBY', key('seq'), n) - n
+  for i = 0, n - 1 do
+    local a = first + i * 4
+    local id = ARGV[a]
+    if redis.call('EXISTS', job_key(id)) == 1 then
+      created[#created + 1] = 0
+    else
+      seq = seq + 1
+      -- Priority first, then submission order: rank * 2^32 + seq stays below 2^53 (exact).
+      local pscore = int(tonumber(ARGV[a + 3]) * 4294967296 + (seq % 4294967296))
+      move(id, nil, 'pending', pscore, {'spec', ARGV[a + 1], 'max_retries', ARGV[a + 2],
+        'created_at', now, 'retry_count', '0', 'attempt', '0', 'pscore', pscore})
+      created[#created + 1] = 1
+    end
+  end
+  return created
+end
+
 -- Deletes finished jobs that finished before `cutoff` (at most `limit` per status; nil: all).
 local function purge_finished(cutoff, exclusive, limit)
   local purged = 0

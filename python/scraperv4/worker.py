@@ -1,0 +1,202 @@
+"""Run scraping workers: claim jobs, fetch, extract, record items, follow links.
+
+A :class:`Worker` serves one queue (Redis for a fleet, SQLite on one machine). Everything a
+job needs happens in Rust with the GIL released: claiming in batches, up to ``concurrency``
+fetches at once, extraction with the job's template, and one atomic step per batch that
+completes the jobs, appends their items to the queue's results log and submits the links
+and next pages they discovered (each URL once per crawl). An optional ``on_item`` callable
+sees each record (the GIL is taken for that call only).
+
+>>> from scraperv4.queue import JobQueue
+>>> from scraperv4.extract import Template
+>>> queue = JobQueue("memory://")
+>>> template = Template.from_dict({"id": "t", "fields": [{"name": "h", "selector": "h1"}]})
+>>> worker = Worker(queue, templates=[template], worker_id="doc", exit_when_done=True)
+>>> worker.run()["completed"]  # nothing queued: returns at once
+0
+
+Stopping: :meth:`stop` (or SIGTERM / SIGINT while :meth:`run` runs in the main thread) stops
+claiming, lets in-flight jobs finish within ``grace_period`` seconds, releases the rest to
+the queue at once, unregisters and returns. A second signal releases in-flight jobs at once.
+So does the queue's drain flag (``JobQueue.drain(worker_id)``), used to scale a fleet down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import threading
+from collections.abc import Iterable
+from types import FrameType
+from typing import Any, Callable, Optional, Union
+
+from scraperv4 import _core
+from scraperv4.extract import Template
+from scraperv4.fetch import FetchConfig
+from scraperv4.queue import JobQueue
+
+__all__ = ["ItemCallback", "Worker", "crawl_job_id", "default_worker_id", "export_jsonl"]
+
+#: Called with each item record (``job_id``, ``crawl_id``, ``url``, ``template_id``,
+#: ``fetched_at``, ``index``, ``fields``); returns the record to keep (changed or not) or
+#: ``None`` to drop it. An exception fails the job (it is retried like any failure).
+ItemCallback = Callable[[dict[str, Any]], Optional[dict[str, Any]]]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def default_worker_id() -> str:
+    """``$WORKER_ID``, else ``<hostname>-<pid>`` (unique per process on a host)."""
+    return os.environ.get("WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def crawl_job_id(crawl_id: str, url: str) -> str:
+    """The id of the job scraping ``url`` in crawl ``crawl_id``: the same URL always gets the
+    same id, which is how a crawl scrapes each URL once (fragments are ignored)."""
+    return _core.crawl_job_id(crawl_id, url)
+
+
+def export_jsonl(queue: JobQueue, path: PathLike) -> int:
+    """Append the queue's results log to the JSON Lines file ``path``; returns the number of
+    records written. Resumable: a checkpoint next to the file (``<path>.checkpoint``) makes
+    a second call write only what is new, even after a crash mid-write."""
+    return _core.export_jsonl(queue._inner, os.fspath(path))
+
+
+class Worker:
+    """A scraping worker.
+
+    Args:
+        queue: the queue to serve (a :class:`~scraperv4.queue.JobQueue` or its URL).
+        worker_id: this worker's id in the fleet (default :func:`default_worker_id`).
+        templates_dir: a directory of ``*.json`` / ``*.yaml`` templates looked up by the
+            jobs' ``template_id``.
+        templates: templates given directly (added to those of ``templates_dir``).
+        fetch: fetch settings (:class:`~scraperv4.fetch.FetchConfig`).
+        concurrency: jobs in flight at once.
+        claim_batch: most jobs claimed per call (default ``min(concurrency, 100)``).
+        heartbeat: seconds between lease renewals (below the queue's lease).
+        grace_period: seconds in-flight jobs get to finish when stopping.
+        job_timeout: longest seconds for a job unless its config says ``timeout``.
+        exit_when_done: return once nothing is pending, retrying or leased (a one-machine
+            crawl); otherwise run until stopped.
+        metrics_addr: ``host:port`` for ``/metrics``, ``/health`` and ``/ready``
+            (port 0 picks a free port; see :attr:`metrics_address`).
+        jsonl_path: copy recorded items to this JSON Lines file as jobs complete.
+        on_item: an :data:`ItemCallback`.
+        queue_options: options for opening ``queue`` when it is a URL.
+
+    Raises:
+        ConfigError: an invalid setting. TemplateError: a broken template.
+    """
+
+    def __init__(
+        self,
+        queue: Union[JobQueue, str],
+        *,
+        worker_id: Optional[str] = None,
+        templates_dir: Optional[PathLike] = None,
+        templates: Iterable[Template] = (),
+        fetch: Optional[FetchConfig] = None,
+        concurrency: int = 32,
+        claim_batch: Optional[int] = None,
+        heartbeat: float = 30.0,
+        grace_period: float = 30.0,
+        job_timeout: float = 3600.0,
+        idle_poll: float = 0.5,
+        exit_when_done: bool = False,
+        metrics_addr: Optional[str] = None,
+        jsonl_path: Optional[PathLike] = None,
+        on_item: Optional[ItemCallback] = None,
+        **queue_options: Any,
+    ) -> None:
+        self.queue = queue if isinstance(queue, JobQueue) else JobQueue(queue, **queue_options)
+        fetch_config = fetch or FetchConfig()
+        self._inner = _core.Worker(
+            self.queue._inner,
+            worker_id=worker_id or default_worker_id(),
+            templates_dir=os.fspath(templates_dir) if templates_dir is not None else None,
+            templates=[t._inner for t in templates],
+            fetch_config_json=fetch_config._to_json(),
+            concurrency=concurrency,
+            claim_batch=claim_batch,
+            heartbeat=heartbeat,
+            grace_period=grace_period,
+            job_timeout=job_timeout,
+            idle_poll=idle_poll,
+            exit_when_done=exit_when_done,
+            metrics_addr=metrics_addr,
+            jsonl_path=os.fspath(jsonl_path) if jsonl_path is not None else None,
+            on_item=on_item,
+        )
+        self.fetch_config = dataclasses.replace(fetch_config)
+
+    @property
+    def worker_id(self) -> str:
+        """This worker's id in the queue."""
+        return self._inner.worker_id
+
+    @property
+    def metrics_address(self) -> Optional[str]:
+        """``host:port`` of the metrics server, once :meth:`run` has started it."""
+        return self._inner.metrics_address
+
+    def run(self, *, handle_signals: bool = True) -> dict[str, Any]:
+        """Work until stopped (or until the queue is done with ``exit_when_done``).
+
+        Returns the final :meth:`progress`. In the main thread with ``handle_signals``,
+        SIGTERM and SIGINT stop the worker gracefully (a second one: at once) instead of
+        raising; the previous handlers are restored afterwards.
+        """
+        if not handle_signals or threading.current_thread() is not threading.main_thread():
+            return self._inner.run()
+        with _StopOnSignals(self):
+            return self._inner.run()
+
+    async def run_async(self) -> dict[str, Any]:
+        """The asyncio twin of :meth:`run` (signals are the caller's business)."""
+        progress: dict[str, Any] = json.loads(await self._inner.run_async())
+        return progress
+
+    def stop(self, *, immediate: bool = False) -> None:
+        """Stop claiming; in-flight jobs get the grace period (none with ``immediate``).
+        Safe from any thread or signal handler."""
+        self._inner.stop(immediate)
+
+    def progress(self) -> dict[str, Any]:
+        """Counters so far: ``claimed``, ``completed``, ``failed``, ``retried``,
+        ``released``, ``stale``, ``abandoned``, ``items``, ``bytes``, ``in_flight``,
+        ``discovered``, ``exported``, ``elapsed`` (seconds) and ``stopping``."""
+        return self._inner.progress()
+
+    def metrics_text(self) -> str:
+        """The worker's metrics in the Prometheus text format."""
+        return self._inner.metrics_text()
+
+    def __repr__(self) -> str:
+        return f"Worker({self.worker_id!r}, queue={self.queue.url!r})"
+
+
+class _StopOnSignals:
+    """SIGTERM/SIGINT stop the worker: the first gracefully, the next at once."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+        self._previous: dict[int, Any] = {}
+        self._signals = 0
+
+    def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
+        self._signals += 1
+        self._worker.stop(immediate=self._signals > 1)
+
+    def __enter__(self) -> _StopOnSignals:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)

@@ -1,0 +1,237 @@
+//! What a crawl adds to a job: stable ids for URLs, the job's settings, the jobs a page
+//! discovers and the item records it produces.
+//!
+//! A job's id inside a crawl is derived from the crawl id and the URL's fingerprint, so the
+//! queue's idempotent submit is the crawl's URL dedup: a URL discovered twice (by two pages,
+//! by two workers at once, or again after a crash) maps to the same id and is queued once.
+//! The dedup lasts as long as the queue keeps the job, i.e. the queue's retention, which
+//! bounds the memory it takes.
+
+use serde_json::{Map, Value};
+
+use crate::extract::{Item, PageOutput, Template};
+use crate::queue::{Job, NewJob};
+
+/// Key in a job's config holding its page number in a pagination chain (1 for a seed).
+pub const PAGE_KEY: &str = "_page";
+
+/// The id of the job that scrapes `url` in `crawl_id`: the same URL always gets the same id.
+///
+/// The fingerprint is the 128-bit xxh3 of the URL with its fragment removed (URLs that
+/// differ only by `#...` are one page).
+pub fn job_id(crawl_id: &str, url: &str) -> String {
+    let canonical = match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            parsed.set_fragment(None);
+            parsed.to_string()
+        }
+        Err(_) => url.to_owned(),
+    };
+    format!(
+        "{crawl_id}:{:032x}",
+        xxhash_rust::xxh3::xxh3_128(canonical.as_bytes())
+    )
+}
+
+/// Settings a job's config may carry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSettings {
+    /// Longest time for the whole job (`timeout`, seconds).
+    pub timeout: Option<std::time::Duration>,
+    /// Page number in a pagination chain.
+    pub page: u32,
+}
+
+impl JobSettings {
+    /// Reads `timeout` and `_page` from a job's config (a JSON object as text); a missing or
+    /// unusable value takes the default.
+    pub fn of(config: &str) -> Result<Self, String> {
+        let value: Map<String, Value> = serde_json::from_str(config)
+            .map_err(|e| format!("the job's config is not a JSON object: {e}"))?;
+        let timeout = match value.get("timeout") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => match n.as_f64() {
+                Some(seconds) if seconds > 0.0 && seconds.is_finite() => {
+                    Some(std::time::Duration::from_secs_f64(seconds))
+                }
+                _ => return Err(format!("config timeout {n} must be a positive number")),
+            },
+            Some(other) => {
+                return Err(format!(
+                    "config timeout {other} must be a number of seconds"
+                ));
+            }
+        };
+        let page = value
+            .get(PAGE_KEY)
+            .and_then(Value::as_u64)
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(1);
+        Ok(Self { timeout, page })
+    }
+}
+
+/// The crawl a job belongs to: its own id when it was submitted without one.
+pub fn crawl_of(job: &Job) -> &str {
+    job.crawl_id.as_deref().unwrap_or(&job.id)
+}
+
+/// The jobs a page discovered: links (one level deeper, while the template's `max_depth`
+/// allows) and the next page (same depth, while `max_pages` allows).
+pub fn discovered(
+    job: &Job,
+    template: &Template,
+    page: &PageOutput,
+    page_number: u32,
+) -> Vec<NewJob> {
+    let crawl = crawl_of(job);
+    let mut jobs = Vec::new();
+    let child = |url: &str, depth: u32, page: Option<u32>| -> NewJob {
+        let mut config: Map<String, Value> = serde_json::from_str(&job.config).unwrap_or_default();
+        match page {
+            Some(number) => {
+                config.insert(PAGE_KEY.to_owned(), Value::from(number));
+            }
+            None => {
+                config.remove(PAGE_KEY);
+            }
+        }
+        NewJob {
+            id: Some(job_id(crawl, url)),
+            name: job.name.clone(),
+            template_id: job.template_id.clone(),
+            target_url: url.to_owned(),
+            config: Value::Object(config).to_string(),
+            priority: job.priority,
+            max_retries: job.max_retries,
+            crawl_id: Some(crawl.to_owned()),
+            depth,
+            parent_id: Some(job.id.clone()),
+        }
+    };
+    if let Some(links) = &template.links {
+        let depth = job.depth + 1;
+        if links.max_depth.is_none_or(|max| depth <= max) {
+            jobs.extend(page.links.iter().map(|url| child(url, depth, None)));
+        }
+    }
+    if let (Some(pagination), Some(next)) = (&template.pagination, &page.next_page) {
+        let number = page_number + 1;
+        if pagination.max_pages.is_none_or(|max| number <= max) {
+            jobs.push(child(next, job.depth, Some(number)));
+        }
+    }
+    jobs
+}
+
+/// One item as recorded: where it came from, and its fields.
+pub fn record(job: &Job, fetched_at: &str, index: usize, fields: Item) -> Value {
+    let mut record = Map::with_capacity(7);
+    record.insert("job_id".to_owned(), Value::from(job.id.as_str()));
+    record.insert("crawl_id".to_owned(), Value::from(crawl_of(job)));
+    record.insert("url".to_owned(), Value::from(job.target_url.as_str()));
+    record.insert(
+        "template_id".to_owned(),
+        Value::from(job.template_id.as_str()),
+    );
+    record.insert("fetched_at".to_owned(), Value::from(fetched_at));
+    record.insert("index".to_owned(), Value::from(index));
+    record.insert("fields".to_owned(), Value::Object(fields));
+    Value::Object(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::JobStatus;
+
+    fn job(config: &str, depth: u32) -> Job {
+        Job {
+            id: "c1:seed".to_owned(),
+            name: "n".to_owned(),
+            template_id: "t".to_owned(),
+            target_url: "http://127.0.0.1:1/list".to_owned(),
+            config: config.to_owned(),
+            priority: 0,
+            status: JobStatus::Assigned,
+            assigned_worker: None,
+            created_at: 0,
+            started_at: None,
+            completed_at: None,
+            retry_count: 0,
+            max_retries: 2,
+            result: None,
+            error: None,
+            attempt: 1,
+            lease_deadline: None,
+            not_before: None,
+            crawl_id: Some("c1".to_owned()),
+            depth,
+            parent_id: None,
+        }
+    }
+
+    fn template() -> Template {
+        Template::from_json(
+            r#"{"id": "t", "item": "div", "fields": [{"name": "a", "selector": "b"}],
+                "links": {"selector": "a.p", "max_depth": 1},
+                "pagination": {"next": "a.next", "max_pages": 2}}"#,
+            "test",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn ids_are_stable_per_crawl_and_ignore_fragments() {
+        assert_eq!(
+            job_id("c", "http://x.org/a#top"),
+            job_id("c", "http://x.org/a")
+        );
+        assert_ne!(job_id("c", "http://x.org/a"), job_id("d", "http://x.org/a"));
+        assert_ne!(job_id("c", "http://x.org/a"), job_id("c", "http://x.org/b"));
+        assert!(job_id("c", "http://x.org/a").starts_with("c:"));
+    }
+
+    #[test]
+    fn settings_read_timeout_and_page() {
+        let settings = JobSettings::of(r#"{"timeout": 2.5, "_page": 3}"#).unwrap();
+        assert_eq!(
+            settings.timeout,
+            Some(std::time::Duration::from_millis(2500))
+        );
+        assert_eq!(settings.page, 3);
+        assert_eq!(JobSettings::of("{}").unwrap().page, 1);
+        assert!(
+            JobSettings::of(r#"{"timeout": -1}"#)
+                .unwrap_err()
+                .contains("positive")
+        );
+        assert!(
+            JobSettings::of(r#"{"timeout": "x"}"#)
+                .unwrap_err()
+                .contains("seconds")
+        );
+    }
+
+    #[test]
+    fn discovery_respects_depth_and_page_limits() {
+        let page = PageOutput {
+            items: Vec::new(),
+            links: vec!["http://127.0.0.1:1/p/1".to_owned()],
+            next_page: Some("http://127.0.0.1:1/list?page=2".to_owned()),
+        };
+        let found = discovered(&job(r#"{"k": 1}"#, 0), &template(), &page, 1);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].depth, 1);
+        assert_eq!(found[0].config, r#"{"k":1}"#);
+        assert_eq!(found[1].depth, 0);
+        assert_eq!(found[1].config, r#"{"k":1,"_page":2}"#);
+        assert_eq!(found[1].parent_id.as_deref(), Some("c1:seed"));
+        assert_eq!(
+            found[1].id.as_deref(),
+            Some(job_id("c1", "http://127.0.0.1:1/list?page=2").as_str())
+        );
+        // At the depth limit no links, at the page limit no next page.
+        assert!(discovered(&job("{}", 1), &template(), &page, 2).is_empty());
+    }
+}

@@ -1,0 +1,58 @@
+//! The worker runtime: turns queued jobs into recorded items.
+//!
+//! Owns what happens to a claimed job: fetch ([`crate::fetch`]), extract with the job's
+//! template ([`crate::extract`]), optional per-item processing ([`ItemHook`]), and one atomic
+//! finish in the queue that completes the job, appends its items to the results log and
+//! submits the links and next pages it discovered ([`crawl`] derives their ids, which makes
+//! the crawl's URL dedup). Around that: claiming in batches up to a concurrency limit,
+//! heartbeats that renew leases (jobs whose lease could not be renewed are abandoned, not
+//! recorded), per-job timeouts, the drain flag, graceful stop with a grace period, Prometheus
+//! metrics and health probes ([`server`]).
+
+pub mod config;
+pub mod crawl;
+pub mod metrics;
+pub mod pool;
+pub mod server;
+
+pub use config::WorkerConfig;
+pub use pool::{Progress, Stop, Worker};
+
+use crate::config::ConfigError;
+use crate::queue::QueueError;
+use crate::sink::SinkError;
+
+/// Post-processing of each item record before it is recorded.
+pub trait ItemHook: Send + Sync {
+    /// The record to keep (possibly changed), `None` to drop it, or an error that fails the
+    /// job (it is retried like any failure).
+    fn process(&self, record: serde_json::Value) -> Result<Option<serde_json::Value>, String>;
+}
+
+/// What can stop a worker.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// A setting is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The queue failed in a way retrying does not fix.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// The results file could not be written.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// The metrics server could not start.
+    #[error("metrics server on {addr}: {detail}")]
+    Server {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// What failed.
+        detail: String,
+    },
+    /// `run` was called while the worker was already running.
+    #[error("this worker is already running")]
+    AlreadyRunning,
+}
+
+/// Result alias of this module.
+pub type WorkerResult<T> = Result<T, WorkerError>;
