@@ -37,9 +37,8 @@ install-release: $(VENV)/.tools ## install an optimised build (benchmarks, the d
 	$(VENV)/bin/maturin develop --quiet --release --extras test
 
 .PHONY: demo
-demo: install-release ## set up everything and run the main job
-	$(VENV)/bin/scraperv4 --version
-	$(VPY) examples/queue_roundtrip.py
+demo: install-release ## set up everything and run the main job (crawl the bundled demo shop)
+	$(VENV)/bin/scraperv4 demo
 
 .PHONY: bench
 bench: install-release ## build optimised, install the peers, run every benchmark

@@ -16,6 +16,7 @@ import html
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Collection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -103,7 +104,8 @@ class DemoSite:
                 listed.append(product)
                 next_id += 1
             self.by_category[category] = listed
-        self.requests = 0
+        #: Requests served per path (query included).
+        self.hits: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
@@ -175,7 +177,7 @@ class DemoSite:
     def render(self, path: str) -> tuple[int, str]:
         """The status and HTML of ``path`` (query included)."""
         with self._lock:
-            self.requests += 1
+            self.hits[path] += 1
         parts = urlsplit(path)
         segments = [s for s in parts.path.split("/") if s]
         if parts.path == "/robots.txt":
