@@ -29,7 +29,10 @@ async fn check(queue: JobQueue) {
     let reaped = queue.reap(100).await.unwrap();
     assert!(reaped.requeued >= 1, "{reaped:?}");
     let again = queue.claim("w2", 10).await.unwrap();
-    let b_new = again.iter().find(|j| j.id == b.id).expect("b claimed again");
+    let b_new = again
+        .iter()
+        .find(|j| j.id == b.id)
+        .expect("b claimed again");
     let a_still_ours = again.iter().all(|j| j.id != a.id);
 
     let finish = |id: &str, attempt: u64, child: &str| Finished {
@@ -44,8 +47,14 @@ async fn check(queue: JobQueue) {
         .await
         .unwrap();
     assert!(matches!(acks[0], Ack::Stale { .. }), "{acks:?}");
-    assert!(queue.get("from-stale").await.unwrap().is_none(), "a stale finish submits nothing");
-    assert!(queue.results_after(None, 10).await.unwrap().is_empty(), "and records nothing");
+    assert!(
+        queue.get("from-stale").await.unwrap().is_none(),
+        "a stale finish submits nothing"
+    );
+    assert!(
+        queue.results_after(None, 10).await.unwrap().is_empty(),
+        "and records nothing"
+    );
 
     let acks = queue
         .finish_many(vec![finish(&b_new.id, b_new.attempt, "c")])
@@ -56,7 +65,11 @@ async fn check(queue: JobQueue) {
     assert_eq!(results.len(), 1);
     assert_eq!(results[0].job_id, b.id);
     assert_eq!(results[0].records, r#"[{"from":"b"}]"#);
-    let c = queue.get("c").await.unwrap().expect("discovered job submitted");
+    let c = queue
+        .get("c")
+        .await
+        .unwrap()
+        .expect("discovered job submitted");
     assert_eq!(c.status, JobStatus::Pending);
     // The already-known job `a` was left alone (dedup by id).
     let a_now = queue.get("a").await.unwrap().unwrap();
@@ -66,7 +79,13 @@ async fn check(queue: JobQueue) {
     }
     // Reading on from the cursor returns nothing new.
     let cursor = results[0].cursor.clone();
-    assert!(queue.results_after(Some(cursor), 10).await.unwrap().is_empty());
+    assert!(
+        queue
+            .results_after(Some(cursor), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 fn options() -> QueueOptions {
