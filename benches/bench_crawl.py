@@ -86,41 +86,12 @@ def run_aiohttp(base: str, out: str) -> dict[str, float]:
 
 
 def run_scrapy(base: str, out: str) -> dict[str, float]:
-    import scrapy
-    from scrapy.crawler import CrawlerProcess
+    from bench_fetch import run_scrapy as scrapy_crawl
 
-    class Listing(scrapy.Spider):  # type: ignore[misc]
-        name = "listing"
-        start_urls = urls(base)
-
-        def parse(self, response):  # type: ignore[no-untyped-def]
-            for card in response.css("div.product-card"):
-                yield {
-                    "url": response.url,
-                    "title": card.css("h3.title::text").get(),
-                    "price": card.css("span.price::text").get(),
-                    "rating": card.css("div.rating::attr(data-rating)").get(),
-                    "link": card.css("a.product-link::attr(href)").get(),
-                    "image": card.css("img.thumb::attr(src)").get(),
-                }
-
-    process = CrawlerProcess(
-        settings={
-            "CONCURRENT_REQUESTS": CONCURRENCY,
-            "CONCURRENT_REQUESTS_PER_DOMAIN": CONCURRENCY,
-            "ROBOTSTXT_OBEY": False,
-            "LOG_LEVEL": "ERROR",
-            "TELNETCONSOLE_ENABLED": False,
-            "FEEDS": {out: {"format": "jsonlines"}},
-        }
-    )
-    process.crawl(Listing)
-    started = time.perf_counter()
-    process.start()
-    elapsed = time.perf_counter() - started
+    result = scrapy_crawl(base, feed=out)
     with open(out) as lines:
-        items = sum(1 for _ in lines)
-    return {"pages_per_s": PAGES / elapsed, "items": items, "peak_rss_mb": peak_rss_mb()}
+        result["items"] = sum(1 for _ in lines)
+    return result
 
 
 def measure_client(name: str, base: str, out: str) -> dict[str, float]:

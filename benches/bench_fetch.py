@@ -99,7 +99,8 @@ def run_aiohttp(base: str, extract: bool) -> dict[str, float]:
     return {"pages_per_s": PAGES / elapsed, "items": items, "peak_rss_mb": peak_rss_mb()}
 
 
-def run_scrapy(base: str) -> dict[str, float]:
+def run_scrapy(base: str, feed: str | None = None) -> dict[str, float]:
+    """Scrapy over the URLs with its CSS selectors; items also to a JSON Lines ``feed``."""
     import scrapy
     from scrapy.crawler import CrawlerProcess
 
@@ -113,6 +114,7 @@ def run_scrapy(base: str) -> dict[str, float]:
             for card in response.css("div.product-card"):
                 counted["items"] += 1
                 yield {
+                    "url": response.url,
                     "title": card.css("h3.title::text").get(),
                     "price": card.css("span.price::text").get(),
                     "rating": card.css("div.rating::attr(data-rating)").get(),
@@ -127,6 +129,7 @@ def run_scrapy(base: str) -> dict[str, float]:
             "ROBOTSTXT_OBEY": False,
             "LOG_LEVEL": "ERROR",
             "TELNETCONSOLE_ENABLED": False,
+            "FEEDS": {feed: {"format": "jsonlines"}} if feed else {},
         }
     )
     process.crawl(Listing)

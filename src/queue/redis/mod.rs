@@ -161,6 +161,24 @@ impl RedisQueue {
         }
     }
 
+    /// One command on the async connection, within the operation timeout.
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        operation: &'static str,
+        command: &redis::Cmd,
+        connection: &mut ConnectionManager,
+    ) -> QueueResult<T> {
+        let call = command.query_async::<T>(connection);
+        match tokio::time::timeout(self.options.operation_timeout, call).await {
+            Err(_) => Err(QueueError::Unavailable {
+                url: self.redacted_url.clone(),
+                operation,
+                detail: format!("no answer within {:?}", self.options.operation_timeout),
+            }),
+            Ok(result) => result.map_err(|e| self.error(operation, &e)),
+        }
+    }
+
     /// [`RedisQueue::run`] on a blocking connection (see the `blocking` field).
     fn run_blocking<T: redis::FromRedisValue>(
         &self,
@@ -399,17 +417,7 @@ impl RedisQueue {
         command
             .arg(format!("{}:job:{id}", self.base))
             .arg(&JOB_FIELDS[..]);
-        let call = command.query_async::<Vec<Option<String>>>(&mut connection);
-        let mut values = match tokio::time::timeout(self.options.operation_timeout, call).await {
-            Err(_) => {
-                return Err(QueueError::Unavailable {
-                    url: self.redacted_url.clone(),
-                    operation: "get",
-                    detail: format!("no answer within {:?}", self.options.operation_timeout),
-                });
-            }
-            Ok(result) => result.map_err(|e| self.error("get", &e))?,
-        };
+        let mut values: Vec<Option<String>> = self.query("get", &command, &mut connection).await?;
         if values.iter().all(Option::is_none) {
             return Ok(None);
         }
@@ -458,17 +466,8 @@ impl RedisQueue {
             .arg("COUNT")
             .arg(limit.max(1));
         let mut connection = self.connection.clone();
-        let call = command.query_async::<redis::streams::StreamRangeReply>(&mut connection);
-        let reply = match tokio::time::timeout(self.options.operation_timeout, call).await {
-            Err(_) => {
-                return Err(QueueError::Unavailable {
-                    url: self.redacted_url.clone(),
-                    operation: "results",
-                    detail: format!("no answer within {:?}", self.options.operation_timeout),
-                });
-            }
-            Ok(result) => result.map_err(|e| self.error("results", &e))?,
-        };
+        let reply: redis::streams::StreamRangeReply =
+            self.query("results", &command, &mut connection).await?;
         Ok(reply
             .ids
             .into_iter()
