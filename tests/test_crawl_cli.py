@@ -135,6 +135,10 @@ def test_commands_explain_what_to_do() -> None:
     assert "redis://127.0.0.1:1/0" in unreachable.stderr
     no_urls = run_cli("run", "--template", str(TEMPLATE_PATH))
     assert no_urls.returncode == 2 and "no URLs" in no_urls.stderr
+    as_worker = run_cli("--queue", "memory://", SCRAPERV4_ROLE="worker", SCRAPERV4_TEMPLATES="")
+    assert as_worker.returncode == 2 and "SCRAPERV4_TEMPLATES" in as_worker.stderr
+    not_yet = run_cli(SCRAPERV4_ROLE="coordinator")
+    assert not_yet.returncode == 2 and "not available yet" in not_yet.stderr
     for command in ("run", "demo", "submit", "worker", "stats", "jobs", "results"):
         help_text = run_cli(command, "--help")
         assert help_text.returncode == 0 and "usage: scraperv4" in help_text.stdout

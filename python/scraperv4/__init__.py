@@ -16,6 +16,7 @@ from scraperv4.exceptions import (
     ScraperV4Error,
     TemplateError,
 )
+from scraperv4.worker import Worker
 
 __version__: str = _core.__version__
 
@@ -26,6 +27,7 @@ __all__ = [
     "QueueError",
     "ScraperV4Error",
     "TemplateError",
+    "Worker",
     "__version__",
     "set_log_level",
 ]

@@ -309,11 +309,18 @@ def add_worker(commands: Any) -> None:
             "Claim jobs from the queue and scrape them until stopped. SIGTERM or Ctrl-C: stop\n"
             "claiming, let in-flight jobs finish within --grace-period, release the rest, exit 0.\n"
             "Items go to the queue's results log (a Redis stream): `scraperv4 results export`.\n\n"
-            "environment: REDIS_URL (the queue), WORKER_ID (default <hostname>-<pid>)"
+            "environment: REDIS_URL (the queue), WORKER_ID (default <hostname>-<pid>),\n"
+            "SCRAPERV4_TEMPLATES (--templates); `scraperv4` alone with SCRAPERV4_ROLE=worker\n"
+            "runs this command (the guide's compose files set it)"
         ),
     )
     _add_queue_options(command)
-    command.add_argument("--templates", required=True, metavar="DIR", help="directory of templates")
+    command.add_argument(
+        "--templates",
+        default=os.environ.get("SCRAPERV4_TEMPLATES"),
+        metavar="DIR",
+        help="directory of templates (default $SCRAPERV4_TEMPLATES)",
+    )
     command.add_argument("--worker-id", help="id in the fleet (default $WORKER_ID or host-pid)")
     command.add_argument("--concurrency", type=int, default=32, help="jobs at once (default 32)")
     command.add_argument("--heartbeat", type=float, default=30.0, help="seconds (default 30)")
@@ -337,6 +344,8 @@ def _worker(args: argparse.Namespace) -> int:
     from scraperv4.queue import JobQueue
     from scraperv4.worker import Worker
 
+    if not args.templates:
+        raise ConfigError("no templates: pass --templates DIR or set SCRAPERV4_TEMPLATES")
     queue = JobQueue(_queue_url(args), name=args.queue_name, lease=args.lease)
     worker = Worker(
         queue,

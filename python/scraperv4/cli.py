@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Callable, Optional
@@ -118,7 +119,24 @@ def _configure_logging(level: Optional[str]) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    role = os.environ.get("SCRAPERV4_ROLE", "").strip().lower()
+    commands = next(
+        action.choices
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    if role and not any(a in commands for a in arguments) and "--version" not in arguments:
+        # The guide's deployments start every container with the same command and a role.
+        if role != "worker":
+            print(
+                f"scraperv4: SCRAPERV4_ROLE={role!r} is not available yet in this version "
+                "(worker is); run a command explicitly (scraperv4 --help)",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        arguments = ["worker", *arguments]
+    args = parser.parse_args(arguments)
     try:
         _configure_logging(args.log_level)
         handler: Optional[Handler] = getattr(args, "handler", None)
