@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -341,3 +342,190 @@ def test_a_worker_runs_once_at_a_time() -> None:
 def demo_site() -> Iterator[DemoSite]:
     with DemoSite(categories=3, products_per_category=30, page_size=10, latency=0.02) as site:
         yield site
+
+
+def _product_jobs(queue: JobQueue, site: DemoSite, count: int) -> None:
+    base = site.url.rstrip("/")
+    queue.submit_many(
+        {"id": f"p{i}", "template_id": "demo-products", "target_url": f"{base}/product/{i}",
+         "depth": 2}
+        for i in range(1, count + 1)
+    )  # fmt: skip
+
+
+def test_concurrency_drops_to_the_floor_under_memory_pressure_and_recovers() -> None:
+    template = Template.from_file(TEMPLATE_PATH)
+    with DemoSite(categories=1, products_per_category=60, latency=0.1) as site:
+        queue = JobQueue("memory://")
+        _product_jobs(queue, site, 60)
+        # Any memory use is over a 0.001 % threshold: the machine is always "under pressure".
+        worker = Worker(
+            queue, worker_id="squeezed", templates=[template], fetch=LOCAL, concurrency=8,
+            exit_when_done=True, memory_max=0.001, adapt_interval=0.2,
+        )  # fmt: skip
+        thread = threading.Thread(target=worker.run, kwargs={"handle_signals": False})
+        thread.start()
+        try:
+            wait_for(lambda: worker.progress()["concurrency_limit"] == 1, 15, "the floor")
+            time.sleep(0.5)  # jobs started under the old limit finish (0.1 s each)
+            site.reset_peak()
+            before = sum(page_hits(site).values())
+            time.sleep(1.0)
+            assert site.peak_in_flight == 1, "one request at a time at the floor"
+            assert sum(page_hits(site).values()) > before, "still working at the floor"
+            assert 'scraperv4_worker_concurrency_limit{worker="squeezed"} 1' in (
+                worker.metrics_text()
+            )
+        finally:
+            thread.join(timeout=30)
+        assert not thread.is_alive()
+    assert queue.stats().by_status["completed"] == 60
+
+    # No pressure possible (memory cannot pass 100 %): the limit stays at the ceiling.
+    with DemoSite(categories=1, products_per_category=40, latency=0.2) as site:
+        queue = JobQueue("memory://")
+        _product_jobs(queue, site, 40)
+        worker = Worker(
+            queue, worker_id="free", templates=[template], fetch=LOCAL, concurrency=8,
+            exit_when_done=True, memory_max=100.0, cpu_max=100.0, adapt_interval=0.2,
+        )  # fmt: skip
+        progress = worker.run(handle_signals=False)
+        assert progress["concurrency_limit"] == 8
+        assert site.peak_in_flight == 8
+        assert progress["completed"] == 40
+
+
+def test_a_worker_can_run_again_after_it_stopped(tmp_path: Path) -> None:
+    template = Template.from_file(TEMPLATE_PATH)
+    with DemoSite(categories=1, products_per_category=6) as site:
+        queue = JobQueue("memory://")
+        _product_jobs(queue, site, 3)
+        worker = Worker(
+            queue, worker_id="again", templates=[template], fetch=LOCAL, exit_when_done=True,
+            jsonl_path=tmp_path / "items.jsonl",
+        )  # fmt: skip
+        assert worker.run(handle_signals=False)["completed"] == 3
+        base = site.url.rstrip("/")
+        queue.submit_many(
+            {"id": f"q{i}", "template_id": "demo-products", "target_url": f"{base}/product/{i}",
+             "depth": 2}
+            for i in range(4, 7)
+        )  # fmt: skip
+        second = worker.run(handle_signals=False)
+    assert second["completed"] == 6, "the second run worked (counters are cumulative)"
+    assert worker.progress()["stopping"] is False, "ready for a third run"
+    assert len((tmp_path / "items.jsonl").read_text().splitlines()) == 6
+
+
+def test_jobs_whose_lease_could_not_be_renewed_are_abandoned_not_recorded(
+    redis_server: Any, tmp_path: Path
+) -> None:
+    """Redis hangs (SIGSTOP) for longer than the lease while jobs are in flight: the worker
+    abandons them instead of recording results it no longer owns; they run again once Redis
+    is back, and every item is recorded exactly once."""
+    template = Template.from_file(TEMPLATE_PATH)
+    with DemoSite(categories=1, products_per_category=4, latency=2.5) as site:
+        queue = JobQueue(redis_server.url, lease=1.0, operation_timeout=0.5)
+        _product_jobs(queue, site, 4)
+        worker = Worker(
+            queue, worker_id="cut-off", templates=[template], concurrency=4,
+            fetch=dataclasses.replace(LOCAL, respect_robots=False),
+            heartbeat=0.2, exit_when_done=True, adaptive_concurrency=False,
+        )  # fmt: skip
+        thread = threading.Thread(target=worker.run, kwargs={"handle_signals": False})
+        thread.start()
+        try:
+            wait_for(lambda: worker.progress()["in_flight"] == 4, 10, "4 jobs in flight")
+            redis_server.pause()
+            try:
+                # Longer than the lease: the pages are requested, but the worker cannot know
+                # whether it still owns the jobs when their answers arrive.
+                wait_for(lambda: worker.progress()["abandoned"] == 4, 10, "abandonment")
+                time.sleep(2.0)
+            finally:
+                redis_server.resume()
+            thread.join(timeout=60)
+            assert not thread.is_alive()
+        finally:
+            worker.stop(immediate=True)
+            thread.join(timeout=10)
+        progress = worker.progress()
+        assert progress["abandoned"] == 4
+        assert progress["completed"] == 4, "each job ran again and completed once"
+        assert all(site.hits[f"/product/{i}"] == 2 for i in range(1, 5)), "fetched twice"
+        out = tmp_path / "items.jsonl"
+        assert export_jsonl(queue, out) == 4, "items recorded once, by the second run only"
+        assert {json.loads(line)["job_id"] for line in out.read_text().splitlines()} == {
+            "p1", "p2", "p3", "p4",
+        }  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["redis", "sqlite"])
+def test_export_with_trim_empties_the_results_log_and_loses_nothing(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = (
+        request.getfixturevalue("redis_url") if backend == "redis"
+        else f"sqlite://{tmp_path / 'q.db'}"
+    )  # fmt: skip
+    queue = JobQueue(url)
+    template = Template.from_file(TEMPLATE_PATH)
+    out = tmp_path / "items.jsonl"
+    with DemoSite(categories=1, products_per_category=8) as site:
+        _product_jobs(queue, site, 5)
+        Worker(queue, worker_id="t", templates=[template], fetch=LOCAL, exit_when_done=True).run(
+            handle_signals=False
+        )
+        if backend == "redis":
+            # The CLI path: export, then trim what the file holds.
+            done = subprocess.run(
+                [*CLI, "results", "export", "--output", str(out), "--trim"],
+                env={**os.environ, "REDIS_URL": url}, capture_output=True, text=True,
+                timeout=60, check=True,
+            )  # fmt: skip
+            assert "exported 5 new items" in done.stdout
+            assert "trimmed 5 entries" in done.stdout
+        else:
+            assert export_jsonl(queue, out, trim=True) == 5
+        assert export_jsonl(queue, tmp_path / "fresh.jsonl") == 0, "the log is empty"
+        base = site.url.rstrip("/")
+        queue.submit_many(
+            {"id": f"n{i}", "template_id": "demo-products", "target_url": f"{base}/product/{i}",
+             "depth": 2}
+            for i in range(6, 9)
+        )  # fmt: skip
+        Worker(queue, worker_id="t", templates=[template], fetch=LOCAL, exit_when_done=True).run(
+            handle_signals=False
+        )
+    assert export_jsonl(queue, out, trim=True) == 3, "only the new items, after a trim"
+    skus = sorted(json.loads(line)["fields"]["sku"] for line in out.read_text().splitlines())
+    assert skus == [f"SKU-{i:06d}" for i in range(1, 9)]
+
+
+def test_a_jobs_config_overrides_politeness_and_robots() -> None:
+    template = Template.from_file(TEMPLATE_PATH)
+    with DemoSite(categories=1, products_per_category=6) as site:
+        queue = JobQueue("memory://")
+        base = site.url.rstrip("/")
+        queue.submit_many(
+            {"id": f"p{i}", "template_id": "demo-products", "target_url": f"{base}/product/{i}",
+             "depth": 2, "config": {"delay_range": [0.25, 0.25], "respect_robots": False}}
+            for i in range(1, 5)
+        )  # fmt: skip
+        queue.submit(
+            {"id": "bad", "template_id": "demo-products", "target_url": f"{base}/product/5",
+             "config": {"delay_range": [3, 1]}}
+        )  # fmt: skip
+        started = time.monotonic()
+        progress = Worker(
+            queue, worker_id="polite", templates=[template], fetch=LOCAL, concurrency=4,
+            exit_when_done=True,
+        ).run(handle_signals=False)  # fmt: skip
+        took = time.monotonic() - started
+        assert site.hits["/robots.txt"] == 0, "robots.txt skipped as the jobs asked"
+        assert site.hits["/product/5"] == 0, "a job with a wrong config is not fetched"
+    assert progress["completed"] == 4
+    assert took >= 0.75, "four requests to one host 0.25 s apart"
+    bad = queue.get("bad")
+    assert bad is not None and bad.status.value == "failed" and bad.retry_count == 0
+    assert "delay_range" in (bad.error or "")

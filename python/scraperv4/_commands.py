@@ -102,6 +102,37 @@ def _fetch_config(args: argparse.Namespace, concurrency: int) -> Any:
     )
 
 
+def _adaptive_options(command: argparse.ArgumentParser) -> None:
+    group = command.add_argument_group(
+        "adaptive concurrency",
+        "The number of jobs in flight drops by a quarter every 2 s while this machine's\n"
+        "memory or CPU is past its threshold, and climbs back when it is not.",
+    )
+    group.add_argument(
+        "--fixed-concurrency",
+        action="store_true",
+        help="keep --concurrency jobs in flight whatever the machine's load",
+    )
+    group.add_argument(
+        "--min-concurrency", type=int, default=1, help="floor of the limit (default 1)"
+    )
+    group.add_argument(
+        "--memory-max", type=float, default=85.0, help="memory threshold, percent (default 85)"
+    )
+    group.add_argument(
+        "--cpu-max", type=float, default=95.0, help="CPU threshold, percent (default 95)"
+    )
+
+
+def _adaptive_settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "adaptive_concurrency": not args.fixed_concurrency,
+        "min_concurrency": args.min_concurrency,
+        "memory_max": args.memory_max,
+        "cpu_max": args.cpu_max,
+    }
+
+
 # --- run ---------------------------------------------------------------------------------
 
 
@@ -137,6 +168,7 @@ def add_run(commands: Any) -> None:
         help="a live bar, or a line every 5 s (default: bar on a terminal)",
     )
     _fetch_options(command)
+    _adaptive_options(command)
     command.set_defaults(handler=_run)
 
 
@@ -155,6 +187,7 @@ def _run(args: argparse.Namespace) -> int:
         fetch=_fetch_config(args, args.concurrency),
         max_retries=args.max_retries,
         progress={"auto": None, "bar": True, "lines": False}[args.progress],
+        worker_options=_adaptive_settings(args),
     )
     print(summary.describe())
     if summary.interrupted:
@@ -337,6 +370,7 @@ def add_worker(commands: Any) -> None:
         "--exit-when-done", action="store_true", help="exit once the queue has nothing left"
     )
     _fetch_options(command)
+    _adaptive_options(command)
     command.set_defaults(handler=_worker)
 
 
@@ -357,6 +391,7 @@ def _worker(args: argparse.Namespace) -> int:
         grace_period=args.grace_period,
         exit_when_done=args.exit_when_done,
         metrics_addr=None if args.metrics_addr == "off" else args.metrics_addr,
+        **_adaptive_settings(args),
     )
     print(f"worker {worker.worker_id} serving {queue.url}", file=sys.stderr, flush=True)
     progress = worker.run()
@@ -502,18 +537,32 @@ def add_results(commands: Any) -> None:
     export = actions.add_parser("export", help="write items to JSONL, CSV or Parquet")
     export.add_argument("--output", required=True, help="file to write")
     export.add_argument("--format", choices=["jsonl", "csv", "parquet"], default="jsonl")
+    export.add_argument(
+        "--trim",
+        action="store_true",
+        help="then delete the exported items from the queue's results log, so it stays\n"
+        "small (JSONL only; use it when this file is the log's only consumer)",
+    )
     _add_queue_options(export)
     export.set_defaults(handler=_results_export)
 
 
 def _results_export(args: argparse.Namespace) -> int:
-    from scraperv4.worker import export_jsonl
+    from scraperv4.worker import _export_jsonl_counts
 
     queue = _open_queue(args)
     if args.format == "jsonl":
-        written = export_jsonl(queue, args.output)
+        written, trimmed = _export_jsonl_counts(queue, args.output, args.trim)
         print(f"exported {written} new items to {args.output}")
+        if args.trim:
+            print(f"trimmed {trimmed} entries from the results log")
         return EXIT_OK
+    if args.trim:
+        print(
+            "scraperv4: --trim needs --format jsonl (its checkpoint records what was exported)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     rows = list(_all_records(queue))
     if args.format == "parquet":
         try:

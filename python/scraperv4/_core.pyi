@@ -316,6 +316,11 @@ class Worker:
         jsonl_path: str | None = None,
         export_interval: float = 1.0,
         on_item: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+        adaptive_concurrency: bool = True,
+        min_concurrency: int = 1,
+        cpu_max: float = 95.0,
+        memory_max: float = 85.0,
+        adapt_interval: float = 2.0,
     ) -> Worker: ...
     def run(self) -> dict[str, Any]: ...
     async def run_async(self) -> str: ...
@@ -330,5 +335,6 @@ class Worker:
 def crawl_job_id(crawl_id: str, url: str) -> str:
     """The id of the job that scrapes ``url`` in crawl ``crawl_id``."""
 
-def export_jsonl(queue: JobQueue, path: str) -> int:
-    """Copies the queue's results log to a JSON Lines file; returns records written."""
+def export_jsonl(queue: JobQueue, path: str, trim: bool = False) -> tuple[int, int]:
+    """Copies the queue's results log to a JSON Lines file; returns records written and
+    log entries trimmed."""

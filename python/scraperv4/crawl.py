@@ -93,6 +93,7 @@ def run_crawl(
     progress: Optional[bool] = None,
     stream: TextIO = sys.stderr,
     handle_signals: bool = True,
+    worker_options: Optional[dict[str, Any]] = None,
 ) -> CrawlSummary:
     """Crawl from ``urls`` with ``template`` on this machine; items go to ``output``.
 
@@ -111,6 +112,8 @@ def run_crawl(
         progress: a live progress bar (default: when ``stream`` is a terminal); otherwise
             a log line every few seconds.
         handle_signals: stop cleanly on SIGINT/SIGTERM (main thread only).
+        worker_options: more :class:`~scraperv4.worker.Worker` settings (e.g.
+            ``adaptive_concurrency``, ``memory_max``).
 
     Returns:
         A :class:`CrawlSummary`; ``interrupted`` is true when a signal stopped the crawl.
@@ -148,6 +151,7 @@ def run_crawl(
         exit_when_done=True,
         jsonl_path=output_path,
         on_item=on_item,
+        **(worker_options or {}),
     )
     started = time.monotonic()
     interrupted = _run_with_progress(worker, queue, progress, stream, handle_signals)

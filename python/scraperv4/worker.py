@@ -59,11 +59,21 @@ def crawl_job_id(crawl_id: str, url: str) -> str:
     return _core.crawl_job_id(crawl_id, url)
 
 
-def export_jsonl(queue: JobQueue, path: PathLike) -> int:
+def export_jsonl(queue: JobQueue, path: PathLike, *, trim: bool = False) -> int:
     """Append the queue's results log to the JSON Lines file ``path``; returns the number of
     records written. Resumable: a checkpoint next to the file (``<path>.checkpoint``) makes
-    a second call write only what is new, even after a crash mid-write."""
-    return _core.export_jsonl(queue._inner, os.fspath(path))
+    a second call write only what is new, even after a crash mid-write.
+
+    With ``trim``, the log entries the file now holds are then deleted from the queue (on
+    Redis the ``results`` stream would otherwise grow for as long as the queue is used).
+    Only trim when this file is the log's one consumer.
+    """
+    written, _trimmed = _core.export_jsonl(queue._inner, os.fspath(path), trim)
+    return written
+
+
+def _export_jsonl_counts(queue: JobQueue, path: PathLike, trim: bool) -> tuple[int, int]:
+    return _core.export_jsonl(queue._inner, os.fspath(path), trim)
 
 
 class Worker:
@@ -76,7 +86,7 @@ class Worker:
             jobs' ``template_id``.
         templates: templates given directly (added to those of ``templates_dir``).
         fetch: fetch settings (:class:`~scraperv4.fetch.FetchConfig`).
-        concurrency: jobs in flight at once.
+        concurrency: jobs in flight at once (the ceiling, see ``adaptive_concurrency``).
         claim_batch: most jobs claimed per call (default ``min(concurrency, 100)``).
         heartbeat: seconds between lease renewals (below the queue's lease).
         grace_period: seconds in-flight jobs get to finish when stopping.
@@ -87,6 +97,17 @@ class Worker:
             (port 0 picks a free port; see :attr:`metrics_address`).
         jsonl_path: copy recorded items to this JSON Lines file as jobs complete.
         on_item: an :data:`ItemCallback`.
+        adaptive_concurrency: lower the number of jobs in flight while this machine's memory
+            or CPU is past ``memory_max`` / ``cpu_max`` percent (by a quarter every
+            ``adapt_interval`` seconds, down to ``min_concurrency``), and raise it back step
+            by step when the pressure is gone. The current limit is ``concurrency_limit`` in
+            :meth:`progress` and the metrics.
+        min_concurrency: the floor of the adaptive limit.
+        cpu_max: CPU usage, in percent of the CPU this process may use (its cgroup quota
+            in a container), above which the limit shrinks.
+        memory_max: memory usage, in percent of the memory this process may use, above
+            which the limit shrinks.
+        adapt_interval: seconds between adjustments.
         queue_options: options for opening ``queue`` when it is a URL.
 
     Raises:
@@ -111,6 +132,11 @@ class Worker:
         metrics_addr: Optional[str] = None,
         jsonl_path: Optional[PathLike] = None,
         on_item: Optional[ItemCallback] = None,
+        adaptive_concurrency: bool = True,
+        min_concurrency: int = 1,
+        cpu_max: float = 95.0,
+        memory_max: float = 85.0,
+        adapt_interval: float = 2.0,
         **queue_options: Any,
     ) -> None:
         self.queue = queue if isinstance(queue, JobQueue) else JobQueue(queue, **queue_options)
@@ -131,6 +157,11 @@ class Worker:
             metrics_addr=metrics_addr,
             jsonl_path=os.fspath(jsonl_path) if jsonl_path is not None else None,
             on_item=on_item,
+            adaptive_concurrency=adaptive_concurrency,
+            min_concurrency=min_concurrency,
+            cpu_max=cpu_max,
+            memory_max=memory_max,
+            adapt_interval=adapt_interval,
         )
         self.fetch_config = dataclasses.replace(fetch_config)
 
@@ -169,7 +200,8 @@ class Worker:
     def progress(self) -> dict[str, Any]:
         """Counters so far: ``claimed``, ``completed``, ``failed``, ``retried``,
         ``released``, ``stale``, ``abandoned``, ``items``, ``bytes``, ``in_flight``,
-        ``discovered``, ``exported``, ``elapsed`` (seconds) and ``stopping``."""
+        ``discovered``, ``exported``, ``elapsed`` (seconds), ``stopping`` and
+        ``concurrency_limit`` (jobs allowed at once now)."""
         return self._inner.progress()
 
     def metrics_text(self) -> str:

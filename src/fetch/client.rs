@@ -44,6 +44,15 @@ impl Page {
     }
 }
 
+/// Settings one request may take instead of the fetcher's (a job's config overrides).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RequestOptions {
+    /// Politeness delay range for this request's host, seconds (`delay_range`).
+    pub delay_range: Option<(f64, f64)>,
+    /// Whether robots.txt applies to this request (`respect_robots`).
+    pub respect_robots: Option<bool>,
+}
+
 /// Politeness state of one host.
 struct HostGate {
     permits: Semaphore,
@@ -122,11 +131,16 @@ impl Fetcher {
 
     /// Fetches `url`: robots.txt, politeness, retries and redirects included.
     pub async fn fetch(&self, url: &str) -> FetchResult<Page> {
+        self.fetch_with(url, RequestOptions::default()).await
+    }
+
+    /// [`Fetcher::fetch`] with some settings overridden for this request.
+    pub async fn fetch_with(&self, url: &str, options: RequestOptions) -> FetchResult<Page> {
         let started = Instant::now();
         let mut attempt = 0;
         loop {
             let total = FetchConfig::seconds(self.config.total_timeout);
-            let outcome = match tokio::time::timeout(total, self.fetch_once(url)).await {
+            let outcome = match tokio::time::timeout(total, self.fetch_once(url, options)).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(FetchError::new(
                     FetchErrorKind::Timeout,
@@ -174,17 +188,22 @@ impl Fetcher {
 
     /// One attempt: redirects followed. On a retryable status (429, 5xx) returns the page
     /// with the delay to wait (from `Retry-After`, or zero meaning "use the backoff").
-    async fn fetch_once(&self, url: &str) -> FetchResult<(Page, Option<Duration>)> {
+    async fn fetch_once(
+        &self,
+        url: &str,
+        options: RequestOptions,
+    ) -> FetchResult<(Page, Option<Duration>)> {
+        let respect_robots = options.respect_robots.unwrap_or(self.config.respect_robots);
         let mut current = self.checked_url(url)?;
         let mut seen = vec![current.to_string()];
         for _hop in 0..=self.config.max_redirects {
-            if self.config.respect_robots {
+            if respect_robots {
                 self.check_robots(&current).await?;
             }
             let gate = self.gate(&current);
             let _global = self.global.acquire().await.map_err(|_| closed(url))?;
             let _host = gate.permits.acquire().await.map_err(|_| closed(url))?;
-            self.wait_for_slot(&gate, &current).await;
+            self.wait_for_slot(&gate, &current, options).await;
             let response = self
                 .client
                 .get(current.clone())
@@ -323,10 +342,10 @@ impl Fetcher {
     }
 
     /// Waits for this host's politeness slot and books the next one.
-    async fn wait_for_slot(&self, gate: &HostGate, url: &reqwest::Url) {
-        let (low, high) = self.config.delay_range;
+    async fn wait_for_slot(&self, gate: &HostGate, url: &reqwest::Url, options: RequestOptions) {
+        let (low, high) = options.delay_range.unwrap_or(self.config.delay_range);
         let mut delay = low + (high - low) * rand::random::<f64>();
-        if self.config.respect_robots
+        if options.respect_robots.unwrap_or(self.config.respect_robots)
             && let Some(crawl_delay) = self
                 .robots
                 .rules(&origin(url), Duration::MAX, || async { Rules::AllowAll })

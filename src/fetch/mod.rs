@@ -13,6 +13,6 @@ pub mod error;
 pub mod robots;
 pub mod ssrf;
 
-pub use client::{Fetcher, Page};
+pub use client::{Fetcher, Page, RequestOptions};
 pub use config::FetchConfig;
 pub use error::{FetchError, FetchErrorKind, FetchResult};

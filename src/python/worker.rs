@@ -14,7 +14,7 @@ use super::queue::PyJobQueue;
 use crate::config::ConfigError;
 use crate::extract::TemplateRegistry;
 use crate::fetch::{FetchConfig, Fetcher};
-use crate::worker::{ItemHook, Progress, Stop, Worker, WorkerConfig};
+use crate::worker::{ItemHook, Progress, Stop, ThrottleConfig, Worker, WorkerConfig};
 
 fn duration(setting: &str, seconds: f64) -> Result<Duration, ConfigError> {
     Duration::try_from_secs_f64(seconds)
@@ -73,7 +73,8 @@ impl PyWorker {
         fetch_config_json = "{}", concurrency = 32, claim_batch = None, heartbeat = 30.0,
         grace_period = 30.0, job_timeout = 3600.0, idle_poll = 0.5, exit_when_done = false,
         reap_interval = 5.0, metrics_addr = None, jsonl_path = None, export_interval = 1.0,
-        on_item = None))]
+        on_item = None, adaptive_concurrency = true, min_concurrency = 1, cpu_max = 95.0,
+        memory_max = 85.0, adapt_interval = 2.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         queue: PyRef<'_, PyJobQueue>,
@@ -93,6 +94,11 @@ impl PyWorker {
         jsonl_path: Option<PathBuf>,
         export_interval: f64,
         on_item: Option<Py<PyAny>>,
+        adaptive_concurrency: bool,
+        min_concurrency: usize,
+        cpu_max: f64,
+        memory_max: f64,
+        adapt_interval: f64,
     ) -> PyResult<Self> {
         let mut registry = match &templates_dir {
             Some(dir) => TemplateRegistry::load(dir)?,
@@ -124,6 +130,13 @@ impl PyWorker {
         config.metrics_addr = metrics_addr;
         config.jsonl_path = jsonl_path;
         config.export_interval = duration("export_interval", export_interval)?;
+        config.throttle = ThrottleConfig {
+            enabled: adaptive_concurrency,
+            min_concurrency,
+            cpu_max,
+            memory_max,
+            interval: duration("adapt_interval", adapt_interval)?,
+        };
         let hook = on_item.map(|callable| Arc::new(PythonHook { callable }) as Arc<dyn ItemHook>);
         let worker = Worker::new(
             queue.shared(),
@@ -194,16 +207,24 @@ pub(crate) fn crawl_job_id(crawl_id: &str, url: &str) -> String {
     crate::worker::crawl::job_id(crawl_id, url)
 }
 
-/// Copies the queue's results log to a JSON Lines file (resumable); returns records written.
+/// Copies the queue's results log to a JSON Lines file (resumable); returns records written
+/// and log entries trimmed (with `trim`, everything the file now holds leaves the log).
 #[pyfunction]
+#[pyo3(signature = (queue, path, trim = false))]
 pub(crate) fn export_jsonl(
     py: Python<'_>,
     queue: PyRef<'_, PyJobQueue>,
     path: PathBuf,
-) -> PyResult<u64> {
+    trim: bool,
+) -> PyResult<(u64, u64)> {
     let queue = queue.shared();
     block_on(py, async move {
         let mut sink = crate::sink::JsonlSink::open(&path)?;
-        sink.export(&queue).await
+        let written = sink.export(&queue).await?;
+        let trimmed = match sink.cursor() {
+            Some(cursor) if trim => queue.trim_results(cursor).await?,
+            _ => 0,
+        };
+        Ok::<_, crate::worker::WorkerError>((written, trimmed))
     })
 }

@@ -171,6 +171,13 @@ impl JobQueue {
         dispatch!(self, q => q.results_after(cursor, limit).await)
     }
 
+    /// Deletes the results log up to and including `cursor` (one that [`JobQueue::results_after`]
+    /// returned), so the log does not grow without bound; returns the entries removed.
+    /// Entries after the cursor stay. Every reader of the log must be past the cursor.
+    pub async fn trim_results(&self, cursor: &str) -> QueueResult<u64> {
+        dispatch!(self, q => q.trim_results(cursor.to_owned()).await)
+    }
+
     /// Records a failed attempt (fenced): `retrying` after a backoff while retries remain and
     /// `retryable`, else `failed`.
     pub async fn fail(

@@ -282,23 +282,17 @@ impl SqliteQueue {
         &self,
         completions: Vec<(String, u64, Option<String>)>,
     ) -> QueueResult<Vec<Ack>> {
-        self.transaction("complete_many", move |tx, ctx| {
-            completions
-                .into_iter()
-                .map(|(id, attempt, result)| {
-                    fenced(tx, ctx, &id, attempt, |tx, ctx| {
-                        exec(
-                            tx,
-                            ctx,
-                            "UPDATE jobs SET status = 'completed', completed_at = ?3, result = ?4, \
-                             lease_deadline = NULL WHERE queue = ?1 AND id = ?2",
-                            params![ctx.queue, id, ctx.now, result],
-                        )
-                    })
-                })
-                .collect()
-        })
-        .await
+        let finished = completions
+            .into_iter()
+            .map(|(id, attempt, result)| Finished {
+                id,
+                attempt,
+                result,
+                records: None,
+                discovered: Vec::new(),
+            })
+            .collect();
+        self.finish_many(finished).await
     }
 
     /// Completes finished jobs in one transaction: for each accepted one, its records go to
@@ -340,13 +334,7 @@ impl SqliteQueue {
     ) -> QueueResult<Vec<ResultsEntry>> {
         let after: i64 = match cursor {
             None => 0,
-            Some(text) => text.parse().map_err(|_| {
-                QueueError::Config(crate::config::ConfigError::invalid(
-                    "results cursor",
-                    &text,
-                    "a cursor returned by this queue",
-                ))
-            })?,
+            Some(text) => parse_cursor(&text)?,
         };
         self.transaction("results", move |tx, ctx| {
             let mut select = tx
@@ -365,6 +353,20 @@ impl SqliteQueue {
                 })
                 .and_then(Iterator::collect)
                 .map_err(|e| ctx.error(&e))
+        })
+        .await
+    }
+
+    /// Deletes the results log up to and including `cursor`; returns the entries removed.
+    pub async fn trim_results(&self, cursor: String) -> QueueResult<u64> {
+        let through = parse_cursor(&cursor)?;
+        self.transaction("trim_results", move |tx, ctx| {
+            tx.execute(
+                "DELETE FROM results WHERE queue = ?1 AND seq <= ?2",
+                params![ctx.queue, through],
+            )
+            .map(|n| n as u64)
+            .map_err(|e| ctx.error(&e))
         })
         .await
     }
@@ -795,6 +797,17 @@ fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A results cursor of this backend: a row number.
+fn parse_cursor(text: &str) -> QueueResult<i64> {
+    text.parse().map_err(|_| {
+        QueueError::Config(crate::config::ConfigError::invalid(
+            "results cursor",
+            text,
+            "a cursor returned by this queue",
+        ))
+    })
 }
 
 fn exec(

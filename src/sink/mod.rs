@@ -105,6 +105,11 @@ impl JsonlSink {
         self.checkpoint.records
     }
 
+    /// The results log position the file has caught up to.
+    pub fn cursor(&self) -> Option<&str> {
+        self.checkpoint.cursor.as_deref()
+    }
+
     /// The file.
     pub fn path(&self) -> &Path {
         &self.path

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::throttle::ThrottleConfig;
 use crate::config::{ConfigError, ConfigResult};
 
 /// How a worker runs.
@@ -33,6 +34,8 @@ pub struct WorkerConfig {
     pub jsonl_path: Option<PathBuf>,
     /// How often the JSON Lines copy catches up.
     pub export_interval: Duration,
+    /// Lowering the concurrency under memory or CPU pressure.
+    pub throttle: ThrottleConfig,
 }
 
 impl WorkerConfig {
@@ -51,6 +54,7 @@ impl WorkerConfig {
             metrics_addr: None,
             jsonl_path: None,
             export_interval: Duration::from_secs(1),
+            throttle: ThrottleConfig::default(),
         }
     }
 
@@ -99,7 +103,7 @@ impl WorkerConfig {
                 return Err(ConfigError::invalid(name, "0", "above zero"));
             }
         }
-        Ok(())
+        self.throttle.validate(self.concurrency)
     }
 }
 

@@ -10,6 +10,7 @@
 use serde_json::{Map, Value};
 
 use crate::extract::{Item, PageOutput, Template};
+use crate::fetch::RequestOptions;
 use crate::queue::{Job, NewJob};
 
 /// Key in a job's config holding its page number in a pagination chain (1 for a seed).
@@ -40,11 +41,14 @@ pub struct JobSettings {
     pub timeout: Option<std::time::Duration>,
     /// Page number in a pagination chain.
     pub page: u32,
+    /// `delay_range` and `respect_robots` from the job's config, over the fetcher's.
+    pub request: RequestOptions,
 }
 
 impl JobSettings {
-    /// Reads `timeout` and `_page` from a job's config (a JSON object as text); a missing or
-    /// unusable value takes the default.
+    /// Reads `timeout`, `delay_range`, `respect_robots` and `_page` from a job's config (a
+    /// JSON object as text). A missing value takes the default; a wrong one is an error (the
+    /// job fails for good with it rather than run with settings it did not ask for).
     pub fn of(config: &str) -> Result<Self, String> {
         let value: Map<String, Value> = serde_json::from_str(config)
             .map_err(|e| format!("the job's config is not a JSON object: {e}"))?;
@@ -67,7 +71,41 @@ impl JobSettings {
             .and_then(Value::as_u64)
             .and_then(|p| u32::try_from(p).ok())
             .unwrap_or(1);
-        Ok(Self { timeout, page })
+        let delay_range = match value.get("delay_range") {
+            None | Some(Value::Null) => None,
+            Some(range) => Some(delay_range(range)?),
+        };
+        let respect_robots = match value.get("respect_robots") {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(flag)) => Some(*flag),
+            Some(other) => {
+                return Err(format!(
+                    "config respect_robots {other} must be true or false"
+                ));
+            }
+        };
+        Ok(Self {
+            timeout,
+            page,
+            request: RequestOptions {
+                delay_range,
+                respect_robots,
+            },
+        })
+    }
+}
+
+/// `[min, max]` seconds, 0 <= min <= max <= 3600.
+fn delay_range(value: &Value) -> Result<(f64, f64), String> {
+    let bounds: Option<Vec<f64>> = value
+        .as_array()
+        .map(|items| items.iter().map(Value::as_f64).collect::<Option<_>>())
+        .unwrap_or_default();
+    match bounds.as_deref() {
+        Some(&[low, high]) if (0.0..=high).contains(&low) && high <= 3600.0 => Ok((low, high)),
+        _ => Err(format!(
+            "config delay_range {value} must be [min, max] seconds with 0 <= min <= max <= 3600"
+        )),
     }
 }
 
@@ -210,6 +248,35 @@ mod tests {
             JobSettings::of(r#"{"timeout": "x"}"#)
                 .unwrap_err()
                 .contains("seconds")
+        );
+    }
+
+    #[test]
+    fn settings_read_request_overrides() {
+        let settings =
+            JobSettings::of(r#"{"delay_range": [0.5, 2], "respect_robots": false}"#).unwrap();
+        assert_eq!(settings.request.delay_range, Some((0.5, 2.0)));
+        assert_eq!(settings.request.respect_robots, Some(false));
+        assert_eq!(
+            JobSettings::of("{}").unwrap().request,
+            RequestOptions::default()
+        );
+        for bad in [
+            r#"{"delay_range": [2, 1]}"#,
+            r#"{"delay_range": [-1, 1]}"#,
+            r#"{"delay_range": [1]}"#,
+            r#"{"delay_range": "1-3"}"#,
+            r#"{"delay_range": [0, 7200]}"#,
+        ] {
+            assert!(
+                JobSettings::of(bad).unwrap_err().contains("delay_range"),
+                "{bad}"
+            );
+        }
+        assert!(
+            JobSettings::of(r#"{"respect_robots": "no"}"#)
+                .unwrap_err()
+                .contains("true or false")
         );
     }
 

@@ -6,7 +6,8 @@
 //! submits the links and next pages it discovered ([`crawl`] derives their ids, which makes
 //! the crawl's URL dedup). Around that: claiming in batches up to a concurrency limit,
 //! heartbeats that renew leases (jobs whose lease could not be renewed are abandoned, not
-//! recorded), per-job timeouts, the drain flag, graceful stop with a grace period, Prometheus
+//! recorded), per-job timeouts, the drain flag, graceful stop with a grace period, a
+//! concurrency limit that backs off under memory or CPU pressure ([`throttle`]), Prometheus
 //! metrics and health probes ([`server`]).
 
 pub mod config;
@@ -14,9 +15,11 @@ pub mod crawl;
 pub mod metrics;
 pub mod pool;
 pub mod server;
+pub mod throttle;
 
 pub use config::WorkerConfig;
 pub use pool::{Progress, Stop, Worker};
+pub use throttle::ThrottleConfig;
 
 use crate::config::ConfigError;
 use crate::queue::QueueError;

@@ -1,7 +1,7 @@
 //! The worker loop: claim, run jobs concurrently, finish them in batches, heartbeat, stop.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,8 @@ use super::{ItemHook, WorkerError, WorkerResult};
 use crate::extract::TemplateRegistry;
 use crate::fetch::Fetcher;
 use crate::queue::{Ack, FailOutcome, Finished, Job, JobQueue, JobStatus, QueueError};
+use crate::resources::sampler::ResourceConfig;
+use crate::resources::{ResourceManager, Thresholds};
 use crate::sink::JsonlSink;
 
 /// How far a stop request goes.
@@ -78,6 +80,8 @@ pub struct Progress {
     pub elapsed: f64,
     /// Whether the worker is stopping.
     pub stopping: bool,
+    /// Jobs allowed at once now (below `concurrency` while the machine is under pressure).
+    pub concurrency_limit: usize,
 }
 
 /// Why a job did not produce a result.
@@ -118,10 +122,18 @@ pub struct Worker {
     lease_generation: watch::Sender<u64>,
     /// Jobs claimed and not yet settled: id to fencing token.
     held: Mutex<HashMap<String, u64>>,
+    /// Jobs dropped after their lease could not be renewed, to give back (fenced) as soon as
+    /// the queue answers: the queue still lists them under this worker, and the next
+    /// heartbeat would otherwise renew leases nobody works on.
+    abandoned: Mutex<Vec<(String, u64)>>,
     metrics_addr: Mutex<Option<std::net::SocketAddr>>,
     running: AtomicBool,
     /// Set once every job of the run is settled or released (the exporter's last pass).
     settled: AtomicBool,
+    /// Jobs allowed at once now (see [`super::throttle`]).
+    limit: AtomicUsize,
+    /// Whether the claim loop found the limit reached since the last adjustment.
+    limit_reached: AtomicBool,
 }
 
 impl Worker {
@@ -142,7 +154,6 @@ impl Worker {
             queue,
             fetcher,
             templates,
-            config,
             hook,
             metrics,
             counters: Counters::default(),
@@ -150,9 +161,13 @@ impl Worker {
             stop: watch::channel(Stop::Running).0,
             lease_generation: watch::channel(0).0,
             held: Mutex::new(HashMap::new()),
+            abandoned: Mutex::new(Vec::new()),
             metrics_addr: Mutex::new(None),
             running: AtomicBool::new(false),
             settled: AtomicBool::new(false),
+            limit: AtomicUsize::new(config.concurrency),
+            limit_reached: AtomicBool::new(false),
+            config,
         })
     }
 
@@ -210,6 +225,7 @@ impl Worker {
             exported: get(&c.exported),
             elapsed: self.started.elapsed().as_secs_f64(),
             stopping: *self.stop.borrow() != Stop::Running,
+            concurrency_limit: self.limit.load(Ordering::Relaxed),
         }
     }
 
@@ -245,6 +261,11 @@ impl Worker {
         let (finish_tx, finish_rx) = mpsc::channel::<Done>(4 * self.config.concurrency);
         let finisher = tokio::spawn(Arc::clone(&self).finisher(finish_rx));
         let heartbeat = tokio::spawn(Arc::clone(&self).heartbeat_loop());
+        let throttle = self
+            .config
+            .throttle
+            .enabled
+            .then(|| tokio::spawn(Arc::clone(&self).throttle_loop()));
         let exporter = sink
             .take()
             .map(|sink| tokio::spawn(Arc::clone(&self).export_loop(sink)));
@@ -278,6 +299,10 @@ impl Worker {
             }
         }
         heartbeat.abort();
+        self.release_abandoned().await;
+        if let Some(throttle) = throttle {
+            throttle.abort();
+        }
         self.settled.store(true, Ordering::SeqCst);
         if let Some(exporter) = exporter {
             // The exporter copies what is left when it sees the stop.
@@ -294,9 +319,11 @@ impl Worker {
         if let Some(server) = server {
             server.abort();
         }
-        self.running.store(false, Ordering::SeqCst);
-        self.settled.store(false, Ordering::SeqCst);
         let progress = self.progress();
+        // Ready for another run.
+        self.stop.send_replace(Stop::Running);
+        self.settled.store(false, Ordering::SeqCst);
+        self.running.store(false, Ordering::SeqCst);
         tracing::info!(
             worker = id,
             completed = progress.completed,
@@ -327,8 +354,11 @@ impl Worker {
             while let Some(joined) = tasks.try_join_next() {
                 log_panic(joined);
             }
-            let free = permits.available_permits();
+            let available = permits.available_permits();
+            let in_flight = self.config.concurrency - available;
+            let free = available.min(self.limit.load(Ordering::Relaxed).saturating_sub(in_flight));
             if free == 0 {
+                self.limit_reached.store(true, Ordering::Relaxed);
                 tokio::select! {
                     joined = tasks.join_next() => { if let Some(joined) = joined { log_panic(joined); } }
                     _ = stop.changed() => {}
@@ -489,6 +519,10 @@ impl Worker {
                 tracing::warn!(job_id = job.id, "lease could not be renewed in time: abandoning the job");
                 self.counters.abandoned.fetch_add(1, Ordering::Relaxed);
                 self.metrics.outcome("abandoned");
+                self.abandoned
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((job.id.clone(), job.attempt));
                 self.settle(&job.id);
                 return;
             }
@@ -551,7 +585,11 @@ impl Worker {
             .get(&job.template_id)
             .map_err(|e| Failure::permanent(e.to_string()))?;
         let fetch_started = Instant::now();
-        let page = match self.fetcher.fetch(&job.target_url).await {
+        let page = match self
+            .fetcher
+            .fetch_with(&job.target_url, settings.request)
+            .await
+        {
             Ok(page) => page,
             Err(error) => {
                 self.metrics
@@ -698,6 +736,7 @@ impl Worker {
                 self.config.heartbeat
             };
             tokio::time::sleep(wait).await;
+            self.release_abandoned().await;
             match self.queue.heartbeat(&self.config.worker_id).await {
                 Ok((_renewed, draining)) => {
                     last_renewal = Instant::now();
@@ -718,6 +757,89 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Moves the concurrency limit with the machine's pressure (see [`super::throttle`]).
+    async fn throttle_loop(self: Arc<Self>) {
+        let throttle = self.config.throttle;
+        let resources = match ResourceManager::start(ResourceConfig {
+            thresholds: Thresholds {
+                cpu_max: throttle.cpu_max,
+                memory_max: throttle.memory_max,
+                ..Thresholds::default()
+            },
+            interval: (throttle.interval / 2).max(Duration::from_millis(200)),
+            history_len: 4,
+            ..ResourceConfig::default()
+        }) {
+            Ok(resources) => Arc::new(resources),
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch this machine's resources: concurrency stays fixed");
+                return;
+            }
+        };
+        let mut last_reason: Option<String> = None;
+        loop {
+            tokio::time::sleep(throttle.interval).await;
+            let reader = Arc::clone(&resources);
+            let Ok(snapshot) = tokio::task::spawn_blocking(move || reader.snapshot()).await else {
+                continue;
+            };
+            let reason = throttle.pressure(&snapshot);
+            let saturated = self.limit_reached.swap(false, Ordering::Relaxed);
+            let limit = self.limit.load(Ordering::Relaxed);
+            let next = super::throttle::next_limit(
+                limit,
+                throttle.min_concurrency,
+                self.config.concurrency,
+                reason.is_some(),
+                saturated,
+            );
+            if next != limit {
+                self.limit.store(next, Ordering::Relaxed);
+                self.metrics
+                    .concurrency
+                    .set(i64::try_from(next).unwrap_or(i64::MAX));
+            }
+            if reason != last_reason {
+                match &reason {
+                    Some(why) => tracing::warn!(limit = next, "{why}: lowering concurrency"),
+                    None => {
+                        tracing::info!(limit = next, "pressure gone: raising concurrency again");
+                    }
+                }
+                last_reason = reason;
+            }
+        }
+    }
+
+    /// Gives back the jobs abandoned for want of a lease, if the queue answers (those that
+    /// someone else took over already are refused by their fencing token, as they should).
+    async fn release_abandoned(&self) {
+        let jobs = std::mem::take(
+            &mut *self
+                .abandoned
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let mut unreachable = Vec::new();
+        for (job_id, attempt) in jobs {
+            if !unreachable.is_empty() {
+                unreachable.push((job_id, attempt));
+                continue;
+            }
+            match self.queue.release(&job_id, attempt).await {
+                Ok(_) => tracing::debug!(job_id, "abandoned job given back"),
+                Err(error) => {
+                    tracing::debug!(job_id, %error, "abandoned job not given back yet");
+                    unreachable.push((job_id, attempt));
+                }
+            }
+        }
+        self.abandoned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(unreachable);
     }
 
     /// Copies the results log to the JSON Lines file every `export_interval`, and once more

@@ -7,6 +7,7 @@ says how to install it: the Redis tests must run, never be skipped silently.
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -106,6 +107,7 @@ class RedisServer:
     def stop(self) -> None:
         """Stop the server by its PID (SIGTERM, then SIGKILL after 5 s)."""
         if self.process is not None and self.process.poll() is None:
+            self.resume()
             self.process.terminate()
             try:
                 self.process.wait(timeout=5)
@@ -120,6 +122,16 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=5)
+
+    def pause(self) -> None:
+        """SIGSTOP the server: connections stay open, nothing answers (a hung Redis)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT the server after :meth:`pause`."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
 
     def restart(self, timeout: float = 10.0) -> RedisServer:
         """Start the server again on the same port and directory (after :meth:`kill`)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import random
+import sys
 import threading
 import time
 from collections import Counter
@@ -106,6 +107,9 @@ class DemoSite:
             self.by_category[category] = listed
         #: Requests served per path (query included).
         self.hits: Counter[str] = Counter()
+        #: Requests being served now, and the most at once since :meth:`reset_peak`.
+        self.in_flight = 0
+        self.peak_in_flight = 0
         self._lock = threading.Lock()
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
@@ -142,6 +146,20 @@ class DemoSite:
             if p.id not in self.failing
         ]
 
+    def reset_peak(self) -> None:
+        """Start measuring :attr:`peak_in_flight` again from the requests in flight now."""
+        with self._lock:
+            self.peak_in_flight = self.in_flight
+
+    def _enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
     def start(self) -> DemoSite:
         """Start serving (idempotent)."""
         if self._server is None:
@@ -150,7 +168,7 @@ class DemoSite:
             class Handler(_Handler):
                 demo = site
 
-            self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+            self._server = _Server(("127.0.0.1", 0), Handler)
             self._server.daemon_threads = True
             self._thread = threading.Thread(
                 target=self._server.serve_forever, name="scraperv4-demo-site", daemon=True
@@ -236,11 +254,25 @@ def _page(title: str, body: str) -> str:
     )
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A crawler that hangs up early (a timeout, a stopped job) is not an error here."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class _Handler(BaseHTTPRequestHandler):
     demo: DemoSite
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
+        self.demo._enter()
+        try:
+            self._respond()
+        finally:
+            self.demo._leave()
+
+    def _respond(self) -> None:
         if self.demo.latency:
             time.sleep(self.demo.latency)
         status, text = self.demo.render(self.path)

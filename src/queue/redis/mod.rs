@@ -481,6 +481,33 @@ impl RedisQueue {
             .collect())
     }
 
+    /// Deletes the results stream up to and including `cursor` (a stream id); returns the
+    /// entries removed.
+    pub async fn trim_results(&self, cursor: String) -> QueueResult<u64> {
+        // XTRIM MINID keeps ids >= MINID: the id just after the cursor.
+        let next = cursor
+            .split_once('-')
+            .and_then(|(ms, seq)| Some((ms.parse::<u64>().ok()?, seq.parse::<u64>().ok()?)))
+            .map(|(ms, seq)| match seq.checked_add(1) {
+                Some(seq) => format!("{ms}-{seq}"),
+                None => format!("{}-0", ms + 1),
+            })
+            .ok_or_else(|| {
+                QueueError::Config(crate::config::ConfigError::invalid(
+                    "results cursor",
+                    &cursor,
+                    "a stream id returned by this queue",
+                ))
+            })?;
+        let mut command = redis::cmd("XTRIM");
+        command
+            .arg(format!("{}:results", self.base))
+            .arg("MINID")
+            .arg(next);
+        let mut connection = self.connection.clone();
+        self.query("trim_results", &command, &mut connection).await
+    }
+
     /// Jobs with `status`, paged (pending in claim order, finished newest first).
     pub async fn list(
         &self,
