@@ -14,15 +14,18 @@
 //! - [`resources`]: CPU, memory, disk and load of this machine or container.
 //! - [`fetch`] / [`extract`]: polite, guarded HTTP and CSS-template extraction.
 //! - [`worker`]: the runtime that turns queued jobs into recorded items.
+//! - [`metrics`] / [`autoscale`]: what the fleet is doing, and how many workers it should have.
 //! - [`sink`]: copying the results log out (JSON Lines).
 //! - [`tls`]: the process's TLS crypto provider.
 //! - [`python`]: the `scraperv4._core` extension module (bindings only, no logic).
 //!
 //! See `docs/architecture.md` for how a job's data flows through the modules.
 
+pub mod autoscale;
 pub mod config;
 pub mod extract;
 pub mod fetch;
+pub mod metrics;
 pub mod partition;
 pub mod python;
 pub mod queue;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import sys
@@ -11,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from scraperv4.exceptions import ConfigError
+from scraperv4.exceptions import ConfigError, ScraperV4Error
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -409,15 +410,36 @@ def _worker(args: argparse.Namespace) -> int:
 
 def add_stats(commands: Any) -> None:
     command = commands.add_parser(
-        "stats", help="jobs per status and workers", **_guide("Show the queue's counts.")
+        "stats",
+        help="jobs per status and workers; rates over time; a plot",
+        **_guide(
+            "Show the queue's counts. With --watch, sample every --interval seconds for\n"
+            "--duration seconds and print throughput, error rate and job durations (from\n"
+            "the queue's own totals); with --plot, draw queue depth, workers and\n"
+            "throughput over that time to a PNG (needs matplotlib).\n\n"
+            "examples:\n"
+            "  scraperv4 stats\n"
+            "  scraperv4 stats --watch --duration 60 --interval 5\n"
+            "  scraperv4 stats --plot fleet.png --duration 300 --interval 5"
+        ),
     )
     _add_queue_options(command)
     command.add_argument("--json", action="store_true", help="print one JSON object")
+    command.add_argument("--watch", action="store_true", help="sample over time")
+    command.add_argument("--plot", metavar="PNG", help="draw the samples to this PNG file")
+    command.add_argument(
+        "--duration", type=float, default=60.0, help="seconds to sample (default 60)"
+    )
+    command.add_argument(
+        "--interval", type=float, default=5.0, help="seconds between samples (default 5)"
+    )
     command.set_defaults(handler=_stats)
 
 
 def _stats(args: argparse.Namespace) -> int:
     queue = _open_queue(args)
+    if args.watch or args.plot:
+        return _stats_over_time(args, queue)
     stats = queue.stats()
     if args.json:
         print(
@@ -427,6 +449,7 @@ def _stats(args: argparse.Namespace) -> int:
                     "total": stats.total,
                     "runnable": stats.runnable,
                     "active_workers": stats.active_workers,
+                    "totals": dataclasses.asdict(stats.totals),
                 }
             )
         )
@@ -435,7 +458,219 @@ def _stats(args: argparse.Namespace) -> int:
     for status, count in stats.by_status.items():
         print(f"  {status:<10} {count}")
     print(f"  {'total':<10} {stats.total}")
+    print(f"  {'runnable':<10} {stats.runnable}")
     print(f"workers {stats.active_workers} active of {stats.total_workers}")
+    totals = stats.totals
+    if totals.duration_count:
+        mean = totals.duration_ms_sum / totals.duration_count / 1000
+        print(
+            f"ever: {totals.completed} completed, {totals.failed} failed, "
+            f"{totals.retried} retried; mean job {mean:.2f} s"
+        )
+    return EXIT_OK
+
+
+def _stats_over_time(args: argparse.Namespace, queue: Any) -> int:
+    from scraperv4.scaling.metrics_collector import DistributedMetricsCollector
+
+    if args.interval <= 0 or args.duration < 0:
+        raise ConfigError("--interval must be > 0 and --duration >= 0")
+    if args.plot:
+        try:
+            import matplotlib
+        except ImportError:
+            print(
+                "scraperv4: --plot needs matplotlib: pip install matplotlib "
+                "(or use --watch for text)",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        matplotlib.use("Agg")
+    collector = DistributedMetricsCollector(queue, collection_interval=args.interval)
+    deadline = time.monotonic() + args.duration
+    while True:
+        m = collector.collect_now()
+        if args.json:
+            print(json.dumps(dataclasses.asdict(m)), flush=True)
+        else:
+            print(
+                f"{time.strftime('%H:%M:%S', time.localtime(m.timestamp))}  "
+                f"runnable {m.queue_length:>6}  running {m.running_jobs:>5}  "
+                f"workers {m.active_workers:>3}  {m.jobs_per_second:8.2f} jobs/s  "
+                f"errors {m.error_rate:6.1%}  mean job {m.avg_job_duration:6.2f} s",
+                flush=True,
+            )
+        if time.monotonic() + args.interval > deadline:
+            break
+        time.sleep(args.interval)
+    if args.plot:
+        _plot(collector.history_arrays(), args.plot)
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _plot(history: dict[str, Any], path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    elapsed = history["timestamp"] - history["timestamp"][0]
+    figure, axes = plt.subplots(3, 1, sharex=True, figsize=(8, 7))
+    axes[0].plot(elapsed, history["queue_length"], label="runnable")
+    axes[0].plot(elapsed, history["running_jobs"], label="running")
+    axes[0].set_ylabel("jobs")
+    axes[0].legend(loc="upper right")
+    axes[1].step(elapsed, history["active_workers"], where="post")
+    axes[1].set_ylabel("workers")
+    axes[2].plot(elapsed, history["jobs_per_second"])
+    axes[2].set_ylabel("jobs / s")
+    axes[2].set_xlabel("seconds")
+    axes[0].set_title("scraperv4 queue depth, workers and throughput")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+# --- autoscale ---------------------------------------------------------------------------
+
+
+def add_autoscale(commands: Any) -> None:
+    command = commands.add_parser(
+        "autoscale",
+        help="scale a worker fleet on the queue's backlog",
+        **_guide(
+            "Evaluate the queue every --evaluation-interval seconds and scale the fleet:\n"
+            "up when there are more than --scale-up-threshold runnable jobs per worker,\n"
+            "down (gracefully: chosen workers are drained and leave when their jobs are\n"
+            "done) below --scale-down-threshold. Every decision is logged with its reason.\n"
+            "Also serves the cluster metrics on --metrics-addr (/metrics).\n\n"
+            "executors:\n"
+            "  local       start/stop `scraperv4 worker` processes here (needs --templates)\n"
+            "  swarm       docker service scale SERVICE=N\n"
+            "  kubernetes  kubectl scale deployment NAME --replicas=N\n\n"
+            "example:\n"
+            "  scraperv4 autoscale --executor local --templates ./templates --max-workers 8"
+        ),
+    )
+    _add_queue_options(command)
+    command.add_argument("--executor", choices=["local", "swarm", "kubernetes"], default="local")
+    defaults = _scaling_defaults()
+    for name, value in defaults.items():
+        flag = "--" + name.replace("_", "-")
+        kind = int if isinstance(value, int) else float
+        command.add_argument(flag, type=kind, default=None, help=f"(default {value})")
+    command.add_argument(
+        "--templates",
+        default=os.environ.get("SCRAPERV4_TEMPLATES"),
+        metavar="DIR",
+        help="templates of local workers (default $SCRAPERV4_TEMPLATES)",
+    )
+    command.add_argument(
+        "--worker-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="an argument for each local worker (repeat: --worker-arg=--concurrency "
+        "--worker-arg=8)",
+    )
+    command.add_argument("--service", default="scraperv4_worker", help="Swarm service")
+    command.add_argument("--deployment", default="scraperv4-worker", help="Kubernetes name")
+    command.add_argument("--namespace", default="default", help="Kubernetes namespace")
+    command.add_argument("--drain-timeout", type=float, default=120.0, help="seconds (default 120)")
+    command.add_argument(
+        "--no-resource-veto",
+        action="store_true",
+        help="local: scale up even when this machine is past its resource thresholds",
+    )
+    command.add_argument(
+        "--metrics-addr",
+        default="0.0.0.0:9200",
+        help="serve the cluster /metrics here (default 0.0.0.0:9200; 'off' to disable)",
+    )
+    command.add_argument(
+        "--run-for", type=float, default=None, help=argparse.SUPPRESS
+    )  # tests: stop after this many seconds
+    command.set_defaults(handler=_autoscale)
+
+
+def _scaling_defaults() -> dict[str, Any]:
+    from scraperv4.autoscale import default_scaling_config
+
+    return default_scaling_config()
+
+
+def _autoscale(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from scraperv4.autoscale import (
+        Autoscaler,
+        Executor,
+        KubernetesExecutor,
+        LocalExecutor,
+        SwarmExecutor,
+    )
+    from scraperv4.scaling.metrics_collector import DistributedMetricsCollector
+
+    queue = _open_queue(args)
+    config = {
+        name: getattr(args, name)
+        for name in _scaling_defaults()
+        if getattr(args, name, None) is not None
+    }
+    executor: Executor
+    if args.executor == "local":
+        executor = LocalExecutor(
+            queue.url, args.templates or "", worker_args=args.worker_arg,
+            queue_name=args.queue_name,
+        )  # fmt: skip
+    elif args.executor == "swarm":
+        executor = SwarmExecutor(args.service)
+    else:
+        executor = KubernetesExecutor(args.deployment, args.namespace)
+    scaler = Autoscaler(
+        queue, executor, config, drain_timeout=args.drain_timeout,
+        resources=False if args.no_resource_veto else None,
+    )  # fmt: skip
+    collector = DistributedMetricsCollector(
+        queue, collection_interval=float(scaler.config["evaluation_interval"])
+    )
+    if args.metrics_addr != "off":
+        bound = collector.serve_metrics(args.metrics_addr)
+        print(f"cluster metrics on http://{bound}/metrics", file=sys.stderr, flush=True)
+    stop = threading.Event()
+
+    def _handle(signum: int, frame: Any) -> None:
+        stop.set()
+        scaler.stop()
+
+    previous = [signal.signal(s, _handle) for s in (signal.SIGTERM, signal.SIGINT)]
+    print(
+        f"autoscaling {queue.url} with the {executor.name} executor: "
+        + ", ".join(f"{k}={v}" for k, v in scaler.config.items()),
+        file=sys.stderr,
+        flush=True,
+    )
+    started = time.monotonic()
+    try:
+        while not stop.is_set():
+            try:
+                collector.collect_now()
+                decision = scaler.evaluate()
+                print(
+                    f"{decision['action']}: {decision['current_workers']} -> "
+                    f"{decision['target_workers']} workers ({decision['reason']})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            except ScraperV4Error as error:
+                print(f"scraperv4: evaluation failed: {error}", file=sys.stderr, flush=True)
+            if args.run_for is not None and time.monotonic() - started >= args.run_for:
+                break
+            stop.wait(float(scaler.config["evaluation_interval"]))
+    finally:
+        for s, handler in zip((signal.SIGTERM, signal.SIGINT), previous):
+            signal.signal(s, handler)
+        collector.stop_serving()
+        executor.close()
     return EXIT_OK
 
 

@@ -55,6 +55,7 @@ __all__ = [
     "JobSpec",
     "JobStatus",
     "QueueStats",
+    "QueueTotals",
 ]
 
 #: Answer of a fenced or administrative call: ``accepted`` (truthy), ``reason``
@@ -241,6 +242,43 @@ class Job:
 
 
 @dataclasses.dataclass(frozen=True)
+class QueueTotals:
+    """Counters that only grow, kept by the queue as jobs move (they survive the retention
+    purge): rates and durations of a whole fleet come from their differences over time.
+
+    Attributes:
+        completed: jobs that reached ``completed``.
+        failed: jobs that reached ``failed``.
+        cancelled: jobs cancelled.
+        retried: retries scheduled (failed attempts and expired leases).
+        duration_ms_sum: summed duration of completed jobs' successful attempts, ms.
+        duration_count: completed jobs with a measured duration.
+        duration_buckets: completed jobs per duration bucket (not cumulative); bucket ``i``
+            holds durations up to ``duration_bounds_ms[i]``, the last one those above.
+        duration_bounds_ms: the buckets' upper bounds, ms.
+    """
+
+    completed: int
+    failed: int
+    cancelled: int
+    retried: int
+    duration_ms_sum: int
+    duration_count: int
+    duration_buckets: tuple[int, ...]
+    duration_bounds_ms: tuple[int, ...]
+
+    @classmethod
+    def _from_native(cls, raw: dict[str, Any]) -> QueueTotals:
+        return cls(
+            **{k: raw[k] for k in ("completed", "failed", "cancelled", "retried")},
+            duration_ms_sum=raw["duration_ms_sum"],
+            duration_count=raw["duration_count"],
+            duration_buckets=tuple(raw["duration_buckets"]),
+            duration_bounds_ms=tuple(raw["duration_bounds_ms"]),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
 class QueueStats:
     """Counts maintained as jobs move (never by scanning).
 
@@ -250,6 +288,7 @@ class QueueStats:
         runnable: pending jobs plus retries whose backoff has passed: what can run now.
         active_workers: workers with a heartbeat within the liveness window.
         total_workers: registered workers.
+        totals: counters that only grow (see :class:`QueueTotals`).
     """
 
     by_status: dict[str, int]
@@ -257,6 +296,7 @@ class QueueStats:
     runnable: int
     active_workers: int
     total_workers: int
+    totals: QueueTotals
 
     @property
     def pending(self) -> int:
@@ -271,6 +311,7 @@ class QueueStats:
             runnable=raw["runnable"],
             active_workers=raw["active_workers"],
             total_workers=raw["total_workers"],
+            totals=QueueTotals._from_native(raw["totals"]),
         )
 
 

@@ -5,6 +5,7 @@
 //! mapping ([`errors`]) and the `tracing`/`log` to Python `logging` bridge ([`logging`]).
 //! No scraping logic lives here.
 
+pub(crate) mod autoscale;
 pub(crate) mod bridge;
 pub(crate) mod errors;
 pub(crate) mod extract;
@@ -19,6 +20,8 @@ use pyo3::prelude::*;
 
 #[pymodule(gil_used = false)]
 pub mod _core {
+    #[pymodule_export]
+    use super::autoscale::{PyClusterMetrics, PyScalingPolicy};
     #[pymodule_export]
     use super::bridge::{_block_for, _sleep_async};
     #[pymodule_export]

@@ -258,6 +258,19 @@ impl<'py> IntoPyObject<'py> for Stats {
         dict.set_item("active_workers", stats.active_workers)?;
         dict.set_item("total_workers", stats.total_workers)?;
         dict.set_item("runnable", stats.runnable)?;
+        let totals = PyDict::new(py);
+        totals.set_item("completed", stats.totals.completed)?;
+        totals.set_item("failed", stats.totals.failed)?;
+        totals.set_item("cancelled", stats.totals.cancelled)?;
+        totals.set_item("retried", stats.totals.retried)?;
+        totals.set_item("duration_ms_sum", stats.totals.duration_ms_sum)?;
+        totals.set_item("duration_count", stats.totals.duration_count)?;
+        totals.set_item("duration_buckets", stats.totals.duration_buckets)?;
+        totals.set_item(
+            "duration_bounds_ms",
+            crate::queue::DURATION_BUCKETS_MS.to_vec(),
+        )?;
+        dict.set_item("totals", totals)?;
         Ok(dict)
     }
 }

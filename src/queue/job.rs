@@ -281,6 +281,67 @@ pub struct QueueStats {
     pub total_workers: u64,
     /// Pending jobs whose not-before time has passed (what can run now).
     pub runnable: u64,
+    /// Monotonic totals since the queue was created.
+    pub totals: QueueTotals,
+}
+
+/// Upper bounds (ms) of the job duration histogram the queue keeps (the last bucket holds
+/// what is above the last bound). Kept in step with `prelude.lua` and the SQLite schema.
+pub const DURATION_BUCKETS_MS: [u64; 11] = [
+    50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 300_000,
+];
+
+/// Counters that only grow (they survive the retention purge), kept by the queue itself as
+/// jobs move, so every client reads the same numbers: rates and the duration histogram of a
+/// fleet come from their differences over time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct QueueTotals {
+    /// Jobs that reached `completed`.
+    pub completed: u64,
+    /// Jobs that reached `failed` (retries exhausted or not retryable).
+    pub failed: u64,
+    /// Jobs cancelled.
+    pub cancelled: u64,
+    /// Retries scheduled (failed attempts and expired leases that will run again).
+    pub retried: u64,
+    /// Sum of the durations of completed jobs' successful attempts (claim to completion), ms.
+    pub duration_ms_sum: u64,
+    /// Completed jobs with a measured duration.
+    pub duration_count: u64,
+    /// Completed jobs per duration bucket (see [`DURATION_BUCKETS_MS`]; one more bucket for
+    /// above the last bound), not cumulative.
+    pub duration_buckets: Vec<u64>,
+}
+
+impl QueueTotals {
+    /// Totals from `(name, value)` pairs as the backends store them.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, i64)>) -> Self {
+        let mut totals = Self {
+            duration_buckets: vec![0; DURATION_BUCKETS_MS.len() + 1],
+            ..Self::default()
+        };
+        for (name, value) in pairs {
+            let value = u64::try_from(value).unwrap_or(0);
+            match name {
+                "completed" => totals.completed = value,
+                "failed" => totals.failed = value,
+                "cancelled" => totals.cancelled = value,
+                "retried" => totals.retried = value,
+                "duration_ms_sum" => totals.duration_ms_sum = value,
+                "duration_count" => totals.duration_count = value,
+                bucket => {
+                    if let Some(slot) = bucket
+                        .strip_prefix('d')
+                        .and_then(|i| i.parse::<usize>().ok())
+                        .and_then(|i| totals.duration_buckets.get_mut(i))
+                    {
+                        *slot = value;
+                    }
+                }
+            }
+        }
+        totals
+    }
 }
 
 impl QueueStats {

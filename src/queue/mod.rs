@@ -26,8 +26,8 @@ pub mod sqlite;
 
 pub use error::{QueueError, QueueResult};
 pub use job::{
-    Ack, FailOutcome, Finished, Job, JobStatus, NewJob, QueueStats, ReapReport, ResultsEntry,
-    WorkerInfo, backoff_ms,
+    Ack, DURATION_BUCKETS_MS, FailOutcome, Finished, Job, JobStatus, NewJob, QueueStats,
+    QueueTotals, ReapReport, ResultsEntry, WorkerInfo, backoff_ms,
 };
 pub use options::{QueueOptions, QueueUrl, redact};
 

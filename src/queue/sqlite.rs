@@ -15,8 +15,8 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::error::{QueueError, QueueResult};
 use super::job::{
-    Ack, FailOutcome, Finished, Job, JobStatus, NewJob, QueueStats, ReapReport, ResultsEntry,
-    WorkerInfo, backoff_ms,
+    Ack, FailOutcome, Finished, Job, JobStatus, NewJob, QueueStats, QueueTotals, ReapReport,
+    ResultsEntry, WorkerInfo, backoff_ms,
 };
 use super::options::{QueueOptions, duration_ms};
 
@@ -73,6 +73,36 @@ CREATE TRIGGER IF NOT EXISTS jobs_count_update AFTER UPDATE OF status ON jobs
     UPDATE counts SET n = n - 1 WHERE queue = OLD.queue AND status = OLD.status;
     INSERT INTO counts (queue, status, n) VALUES (NEW.queue, NEW.status, 1)
         ON CONFLICT (queue, status) DO UPDATE SET n = n + 1;
+END;
+-- Monotonic totals (see QueueTotals): transitions counted by triggers, never decremented.
+CREATE TABLE IF NOT EXISTS totals (
+    queue TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value INTEGER NOT NULL,
+    PRIMARY KEY (queue, name)
+);
+CREATE TRIGGER IF NOT EXISTS jobs_total_finished AFTER UPDATE OF status ON jobs
+    WHEN OLD.status <> NEW.status AND NEW.status IN ('completed', 'failed', 'cancelled') BEGIN
+    INSERT INTO totals (queue, name, value) VALUES (NEW.queue, NEW.status, 1)
+        ON CONFLICT (queue, name) DO UPDATE SET value = value + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS jobs_total_duration AFTER UPDATE OF status ON jobs
+    WHEN OLD.status <> NEW.status AND NEW.status = 'completed'
+    AND NEW.started_at IS NOT NULL AND NEW.completed_at IS NOT NULL BEGIN
+    INSERT INTO totals (queue, name, value) VALUES
+        (NEW.queue, 'duration_ms_sum', MAX(NEW.completed_at - NEW.started_at, 0)),
+        (NEW.queue, 'duration_count', 1),
+        (NEW.queue, 'd' || (SELECT COUNT(*) FROM (SELECT 50 AS b UNION ALL SELECT 100
+            UNION ALL SELECT 250 UNION ALL SELECT 500 UNION ALL SELECT 1000 UNION ALL SELECT 2500
+            UNION ALL SELECT 5000 UNION ALL SELECT 10000 UNION ALL SELECT 30000
+            UNION ALL SELECT 60000 UNION ALL SELECT 300000)
+            WHERE b < MAX(NEW.completed_at - NEW.started_at, 0)), 1)
+        ON CONFLICT (queue, name) DO UPDATE SET value = value + excluded.value;
+END;
+CREATE TRIGGER IF NOT EXISTS jobs_total_retried AFTER UPDATE OF retry_count ON jobs
+    WHEN NEW.retry_count > OLD.retry_count BEGIN
+    INSERT INTO totals (queue, name, value) VALUES (NEW.queue, 'retried', 1)
+        ON CONFLICT (queue, name) DO UPDATE SET value = value + 1;
 END;
 CREATE TABLE IF NOT EXISTS results (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -553,6 +583,15 @@ impl SqliteQueue {
                     |row| row.get(0),
                 )
                 .map_err(|e| ctx.error(&e))?;
+            let totals: Vec<(String, i64)> = tx
+                .prepare_cached("SELECT name, value FROM totals WHERE queue = ?1")
+                .and_then(|mut select| {
+                    select
+                        .query_map(params![ctx.queue], |row| Ok((row.get(0)?, row.get(1)?)))
+                        .and_then(Iterator::collect)
+                })
+                .map_err(|e| ctx.error(&e))?;
+            stats.totals = QueueTotals::from_pairs(totals.iter().map(|(k, v)| (k.as_str(), *v)));
             Ok(stats)
         })
         .await

@@ -21,8 +21,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::error::{QueueError, QueueResult};
 use super::job::{
-    Ack, FailOutcome, Finished, Job, JobStatus, NewJob, PRIORITY_LIMIT, QueueStats, ReapReport,
-    ResultsEntry, WorkerInfo,
+    Ack, FailOutcome, Finished, Job, JobStatus, NewJob, PRIORITY_LIMIT, QueueStats, QueueTotals,
+    ReapReport, ResultsEntry, WorkerInfo,
 };
 use super::options::{QueueOptions, duration_ms, redact};
 use crate::config::ConfigError;
@@ -527,16 +527,18 @@ impl RedisQueue {
     /// Maintained counts (one round trip).
     pub async fn stats(&self) -> QueueResult<QueueStats> {
         let liveness = duration_ms(self.options.worker_liveness).to_string();
-        let (counts, total_workers, active_workers, runnable): (
+        let (counts, total_workers, active_workers, runnable, totals): (
             HashMap<String, i64>,
             u64,
             u64,
             u64,
+            HashMap<String, i64>,
         ) = self.run("stats", &STATS, vec![liveness]).await?;
         let mut stats = QueueStats {
             active_workers,
             total_workers,
             runnable,
+            totals: QueueTotals::from_pairs(totals.iter().map(|(k, v)| (k.as_str(), *v))),
             ..QueueStats::default()
         };
         for status in JobStatus::ALL {

@@ -36,7 +36,7 @@ end
 -- Writes to the shared structures (sorted sets, sets, counters) are collected and sent as
 -- one command per key at the end: a batch of 100 jobs costs a few calls, not hundreds.
 -- A script that reads a structure after changing it calls flush() first.
-local zadds, zrems, srems, counts = {}, {}, {}, {}
+local zadds, zrems, srems, counts, totals = {}, {}, {}, {}, {}
 local function queue_zadd(k, score, member)
   local list = zadds[k]
   if not list then list = {}; zadds[k] = list end
@@ -49,6 +49,21 @@ local function queue_member(pending, k, member)
   list[#list + 1] = member
 end
 local function count(status, delta) counts[status] = (counts[status] or 0) + delta end
+-- Monotonic totals (hash `totals`) for rates and durations: never decremented, never purged.
+local function total(name, delta) totals[name] = (totals[name] or 0) + delta end
+-- Upper bounds (ms) of the job duration histogram; keep DURATION_BUCKETS_MS in queue/job.rs
+-- and the SQLite trigger in step. Field `d<i>` counts durations in bucket i (i = #bounds:
+-- above the last bound).
+local DURATION_BOUNDS = {50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000}
+local function record_duration(ms)
+  local bucket = #DURATION_BOUNDS
+  for i, bound in ipairs(DURATION_BOUNDS) do
+    if ms <= bound then bucket = i - 1; break end
+  end
+  total('duration_ms_sum', ms)
+  total('duration_count', 1)
+  total('d' .. bucket, 1)
+end
 local function send(command, k, args)
   -- unpack() has a stack limit: send in slices.
   for i = 1, #args, 4000 do
@@ -62,7 +77,10 @@ local function flush()
   for status, delta in pairs(counts) do
     if delta ~= 0 then redis.call('HINCRBY', key('counts'), status, delta) end
   end
-  zadds, zrems, srems, counts = {}, {}, {}, {}
+  for name, delta in pairs(totals) do
+    if delta ~= 0 then redis.call('HINCRBY', key('totals'), name, delta) end
+  end
+  zadds, zrems, srems, counts, totals = {}, {}, {}, {}, {}
 end
 
 local function is_leased(status) return status == 'assigned' or status == 'running' end
@@ -94,6 +112,9 @@ local function move(id, old, new, score, fields, worker)
   end
   if old then count(old, -1) end
   count(new, 1)
+  if old ~= new and (new == 'completed' or new == 'failed' or new == 'cancelled') then
+    total(new, 1)
+  end
   fields = fields or {}
   fields[#fields + 1] = 'status'
   fields[#fields + 1] = new
@@ -111,6 +132,7 @@ local function retry_or_fail(id, status, now, retryable, err, backoff)
   local retries, max_retries = tonumber(fields[1] or '0') or 0, tonumber(fields[2] or '0') or 0
   redis.call('HDEL', jk, 'lease_deadline')
   if retryable and retries < max_retries then
+    total('retried', 1)
     local retry = {'error', err, 'retry_count', int(retries + 1)}
     if backoff then
       local full = math.min(backoff[1] * math.pow(2, math.min(retries, 30)), backoff[2])
@@ -133,12 +155,14 @@ end
 -- `now` is the time as a string of milliseconds.
 local function complete_job(id, attempt, result, now)
   local jk = job_key(id)
-  local fields = redis.call('HMGET', jk, 'status', 'attempt', 'assigned_worker')
+  local fields = redis.call('HMGET', jk, 'status', 'attempt', 'assigned_worker', 'started_at')
   local status, current = fields[1], fields[2]
   if not status then return {-1, '', '0'} end
   if not is_leased(status) or current ~= attempt then
     return {0, status, current or '0'}
   end
+  local started = tonumber(fields[4] or '')
+  if started then record_duration(math.max(tonumber(now) - started, 0)) end
   -- An empty lease_deadline reads as "no lease" and saves an HDEL per job.
   local done = {'completed_at', now, 'lease_deadline', ''}
   if result ~= '' then

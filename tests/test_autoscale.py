@@ -1,0 +1,353 @@
+"""Cluster metrics and the autoscaler: real queues, a real local site, real worker processes;
+the Swarm and Kubernetes executors against fake ``docker`` / ``kubectl`` on PATH."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from scraperv4.autoscale import (
+    Autoscaler,
+    KubernetesExecutor,
+    LocalExecutor,
+    SwarmExecutor,
+    default_scaling_config,
+)
+from scraperv4.demo import TEMPLATE_PATH, DemoSite
+from scraperv4.exceptions import ConfigError
+from scraperv4.extract import Template
+from scraperv4.fetch import FetchConfig
+from scraperv4.queue import JobQueue
+from scraperv4.resources import ResourceManager
+from scraperv4.scaling.auto_scaler import AutoScaler
+from scraperv4.scaling.metrics_collector import DistributedMetricsCollector
+from scraperv4.worker import Worker
+
+LOCAL = FetchConfig(allowed_networks=["127.0.0.0/8"], retries=0, per_host_concurrency=32)
+NO_VETO = {"cpu_max": 100, "memory_max": 100, "disk_max": 100, "load_max": 1e6}
+
+
+def wait_for(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def product_jobs(site: DemoSite, ids: range, **fields: Any) -> list[dict[str, Any]]:
+    base = site.url.rstrip("/")
+    return [
+        {"id": f"p{i}", "template_id": "demo-products", "target_url": f"{base}/product/{i}",
+         "depth": 2, **fields}
+        for i in ids
+    ]  # fmt: skip
+
+
+def unreachable_jobs(count: int) -> list[dict[str, Any]]:
+    """Jobs nobody runs in these tests (the backlog the autoscaler sees)."""
+    return [{"template_id": "t", "target_url": f"http://127.0.0.1:9/{i}"} for i in range(count)]
+
+
+@pytest.mark.parametrize("backend", ["redis", "sqlite"])
+def test_exported_metrics_equal_what_the_queue_recorded(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = (
+        request.getfixturevalue("redis_url") if backend == "redis"
+        else f"sqlite://{tmp_path / 'q.db'}"
+    )  # fmt: skip
+    queue = JobQueue(url, retry_base=0.01)
+    collector = DistributedMetricsCollector(queue, collection_interval=0.5)
+    before = collector.collect_now()
+    assert before.total_jobs == 0 and before.jobs_per_second == 0.0
+    with DemoSite(categories=1, products_per_category=20, failing=[4, 9, 13], latency=0.05) as site:
+        queue.submit_many(product_jobs(site, range(1, 21), max_retries=1))
+        queue.submit({"id": "never", "template_id": "demo-products", "target_url": site.url})
+        assert queue.cancel("never").accepted
+        Worker(
+            queue, worker_id="m", templates=[Template.from_file(TEMPLATE_PATH)], fetch=LOCAL,
+            exit_when_done=True, concurrency=4,
+        ).run(handle_signals=False)  # fmt: skip
+    after = collector.collect_now()
+
+    totals = queue.stats().totals
+    assert (totals.completed, totals.failed, totals.retried, totals.cancelled) == (17, 3, 3, 1)
+    assert totals.duration_count == 17 == sum(totals.duration_buckets)
+    assert totals.duration_ms_sum >= 17 * 50, "each page took at least its 50 ms latency"
+    by_scan = queue.recount_by_scan()
+    assert (after.completed_jobs, after.failed_jobs, after.pending_jobs) == (
+        by_scan["completed"], by_scan["failed"], by_scan["pending"],
+    )  # fmt: skip
+    assert after.total_jobs == sum(by_scan.values()) == 21
+    elapsed = after.timestamp - before.timestamp
+    assert after.jobs_per_second == pytest.approx(17 / elapsed)
+    assert after.error_rate == pytest.approx(3 / 20)
+    assert after.avg_job_duration == pytest.approx(totals.duration_ms_sum / 17 / 1000)
+    assert after.avg_job_duration >= 0.05
+
+    address = collector.serve_metrics("127.0.0.1:0")
+    try:
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    finally:
+        collector.stop_serving()
+    for line in (
+        "scraperv4_total_jobs 21",
+        "scraperv4_pending_jobs 0",
+        "scraperv4_queue_length 0",
+        "scraperv4_jobs_completed_total 17",
+        "scraperv4_jobs_failed_total 3",
+        "scraperv4_jobs_retried_total 3",
+        'scraperv4_jobs{status="cancelled"} 1',
+        "scraperv4_job_duration_seconds_count 17",
+        'scraperv4_job_duration_seconds_bucket{le="+Inf"} 17',
+        f"scraperv4_error_rate {3 / 20}",
+    ):
+        assert line in text, f"{line!r} not in\n{text}"
+
+    arrays = collector.history_arrays()
+    assert isinstance(arrays["completed_jobs"], np.ndarray)
+    assert arrays["completed_jobs"].tolist() == [0, 17]
+    assert collector.history_dict()["failed_jobs"] == [0, 3]
+    assert collector.get_scaling_recommendations() == {"recommendation": "insufficient_data"}
+    for _ in range(3):
+        collector.collect_now()
+    advice = collector.get_scaling_recommendations()
+    assert advice["current_state"]["avg_pending_jobs"] == 0
+    # Samples with no completions have error rate 0; one has 0.15: average 0.03 < 0.1.
+    assert all(r["action"] != "investigate_errors" for r in advice["recommendations"])
+
+
+def test_collection_loop_and_unknown_rules(tmp_path: Path) -> None:
+    queue = JobQueue(f"sqlite://{tmp_path / 'q.db'}")
+    collector = DistributedMetricsCollector(queue, collection_interval=0.2)
+    collector.start_collection()
+    try:
+        wait_for(lambda: len(collector.metrics_history) >= 3, 10, "three snapshots")
+    finally:
+        collector.stop_collection()
+    count = len(collector.metrics_history)
+    time.sleep(0.5)
+    assert len(collector.metrics_history) == count, "the loop stopped"
+    with pytest.raises(ConfigError, match="unknown recommendation rules"):
+        DistributedMetricsCollector(queue, recommendation_rules={"nope": 1})
+
+
+def _fake_cli(bin_dir: Path, name: str, log: Path, replicas_file: Path) -> None:
+    """A stand-in for docker/kubectl: records argv; answers the replica query from a file
+    that `scale` updates."""
+    script = bin_dir / name
+    script.write_text(
+        f"""#!{sys.executable}
+import json, re, sys
+argv = sys.argv[1:]
+with open({str(log)!r}, "a") as out:
+    out.write(json.dumps([{name!r}, *argv]) + "\\n")
+state = {str(replicas_file)!r}
+joined = " ".join(argv)
+if joined.startswith("service inspect") or joined.startswith("get deployment"):
+    print(open(state).read().strip())
+elif argv[:2] == ["service", "scale"] or argv[:1] == ["scale"]:
+    match = re.search(r"(?:=|--replicas=)(\\d+)$", argv[-1])
+    open(state, "w").write(match.group(1))
+"""
+    )
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+
+
+def _simulated_fleet(queue: JobQueue, ids: list[str], stop: threading.Event) -> threading.Thread:
+    """Workers that leave when drained, as `scraperv4 worker` does."""
+    for worker_id in ids:
+        queue.register_worker(worker_id)
+
+    def run() -> None:
+        while not stop.is_set():
+            for worker in queue.workers():
+                if worker["draining"]:
+                    queue.unregister_worker(worker["id"])
+                else:
+                    queue.heartbeat(worker["id"])
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("kind", ["swarm", "kubernetes"])
+def test_external_executors_scale_with_the_right_commands_and_drain_idle_workers_first(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.jsonl"
+    replicas = tmp_path / "replicas"
+    replicas.write_text("3")
+    _fake_cli(bin_dir, "docker" if kind == "swarm" else "kubectl", log, replicas)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    queue = JobQueue(redis_url, lease=30.0)
+    executor = SwarmExecutor("scraperv4_worker") if kind == "swarm" else KubernetesExecutor(
+        "scraperv4-worker", "scraping"
+    )  # fmt: skip
+    config = {
+        "min_workers": 1, "max_workers": 5, "scale_up_cooldown": 0, "scale_down_cooldown": 0,
+        "scale_down_stabilization": 0, "evaluation_interval": 1,
+    }  # fmt: skip
+    scaler = Autoscaler(queue, executor, config, drain_timeout=10)
+    queue.submit_many(unreachable_jobs(100))
+
+    up = scaler.evaluate()
+    assert (up["action"], up["current_workers"], up["target_workers"]) == ("scale_up", 3, 5)
+    assert "high load" in up["reason"]
+    assert replicas.read_text() == "5"
+
+    # Five workers; two of them hold jobs. The backlog goes away: scale down to 1, idle first.
+    stop = threading.Event()
+    fleet = _simulated_fleet(queue, [f"w{i}" for i in range(1, 6)], stop)
+    try:
+        queue.claim("w1", 1)
+        queue.claim("w2", 1)
+        for job in queue.list("pending", limit=1000):
+            queue.cancel(job.id)
+        down = scaler.evaluate()
+    finally:
+        stop.set()
+        fleet.join(timeout=5)
+    assert (down["action"], down["target_workers"]) == ("scale_down", 1)
+    assert "low load" in down["reason"]
+    left = {w["id"] for w in queue.workers()}
+    assert {"w1", "w2"} & left, "a worker holding a job is kept while idle ones go"
+    assert len(left) == 1
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    scale_calls = [c for c in calls if "scale" in c]
+    if kind == "swarm":
+        assert scale_calls == [
+            ["docker", "service", "scale", "--detach", "scraperv4_worker=5"],
+            ["docker", "service", "scale", "--detach", "scraperv4_worker=1"],
+        ]
+    else:
+        assert scale_calls == [
+            ["kubectl", "scale", "deployment", "scraperv4-worker", "--namespace", "scraping",
+             "--replicas=5"],
+            ["kubectl", "scale", "deployment", "scraperv4-worker", "--namespace", "scraping",
+             "--replicas=1"],
+        ]  # fmt: skip
+        annotated = sorted(c[3] for c in calls if c[1] == "annotate")
+        assert annotated == sorted({"w1", "w2", "w3", "w4", "w5"} - left)
+        assert all("controller.kubernetes.io/pod-deletion-cost=-1000" in c for c in calls
+                   if c[1] == "annotate")  # fmt: skip
+    assert replicas.read_text() == "1"
+
+
+def test_a_failing_orchestrator_and_a_bad_config_are_clear_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no docker here
+    with pytest.raises(Exception, match="'docker' is not on PATH"):
+        SwarmExecutor().workers()
+    queue = JobQueue("memory://")
+    with pytest.raises(ConfigError, match="scale_down_threshold"):
+        Autoscaler(queue, SwarmExecutor(), {"scale_down_threshold": 50})
+    with pytest.raises(ConfigError, match="scaling_config"):
+        Autoscaler(queue, SwarmExecutor(), {"no_such_rule": 1})
+    assert default_scaling_config()["max_workers"] == 20
+
+
+def test_the_resource_manager_vetoes_a_scale_up_on_a_full_machine(tmp_path: Path) -> None:
+    queue = JobQueue("memory://")
+    queue.submit_many(unreachable_jobs(50))
+    executor = LocalExecutor(queue.url, str(tmp_path))
+    with ResourceManager({"memory_max": 0.001}) as full:
+        scaler = Autoscaler(queue, executor, {"min_workers": 0, "max_workers": 4}, resources=full)
+        decision = scaler.evaluate()
+    assert decision["action"] == "none"
+    assert "vetoed: this machine" in decision["reason"]
+    assert executor.workers() == 0
+
+
+def test_local_fleet_scales_up_drains_the_backlog_and_scales_back_down(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """600 jobs of ~0.5 s each; start at 1 worker, at most 6."""
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "demo.json").write_text(TEMPLATE_PATH.read_text())
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    queue = JobQueue(redis_url, lease=30.0)
+    executor = LocalExecutor(
+        redis_url, str(templates), log_dir=str(logs),
+        worker_args=["--concurrency", "2", "--fixed-concurrency", "--allow-private-networks",
+                     "--ignore-robots", "--heartbeat", "0.5", "--grace-period", "10"],
+    )  # fmt: skip
+    interval = 1.0
+    config = {
+        "min_workers": 1, "max_workers": 6, "scale_up_threshold": 10, "scale_down_threshold": 2,
+        "scale_up_cooldown": 1, "scale_down_cooldown": 2, "evaluation_interval": interval,
+        "scale_down_stabilization": 3, "scale_up_max_workers": 10,
+    }  # fmt: skip
+    with (
+        DemoSite(categories=24, products_per_category=25, latency=0.5) as site,
+        ResourceManager(NO_VETO) as resources,
+    ):
+        scaler = Autoscaler(queue, executor, config, resources=resources, drain_timeout=30)
+        try:
+            executor.scale_to(1)
+            wait_for(lambda: queue.stats().active_workers == 1, 30, "the first worker")
+            queue.submit_many(product_jobs(site, range(1, 601)))
+            started = time.time()
+            scaler.start()
+            wait_for(
+                lambda: any(d["action"] == "scale_up" for d in scaler.decisions), 10, "scale-up"
+            )
+            first_up = next(d for d in scaler.decisions if d["action"] == "scale_up")
+            assert first_up["timestamp"] - started <= 2 * interval + 0.5
+            assert first_up["target_workers"] == 6
+            wait_for(lambda: queue.stats().totals.completed == 600, 180, "the backlog drained")
+            wait_for(
+                lambda: (
+                    executor.workers() == 1
+                    and any(d["action"] == "scale_down" for d in scaler.decisions)
+                ),
+                60,
+                "the scale-down to min",
+            )
+        finally:
+            scaler.stop()
+            executor.close()
+        hits = site.hits
+    stats = queue.stats()
+    assert stats.by_status["completed"] == 600 and stats.totals.completed == 600
+    assert all(hits[f"/product/{i}"] == 1 for i in range(1, 601)), "every job ran exactly once"
+    assert stats.totals.retried == 0, "no job was interrupted by scaling"
+    decisions = list(scaler.decisions)
+    assert all(d["reason"] for d in decisions), "every decision has its reason"
+    assert max(d["target_workers"] for d in decisions) == 6
+    assert all(1 <= d["target_workers"] <= 6 for d in decisions)
+
+
+def test_seed_autoscaler_surface(redis_url: str, tmp_path: Path) -> None:
+    executor = LocalExecutor(redis_url, str(tmp_path))
+    scaler = AutoScaler(redis_url, executor=executor, resources=False)
+    assert scaler.scaling_config["min_workers"] == 2
+    scaler.scaling_config.update(min_workers=0, max_workers=3, evaluation_interval=0.2)
+    thread = scaler.start_monitoring()
+    try:
+        wait_for(lambda: len(scaler.decisions) >= 2, 10, "two evaluations")
+    finally:
+        scaler.stop_monitoring()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert all(d["action"] == "none" for d in scaler.decisions), "empty queue, no workers"
+    assert scaler.executor.workers() == 0
