@@ -351,3 +351,28 @@ def test_seed_autoscaler_surface(redis_url: str, tmp_path: Path) -> None:
     assert not thread.is_alive()
     assert all(d["action"] == "none" for d in scaler.decisions), "empty queue, no workers"
     assert scaler.executor.workers() == 0
+
+
+def test_stats_plot_draws_queue_depth_workers_and_throughput(tmp_path: Path) -> None:
+    import subprocess
+
+    queue_url = f"sqlite://{tmp_path / 'q.db'}"
+    JobQueue(queue_url).submit_many(unreachable_jobs(5))
+    png = tmp_path / "fleet.png"
+    cli = [sys.executable, "-m", "scraperv4", "stats", "--queue", queue_url]
+    done = subprocess.run(
+        [*cli, "--plot", str(png), "--duration", "1", "--interval", "0.5"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert done.stdout.count("runnable      5") >= 2, done.stdout
+    # Without matplotlib: a clear message and exit code 2, not a traceback.
+    blocked = subprocess.run(
+        [sys.executable, "-c",
+         "import sys; sys.modules['matplotlib'] = None; from scraperv4.cli import main; "
+         f"sys.exit(main(['stats', '--queue', {queue_url!r}, '--plot', 'x.png']))"],
+        capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert blocked.returncode == 2
+    assert "--plot needs matplotlib: pip install matplotlib" in blocked.stderr

@@ -9,7 +9,7 @@
 //!
 //! The rules are the scaling guide's (`min_workers`, `max_workers`, `scale_up_threshold` and
 //! `scale_down_threshold` in runnable jobs per worker, cooldowns, evaluation interval) plus
-//! what Kubernetes' HorizontalPodAutoscaler adds to avoid flapping: a stabilization window
+//! what the Kubernetes `HorizontalPodAutoscaler` adds to avoid flapping: a stabilization window
 //! per direction (scale up to the *lowest* recommendation of the window, down to the
 //! *highest*) and rate limits per period (at most P percent or N workers, whichever allows
 //! more). The backlog is what can run now: pending jobs plus retries whose backoff passed —
@@ -218,9 +218,10 @@ impl Policy {
     /// What the load asks for, by the scaling guide's formulas, within the bounds.
     fn desired(&self, seen: &Observation) -> (u32, f64, String) {
         let c = &self.config;
+        #[allow(clippy::cast_precision_loss)] // backlogs stay far below 2^52
         let runnable = seen.runnable as f64;
         if seen.workers == 0 {
-            let wanted = if seen.runnable > 0 { 1 } else { 0 };
+            let wanted = u32::from(seen.runnable > 0);
             return (
                 wanted.max(c.min_workers).min(c.max_workers),
                 runnable,
@@ -257,6 +258,7 @@ impl Policy {
 
     /// Decides at `seen.now`; a scale-up is refused with `veto` as the reason when given
     /// (e.g. the resource manager says this machine cannot take another worker).
+    #[allow(clippy::too_many_lines)] // one rule after the other, in the order they apply
     pub fn decide(&mut self, seen: Observation, veto: Option<&str>) -> Decision {
         let c = self.config;
         let (desired, per_worker, load_reason) = self.desired(&seen);
@@ -351,6 +353,7 @@ impl Policy {
         } else {
             (c.scale_down_max_percent, c.scale_down_max_workers)
         };
+        #[allow(clippy::cast_possible_truncation)] // at most u32::MAX * percent / 100
         let allowed_per_period = ((f64::from(current) * percent / 100.0).ceil() as i64)
             .max(i64::from(workers))
             .max(1);
@@ -400,6 +403,7 @@ impl Policy {
     }
 }
 
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // clamped first
 fn clamp_workers(value: f64) -> u32 {
     if value >= f64::from(u32::MAX) {
         u32::MAX

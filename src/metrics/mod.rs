@@ -66,13 +66,19 @@ pub struct ScalingMetrics {
     pub retried_total: u64,
 }
 
+/// A count as a float (counts stay far below 2^52, where `f64` is exact).
+#[allow(clippy::cast_precision_loss)]
+fn float(n: u64) -> f64 {
+    n as f64
+}
+
 /// Metrics at `current`, with rates over the time since `previous`.
 pub fn derive(previous: Option<&Sample>, current: &Sample) -> ScalingMetrics {
     let stats = &current.stats;
     let totals = &stats.totals;
     let (mut jobs_per_second, mut error_rate, mut avg_job_duration) = (0.0, 0.0, 0.0);
     if totals.duration_count > 0 {
-        avg_job_duration = totals.duration_ms_sum as f64 / totals.duration_count as f64 / 1000.0;
+        avg_job_duration = float(totals.duration_ms_sum) / float(totals.duration_count) / 1000.0;
     }
     if let Some(previous) = previous {
         let before = &previous.stats.totals;
@@ -80,18 +86,17 @@ pub fn derive(previous: Option<&Sample>, current: &Sample) -> ScalingMetrics {
         let completed = totals.completed.saturating_sub(before.completed);
         let failed = totals.failed.saturating_sub(before.failed);
         if elapsed > 0.0 {
-            jobs_per_second = completed as f64 / elapsed;
+            jobs_per_second = float(completed) / elapsed;
         }
         if completed + failed > 0 {
-            error_rate = failed as f64 / (completed + failed) as f64;
+            error_rate = float(failed) / float(completed + failed);
         }
         let timed = totals.duration_count.saturating_sub(before.duration_count);
         if timed > 0 {
-            avg_job_duration = totals
+            let spent = totals
                 .duration_ms_sum
-                .saturating_sub(before.duration_ms_sum) as f64
-                / timed as f64
-                / 1000.0;
+                .saturating_sub(before.duration_ms_sum);
+            avg_job_duration = float(spent) / float(timed) / 1000.0;
         }
     }
     ScalingMetrics {
@@ -273,7 +278,7 @@ impl ClusterMetrics {
                 let _ = writeln!(
                     text,
                     "scraperv4_job_duration_seconds_bucket{{le=\"{}\"}} {cumulative}",
-                    *bound as f64 / 1000.0
+                    float(*bound) / 1000.0
                 );
             }
             let _ = writeln!(
@@ -282,7 +287,7 @@ impl ClusterMetrics {
                  scraperv4_job_duration_seconds_sum {}\n\
                  scraperv4_job_duration_seconds_count {}",
                 totals.duration_count,
-                totals.duration_ms_sum as f64 / 1000.0,
+                float(totals.duration_ms_sum) / 1000.0,
                 totals.duration_count
             );
         }
@@ -362,7 +367,7 @@ mod tests {
         let first = sample(100.0, 10, 0, 5_000);
         let second = sample(110.0, 30, 5, 5_000 + 20 * 300);
         let alone = derive(None, &first);
-        assert_eq!(alone.jobs_per_second, 0.0);
+        assert!(alone.jobs_per_second.abs() < f64::EPSILON);
         assert!((alone.avg_job_duration - 0.5).abs() < 1e-9, "lifetime mean");
         let metrics = derive(Some(&first), &second);
         assert!((metrics.jobs_per_second - 2.0).abs() < 1e-9);
