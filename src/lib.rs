@@ -15,6 +15,7 @@
 //! - [`fetch`] / [`extract`]: polite, guarded HTTP and CSS-template extraction.
 //! - [`worker`]: the runtime that turns queued jobs into recorded items.
 //! - [`metrics`] / [`autoscale`]: what the fleet is doing, and how many workers it should have.
+//! - [`coordinator`]: the HTTP API, live stats `WebSocket` and dashboard over a queue.
 //! - [`sink`]: copying the results log out (JSON Lines).
 //! - [`tls`]: the process's TLS crypto provider.
 //! - [`python`]: the `scraperv4._core` extension module (bindings only, no logic).
@@ -23,6 +24,7 @@
 
 pub mod autoscale;
 pub mod config;
+pub mod coordinator;
 pub mod extract;
 pub mod fetch;
 pub mod metrics;

@@ -137,13 +137,23 @@ def test_commands_explain_what_to_do() -> None:
     assert no_urls.returncode == 2 and "no URLs" in no_urls.stderr
     as_worker = run_cli("--queue", "memory://", SCRAPERV4_ROLE="worker", SCRAPERV4_TEMPLATES="")
     assert as_worker.returncode == 2 and "SCRAPERV4_TEMPLATES" in as_worker.stderr
-    not_yet = run_cli(SCRAPERV4_ROLE="coordinator")
+    not_yet = run_cli(SCRAPERV4_ROLE="scheduler")
     assert not_yet.returncode == 2 and "not available in this version" in not_yet.stderr
     as_autoscaler = run_cli(
         "--queue", "memory://", "--metrics-addr", "off", SCRAPERV4_ROLE="autoscaler",
         SCRAPERV4_TEMPLATES="",
     )  # fmt: skip
     assert as_autoscaler.returncode == 2 and "templates directory" in as_autoscaler.stderr
-    for command in ("run", "demo", "submit", "worker", "stats", "jobs", "results", "autoscale"):
+    for command in (
+        "run",
+        "demo",
+        "submit",
+        "worker",
+        "stats",
+        "jobs",
+        "results",
+        "autoscale",
+        "coordinator",
+    ):
         help_text = run_cli(command, "--help")
         assert help_text.returncode == 0 and "usage: scraperv4" in help_text.stdout

@@ -837,3 +837,56 @@ def _flat(record: dict[str, Any]) -> dict[str, Any]:
     for key, value in fields.items():
         flat[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
     return flat
+
+
+# --- coordinator -------------------------------------------------------------------------
+
+
+def add_coordinator(commands: Any) -> None:
+    command = commands.add_parser(
+        "coordinator",
+        help="the HTTP API, dashboard and live stats over a queue",
+        **_guide(
+            "Serve the coordinator: the JSON API (GET /api/openapi.json describes it), a live\n"
+            "dashboard at /, a WebSocket of stats at /ws and cluster metrics at /metrics.\n"
+            "Stateless: run as many as you like behind nginx against one Redis.\n\n"
+            "Set SCRAPERV4_API_TOKEN (16+ characters) to require Authorization: Bearer\n"
+            "<token> on every mutating route (and on reads with --protect-reads).\n\n"
+            "example:\n"
+            "  SCRAPERV4_API_TOKEN=... scraperv4 coordinator --addr 0.0.0.0:8080"
+        ),
+    )
+    _add_queue_options(command)
+    command.add_argument("--addr", default="0.0.0.0:8080", help="listen here (default :8080)")
+    command.add_argument(
+        "--protect-reads", action="store_true", help="require the token for reads too"
+    )
+    command.add_argument(
+        "--cors-origin", action="append", default=[], metavar="ORIGIN",
+        help="allow browser calls from this origin (repeat; default: none)",
+    )  # fmt: skip
+    command.add_argument(
+        "--body-limit", type=int, default=1 << 20, help="largest request body, bytes (1 MiB)"
+    )
+    command.add_argument(
+        "--request-timeout", type=float, default=30.0, help="seconds per request (default 30)"
+    )
+    command.set_defaults(handler=_coordinator)
+
+
+def _coordinator(args: argparse.Namespace) -> int:
+    from scraperv4.coordinator import Coordinator
+
+    server = Coordinator(
+        _open_queue(args),
+        args.addr,
+        protect_reads=args.protect_reads,
+        cors_origins=args.cors_origin,
+        body_limit=args.body_limit,
+        request_timeout=args.request_timeout,
+    )
+    address = server.start()
+    print(f"coordinator on http://{address}/ (API: /api/openapi.json)", file=sys.stderr, flush=True)
+    server.run()
+    print("coordinator stopped", file=sys.stderr)
+    return EXIT_OK

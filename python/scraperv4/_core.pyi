@@ -359,3 +359,24 @@ class ClusterMetrics:
     def render(self) -> str: ...
     def serve(self, addr: str) -> str: ...
     def stop_serving(self) -> None: ...
+
+@final
+class Coordinator:
+    """The coordinator server (see ``scraperv4.coordinator``)."""
+
+    def __new__(
+        cls,
+        queue: JobQueue,
+        addr: str,
+        *,
+        token: str | None = None,
+        protect_reads: bool = False,
+        body_limit: int = 1048576,
+        request_timeout: float = 30.0,
+        cors_origins: list[str] = ...,
+        stats_interval: float = 1.0,
+    ) -> Coordinator: ...
+    def start(self) -> str: ...
+    def stop(self) -> None: ...
+    @property
+    def address(self) -> str | None: ...

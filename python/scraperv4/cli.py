@@ -4,7 +4,7 @@ One machine: ``scraperv4 run URL... --template T`` crawls into a JSON Lines file
 ``scraperv4 demo`` does it on a bundled demo site. A fleet: ``scraperv4 submit`` queues URLs in
 Redis, ``scraperv4 worker`` (one per process or container) scrapes them, ``scraperv4 stats``,
 ``jobs`` and ``results export`` look at and manage the queue, ``scraperv4 autoscale`` sizes
-the fleet on the queue's backlog.
+the fleet on the queue's backlog, ``scraperv4 coordinator`` serves the HTTP API and dashboard.
 
 Exit codes: 0 success; 1 the command ran but failed (a job failed, a check did not pass);
 2 bad usage or configuration (unknown option, invalid value); 130 interrupted by Ctrl-C.
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     _commands.add_jobs(commands)
     _commands.add_results(commands)
     _commands.add_autoscale(commands)
+    _commands.add_coordinator(commands)
     _add_resources(commands)
     return parser
 
@@ -130,7 +131,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     if role and not any(a in commands for a in arguments) and "--version" not in arguments:
         # The guide's deployments start every container with the same command and a role.
-        roles = {"worker": "worker", "autoscaler": "autoscale"}
+        roles = {"worker": "worker", "autoscaler": "autoscale", "coordinator": "coordinator"}
         if role not in roles:
             print(
                 f"scraperv4: SCRAPERV4_ROLE={role!r} is not available in this version "

@@ -7,6 +7,7 @@
 
 pub(crate) mod autoscale;
 pub(crate) mod bridge;
+pub(crate) mod coordinator;
 pub(crate) mod errors;
 pub(crate) mod extract;
 pub(crate) mod fetch;
@@ -24,6 +25,8 @@ pub mod _core {
     use super::autoscale::{PyClusterMetrics, PyScalingPolicy};
     #[pymodule_export]
     use super::bridge::{_block_for, _sleep_async};
+    #[pymodule_export]
+    use super::coordinator::PyCoordinator;
     #[pymodule_export]
     use super::extract::{PyTemplate, PyTemplateRegistry};
     #[pymodule_export]

@@ -1,0 +1,401 @@
+"""The coordinator over a real redis-server: every route, its errors and its token; two
+replicas; the WebSocket; graceful stop; and nginx (Debian's) in front of two coordinator
+processes with one of them SIGKILLed."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+from websockets.sync.client import connect
+
+from scraperv4.coordinator import Coordinator
+from scraperv4.exceptions import ConfigError
+from scraperv4.queue import JobQueue
+from support.redis_server import RedisServer, free_port
+
+TOKEN = "test-token-0123456789abcdef"
+ROOT = Path(__file__).resolve().parent.parent
+NGINX_CONF = ROOT / "docker" / "nginx" / "nginx-scale.conf"
+
+
+def call(
+    base: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    token: Optional[str] = None,
+    raw: Optional[bytes] = None,
+) -> tuple[int, Any, dict[str, str]]:
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(f"{base}{path}", data=data, method=method)  # noqa: S310
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            status, text, raw_headers = response.status, response.read(), response.headers
+    except urllib.error.HTTPError as error:
+        status, text, raw_headers = error.code, error.read(), error.headers
+    headers = {name.lower(): value for name, value in raw_headers.items()}
+    content_type = headers.get("content-type", "")
+    parsed = json.loads(text) if "json" in content_type else text.decode()
+    return status, parsed, headers
+
+
+def assert_error(answer: tuple[int, Any, dict[str, str]], status: int, code: str) -> str:
+    got_status, body, _ = answer
+    assert got_status == status, body
+    assert body["error"]["status"] == status and body["error"]["code"] == code, body
+    message: str = body["error"]["message"]
+    return message
+
+
+@pytest.fixture
+def api(redis_url: str) -> Iterator[tuple[str, JobQueue]]:
+    queue = JobQueue(redis_url)
+    with Coordinator(queue, "127.0.0.1:0", token=TOKEN, stats_interval=0.2) as server:
+        yield f"http://{server.address}", queue
+
+
+def test_every_route_answers(api: tuple[str, JobQueue]) -> None:
+    base, queue = api
+    status, health, _ = call(base, "GET", "/api/health")
+    assert status == 200 and health["status"] == "ok" and health["queue"] == "reachable"
+    assert health["version"] and health["uptime_seconds"] >= 0
+
+    status, one, _ = call(
+        base, "POST", "/api/scraping/start",
+        {"target_url": "http://127.0.0.1:9/a", "template_id": "t", "id": "a",
+         "config": {"timeout": 5}, "priority": 3},
+        token=TOKEN,
+    )  # fmt: skip
+    assert (status, one) == (201, {"ids": ["a"], "created": 1, "existing": 0})
+    batch = {"jobs": [{"target_url": f"http://127.0.0.1:9/{i}"} for i in range(100)]}
+    status, many, _ = call(base, "POST", "/api/scraping/start", batch, token=TOKEN)
+    assert status == 201 and many["created"] == 100 and len(set(many["ids"])) == 100
+    status, again, _ = call(
+        base, "POST", "/api/scraping/start", {"target_url": "http://127.0.0.1:9/a", "id": "a"},
+        token=TOKEN,
+    )  # fmt: skip
+    assert (status, again["created"], again["existing"]) == (201, 0, 1), "idempotent by id"
+
+    status, job, _ = call(base, "GET", "/api/scraping/status/a")
+    assert status == 200
+    assert (job["id"], job["status"], job["priority"], job["config"]) == (
+        "a", "pending", 3, {"timeout": 5},
+    )  # fmt: skip
+
+    status, page, _ = call(base, "GET", "/api/jobs?status=pending&page=2&per_page=40")
+    assert status == 200 and (page["page"], page["per_page"], len(page["jobs"])) == (2, 40, 40)
+    status, last, _ = call(base, "GET", "/api/jobs?status=pending&page=3&per_page=40")
+    assert len(last["jobs"]) == 21
+
+    status, cancelled, _ = call(base, "POST", "/api/jobs/a/cancel", token=TOKEN)
+    assert (status, cancelled) == (200, {"id": "a", "action": "cancel", "accepted": True})
+    status, retried, _ = call(base, "POST", "/api/jobs/a/retry", token=TOKEN)
+    assert status == 200 and retried["accepted"] and queue.get("a").status.value == "pending"
+
+    queue.register_worker("w1")
+    queue.claim("w1", 2)
+    status, stats, _ = call(base, "GET", "/api/queue/stats")
+    assert status == 200
+    assert stats["by_status"]["pending"] == 99 and stats["by_status"]["assigned"] == 2
+    assert stats["total"] == 101 and stats["runnable"] == 99 and stats["active_workers"] == 1
+    assert stats["totals"]["cancelled"] == 1 and "jobs_per_second" in stats["rates"]
+
+    status, workers, _ = call(base, "GET", "/api/workers")
+    assert status == 200 and [w["id"] for w in workers["workers"]] == ["w1"]
+    assert len(workers["workers"][0]["jobs"]) == 2
+    status, drained, _ = call(base, "POST", "/api/workers/w1/drain", token=TOKEN)
+    assert (status, drained) == (200, {"id": "w1", "draining": True})
+    assert queue.heartbeat("w1").draining
+
+    time.sleep(0.5)  # the sampler feeds /metrics
+    status, metrics, headers = call(base, "GET", "/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    assert "scraperv4_total_jobs 101" in metrics and "scraperv4_queue_length 99" in metrics
+
+    status, document, _ = call(base, "GET", "/api/openapi.json")
+    assert status == 200 and document["openapi"].startswith("3.")
+    status, page_html, headers = call(base, "GET", "/")
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    assert "<title>ScraperV4 Scale</title>" in page_html
+
+
+def test_bad_input_gets_a_json_error_with_the_right_code(api: tuple[str, JobQueue]) -> None:
+    base, queue = api
+
+    def start(body: Any = None, raw: Optional[bytes] = None) -> Any:
+        return call(base, "POST", "/api/scraping/start", body, token=TOKEN, raw=raw)
+
+    assert "not a valid URL" in assert_error(start({"target_url": "nope"}), 400, "invalid_job")
+    assert "ftp" in assert_error(start({"target_url": "ftp://x.org/"}), 400, "invalid_job")
+    assert "unknown field" in assert_error(
+        start({"target_url": "http://x.org/", "colour": 1}), 400, "bad_request"
+    )
+    assert "not JSON" in assert_error(start(raw=b"{nope"), 400, "bad_request")
+    assert_error(start([1, 2]), 400, "bad_request")
+    assert_error(start({"jobs": []}), 400, "bad_request")
+    assert_error(start({"jobs": [{"target_url": "http://x.org/"}] * 1001}), 400, "bad_request")
+    assert_error(start({"jobs": [{"target_url": "http://x.org/"}], "extra": 1}), 400, "bad_request")
+    assert_error(start({"target_url": "http://x.org/", "priority": 10**9}), 400, "invalid_job")
+    with Coordinator(queue, "127.0.0.1:0", token=TOKEN, body_limit=4096) as small:
+        too_big = {"target_url": "http://x.org/", "config": {"blob": "x" * 5000}}
+        status, _, _ = call(
+            f"http://{small.address}", "POST", "/api/scraping/start", too_big, token=TOKEN
+        )
+        assert status == 413, "the body limit"
+    assert queue.stats().total == 0, "nothing of a refused request was submitted"
+
+    assert_error(call(base, "GET", "/api/scraping/status/nope"), 404, "not_found")
+    assert "unknown status" in assert_error(
+        call(base, "GET", "/api/jobs?status=bogus"), 400, "bad_request"
+    )
+    assert_error(call(base, "GET", "/api/jobs?per_page=0"), 400, "bad_request")
+    assert_error(call(base, "GET", "/api/jobs?page=x"), 400, "bad_request")
+    queue.submit({"id": "p", "target_url": "http://x.org/"})
+    assert "pending" in assert_error(
+        call(base, "POST", "/api/jobs/p/retry", token=TOKEN), 409, "conflict"
+    )
+    assert_error(call(base, "POST", "/api/jobs/nope/cancel", token=TOKEN), 404, "not_found")
+    assert_error(call(base, "POST", "/api/workers/nope/drain", token=TOKEN), 404, "not_found")
+    assert_error(call(base, "GET", "/api/nothing"), 404, "not_found")
+    assert_error(call(base, "DELETE", "/api/jobs", token=TOKEN), 405, "method_not_allowed")
+
+
+def test_the_token_guards_mutations_and_never_leaks(redis_url: str) -> None:
+    queue = JobQueue(redis_url)
+    with Coordinator(queue, "127.0.0.1:0", token=TOKEN) as server:
+        base = f"http://{server.address}"
+        job = {"target_url": "http://x.org/"}
+        missing = call(base, "POST", "/api/scraping/start", job)
+        assert_error(missing, 401, "unauthorized")
+        assert missing[2]["www-authenticate"] == "Bearer"
+        wrong = call(base, "POST", "/api/scraping/start", job, token="wrong")
+        assert_error(wrong, 403, "forbidden")
+        for path in ("/api/jobs/x/retry", "/api/jobs/x/cancel", "/api/workers/x/drain"):
+            assert_error(call(base, "POST", path), 401, "unauthorized")
+        assert call(base, "GET", "/api/queue/stats")[0] == 200, "reads are open by default"
+        assert queue.stats().total == 0
+    with Coordinator(queue, "127.0.0.1:0", token=TOKEN, protect_reads=True) as server:
+        base = f"http://{server.address}"
+        assert_error(call(base, "GET", "/api/queue/stats"), 401, "unauthorized")
+        assert_error(call(base, "GET", "/api/jobs", token="wrong"), 403, "forbidden")
+        assert call(base, "GET", "/api/queue/stats", token=TOKEN)[0] == 200
+        assert call(base, "GET", "/api/health")[0] == 200, "probes stay open"
+        assert call(base, "GET", "/metrics")[0] == 200, "scrapes stay open"
+        ws_base = base.replace("http://", "ws://")
+        with pytest.raises(Exception, match="401"):
+            connect(f"{ws_base}/ws", open_timeout=5).close()
+        with connect(f"{ws_base}/ws?token={TOKEN}", open_timeout=5) as socket:
+            assert "by_status" in json.loads(socket.recv(timeout=5))
+    with pytest.raises(ConfigError, match="16 characters"):
+        Coordinator(queue, "127.0.0.1:0", token="short")
+    with pytest.raises(ConfigError, match="protect_reads"):
+        Coordinator(queue, "127.0.0.1:0", token="", protect_reads=True)
+
+
+def test_an_unreachable_queue_is_503_without_its_url() -> None:
+    with RedisServer(extra_args=["--requirepass", "hunter2hunter2"]) as redis_server:
+        url = redis_server.url.replace("redis://", "redis://:hunter2hunter2@")
+        queue = JobQueue(url, operation_timeout=0.5)
+    # The server is gone now.
+    with Coordinator(queue, "127.0.0.1:0", token=TOKEN) as server:
+        base = f"http://{server.address}"
+        status, health, _ = call(base, "GET", "/api/health")
+        assert status == 503 and health["status"] == "unavailable"
+        answer = call(base, "GET", "/api/queue/stats")
+        message = assert_error(answer, 503, "queue_unavailable")
+        for text in (message, json.dumps(health)):
+            assert "hunter2" not in text and "127.0.0.1" not in text and TOKEN not in text
+
+
+def test_two_coordinators_on_one_redis_give_the_same_answers(redis_url: str) -> None:
+    queue = JobQueue(redis_url)
+    with (
+        Coordinator(queue, "127.0.0.1:0", token=TOKEN) as first,
+        Coordinator(JobQueue(redis_url), "127.0.0.1:0", token=TOKEN) as second,
+    ):
+        a, b = f"http://{first.address}", f"http://{second.address}"
+        _, submitted, _ = call(
+            a, "POST", "/api/scraping/start",
+            {"jobs": [{"target_url": f"http://x.org/{i}"} for i in range(30)]}, token=TOKEN,
+        )  # fmt: skip
+        call(b, "POST", f"/api/jobs/{submitted['ids'][0]}/cancel", token=TOKEN)
+        for path in (
+            f"/api/scraping/status/{submitted['ids'][0]}",
+            "/api/jobs?status=pending&per_page=100",
+            "/api/workers",
+        ):
+            assert call(a, "GET", path)[1] == call(b, "GET", path)[1], path
+        stats_a = call(a, "GET", "/api/queue/stats")[1]
+        stats_b = call(b, "GET", "/api/queue/stats")[1]
+        for key in ("by_status", "total", "runnable", "totals"):
+            assert stats_a[key] == stats_b[key]
+        assert stats_a["by_status"]["cancelled"] == 1 and stats_a["runnable"] == 29
+
+
+def test_the_websocket_pushes_stats_that_follow_the_queue(api: tuple[str, JobQueue]) -> None:
+    base, queue = api
+    with connect(base.replace("http://", "ws://") + "/ws", open_timeout=5) as socket:
+        first = json.loads(socket.recv(timeout=5))
+        assert first["by_status"]["pending"] == 0
+        queue.submit_many({"target_url": f"http://x.org/{i}"} for i in range(7))
+        deadline = time.monotonic() + 10
+        seen = first
+        while seen["by_status"]["pending"] != 7:
+            assert time.monotonic() < deadline, "the pushed stats did not follow the queue"
+            seen = json.loads(socket.recv(timeout=5))
+        assert seen["runnable"] == 7 and seen["time"] > first["time"]
+
+
+def test_stop_lets_an_in_flight_request_finish(redis_server: Any) -> None:
+    queue = JobQueue(redis_server.url, operation_timeout=1.5)
+    server = Coordinator(queue, "127.0.0.1:0", token=TOKEN)
+    base = f"http://{server.start()}"
+    answers: list[int] = []
+    redis_server.pause()  # the health probe now waits for its timeout
+    try:
+        request = threading.Thread(
+            target=lambda: answers.append(call(base, "GET", "/api/health")[0])
+        )
+        request.start()
+        time.sleep(0.3)
+        server.stop()  # returns once the in-flight request is answered
+        request.join(timeout=10)
+    finally:
+        redis_server.resume()
+    assert answers == [503], "the in-flight request got its answer"
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"{base}/api/health", timeout=2)  # noqa: S310
+
+
+# --- nginx in front of two coordinator processes -------------------------------------------
+
+
+def _nginx_conf(root: Path, port: int, upstreams: list[int]) -> Path:
+    """The repository's nginx-scale.conf, pointed at loopback ports and a scratch prefix."""
+    text = NGINX_CONF.read_text()
+    servers = "\n".join(
+        f"        server 127.0.0.1:{p} max_fails=3 fail_timeout=30s;" for p in upstreams
+    )
+    text, n = re.subn(r"^\s*server scraperv4-coordinator:8080[^\n]*$", servers, text, flags=re.M)
+    assert n == 1
+    text, n = re.subn(r"listen 80;", f"listen 127.0.0.1:{port};", text)
+    assert n == 1
+    text = text.replace("worker_processes auto;", "worker_processes 1;")
+    scratch = "\n".join(
+        f"    {kind}_temp_path {root}/{kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    text = text.replace("http {\n", f"http {{\n{scratch}\n", 1)
+    conf = root / "nginx.conf"
+    conf.write_text(text)
+    return conf
+
+
+def _coordinator_process(redis_url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "REDIS_URL": redis_url, "SCRAPERV4_API_TOKEN": TOKEN}
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "scraperv4", "coordinator", "--addr", f"127.0.0.1:{port}"],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if call(f"http://127.0.0.1:{port}", "GET", "/api/health")[0] == 200:
+                return process
+        except OSError:
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            raise AssertionError(f"coordinator on {port} did not start: {log.read_text()}")
+        time.sleep(0.1)
+
+
+def test_nginx_balances_two_coordinators_survives_a_sigkill_and_limits_bursts(
+    redis_url: str,
+) -> None:
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    assert Path(nginx).exists(), (
+        "nginx is missing: install Debian's package (apt-get install nginx-light); .ci/run does it"
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        root.chmod(0o755)  # nginx's workers run unprivileged
+        ports = [free_port(), free_port()]
+        coordinators = [
+            _coordinator_process(redis_url, p, root / f"c{i}.log") for i, p in enumerate(ports)
+        ]
+        nginx_port = free_port()
+        conf = _nginx_conf(root, nginx_port, ports)
+        check = subprocess.run(
+            [nginx, "-t", "-c", str(conf), "-p", str(root), "-g",
+             f"pid {root}/nginx.pid; error_log {root}/error.log;"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert check.returncode == 0, check.stderr
+        proxy = subprocess.Popen(
+            [nginx, "-c", str(conf), "-p", str(root), "-g",
+             f"daemon off; pid {root}/nginx.pid; error_log {root}/error.log;"]
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{nginx_port}"
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    if call(base, "GET", "/health")[0] == 200:
+                        break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline, (root / "error.log").read_text()
+                time.sleep(0.1)
+            job = {"target_url": "http://x.org/1"}
+            status, first, _ = call(base, "POST", "/api/scraping/start", job, token=TOKEN)
+            assert status == 201
+
+            coordinators[0].send_signal(signal.SIGKILL)
+            coordinators[0].wait(timeout=10)
+            for i in range(2, 5):  # within the submit zone's burst of 5
+                status, body, _ = call(
+                    base, "POST", "/api/scraping/start", {"target_url": f"http://x.org/{i}"},
+                    token=TOKEN,
+                )  # fmt: skip
+                assert status == 201, body
+            for _ in range(8):
+                assert call(base, "GET", "/health")[0] == 200
+            assert call(base, "GET", f"/api/scraping/status/{first['ids'][0]}")[0] == 200
+
+            with connect(f"ws://127.0.0.1:{nginx_port}/ws", open_timeout=5) as socket:
+                pushed = [json.loads(socket.recv(timeout=5)) for _ in range(3)]
+            assert pushed[-1]["by_status"]["pending"] == 4, "live stats through the proxy"
+
+            statuses = [call(base, "GET", "/api/queue/stats")[0] for _ in range(40)]
+            assert 429 in statuses, statuses
+            assert statuses.count(200) >= 10, "the burst allowance was served"
+            assert set(statuses) <= {200, 429}
+        finally:
+            proxy.terminate()
+            proxy.wait(timeout=10)
+            for process in coordinators:
+                if process.poll() is None:
+                    process.terminate()
+                    process.wait(timeout=10)
