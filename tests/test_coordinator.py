@@ -227,6 +227,21 @@ def test_an_unreachable_queue_is_503_without_its_url() -> None:
             assert "hunter2" not in text and "127.0.0.1" not in text and TOKEN not in text
 
 
+def test_a_client_too_slow_to_send_its_headers_is_cut_off(redis_url: str) -> None:
+    import socket
+
+    with Coordinator(JobQueue(redis_url), "127.0.0.1:0", header_timeout=0.5) as server:
+        host, port = server.address.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as client:
+            client.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\n")  # never finished
+            started = time.monotonic()
+            answer = client.recv(4096)  # the server hangs up (maybe with a 408)
+            waited = time.monotonic() - started
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer
+        assert waited < 4, f"the slow client held the connection for {waited:.1f} s"
+        assert call(f"http://{server.address}", "GET", "/api/health")[0] == 200
+
+
 def test_two_coordinators_on_one_redis_give_the_same_answers(redis_url: str) -> None:
     queue = JobQueue(redis_url)
     with (
@@ -392,6 +407,8 @@ def test_nginx_balances_two_coordinators_survives_a_sigkill_and_limits_bursts(
             assert 429 in statuses, statuses
             assert statuses.count(200) >= 10, "the burst allowance was served"
             assert set(statuses) <= {200, 429}
+            coordinators[1].send_signal(signal.SIGTERM)
+            assert coordinators[1].wait(timeout=15) == 0, "SIGTERM stops a coordinator cleanly"
         finally:
             proxy.terminate()
             proxy.wait(timeout=10)

@@ -373,6 +373,7 @@ class Coordinator:
         protect_reads: bool = False,
         body_limit: int = 1048576,
         request_timeout: float = 30.0,
+        header_timeout: float = 10.0,
         cors_origins: list[str] = ...,
         stats_interval: float = 1.0,
     ) -> Coordinator: ...

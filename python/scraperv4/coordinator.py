@@ -41,6 +41,7 @@ class Coordinator:
         protect_reads: require the token for reads too.
         body_limit: largest request body, bytes.
         request_timeout: longest request, seconds.
+        header_timeout: longest time a client may take to send its request headers.
         cors_origins: origins allowed to call the API from a browser (default none).
         stats_interval: seconds between the stats pushed on ``/ws``.
 
@@ -57,6 +58,7 @@ class Coordinator:
         protect_reads: bool = False,
         body_limit: int = 1 << 20,
         request_timeout: float = 30.0,
+        header_timeout: float = 10.0,
         cors_origins: Iterable[str] = (),
         stats_interval: float = 1.0,
     ) -> None:
@@ -68,6 +70,7 @@ class Coordinator:
             protect_reads=protect_reads,
             body_limit=body_limit,
             request_timeout=request_timeout,
+            header_timeout=header_timeout,
             cors_origins=list(cors_origins),
             stats_interval=stats_interval,
         )

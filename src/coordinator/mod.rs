@@ -47,6 +47,8 @@ pub struct CoordinatorConfig {
     pub body_limit: usize,
     /// Longest time a request may take.
     pub request_timeout: Duration,
+    /// Longest time a client may take to send a request's headers.
+    pub header_timeout: Duration,
     /// Origins allowed by CORS (empty: no CORS headers at all).
     pub cors_origins: Vec<String>,
     /// Time between two stats samples pushed to `/ws` (and rates of `/metrics`).
@@ -63,6 +65,7 @@ impl CoordinatorConfig {
             protect_reads: false,
             body_limit: 1 << 20,
             request_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
             cors_origins: Vec::new(),
             stats_interval: Duration::from_secs(1),
         }
@@ -93,7 +96,10 @@ impl CoordinatorConfig {
                 "at least 1024 bytes",
             ));
         }
-        if self.request_timeout.is_zero() || self.stats_interval < Duration::from_millis(100) {
+        if self.request_timeout.is_zero()
+            || self.header_timeout.is_zero()
+            || self.stats_interval < Duration::from_millis(100)
+        {
             return Err(ConfigError::invalid(
                 "request_timeout / stats_interval",
                 format!("{:?} / {:?}", self.request_timeout, self.stats_interval),
@@ -171,7 +177,7 @@ pub struct Running {
     /// The bound address.
     pub addr: SocketAddr,
     shutdown: watch::Sender<bool>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: tokio::task::JoinHandle<()>,
     sampler: tokio::task::JoinHandle<()>,
 }
 
@@ -179,10 +185,10 @@ impl Running {
     /// Stops accepting, lets in-flight requests finish (within the request timeout), stops.
     pub async fn stop(self) -> std::io::Result<()> {
         let _ = self.shutdown.send(true);
-        let outcome = match self.server.await {
-            Ok(outcome) => outcome,
-            Err(error) => Err(std::io::Error::other(error.to_string())),
-        };
+        let outcome = self
+            .server
+            .await
+            .map_err(|error| std::io::Error::other(error.to_string()));
         self.sampler.abort();
         outcome
     }
@@ -206,18 +212,9 @@ pub async fn serve(config: CoordinatorConfig, queue: Arc<JobQueue>) -> ConfigRes
         stats: stats_rx,
     });
     let sampler = tokio::spawn(api::sample_loop(Arc::clone(&state), stats_tx));
-    let (shutdown, mut stopping) = watch::channel(false);
+    let (shutdown, stopping) = watch::channel(false);
     let app = router(Arc::clone(&state));
-    let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stopping.wait_for(|stop| *stop).await;
-        })
-        .await
-    });
+    let server = tokio::spawn(accept_loop(listener, app, state, stopping));
     tracing::info!(%addr, "coordinator listening");
     Ok(Running {
         addr,
@@ -225,6 +222,63 @@ pub async fn serve(config: CoordinatorConfig, queue: Arc<JobQueue>) -> ConfigRes
         server,
         sampler,
     })
+}
+
+async fn stop_requested(stopping: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`: drop it here.
+    let _ = stopping.wait_for(|stop| *stop).await;
+}
+
+/// Serves connections until `stopping` turns true, then waits for in-flight requests (at
+/// most one request timeout).
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    state: Arc<AppState>,
+    mut stopping: watch::Receiver<bool>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let graceful = GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.config.header_timeout);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait, do not spin.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stop_requested(&mut stopping) => break,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(state.config.request_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still running after the request timeout: closing them");
+    }
 }
 
 #[cfg(test)]

@@ -27,8 +27,8 @@ fn seconds(name: &str, value: f64) -> Result<Duration, ConfigError> {
 impl PyCoordinator {
     #[new]
     #[pyo3(signature = (queue, addr, *, token = None, protect_reads = false,
-        body_limit = 1_048_576, request_timeout = 30.0, cors_origins = Vec::new(),
-        stats_interval = 1.0))]
+        body_limit = 1_048_576, request_timeout = 30.0, header_timeout = 10.0,
+        cors_origins = Vec::new(), stats_interval = 1.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         queue: Py<PyJobQueue>,
@@ -37,6 +37,7 @@ impl PyCoordinator {
         protect_reads: bool,
         body_limit: usize,
         request_timeout: f64,
+        header_timeout: f64,
         cors_origins: Vec<String>,
         stats_interval: f64,
     ) -> PyResult<Self> {
@@ -48,6 +49,7 @@ impl PyCoordinator {
         config.protect_reads = protect_reads;
         config.body_limit = body_limit;
         config.request_timeout = seconds("request_timeout", request_timeout)?;
+        config.header_timeout = seconds("header_timeout", header_timeout)?;
         config.cors_origins = cors_origins;
         config.stats_interval = seconds("stats_interval", stats_interval)?;
         config.validate()?;

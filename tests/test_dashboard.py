@@ -1,0 +1,67 @@
+"""The dashboard in a real headless browser: Debian's Chromium driven by Playwright, against a
+live coordinator and redis-server. Saves a screenshot under tests/artifacts/."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from playwright.sync_api import expect, sync_playwright
+
+from scraperv4.coordinator import Coordinator
+from scraperv4.queue import JobQueue
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+TOKEN = "dashboard-token-0123456789"
+
+
+def test_dashboard_shows_live_numbers_and_its_buttons_work(redis_url: str) -> None:
+    assert Path(CHROMIUM).exists() or shutil.which("chromium"), (
+        "chromium is missing: install Debian's package (apt-get install chromium); .ci/run does it"
+    )
+    queue = JobQueue(redis_url)
+    queue.register_worker("worker-a")
+    queue.submit({"id": "broken", "target_url": "http://127.0.0.1:9/x", "max_retries": 0})
+    (claimed,) = queue.claim("worker-a", 1)
+    queue.fail(claimed, "HTTP 500 from the site", retryable=False)
+    with (
+        Coordinator(queue, "127.0.0.1:0", token=TOKEN, stats_interval=0.2) as server,
+        sync_playwright() as playwright,
+    ):
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("dialog", lambda dialog: dialog.accept(TOKEN))  # the token prompt
+            page.goto(f"http://{server.address}/", timeout=15_000)
+            expect(page.locator("#connection")).to_contain_text("live", timeout=10_000)
+            pending = page.locator('[data-count="pending"]')
+            expect(pending).to_have_text("0", timeout=10_000)
+            expect(page.locator('[data-count="failed"]')).to_have_text("1")
+            expect(page.locator("#failures")).to_contain_text("HTTP 500 from the site")
+            expect(page.locator("#workers")).to_contain_text("worker-a")
+
+            queue.submit_many({"target_url": f"http://127.0.0.1:9/{i}"} for i in range(12))
+            expect(pending).to_have_text("12", timeout=10_000)
+
+            # Retry the failed job from its button (asks for the token), then drain.
+            page.locator("#failures button", has_text="retry").click()
+            expect(pending).to_have_text("13", timeout=10_000)
+            page.locator("#workers button", has_text="drain").click()
+            expect(page.locator("#workers")).to_contain_text("draining", timeout=10_000)
+            expect(page.locator("#chart")).to_be_visible()
+
+            ARTIFACTS.mkdir(exist_ok=True)
+            shot = ARTIFACTS / "dashboard.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 10_000
+        finally:
+            browser.close()
+    job = queue.get("broken")
+    assert job is not None and job.status.value == "pending", "retried through the page"
+    assert queue.heartbeat("worker-a").draining, "drained through the page"
+    assert re.fullmatch(r"\d+", pending_count := str(queue.stats().by_status["pending"]))
+    assert pending_count == "13"
