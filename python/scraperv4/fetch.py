@@ -10,7 +10,8 @@ decompression with a cap on the decompression ratio, proxy variables from the en
 ignored, and the SSRF guard on: private, loopback, link-local and cloud-metadata addresses
 are refused (after DNS resolution, for every redirect hop). Open it for a local site with
 ``allow_private_networks=True`` or ``allowed_networks=["10.1.0.0/16"]`` /
-``allowed_hosts=["intranet.example"]``.
+``allowed_hosts=["intranet.example"]``. TLS trusts the system's certificate store, plus
+an internal CA with ``ca_file="ca.pem"``; HTTP/2 is negotiated by ALPN (``Response.http_version``).
 
 Failures raise :class:`~scraperv4.exceptions.FetchError` with a machine-readable ``kind``:
 ``timeout``, ``dns``, ``connect``, ``tls``, ``too_large``, ``robots_denied``,
@@ -61,6 +62,7 @@ class FetchConfig:
     allow_private_networks: bool = False
     allowed_networks: list[str] = dataclasses.field(default_factory=list)
     allowed_hosts: list[str] = dataclasses.field(default_factory=list)
+    ca_file: Optional[str] = None
 
     def _to_json(self) -> str:
         fields = dataclasses.asdict(self)

@@ -12,7 +12,7 @@ use super::body::{self, BodyLimits};
 use super::config::FetchConfig;
 use super::error::{FetchError, FetchErrorKind, FetchResult};
 use super::robots::{self, RobotsCache, Rules};
-use super::ssrf::{AddressPolicy, BlockedAddress, GuardedResolver};
+use super::ssrf::{self, AddressPolicy, BlockedAddress, GuardedResolver, Lookup};
 use crate::config::{ConfigError, ConfigResult};
 
 /// A fetched page.
@@ -34,6 +34,8 @@ pub struct Page {
     pub elapsed: Duration,
     /// Bytes received for the body (compressed).
     pub wire_bytes: u64,
+    /// The protocol of the final response: `HTTP/1.1`, `HTTP/2.0`, ...
+    pub http_version: &'static str,
 }
 
 impl Page {
@@ -72,6 +74,12 @@ pub struct Fetcher {
 impl Fetcher {
     /// A fetcher with `config` (checked first).
     pub fn new(config: FetchConfig) -> ConfigResult<Self> {
+        Self::with_lookup(config, ssrf::system_lookup())
+    }
+
+    /// A fetcher resolving names with `lookup` instead of the system resolver (the guard
+    /// still checks every address it returns).
+    pub fn with_lookup(config: FetchConfig, lookup: Lookup) -> ConfigResult<Self> {
         let allowed_networks = config.validate()?;
         crate::tls::ensure_crypto_provider();
         let policy = Arc::new(AddressPolicy {
@@ -102,8 +110,25 @@ impl Fetcher {
             .read_timeout(FetchConfig::seconds(config.read_timeout))
             .redirect(reqwest::redirect::Policy::none())
             .cookie_store(config.cookies)
-            .dns_resolver(GuardedResolver::new(Arc::clone(&policy)))
+            .dns_resolver(GuardedResolver::with_lookup(Arc::clone(&policy), lookup))
             .pool_max_idle_per_host(config.per_host_concurrency);
+        if let Some(path) = &config.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| ConfigError::invalid("ca_file", path, e.to_string()))?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                ConfigError::invalid("ca_file", path, format!("not PEM certificates: {e}"))
+            })?;
+            if certificates.is_empty() {
+                return Err(ConfigError::invalid(
+                    "ca_file",
+                    path,
+                    "no certificate in it",
+                ));
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
         builder = match &config.proxy {
             Some(proxy) => builder.proxy(
                 reqwest::Proxy::all(proxy)
@@ -245,6 +270,13 @@ impl Fetcher {
                     .unwrap_or(Duration::ZERO)
             });
             let final_url = response.url().to_string();
+            let http_version = match response.version() {
+                reqwest::Version::HTTP_09 => "HTTP/0.9",
+                reqwest::Version::HTTP_10 => "HTTP/1.0",
+                reqwest::Version::HTTP_2 => "HTTP/2.0",
+                reqwest::Version::HTTP_3 => "HTTP/3.0",
+                _ => "HTTP/1.1",
+            };
             let headers: Vec<(String, String)> = response
                 .headers()
                 .iter()
@@ -274,6 +306,7 @@ impl Fetcher {
                 content_type,
                 elapsed: Duration::ZERO,
                 wire_bytes: body.wire_bytes,
+                http_version,
             };
             return Ok((page, retry_after.map(|d| d.max(Duration::from_millis(1)))));
         }
@@ -384,8 +417,14 @@ impl Fetcher {
                 Ok(response) => response,
                 Err(error) => {
                     let error = classify(&url, &error);
-                    return (error.kind == FetchErrorKind::BlockedAddress)
-                        .then(|| Rules::Blocked(error.message));
+                    return Some(if error.kind == FetchErrorKind::BlockedAddress {
+                        Rules::Blocked(error.message)
+                    } else {
+                        Rules::Unreachable(
+                            error.kind,
+                            format!("robots.txt could not be fetched: {}", error.message),
+                        )
+                    });
                 }
             };
             let status = response.status().as_u16();
@@ -407,8 +446,12 @@ impl Fetcher {
         let timeout = FetchConfig::seconds(self.config.total_timeout);
         match tokio::time::timeout(timeout, attempt).await {
             Ok(Some(rules)) => rules,
-            _ => Rules::DisallowAll(
-                "robots.txt could not be fetched: treated as disallow (RFC 9309)".to_owned(),
+            Ok(None) => Rules::DisallowAll(
+                "robots.txt could not be read: treated as disallow (RFC 9309)".to_owned(),
+            ),
+            Err(_) => Rules::Unreachable(
+                FetchErrorKind::Timeout,
+                format!("robots.txt did not arrive within {timeout:?}"),
             ),
         }
     }
@@ -436,21 +479,34 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
 }
 
 /// Maps a reqwest error to our kinds by looking through its causes.
+/// The rustls error in `cause`, also when wrapped in `io::Error`s (whose payload is not their
+/// `source()`, so walking the chain alone misses it).
+fn rustls_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    let inner = cause.downcast_ref::<std::io::Error>()?.get_ref()?;
+    rustls_error(inner)
+}
+
 fn classify(url: &str, error: &reqwest::Error) -> FetchError {
-    let mut source = error.source();
-    while let Some(cause) = source {
+    let causes = || std::iter::successors(error.source(), |cause| (*cause).source());
+    // The guard's refusal travels inside the resolver's error: look for it first.
+    for cause in causes() {
         if let Some(blocked) = cause.downcast_ref::<BlockedAddress>() {
             return FetchError::new(FetchErrorKind::BlockedAddress, url, blocked.to_string());
         }
-        if cause.downcast_ref::<rustls::Error>().is_some() {
-            return FetchError::new(FetchErrorKind::Tls, url, format!("TLS: {cause}"));
+        if let Some(tls) = rustls_error(cause) {
+            return FetchError::new(FetchErrorKind::Tls, url, format!("TLS: {tls}"));
         }
-        if let Some(io) = cause.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::NotFound
-        {
-            return FetchError::new(FetchErrorKind::Dns, url, format!("name lookup: {io}"));
+    }
+    for cause in causes() {
+        // hyper-util reports a resolver failure as a ConnectError "dns error" wrapping it.
+        let text = cause.to_string();
+        if text.starts_with("dns error") || text.starts_with("failed to lookup address") {
+            let detail = cause.source().map_or(text, ToString::to_string);
+            return FetchError::new(FetchErrorKind::Dns, url, format!("name lookup: {detail}"));
         }
-        source = cause.source();
     }
     let text = error.to_string();
     if error.is_timeout() {
@@ -464,6 +520,8 @@ fn classify(url: &str, error: &reqwest::Error) -> FetchError {
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
     use super::*;
 
     #[test]
@@ -497,5 +555,72 @@ mod tests {
             fetcher.checked_url("file:///etc/passwd").unwrap_err().kind,
             FetchErrorKind::BlockedAddress
         );
+    }
+
+    /// A resolver answering from a table: no DNS packet is ever sent.
+    fn table_lookup(table: &'static [(&'static str, &'static str)]) -> Lookup {
+        Arc::new(move |host: String| {
+            let answer = table
+                .iter()
+                .find(|(name, _)| *name == host)
+                .map(|(_, ip)| vec![SocketAddr::new(ip.parse().unwrap(), 0)])
+                .ok_or_else(|| {
+                    std::io::Error::other(
+                        "failed to lookup address information: Name or service not known",
+                    )
+                });
+            Box::pin(async move { answer })
+        })
+    }
+
+    fn run<T>(future: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    #[test]
+    fn an_unknown_name_is_a_dns_error_with_robots_on_or_off() {
+        for respect_robots in [false, true] {
+            let config = FetchConfig {
+                respect_robots,
+                retries: 0,
+                ..FetchConfig::default()
+            };
+            let fetcher = Fetcher::with_lookup(config, table_lookup(&[])).unwrap();
+            let error = run(fetcher.fetch("http://shop.invalid/p/1")).unwrap_err();
+            assert_eq!(error.kind, FetchErrorKind::Dns, "{error}");
+            assert!(!error.is_retryable());
+        }
+    }
+
+    #[test]
+    fn names_resolving_to_refused_ranges_are_blocked_at_the_resolver() {
+        // Public-looking names whose answers are private, metadata, CGNAT or ULA addresses:
+        // refused after the lookup and before any connection (no socket is opened).
+        static TABLE: [(&str, &str); 5] = [
+            ("intranet.example", "10.1.2.3"),
+            ("metadata.example", "169.254.169.254"),
+            ("cgnat.example", "100.64.0.1"),
+            ("ula.example", "fd00:ec2::254"),
+            ("mapped.example", "::ffff:192.168.0.1"),
+        ];
+        let config = FetchConfig {
+            respect_robots: false,
+            retries: 0,
+            ..FetchConfig::default()
+        };
+        let fetcher = Fetcher::with_lookup(config, table_lookup(&TABLE)).unwrap();
+        for (host, ip) in TABLE {
+            let error = run(fetcher.fetch(&format!("http://{host}/"))).unwrap_err();
+            assert_eq!(
+                error.kind,
+                FetchErrorKind::BlockedAddress,
+                "{host}: {error}"
+            );
+            assert!(error.message.contains(ip), "{error}");
+        }
     }
 }

@@ -57,6 +57,9 @@ pub struct FetchConfig {
     pub allowed_networks: Vec<String>,
     /// Host names fetched whatever they resolve to.
     pub allowed_hosts: Vec<String>,
+    /// A PEM file of extra trusted root certificates (an internal CA), added to the
+    /// system's trust store.
+    pub ca_file: Option<String>,
 }
 
 impl Default for FetchConfig {
@@ -86,6 +89,7 @@ impl Default for FetchConfig {
             allow_private_networks: false,
             allowed_networks: Vec::new(),
             allowed_hosts: Vec::new(),
+            ca_file: None,
         }
     }
 }

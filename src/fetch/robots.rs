@@ -22,6 +22,10 @@ pub enum Rules {
     Parsed(Robot),
     /// The origin itself is refused by the SSRF guard (reported as that, not as robots).
     Blocked(String),
+    /// The origin could not be reached at all (name lookup, connection, TLS, timeout):
+    /// reported as that error, so a dead host reads as one and a transient failure is
+    /// retried like any other, instead of "denied by robots.txt".
+    Unreachable(FetchErrorKind, String),
 }
 
 impl Rules {
@@ -36,6 +40,16 @@ impl Rules {
                 "disallowed by robots.txt".to_owned(),
             )),
             Self::Blocked(reason) => Err((FetchErrorKind::BlockedAddress, reason.clone())),
+            Self::Unreachable(kind, reason) => Err((*kind, reason.clone())),
+        }
+    }
+
+    /// How long these rules may be cached: `ttl`, but at most a minute when robots.txt could
+    /// not be read (a passing outage must not block a host for the whole TTL).
+    pub fn lifetime(&self, ttl: Duration) -> Duration {
+        match self {
+            Self::DisallowAll(_) | Self::Unreachable(..) => ttl.min(FAILURE_TTL),
+            _ => ttl,
         }
     }
 
@@ -50,6 +64,9 @@ impl Rules {
         }
     }
 }
+
+/// The longest a failure to read robots.txt is remembered.
+const FAILURE_TTL: Duration = Duration::from_secs(60);
 
 type Slot = Arc<Mutex<Option<(Instant, Arc<Rules>)>>>;
 
@@ -75,7 +92,7 @@ impl RobotsCache {
         };
         let mut entry = slot.lock().await;
         if let Some((fetched, rules)) = entry.as_ref()
-            && fetched.elapsed() < ttl
+            && fetched.elapsed() < rules.lifetime(ttl)
         {
             return Arc::clone(rules);
         }
@@ -110,5 +127,21 @@ mod tests {
         assert_eq!(rules.crawl_delay(), Some(Duration::from_secs(2)));
         let others = parse("OtherBot/1.0", txt);
         assert!(others.check("https://example.com/public/page").is_err());
+    }
+
+    #[test]
+    fn failures_are_reported_as_themselves_and_cached_briefly() {
+        let unreachable = Rules::Unreachable(FetchErrorKind::Dns, "no such host".to_owned());
+        assert_eq!(
+            unreachable.check("https://x/").unwrap_err().0,
+            FetchErrorKind::Dns
+        );
+        let hour = Duration::from_secs(3600);
+        assert_eq!(unreachable.lifetime(hour), FAILURE_TTL);
+        assert_eq!(
+            Rules::DisallowAll("503".to_owned()).lifetime(hour),
+            FAILURE_TTL
+        );
+        assert_eq!(Rules::AllowAll.lifetime(hour), hour);
     }
 }

@@ -113,17 +113,46 @@ impl AddressPolicy {
     }
 }
 
+/// How names become addresses: the system resolver by default; tests (and callers with
+/// their own DNS) give another, so resolution can be exercised without sending a packet.
+pub type Lookup = Arc<
+    dyn Fn(String) -> futures_util::future::BoxFuture<'static, std::io::Result<Vec<SocketAddr>>>
+        + Send
+        + Sync,
+>;
+
+/// The system resolver (`getaddrinfo` through tokio).
+pub fn system_lookup() -> Lookup {
+    Arc::new(|host: String| {
+        Box::pin(async move { Ok(tokio::net::lookup_host((host.as_str(), 0)).await?.collect()) })
+    })
+}
+
 /// reqwest's resolver with the guard in it: resolves, drops refused addresses, and fails
 /// when none is left, naming the refused address and why.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GuardedResolver {
     policy: Arc<AddressPolicy>,
+    lookup: Lookup,
+}
+
+impl std::fmt::Debug for GuardedResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardedResolver")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
 }
 
 impl GuardedResolver {
-    /// A resolver enforcing `policy`.
+    /// A resolver enforcing `policy` over the system resolver.
     pub fn new(policy: Arc<AddressPolicy>) -> Self {
-        Self { policy }
+        Self::with_lookup(policy, system_lookup())
+    }
+
+    /// A resolver enforcing `policy` over `lookup`.
+    pub fn with_lookup(policy: Arc<AddressPolicy>, lookup: Lookup) -> Self {
+        Self { policy, lookup }
     }
 
     /// Keeps the addresses `policy` allows for `host`; the refusal of the first dropped one
@@ -174,9 +203,10 @@ pub struct BlockedAddress {
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let policy = Arc::clone(&self.policy);
+        let lookup = Arc::clone(&self.lookup);
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let resolved = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let resolved = lookup(host.clone()).await?;
             let allowed = Self::filter(&policy, &host, resolved)?;
             let addresses: reqwest::dns::Addrs = Box::new(allowed.into_iter());
             Ok(addresses)

@@ -46,6 +46,11 @@ impl PyResponse {
     fn status(&self) -> u16 {
         self.page.status
     }
+    /// The protocol of the final response (`HTTP/1.1`, `HTTP/2.0`).
+    #[getter]
+    fn http_version(&self) -> &'static str {
+        self.page.http_version
+    }
     /// Response headers as `(name, value)` pairs, names lowercase.
     #[getter]
     fn headers(&self) -> Vec<(String, String)> {
