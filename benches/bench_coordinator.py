@@ -65,34 +65,11 @@ def wrk(url: str, script: Path | None = None) -> tuple[float, float]:
     return rate, p99
 
 
-def nginx_conf(root: Path, port: int, upstream: int) -> Path:
-    text = (HERE.parent / "docker" / "nginx" / "nginx-scale.conf").read_text()
-    text = re.sub(
-        r"^\s*server scraperv4-coordinator:8080[^\n]*$",
-        f"        server 127.0.0.1:{upstream};",
-        text,
-        flags=re.M,
-    )
-    text = re.sub(r"^\s*limit_req [^\n]*$", "", text, flags=re.M)
-    text = text.replace("listen 80;", f"listen 127.0.0.1:{port};")
-    text = text.replace("worker_processes auto;", "worker_processes 1;")
-    scratch = "\n".join(
-        f"    {kind}_temp_path {root}/{kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    text = text.replace("http {\n", f"http {{\n{scratch}\n", 1)
-    conf = root / "nginx.conf"
-    conf.write_text(text)
-    return conf
-
-
 def main() -> int:
     from _common import report
+    from support import nginx
     from support.redis_server import RedisServer, free_port
 
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not Path(nginx).exists():
-        raise SystemExit("nginx is missing: `make bench` installs it (apt-get install nginx-light)")
     batch = {"jobs": [{"target_url": f"https://shop.example/p/{i}", "template_id": "shop"}
                       for i in range(100)]}  # fmt: skip
     figures: dict[str, float | int | str] = {
@@ -101,7 +78,6 @@ def main() -> int:
     }
     with RedisServer() as redis, tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        root.chmod(0o755)
         post = root / "post.lua"
         post.write_text(
             'wrk.method = "POST"\n'
@@ -114,11 +90,7 @@ def main() -> int:
             [sys.executable, "-m", "scraperv4", "coordinator", "--addr", f"127.0.0.1:{port}"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        conf = nginx_conf(root, proxy_port, port)
-        proxy = subprocess.Popen(
-            [nginx, "-c", str(conf), "-p", str(root), "-g",
-             f"daemon off; pid {root}/nginx.pid; error_log {root}/error.log;"]
-        )  # fmt: skip
+        proxy = nginx.start(nginx.scale_conf(root, proxy_port, [port], rate_limits=False))
         try:
             direct = f"http://127.0.0.1:{port}"
             proxied = f"http://127.0.0.1:{proxy_port}"

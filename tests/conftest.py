@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -23,3 +24,12 @@ def redis_server() -> Iterator[RedisServer]:
 def redis_url(redis_server: RedisServer) -> str:
     """The URL of a fresh ``redis-server`` (see :func:`redis_server`)."""
     return redis_server.url
+
+
+@pytest.fixture(params=["redis", "sqlite"])
+def durable_queue_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The test runs twice: on a fresh ``redis-server`` and on a SQLite file."""
+    if request.param == "redis":
+        url: str = request.getfixturevalue("redis_url")
+        return url
+    return f"sqlite://{tmp_path / 'q.db'}"

@@ -59,15 +59,8 @@ def unreachable_jobs(count: int) -> list[dict[str, Any]]:
     return [{"template_id": "t", "target_url": f"http://127.0.0.1:9/{i}"} for i in range(count)]
 
 
-@pytest.mark.parametrize("backend", ["redis", "sqlite"])
-def test_exported_metrics_equal_what_the_queue_recorded(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
-    url = (
-        request.getfixturevalue("redis_url") if backend == "redis"
-        else f"sqlite://{tmp_path / 'q.db'}"
-    )  # fmt: skip
-    queue = JobQueue(url, retry_base=0.01)
+def test_exported_metrics_equal_what_the_queue_recorded(durable_queue_url: str) -> None:
+    queue = JobQueue(durable_queue_url, retry_base=0.01)
     collector = DistributedMetricsCollector(queue, collection_interval=0.5)
     before = collector.collect_now()
     assert before.total_jobs == 0 and before.jobs_per_second == 0.0

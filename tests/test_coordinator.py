@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +24,7 @@ from websockets.sync.client import connect
 from scraperv4.coordinator import Coordinator
 from scraperv4.exceptions import ConfigError
 from scraperv4.queue import JobQueue
+from support import nginx
 from support.redis_server import RedisServer, free_port
 
 TOKEN = "test-token-0123456789abcdef"
@@ -305,27 +304,6 @@ def test_stop_lets_an_in_flight_request_finish(redis_server: Any) -> None:
 # --- nginx in front of two coordinator processes -------------------------------------------
 
 
-def _nginx_conf(root: Path, port: int, upstreams: list[int]) -> Path:
-    """The repository's nginx-scale.conf, pointed at loopback ports and a scratch prefix."""
-    text = NGINX_CONF.read_text()
-    servers = "\n".join(
-        f"        server 127.0.0.1:{p} max_fails=3 fail_timeout=30s;" for p in upstreams
-    )
-    text, n = re.subn(r"^\s*server scraperv4-coordinator:8080[^\n]*$", servers, text, flags=re.M)
-    assert n == 1
-    text, n = re.subn(r"listen 80;", f"listen 127.0.0.1:{port};", text)
-    assert n == 1
-    text = text.replace("worker_processes auto;", "worker_processes 1;")
-    scratch = "\n".join(
-        f"    {kind}_temp_path {root}/{kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    text = text.replace("http {\n", f"http {{\n{scratch}\n", 1)
-    conf = root / "nginx.conf"
-    conf.write_text(text)
-    return conf
-
-
 def _coordinator_process(redis_url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "REDIS_URL": redis_url, "SCRAPERV4_API_TOKEN": TOKEN}
     with open(log, "wb") as out:
@@ -349,29 +327,14 @@ def _coordinator_process(redis_url: str, port: int, log: Path) -> subprocess.Pop
 def test_nginx_balances_two_coordinators_survives_a_sigkill_and_limits_bursts(
     redis_url: str,
 ) -> None:
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    assert Path(nginx).exists(), (
-        "nginx is missing: install Debian's package (apt-get install nginx-light); .ci/run does it"
-    )
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        root.chmod(0o755)  # nginx's workers run unprivileged
         ports = [free_port(), free_port()]
         coordinators = [
             _coordinator_process(redis_url, p, root / f"c{i}.log") for i, p in enumerate(ports)
         ]
         nginx_port = free_port()
-        conf = _nginx_conf(root, nginx_port, ports)
-        check = subprocess.run(
-            [nginx, "-t", "-c", str(conf), "-p", str(root), "-g",
-             f"pid {root}/nginx.pid; error_log {root}/error.log;"],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        assert check.returncode == 0, check.stderr
-        proxy = subprocess.Popen(
-            [nginx, "-c", str(conf), "-p", str(root), "-g",
-             f"daemon off; pid {root}/nginx.pid; error_log {root}/error.log;"]
-        )  # fmt: skip
+        proxy = nginx.start(nginx.scale_conf(root, nginx_port, ports))
         base = f"http://127.0.0.1:{nginx_port}"
         try:
             deadline = time.monotonic() + 10

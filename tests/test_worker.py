@@ -344,12 +344,14 @@ def demo_site() -> Iterator[DemoSite]:
         yield site
 
 
-def _product_jobs(queue: JobQueue, site: DemoSite, count: int) -> None:
+def _product_jobs(queue: JobQueue, site: DemoSite, count: int, first: int = 1) -> None:
+    """Jobs for product pages ``first``..``first + count - 1`` (ids ``p<n>``), at the depth
+    where the demo template follows no more links."""
     base = site.url.rstrip("/")
     queue.submit_many(
         {"id": f"p{i}", "template_id": "demo-products", "target_url": f"{base}/product/{i}",
          "depth": 2}
-        for i in range(1, count + 1)
+        for i in range(first, first + count)
     )  # fmt: skip
 
 
@@ -405,12 +407,7 @@ def test_a_worker_can_run_again_after_it_stopped(tmp_path: Path) -> None:
             jsonl_path=tmp_path / "items.jsonl",
         )  # fmt: skip
         assert worker.run(handle_signals=False)["completed"] == 3
-        base = site.url.rstrip("/")
-        queue.submit_many(
-            {"id": f"q{i}", "template_id": "demo-products", "target_url": f"{base}/product/{i}",
-             "depth": 2}
-            for i in range(4, 7)
-        )  # fmt: skip
+        _product_jobs(queue, site, 3, first=4)
         second = worker.run(handle_signals=False)
     assert second["completed"] == 6, "the second run worked (counters are cumulative)"
     assert worker.progress()["stopping"] is False, "ready for a third run"
@@ -460,14 +457,10 @@ def test_jobs_whose_lease_could_not_be_renewed_are_abandoned_not_recorded(
         }  # fmt: skip
 
 
-@pytest.mark.parametrize("backend", ["redis", "sqlite"])
 def test_export_with_trim_empties_the_results_log_and_loses_nothing(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+    durable_queue_url: str, tmp_path: Path
 ) -> None:
-    url = (
-        request.getfixturevalue("redis_url") if backend == "redis"
-        else f"sqlite://{tmp_path / 'q.db'}"
-    )  # fmt: skip
+    url = durable_queue_url
     queue = JobQueue(url)
     template = Template.from_file(TEMPLATE_PATH)
     out = tmp_path / "items.jsonl"
@@ -476,7 +469,7 @@ def test_export_with_trim_empties_the_results_log_and_loses_nothing(
         Worker(queue, worker_id="t", templates=[template], fetch=LOCAL, exit_when_done=True).run(
             handle_signals=False
         )
-        if backend == "redis":
+        if url.startswith("redis"):
             # The CLI path: export, then trim what the file holds.
             done = subprocess.run(
                 [*CLI, "results", "export", "--output", str(out), "--trim"],
@@ -488,12 +481,7 @@ def test_export_with_trim_empties_the_results_log_and_loses_nothing(
         else:
             assert export_jsonl(queue, out, trim=True) == 5
         assert export_jsonl(queue, tmp_path / "fresh.jsonl") == 0, "the log is empty"
-        base = site.url.rstrip("/")
-        queue.submit_many(
-            {"id": f"n{i}", "template_id": "demo-products", "target_url": f"{base}/product/{i}",
-             "depth": 2}
-            for i in range(6, 9)
-        )  # fmt: skip
+        _product_jobs(queue, site, 3, first=6)
         Worker(queue, worker_id="t", templates=[template], fetch=LOCAL, exit_when_done=True).run(
             handle_signals=False
         )
