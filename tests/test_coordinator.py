@@ -211,19 +211,45 @@ def test_the_token_guards_mutations_and_never_leaks(redis_url: str) -> None:
         Coordinator(queue, "127.0.0.1:0", token="", protect_reads=True)
 
 
-def test_an_unreachable_queue_is_503_without_its_url() -> None:
+def test_an_unreachable_queue_is_503_without_its_url(caplog: pytest.LogCaptureFixture) -> None:
     with RedisServer(extra_args=["--requirepass", "hunter2hunter2"]) as redis_server:
         url = redis_server.url.replace("redis://", "redis://:hunter2hunter2@")
         queue = JobQueue(url, operation_timeout=0.5)
+        port = str(redis_server.port)
     # The server is gone now.
-    with Coordinator(queue, "127.0.0.1:0", token=TOKEN) as server:
+    with (
+        caplog.at_level("WARNING", logger="scraperv4"),
+        Coordinator(queue, "127.0.0.1:0", token=TOKEN, stats_interval=0.2) as server,
+    ):
         base = f"http://{server.address}"
         status, health, _ = call(base, "GET", "/api/health")
         assert status == 503 and health["status"] == "unavailable"
         answer = call(base, "GET", "/api/queue/stats")
         message = assert_error(answer, 503, "queue_unavailable")
-        for text in (message, json.dumps(health)):
-            assert "hunter2" not in text and "127.0.0.1" not in text and TOKEN not in text
+        time.sleep(0.5)  # the stats sampler fails and logs too
+    assert "queue unavailable" in caplog.text, "the failures were logged"
+    for text in (message, json.dumps(health), caplog.text):
+        assert "hunter2" not in text and port not in text and TOKEN not in text
+
+
+def test_cors_is_off_unless_origins_are_configured(redis_url: str) -> None:
+    def preflight(base: str) -> dict[str, str]:
+        request = urllib.request.Request(f"{base}/api/queue/stats", method="OPTIONS")  # noqa: S310
+        request.add_header("Origin", "https://dash.example")
+        request.add_header("Access-Control-Request-Method", "GET")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+                return {k.lower(): v for k, v in response.headers.items()}
+        except urllib.error.HTTPError as error:
+            return {k.lower(): v for k, v in error.headers.items()}
+
+    queue = JobQueue(redis_url)
+    with Coordinator(queue, "127.0.0.1:0") as closed:
+        assert "access-control-allow-origin" not in preflight(f"http://{closed.address}")
+    with Coordinator(queue, "127.0.0.1:0", cors_origins=["https://dash.example"]) as open_:
+        headers = preflight(f"http://{open_.address}")
+        assert headers["access-control-allow-origin"] == "https://dash.example"
+        assert "authorization" in headers["access-control-allow-headers"].lower()
 
 
 def test_a_client_too_slow_to_send_its_headers_is_cut_off(redis_url: str) -> None:

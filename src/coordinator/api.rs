@@ -92,8 +92,9 @@ impl From<QueueError> for ApiError {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_job", error.to_string())
             }
             QueueError::JobNotFound(_) => Self::not_found(error.to_string()),
+            // Logged without the queue's URL (the brief: never in answers or logs).
             QueueError::Unavailable { operation, .. } => {
-                tracing::warn!(%error, "queue unavailable");
+                tracing::warn!(error = without_location(&error), "queue unavailable");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "queue_unavailable",
@@ -101,7 +102,7 @@ impl From<QueueError> for ApiError {
                 )
             }
             QueueError::CorruptJob { .. } | QueueError::Backend { .. } => {
-                tracing::error!(%error, "queue error");
+                tracing::error!(error = without_location(&error), "queue error");
                 Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "queue_error",
@@ -113,6 +114,19 @@ impl From<QueueError> for ApiError {
 }
 
 type ApiResult<T> = Result<T, ApiError>;
+
+/// An error's text without the queue's URL (for logs; answers carry less still).
+fn without_location(error: &QueueError) -> String {
+    match error {
+        QueueError::Unavailable {
+            operation, detail, ..
+        } => format!("queue unavailable during {operation}: {detail}"),
+        QueueError::Backend {
+            operation, detail, ..
+        } => format!("queue failed during {operation}: {detail}"),
+        other => other.to_string(),
+    }
+}
 
 fn now_seconds() -> f64 {
     SystemTime::now()
@@ -441,7 +455,7 @@ pub(super) async fn sample_loop(state: Arc<AppState>, stats_tx: watch::Sender<Op
                 stats_tx.send_replace(Some(Arc::new(snapshot)));
             }
             Err(error) => {
-                tracing::warn!(%error, "stats sample failed");
+                tracing::warn!(error = without_location(&error), "stats sample failed");
                 stats_tx.send_replace(Some(Arc::new(json!({
                     "time": now_seconds(),
                     "error": "the queue did not answer",
