@@ -55,6 +55,9 @@ pub async fn read(response: reqwest::Response, url: &str, limits: BodyLimits) ->
         .unwrap_or("identity")
         .trim()
         .to_ascii_lowercase();
+    if matches!(encoding.as_str(), "identity" | "") {
+        return read_identity(response, url, limits.max_bytes, declared_length).await;
+    }
     let wire = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&wire);
     let stream = response
@@ -65,7 +68,6 @@ pub async fn read(response: reqwest::Response, url: &str, limits: BodyLimits) ->
         .map_err(std::io::Error::other);
     let raw = BufReader::new(StreamReader::new(stream));
     let mut decoder: Box<dyn AsyncRead + Send + Unpin> = match encoding.as_str() {
-        "identity" | "" => Box::new(raw),
         "gzip" | "x-gzip" => Box::new(multi(GzipDecoder::new(raw))),
         "br" => Box::new(BrotliDecoder::new(raw)),
         "zstd" => Box::new(multi_zstd(ZstdDecoder::new(raw))),
@@ -118,6 +120,34 @@ pub async fn read(response: reqwest::Response, url: &str, limits: BodyLimits) ->
     })
 }
 
+/// An uncompressed body: each chunk is copied once, straight into the body (no bounce
+/// buffer), and the size limit is checked as chunks arrive.
+async fn read_identity(
+    mut response: reqwest::Response,
+    url: &str,
+    max_bytes: u64,
+    declared_length: u64,
+) -> FetchResult<Body> {
+    let mut bytes =
+        Vec::with_capacity(usize::try_from(declared_length.min(max_bytes)).unwrap_or(0));
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| read_error(url, &std::io::Error::other(e)))?
+    {
+        if (bytes.len() + chunk.len()) as u64 > max_bytes {
+            return Err(FetchError::new(
+                FetchErrorKind::TooLarge,
+                url,
+                format!("body is over the {max_bytes}-byte limit"),
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let wire_bytes = bytes.len() as u64;
+    Ok(Body { bytes, wire_bytes })
+}
+
 fn multi<R: AsyncBufRead>(mut decoder: GzipDecoder<R>) -> GzipDecoder<R> {
     decoder.multiple_members(true);
     decoder
@@ -157,6 +187,19 @@ pub fn decode_text(bytes: &[u8], content_type: Option<&str>) -> (String, &'stati
     (text.into_owned(), used.name())
 }
 
+/// [`decode_text`] of a body that is no longer needed: UTF-8 text keeps its buffer (no copy).
+pub fn decode_text_owned(bytes: Vec<u8>, content_type: Option<&str>) -> (String, &'static str) {
+    let encoding = sniff_encoding(&bytes, content_type);
+    if encoding == encoding_rs::UTF_8 && !bytes.starts_with(b"\xEF\xBB\xBF") {
+        match String::from_utf8(bytes) {
+            Ok(text) => return (text, encoding.name()),
+            // Invalid sequences: decode with replacement characters, as the copy would.
+            Err(error) => return decode_text(error.as_bytes(), content_type),
+        }
+    }
+    decode_text(&bytes, content_type)
+}
+
 fn sniff_encoding(bytes: &[u8], content_type: Option<&str>) -> &'static encoding_rs::Encoding {
     if let Some((encoding, _)) = encoding_rs::Encoding::for_bom(bytes) {
         return encoding;
@@ -169,6 +212,11 @@ fn sniff_encoding(bytes: &[u8], content_type: Option<&str>) -> &'static encoding
     }
     if let Some(encoding) = meta_charset(&bytes[..bytes.len().min(4096)]) {
         return encoding;
+    }
+    // Valid UTF-8 is UTF-8 (or ASCII, which decodes the same): the cheap check first, the
+    // statistical detector (tens of times slower) only for the rest.
+    if std::str::from_utf8(bytes).is_ok() {
+        return encoding_rs::UTF_8;
     }
     let mut detector = chardetng::EncodingDetector::new(chardetng::Iso2022JpDetection::Deny);
     detector.feed(

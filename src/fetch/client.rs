@@ -44,6 +44,11 @@ impl Page {
     pub fn text(&self) -> (String, &'static str) {
         body::decode_text(&self.body, self.content_type.as_deref())
     }
+
+    /// [`Page::text`] when the body is no longer needed: UTF-8 pages are not copied.
+    pub fn into_text(self) -> (String, &'static str) {
+        body::decode_text_owned(self.body, self.content_type.as_deref())
+    }
 }
 
 /// Settings one request may take instead of the fetcher's (a job's config overrides).

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
 use pyo3::types::{PyDict, PyList};
 use rayon::prelude::*;
 use serde_json::Value;
@@ -48,11 +49,37 @@ pub(crate) fn items_to_python<'py>(
     py: Python<'py>,
     items: &[Item],
 ) -> PyResult<Bound<'py, PyList>> {
+    items_to_python_with(py, items, &mut FieldNames::default())
+}
+
+/// Python strings of the field names, made once per call: every item has the same keys, and
+/// a reused key object also keeps its cached hash for the dict insertions.
+#[derive(Default)]
+pub(crate) struct FieldNames<'py> {
+    names: Vec<(String, Bound<'py, pyo3::types::PyString>)>,
+}
+
+impl<'py> FieldNames<'py> {
+    fn get(&mut self, py: Python<'py>, key: &str) -> Bound<'py, pyo3::types::PyString> {
+        if let Some((_, name)) = self.names.iter().find(|(text, _)| text == key) {
+            return name.clone();
+        }
+        let name = pyo3::types::PyString::new(py, key);
+        self.names.push((key.to_owned(), name.clone()));
+        name
+    }
+}
+
+pub(crate) fn items_to_python_with<'py>(
+    py: Python<'py>,
+    items: &[Item],
+    names: &mut FieldNames<'py>,
+) -> PyResult<Bound<'py, PyList>> {
     let list = PyList::empty(py);
     for item in items {
         let dict = PyDict::new(py);
         for (key, value) in item {
-            dict.set_item(key, to_python(py, value)?)?;
+            dict.set_item(names.get(py, key), to_python(py, value)?)?;
         }
         list.append(dict)?;
     }
@@ -143,18 +170,20 @@ impl PyTemplate {
     fn extract_many<'py>(
         &self,
         py: Python<'py>,
-        pages: Vec<(String, String)>,
+        pages: Vec<(PyBackedStr, PyBackedStr)>,
     ) -> PyResult<Bound<'py, PyList>> {
+        // The pages are read in place (no copy of their text) while the GIL is released.
         let template = Arc::clone(&self.template);
-        let all: Vec<Vec<Item>> = py.detach(move || {
+        let all: Vec<Vec<Item>> = py.detach(|| {
             pages
                 .par_iter()
                 .map(|(html, base)| template.extract(html, base))
                 .collect()
         });
         let list = PyList::empty(py);
+        let mut names = FieldNames::default();
         for items in &all {
-            list.append(items_to_python(py, items)?)?;
+            list.append(items_to_python_with(py, items, &mut names)?)?;
         }
         Ok(list)
     }

@@ -135,35 +135,65 @@ async fn fetch_extract_all(
     template: Arc<Template>,
     urls: Vec<String>,
 ) -> Vec<Extracted> {
-    let work = urls.iter().map(|url| {
-        let template = Arc::clone(&template);
-        let fetcher = &fetcher;
-        async move {
-            match fetcher.fetch(url).await {
-                Ok(page) => {
-                    // Parsing is CPU work: keep it off the I/O threads.
-                    let items = tokio::task::spawn_blocking(move || {
-                        let (text, _) = page.text();
-                        template.extract(&text, &page.final_url)
-                    })
-                    .await
-                    .unwrap_or_default();
-                    Extracted::Items(items)
+    let tasks: Vec<_> = urls
+        .into_iter()
+        .map(|url| {
+            let fetcher = Arc::clone(&fetcher);
+            let template = Arc::clone(&template);
+            tokio::spawn(async move {
+                match fetcher.fetch(&url).await {
+                    Ok(page) => {
+                        // Parsing is CPU work: keep it off the I/O threads.
+                        let items = tokio::task::spawn_blocking(move || {
+                            let base = page.final_url.clone();
+                            let (text, _) = page.into_text();
+                            template.extract(&text, &base)
+                        })
+                        .await
+                        .unwrap_or_default();
+                        Extracted::Items(items)
+                    }
+                    Err(error) => Extracted::Failed(error),
                 }
-                Err(error) => Extracted::Failed(error),
-            }
-        }
-    });
-    futures_util::future::join_all(work).await
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        outcomes.push(
+            task.await
+                .unwrap_or_else(|error| Extracted::Failed(panicked(&error.to_string()))),
+        );
+    }
+    outcomes
 }
 
+/// Each URL is its own task, so the fetches spread over every runtime thread (one future
+/// polling them all would run on one thread).
 async fn fetch_all(fetcher: Arc<Fetcher>, urls: Vec<String>) -> Vec<Outcome> {
-    let requests = urls.iter().map(|url| fetcher.fetch(url));
-    futures_util::future::join_all(requests)
-        .await
+    let tasks: Vec<_> = urls
         .into_iter()
-        .map(|result| result.map_or_else(Outcome::Failed, Outcome::Page))
-        .collect()
+        .map(|url| {
+            let fetcher = Arc::clone(&fetcher);
+            tokio::spawn(async move { fetcher.fetch(&url).await })
+        })
+        .collect();
+    let mut outcomes = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        outcomes.push(match task.await {
+            Ok(result) => result.map_or_else(Outcome::Failed, Outcome::Page),
+            Err(error) => Outcome::Failed(panicked(&error.to_string())),
+        });
+    }
+    outcomes
+}
+
+fn panicked(detail: &str) -> FetchError {
+    FetchError::new(
+        crate::fetch::FetchErrorKind::Decode,
+        "",
+        format!("the fetch task failed: {detail}"),
+    )
 }
 
 /// A polite, bounded, SSRF-guarded HTTP fetcher.

@@ -620,8 +620,9 @@ impl Worker {
             .bytes
             .fetch_add(page.wire_bytes, Ordering::Relaxed);
         let fetched_at = jiff::Timestamp::now().to_string();
-        let (text, _encoding) = page.text();
-        let output = template.analyse(&text, &page.final_url);
+        let (status, final_url) = (page.status, page.final_url.clone());
+        let (text, _encoding) = page.into_text();
+        let output = template.analyse(&text, &final_url);
         let discovered = crawl::discovered(job, &template, &output, settings.page);
         let mut records = Vec::with_capacity(output.items.len());
         for (index, fields) in output.items.into_iter().enumerate() {
@@ -637,8 +638,8 @@ impl Worker {
         }
         let items = records.len() as u64;
         let result = serde_json::json!({
-            "status": page.status,
-            "final_url": page.final_url,
+            "status": status,
+            "final_url": final_url,
             "items": items,
             "discovered": discovered.len(),
         });
