@@ -3,7 +3,6 @@ live coordinator and redis-server. Saves a screenshot under tests/artifacts/."""
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
@@ -63,5 +62,4 @@ def test_dashboard_shows_live_numbers_and_its_buttons_work(redis_url: str) -> No
     job = queue.get("broken")
     assert job is not None and job.status.value == "pending", "retried through the page"
     assert queue.heartbeat("worker-a").draining, "drained through the page"
-    assert re.fullmatch(r"\d+", pending_count := str(queue.stats().by_status["pending"]))
-    assert pending_count == "13"
+    assert queue.stats().by_status["pending"] == 13

@@ -378,13 +378,14 @@ class Autoscaler:
             for worker_id in victims:
                 self.queue.drain(worker_id)
             deadline = time.monotonic() + self.drain_timeout
-            while time.monotonic() < deadline and not self._stop.is_set():
-                registered = {w["id"] for w in self.queue.workers()}
-                if not registered & set(victims):
+            while {w["id"] for w in self.queue.workers()} & set(victims):
+                if time.monotonic() >= deadline:
+                    log.warning(
+                        "drained workers did not all leave within %.0f s", self.drain_timeout
+                    )
                     break
-                time.sleep(0.2)
-            else:
-                log.warning("drained workers did not all leave within %.0f s", self.drain_timeout)
+                if self._stop.wait(0.2):
+                    break
             if isinstance(self.executor, LocalExecutor):
                 # Exactly the drained ones go (they have exited or get SIGTERM now).
                 self.executor.stop_workers(victims)

@@ -68,11 +68,11 @@ def export_jsonl(queue: JobQueue, path: PathLike, *, trim: bool = False) -> int:
     Redis the ``results`` stream would otherwise grow for as long as the queue is used).
     Only trim when this file is the log's one consumer.
     """
-    written, _trimmed = _core.export_jsonl(queue._inner, os.fspath(path), trim)
-    return written
+    return _export_jsonl_counts(queue, path, trim)[0]
 
 
 def _export_jsonl_counts(queue: JobQueue, path: PathLike, trim: bool) -> tuple[int, int]:
+    """Records written and log entries trimmed."""
     return _core.export_jsonl(queue._inner, os.fspath(path), trim)
 
 

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use super::{AppState, DASHBOARD_HTML, OPENAPI_JSON};
 use crate::metrics::Sample;
-use crate::queue::{Ack, Job, JobStatus, NewJob, QueueError};
+use crate::queue::{Ack, Job, JobStatus, NewJob, QueueError, QueueStats};
 
 /// Most jobs one `POST /api/scraping/start` may submit.
 pub const MAX_BATCH: usize = 1000;
@@ -132,6 +132,16 @@ fn now_seconds() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Jobs per status as a JSON object.
+fn by_status_json(stats: &QueueStats) -> Value {
+    stats
+        .by_status
+        .iter()
+        .map(|(status, n)| (status.as_str().to_owned(), Value::from(*n)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// A job as the API shows it: the stored fields, the result parsed.
@@ -365,11 +375,7 @@ pub(super) async fn cancel(
 /// process's sampler.
 pub(super) async fn queue_stats(State(state): State<Arc<AppState>>) -> ApiResult<Json<Value>> {
     let counts = state.queue.stats().await?;
-    let by_status: serde_json::Map<String, Value> = counts
-        .by_status
-        .iter()
-        .map(|(status, n)| (status.as_str().to_owned(), Value::from(*n)))
-        .collect();
+    let by_status = by_status_json(&counts);
     let rates = state.metrics.history().last().map_or_else(
         || json!({"jobs_per_second": 0.0, "error_rate": 0.0, "avg_job_duration": 0.0}),
         |m| {
@@ -469,11 +475,7 @@ async fn snapshot(state: &AppState) -> Result<Value, QueueError> {
     let counts = state.queue.stats().await?;
     let workers = state.queue.workers().await?;
     let failures = state.queue.list(JobStatus::Failed, 0, 10).await?;
-    let by_status: serde_json::Map<String, Value> = counts
-        .by_status
-        .iter()
-        .map(|(status, n)| (status.as_str().to_owned(), Value::from(*n)))
-        .collect();
+    let by_status = by_status_json(&counts);
     let metrics = state.metrics.observe(Sample {
         timestamp: now_seconds(),
         stats: counts,

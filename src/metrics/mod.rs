@@ -136,36 +136,32 @@ struct Series {
     retried: IntCounter,
 }
 
+/// Adds `metric` to `registry` and returns it.
+///
+/// # Panics
+///
+/// Never: names and options are constants, each registered once.
+fn register<M>(registry: &Registry, metric: prometheus::Result<M>) -> M
+where
+    M: prometheus::core::Collector + Clone + 'static,
+{
+    let metric = metric.expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("registered once");
+    metric
+}
+
 impl Series {
-    #[allow(clippy::too_many_lines)]
     fn new() -> Self {
         let registry = Registry::new_custom(Some("scraperv4".to_owned()), None).unwrap_or_default();
-        let int_gauge = |name: &str, help: &str| {
-            let gauge = IntGauge::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(gauge.clone()))
-                .expect("registered once");
-            gauge
-        };
-        let gauge = |name: &str, help: &str| {
-            let gauge = Gauge::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(gauge.clone()))
-                .expect("registered once");
-            gauge
-        };
-        let counter = |name: &str, help: &str| {
-            let counter = IntCounter::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(counter.clone()))
-                .expect("registered once");
-            counter
-        };
-        let jobs = IntGaugeVec::new(Opts::new("jobs", "Jobs stored, by status"), &["status"])
-            .expect("valid metric");
-        registry
-            .register(Box::new(jobs.clone()))
-            .expect("registered once");
+        let int_gauge = |name: &str, help: &str| register(&registry, IntGauge::new(name, help));
+        let gauge = |name: &str, help: &str| register(&registry, Gauge::new(name, help));
+        let counter = |name: &str, help: &str| register(&registry, IntCounter::new(name, help));
+        let jobs = register(
+            &registry,
+            IntGaugeVec::new(Opts::new("jobs", "Jobs stored, by status"), &["status"]),
+        );
         Self {
             total_jobs: int_gauge("total_jobs", "Total jobs in the queue"),
             pending_jobs: int_gauge("pending_jobs", "Jobs waiting to be claimed"),
