@@ -53,7 +53,7 @@ FUZZ_SECONDS ?= 300
 .PHONY: fuzz
 fuzz: ## fuzz extraction and template loading for FUZZ_SECONDS each (needs a nightly toolchain)
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-	cd fuzz && for target in extract template; do \
+	cd fuzz && for target in extract extract_diff template; do \
 		cargo +nightly fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 \
 			-max_len=200000 || exit 1; \
 	done

@@ -23,6 +23,25 @@ def best_of(repeats: int, run: Callable[[], object]) -> float:
     return min(timings)
 
 
+def interleaved(variants: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    """Runs every variant once per round, in turn (A B C A B C ...), and returns each one's
+    timings in seconds: on a machine whose speed drifts, each round compares like with like."""
+    timings: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, run in variants.items():
+            started = time.perf_counter()
+            run()
+            timings[name].append(time.perf_counter() - started)
+    return timings
+
+
+def spread(values: list[float]) -> str:
+    """``median (min-max)`` of ``values``."""
+    ordered = sorted(values)
+    median = ordered[len(ordered) // 2]
+    return f"{median:,.2f} ({ordered[0]:,.2f}-{ordered[-1]:,.2f})"
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, MiB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from scraperv4.exceptions import TemplateError
-from scraperv4.extract import Template, TemplateRegistry
+from scraperv4.extract import TEXT_BLOCK_ELEMENTS, TEXT_SKIPPED_ELEMENTS, Template, TemplateRegistry
 from scraperv4.fetch import Fetcher
 from support.http_server import Server
 from support.ticker import Ticker
@@ -164,7 +164,7 @@ def test_extract_many_matches_extract_and_releases_the_gil() -> None:
         assert ticks > 5, f"the other thread ticked {ticks} times in {elapsed:.2f}s"
 
 
-STREAMABLE = {
+FAST = {
     **TEMPLATE,
     "fields": [f for f in TEMPLATE["fields"] if f.get("extract") != "html"],  # type: ignore[attr-defined]
 }
@@ -190,33 +190,149 @@ def parity_pages() -> list[str]:
     return pages
 
 
-def test_streaming_and_dom_engines_agree_on_the_corpus() -> None:
+def test_fast_and_dom_engines_agree_on_the_corpus() -> None:
     import sys
-    from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benches"))
     from corpus import TEMPLATE as BENCH_TEMPLATE
     from corpus import corpus
 
-    for spec, pages in [
-        (STREAMABLE, parity_pages()),
-        (BENCH_TEMPLATE, corpus(8)),
-    ]:
+    for spec, pages in [(FAST, parity_pages()), (BENCH_TEMPLATE, corpus(8))]:
         template = Template.from_dict(spec)
-        assert template.streaming, "this template is served by the streaming engine"
+        assert template.engine == "fast"
         for page in pages:
             base = "https://www.shop.example/list"
-            assert template.extract(page, base) == template._inner._extract_dom(page, base), page[
-                :200
-            ]
+            assert template._inner._analyse(page, base) == template._inner._analyse_dom(
+                page, base
+            ), page[:200]
 
 
-def test_templates_the_stream_cannot_answer_use_the_dom() -> None:
-    assert not Template.from_dict(TEMPLATE).streaming, "an html field needs the DOM"
+def test_only_templates_with_html_fields_use_the_dom_for_every_page() -> None:
+    assert Template.from_dict(TEMPLATE).engine == "dom", "an html field needs the DOM"
     page_level = {"id": "p", "fields": [{"name": "t", "selector": "title"}]}
-    assert not Template.from_dict(page_level).streaming
-    selector_list = {**STREAMABLE, "fields": [{"name": "t", "selector": "h2, h3"}]}
-    assert not Template.from_dict(selector_list).streaming
+    assert Template.from_dict(page_level).engine == "fast"
+    structural = {**FAST, "fields": [{"name": "t", "selector": "h2, h3:last-child ~ p"}]}
+    assert Template.from_dict(structural).engine == "fast"
+
+
+def test_omitted_end_tags_give_what_a_browser_gives() -> None:
+    """The examples of issue #18: implied end tags, tables, nested links."""
+    products = Template.from_dict(
+        {
+            "id": "x",
+            "item": "li.product",
+            "fields": [{"name": "name", "selector": ".name"}, {"name": "desc", "selector": "p"}],
+        }
+    )
+    html = "<ul>" + "".join(
+        f"<li class=product><span class=name>N{i}</span><p>desc {i}" for i in range(4)
+    )
+    assert products.extract(html + "</ul>", "http://e/") == [
+        {"name": f"N{i}", "desc": f"desc {i}"} for i in range(4)
+    ]
+    rows = Template.from_dict(
+        {"id": "rows", "item": "tr", "fields": [{"name": "cell", "selector": "td"}]}
+    )
+    table = "<table><tr><td>1<td>2<tr><td>3<td>4</table>"
+    assert rows.extract(table, "http://e/") == [{"cell": "1"}, {"cell": "3"}]
+    assert Template.from_dict(
+        {"id": "t", "item": "tbody > tr", "fields": [{"name": "c", "selector": "td + td"}]}
+    ).extract(table, "http://e/") == [{"c": "2"}, {"c": "4"}], "the implied tbody exists"
+    links = Template.from_dict(
+        {"id": "l", "item": ".card", "fields": [{"name": "title", "selector": "a.t"}]}
+    )
+    nested = "<div class=card><a class=t href=/p>Title <a href=/b>Brand</a></a></div>"
+    assert links.extract(nested, "http://e/") == [{"title": "Title"}]
+
+
+def test_template_contents_are_not_part_of_the_page() -> None:
+    template = Template.from_dict(
+        {"id": "t", "item": "p.t", "fields": [{"name": "text", "selector": "b"}]}
+    )
+    page = "<div><template><p class=t><b>hidden</b></p></template><p class=t><b>shown</b></div>"
+    assert template.extract(page, "http://e/") == [{"text": "shown"}]
+    whole = Template.from_dict({"id": "w", "fields": [{"name": "div", "selector": "div"}]})
+    assert whole.extract(page, "http://e/") == [{"div": "shown"}]
+
+
+def test_the_text_rule() -> None:
+    template = Template.from_dict(
+        {
+            "id": "text",
+            "item": "div.t",
+            "fields": [
+                {"name": "all", "selector": "section"},
+                {"name": "inline", "selector": ".price"},
+                {"name": "json_ld", "selector": "script[type='application/ld+json']"},
+                {"name": "cells", "selector": "tr"},
+                {"name": "options", "selector": "select"},
+            ],
+        }
+    )
+    page = (
+        "<div class=t><section><p>Line one.</p><p>Line two.</p>first<br>second"
+        "<script>var hidden = 1;</script><style>p {}</style><noscript>no js</noscript>"
+        "<template>tpl</template><ul><li>a<li>b</ul></section>"
+        "<span class=price><b>$</b>19<i>.99</i>&nbsp;</span>"
+        '<script type="application/ld+json">{"@type": "Product"}</script>'
+        "<table><tr><td>c1<td>c2</table><select><option>S<option>M</select></div>"
+    )
+    assert template.extract(page, "http://e/") == [
+        {
+            "all": "Line one. Line two. first second a b",
+            "inline": "$19.99",
+            "json_ld": '{"@type": "Product"}',
+            "cells": "c1 c2",
+            "options": "S M",
+        }
+    ]
+    assert {"p", "li", "td", "br"} <= TEXT_BLOCK_ELEMENTS
+    assert {"span", "b", "a"}.isdisjoint(TEXT_BLOCK_ELEMENTS)
+    assert {"script", "style", "template", "noscript"} == TEXT_SKIPPED_ELEMENTS
+
+
+def test_urls_resolve_against_the_documents_base() -> None:
+    template = Template.from_dict(
+        {
+            "id": "base",
+            "fields": [
+                {"name": "link", "selector": "a.l", "extract": "attr:href"},
+                {"name": "image", "selector": "img", "extract": "attr:src"},
+            ],
+            "links": {"selector": "a.l", "scope": "any"},
+            "pagination": {"next": "a.next"},
+        }
+    )
+    page = (
+        "<head><base target=_top><base href='https://cdn.example/dir/'>"
+        "<base href='/ignored/'></head><body><a class=l href='page.html'>p</a>"
+        "<img src='img/1.png'><a class=next href='?page=2'>next</a>"
+    )
+    url = "https://shop.example/list/index.html"
+    assert template.extract(page, url) == [
+        {"link": "https://cdn.example/dir/page.html", "image": "https://cdn.example/dir/img/1.png"}
+    ]
+    assert template.links(page, url) == ["https://cdn.example/dir/page.html"]
+    assert template.next_page(page, url) == "https://cdn.example/dir/?page=2"
+    items, links, next_page = template._inner._analyse(page, url)
+    assert (items, links, next_page) == template._inner._analyse_dom(page, url)
+    # A base the page's own scope rules still apply to: `same_domain` is the page's domain.
+    scoped = Template.from_dict({**FAST, "links": {"selector": "a", "scope": "same_domain"}})
+    assert scoped.links(page, url) == []
+
+
+def test_engine_counters_and_fallbacks() -> None:
+    from scraperv4.extract import engine_stats
+
+    template = Template.from_dict(FAST)
+    before = engine_stats()
+    template.extract(listing(2), "https://x.example/")
+    template.extract("<table><tr><td>a</td></tr>stray<tr></table>", "https://x.example/")
+    Template.from_dict(TEMPLATE).extract(listing(1), "https://x.example/")
+    after = engine_stats()
+    assert after["fast"] == before["fast"] + 1
+    assert after["fallbacks"]["foster_parenting"] == before["fallbacks"]["foster_parenting"] + 1
+    assert after["dom_by_template"] == before["dom_by_template"] + 1
 
 
 def test_random_bytes_never_break_either_engine() -> None:
@@ -224,7 +340,7 @@ def test_random_bytes_never_break_either_engine() -> None:
     import random
 
     rng = random.Random(1234)
-    template = Template.from_dict(STREAMABLE)
+    template = Template.from_dict(FAST)
     seeds = parity_pages()
     for _ in range(300):
         page = bytearray(rng.choice(seeds).encode())

@@ -67,3 +67,23 @@ def test_a_bad_env_level_fails_the_import_loudly() -> None:
         _run("import scraperv4", env_level="chatty")
     assert "ConfigError" in caught.value.stderr
     assert "chatty" in caught.value.stderr
+
+
+FOSTER_PAGE = """
+    import logging
+    logging.basicConfig(format="%(name)s|%(levelname)s|%(message)s")
+    from scraperv4.extract import Template
+    template = Template.from_dict(
+        {"id": "t", "item": "td", "fields": [{"name": "v", "selector": "*", "default": "-"}]})
+    page = "<table><tr><td>a</td></tr>stray text<tr><td>b</table>"
+    assert len(template.extract(page, "http://e/")) == 2
+"""
+
+
+def test_html5ever_diagnostics_are_debug_records_never_warnings_on_stderr() -> None:
+    """html5ever warns "foster parenting not implemented" about ordinary (if sloppy) pages:
+    a debug detail of the DOM engine, under the scraperv4.extract.html5ever logger."""
+    assert "foster" not in _run(FOSTER_PAGE, env_level=None)
+    lines = [line for line in _run(FOSTER_PAGE, "debug").splitlines() if "foster" in line]
+    assert lines
+    assert all(line.startswith("scraperv4.extract.html5ever|DEBUG|") for line in lines), lines

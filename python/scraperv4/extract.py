@@ -21,11 +21,30 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 from scraperv4 import _core
 
-__all__ = ["Template", "TemplateRegistry"]
+__all__ = [
+    "TEXT_BLOCK_ELEMENTS",
+    "TEXT_SKIPPED_ELEMENTS",
+    "Template",
+    "TemplateRegistry",
+    "engine_stats",
+]
+
+#: HTML elements whose start and end separate words in a ``text`` field (``docs/templates.md``).
+TEXT_BLOCK_ELEMENTS: frozenset[str] = frozenset(_core.TEXT_BLOCK_ELEMENTS)
+#: Elements whose content is left out of an enclosing element's text.
+TEXT_SKIPPED_ELEMENTS: frozenset[str] = frozenset(_core.TEXT_SKIPPED_ELEMENTS)
+
+
+def engine_stats() -> dict[str, Any]:
+    """Pages parsed since the process started, by engine: ``fast`` (the fast engine built the
+    page's tree), ``dom_by_template`` (templates with HTML fields, always html5ever) and
+    ``fallbacks`` (pages the fast engine handed to html5ever, by reason)."""
+    return _core.extraction_stats()
+
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -75,9 +94,11 @@ class Template:
         return self._inner.field_names
 
     @property
-    def streaming(self) -> bool:
-        """True when items come from the streaming engine (no DOM is built)."""
-        return self._inner.streaming
+    def engine(self) -> Literal["fast", "dom"]:
+        """``"fast"``: pages go to the fast engine, and to html5ever when they need a rule it
+        does not carry out; ``"dom"``: a field takes HTML, html5ever parses every page. The
+        items are the same either way."""
+        return self._inner.engine
 
     def extract(self, html: str, base_url: str) -> list[dict[str, Any]]:
         """The items of one page; relative URLs resolve against ``base_url``."""

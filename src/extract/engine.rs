@@ -1,103 +1,97 @@
 //! Running a template over a page: items, links and the next page.
 //!
-//! Items come from the streaming engine ([`super::stream`]) when the template allows it, and
-//! from a DOM otherwise: `scraper` (html5ever, the HTML standard's tree builder), where any
-//! input — broken, truncated, binary — becomes some tree. Links and next pages use the DOM.
+//! A page is parsed once, by the fast engine ([`super::fast`]) when it can build the page's
+//! tree exactly, else by html5ever (the DOM engine, [`super::dom`]); the same code then
+//! matches the template's selectors on either tree ([`Tree`]), so the answer does not depend
+//! on the engine: it is the tree the HTML standard gives, the one a browser builds.
+//! Templates with `html`/`inner_html` fields always use the DOM engine (its serializer).
 //! Extraction never panics on any input.
 
 use std::collections::HashSet;
 
-use scraper::{ElementRef, Html};
+use scraper::selector::Simple;
+use selectors::Element;
+use selectors::context::SelectorCaches;
 use serde_json::{Map, Value};
 use url::Url;
 
+use super::stats::{self, Engine};
 use super::template::{Extract, Field, LinkScope, Template};
+use super::{dom, fast};
 
 /// One extracted item: field name to value.
 pub type Item = Map<String, Value>;
 
+/// An element of a parsed page, whichever engine parsed it.
+pub(crate) trait Tree<'t>: Element<Impl = Simple> + Copy + 't {
+    /// The elements below this one, in document order (template contents excluded).
+    fn descendants(self) -> impl Iterator<Item = Self> + 't;
+    /// Appends the element's text (the rule of [`super::text`]).
+    fn text(self, out: &mut String);
+    /// The value of an attribute without namespace.
+    fn attr(self, name: &str) -> Option<&'t str>;
+    /// The local name, when this is an HTML element.
+    fn html_name(self) -> Option<&'t str>;
+    /// The element's markup (outer) or its content's (inner); only templates with HTML
+    /// fields ask, and those always use the DOM engine.
+    fn markup(self, outer: bool) -> String;
+}
+
+/// What a caller wants from a page.
+#[derive(Clone, Copy)]
+struct Want {
+    items: bool,
+    links: bool,
+    next: bool,
+}
+
+const ALL: Want = Want {
+    items: true,
+    links: true,
+    next: true,
+};
+
 impl Template {
-    /// The items of `html`, with relative URLs resolved against `base_url`.
+    /// The items of `html`, with relative URLs resolved against the page's base URL (its
+    /// `<base href>`, else `base_url`).
     pub fn extract(&self, html: &str, base_url: &str) -> Vec<Item> {
-        let base = Url::parse(base_url).ok();
-        match &self.stream {
-            Some(plan) => super::stream::extract(plan, self, html, base.as_ref()),
-            None => self.extract_with_dom(html, base.as_ref()),
-        }
+        let want = Want {
+            items: true,
+            links: false,
+            next: false,
+        };
+        self.run(html, base_url, want).0.items
     }
 
-    /// The items of `html` from the DOM engine, whatever the template.
+    /// The items of `html` from the DOM engine, whatever the page (engine parity checks).
     pub fn extract_with_dom(&self, html: &str, base: Option<&Url>) -> Vec<Item> {
-        self.items_of_document(&Html::parse_document(html), base)
-    }
-
-    fn items_of_document(&self, document: &Html, base: Option<&Url>) -> Vec<Item> {
-        let roots: Vec<ElementRef<'_>> = match &self.item {
-            Some(selector) => document.select(selector).collect(),
-            None => vec![document.root_element()],
+        let document = dom::parse(html);
+        let want = Want {
+            items: true,
+            links: false,
+            next: false,
         };
-        roots
-            .into_iter()
-            .filter_map(|root| self.item_of(root, base))
-            .collect()
+        self.output_of(document.root_element(), base, want).items
     }
 
-    fn item_of(&self, root: ElementRef<'_>, base: Option<&Url>) -> Option<Item> {
-        let mut item = Map::with_capacity(self.fields.len());
-        for field in &self.fields {
-            let mut values = root
-                .select(&field.selector)
-                .filter_map(|element| value_of(field, element, base));
-            let value = if field.all {
-                let all: Vec<Value> = values.map(Value::String).collect();
-                (!all.is_empty()).then_some(Value::Array(all))
-            } else {
-                values.next().map(Value::String)
-            };
-            match (value, &field.default) {
-                (Some(value), _) => {
-                    item.insert(field.name.clone(), value);
-                }
-                (None, _) if field.required => return None,
-                (None, default) => {
-                    item.insert(field.name.clone(), default.clone().unwrap_or(Value::Null));
-                }
-            }
-        }
-        Some(item)
-    }
-
-    /// Items, links to follow and the next page of one page, parsing it once: one streaming
-    /// pass when the template allows it, else one DOM.
+    /// Items, links to follow and the next page of one page, parsing it once.
     pub fn analyse(&self, html: &str, base_url: &str) -> PageOutput {
-        let base = Url::parse(base_url).ok();
-        if let Some(plan) = self.stream.as_deref().filter(|p| p.covers_navigation()) {
-            let raw = super::stream::extract_page(plan, self, html, base.as_ref());
-            return PageOutput {
-                items: raw.items,
-                links: self.scoped_links(raw.hrefs.iter().map(String::as_str), base.as_ref()),
-                next_page: next_of(raw.next_hrefs.iter().map(String::as_str), base.as_ref()),
-            };
-        }
-        let needs_dom = self.links.is_some() || self.pagination.is_some() || self.stream.is_none();
-        let document = needs_dom.then(|| Html::parse_document(html));
-        let items = match (&self.stream, &document) {
-            (Some(plan), _) => super::stream::extract(plan, self, html, base.as_ref()),
-            (None, Some(document)) => self.items_of_document(document, base.as_ref()),
-            (None, None) => Vec::new(),
-        };
-        let Some(document) = document else {
-            return PageOutput {
-                items,
-                links: Vec::new(),
-                next_page: None,
-            };
-        };
-        PageOutput {
-            items,
-            links: self.links_of_document(&document, base.as_ref()),
-            next_page: self.next_of_document(&document, base.as_ref()),
-        }
+        self.run(html, base_url, ALL).0
+    }
+
+    /// [`Template::analyse`], and which engine parsed the page.
+    pub fn analyse_counted(&self, html: &str, base_url: &str) -> (PageOutput, Engine) {
+        self.run(html, base_url, ALL)
+    }
+
+    /// [`Template::analyse`] with the DOM engine, whatever the page (engine parity checks).
+    pub fn analyse_with_dom(&self, html: &str, base_url: &str) -> PageOutput {
+        let document = dom::parse(html);
+        self.output_of(
+            document.root_element(),
+            Url::parse(base_url).ok().as_ref(),
+            ALL,
+        )
     }
 
     /// The links to follow from `html` (absolute, in scope, deduplicated, in page order).
@@ -105,60 +99,176 @@ impl Template {
         if self.links.is_none() {
             return Vec::new();
         }
-        let base = Url::parse(base_url).ok();
-        self.links_of_document(&Html::parse_document(html), base.as_ref())
+        let want = Want {
+            items: false,
+            links: true,
+            next: false,
+        };
+        self.run(html, base_url, want).0.links
     }
 
     /// The next page of `html`, if the template has pagination and the page has one.
     pub fn next_page(&self, html: &str, base_url: &str) -> Option<String> {
         self.pagination.as_ref()?;
-        let base = Url::parse(base_url).ok();
-        self.next_of_document(&Html::parse_document(html), base.as_ref())
-    }
-
-    fn links_of_document(&self, document: &Html, base: Option<&Url>) -> Vec<String> {
-        let Some(links) = &self.links else {
-            return Vec::new();
+        let want = Want {
+            items: false,
+            links: false,
+            next: true,
         };
-        let hrefs = document
-            .select(&links.selector)
-            .filter_map(|element| element.value().attr(&links.attr));
-        self.scoped_links(hrefs, base)
+        self.run(html, base_url, want).0.next_page
     }
 
-    fn next_of_document(&self, document: &Html, base: Option<&Url>) -> Option<String> {
-        let pagination = self.pagination.as_ref()?;
-        let hrefs = document
-            .select(&pagination.next)
-            .filter_map(|element| element.value().attr("href"));
-        next_of(hrefs, base)
+    fn run(&self, html: &str, base_url: &str, want: Want) -> (PageOutput, Engine) {
+        let page = Url::parse(base_url).ok();
+        let engine = if self.needs_dom {
+            Engine::DomByTemplate
+        } else {
+            let parsed = fast::prepare(html).and_then(|prepared| {
+                let document = fast::parse(&prepared)?;
+                let output = document
+                    .root()
+                    .map(|root| self.output_of(root, page.as_ref(), want))
+                    .unwrap_or_default();
+                Ok(output)
+            });
+            match parsed {
+                Ok(output) => {
+                    stats::record(Engine::Fast);
+                    return (output, Engine::Fast);
+                }
+                Err(reason) => Engine::Fallback(reason),
+            }
+        };
+        stats::record(engine);
+        let document = dom::parse(html);
+        (
+            self.output_of(document.root_element(), page.as_ref(), want),
+            engine,
+        )
     }
 
-    /// Raw link values made absolute, kept when in scope, deduplicated, in page order.
-    fn scoped_links<'a>(
+    fn output_of<'t, N: Tree<'t>>(&self, root: N, page: Option<&Url>, want: Want) -> PageOutput {
+        let mut caches = SelectorCaches::default();
+        let resolves_urls =
+            want.links || want.next || (want.items && self.fields.iter().any(|f| f.absolute_url));
+        let base = if resolves_urls {
+            document_base(root, page)
+        } else {
+            page.cloned()
+        };
+        let base = base.as_ref();
+        let elements = || std::iter::once(root).chain(root.descendants());
+        let mut output = PageOutput::default();
+        if want.items {
+            output.items = match &self.item {
+                Some(selector) => elements()
+                    .filter(|e| selector.matches(e, None, &mut caches))
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .filter_map(|item| self.item_of(item, base, &mut caches))
+                    .collect(),
+                None => self.item_of(root, base, &mut caches).into_iter().collect(),
+            };
+        }
+        if want.links
+            && let (Some(links), Some(page)) = (&self.links, page)
+        {
+            let hrefs = elements()
+                .filter(|e| links.selector.matches(e, None, &mut caches))
+                .filter_map(|e| e.attr(&links.attr));
+            output.links = scoped_links(&links.scope, hrefs, base, page);
+        }
+        if want.next
+            && let (Some(pagination), Some(page)) = (&self.pagination, page)
+        {
+            let hrefs = elements()
+                .filter(|e| pagination.next.matches(e, None, &mut caches))
+                .filter_map(|e| e.attr("href"));
+            output.next_page = next_of(hrefs, base, page);
+        }
+        output
+    }
+
+    fn item_of<'t, N: Tree<'t>>(
         &self,
-        hrefs: impl Iterator<Item = &'a str>,
+        root: N,
         base: Option<&Url>,
-    ) -> Vec<String> {
-        let (Some(links), Some(base)) = (&self.links, base) else {
-            return Vec::new();
-        };
-        let mut seen = HashSet::new();
-        hrefs
-            .filter_map(|href| resolve(base, href))
-            .filter(|url| in_scope(&links.scope, base, url))
-            .map(String::from)
-            .filter(|url| seen.insert(url.clone()))
-            .collect()
+        caches: &mut SelectorCaches,
+    ) -> Option<Item> {
+        let scope = Some(root.opaque());
+        let mut item = Map::with_capacity(self.fields.len());
+        for field in &self.fields {
+            let mut values = root
+                .descendants()
+                .filter(|e| field.selector.matches(e, scope, caches))
+                .filter_map(|element| value_of(field, element, base));
+            let value = if field.all {
+                let all: Vec<Value> = values.map(Value::String).collect();
+                (!all.is_empty()).then_some(Value::Array(all))
+            } else {
+                values.next().map(Value::String)
+            };
+            match value {
+                Some(value) => {
+                    item.insert(field.name.clone(), value);
+                }
+                None if field.required => return None,
+                None => {
+                    item.insert(
+                        field.name.clone(),
+                        field.default.clone().unwrap_or(Value::Null),
+                    );
+                }
+            }
+        }
+        Some(item)
     }
 }
 
+/// The document's base URL: the first `<base href>` resolved against the page's URL (a
+/// browser's "frozen base URL"), else the page's URL.
+fn document_base<'t, N: Tree<'t>>(root: N, page: Option<&Url>) -> Option<Url> {
+    let page = page?;
+    let href = std::iter::once(root)
+        .chain(root.descendants())
+        .filter(|e| e.html_name() == Some("base"))
+        .find_map(|e| e.attr("href"));
+    let Some(href) = href else {
+        return Some(page.clone());
+    };
+    match page.join(href) {
+        Ok(url) if !matches!(url.scheme(), "data" | "javascript") => Some(url),
+        _ => Some(page.clone()),
+    }
+}
+
+/// Raw link values made absolute, kept when in scope of the page, deduplicated, in order.
+fn scoped_links<'a>(
+    scope: &LinkScope,
+    hrefs: impl Iterator<Item = &'a str>,
+    base: Option<&Url>,
+    page: &Url,
+) -> Vec<String> {
+    let base = base.unwrap_or(page);
+    let mut seen = HashSet::new();
+    hrefs
+        .filter_map(|href| resolve(base, href))
+        .filter(|url| in_scope(scope, page, url))
+        .map(String::from)
+        .filter(|url| seen.insert(url.clone()))
+        .collect()
+}
+
 /// The first next-page `href` that resolves to another page.
-fn next_of<'a>(mut hrefs: impl Iterator<Item = &'a str>, base: Option<&Url>) -> Option<String> {
-    let base = base?;
+fn next_of<'a>(
+    mut hrefs: impl Iterator<Item = &'a str>,
+    base: Option<&Url>,
+    page: &Url,
+) -> Option<String> {
+    let base = base.unwrap_or(page);
     hrefs
         .find_map(|href| resolve(base, href))
-        .filter(|url| url != base)
+        .filter(|url| url != page)
         .map(String::from)
 }
 
@@ -173,18 +283,22 @@ pub struct PageOutput {
     pub next_page: Option<String>,
 }
 
-fn value_of(field: &Field, element: ElementRef<'_>, base: Option<&Url>) -> Option<String> {
+fn value_of<'t, N: Tree<'t>>(field: &Field, element: N, base: Option<&Url>) -> Option<String> {
     let raw = match &field.extract {
-        Extract::Text => element.text().collect::<String>(),
-        Extract::Attr(name) => element.value().attr(name)?.trim().to_owned(),
-        Extract::Html => element.html(),
-        Extract::InnerHtml => element.inner_html(),
+        Extract::Text => {
+            let mut text = String::new();
+            element.text(&mut text);
+            text
+        }
+        Extract::Attr(name) => element.attr(name)?.trim().to_owned(),
+        Extract::Html => element.markup(true),
+        Extract::InnerHtml => element.markup(false),
     };
     clean_value(field, raw, base)
 }
 
-/// The cleaning every engine applies to a raw value: whitespace collapsed (text fields),
-/// the regex capture, URL resolution. `None` when the regex does not match.
+/// The cleaning every value goes through: whitespace collapsed (text fields), the regex
+/// capture, URL resolution. `None` when the regex does not match.
 pub(crate) fn clean_value(field: &Field, raw: String, base: Option<&Url>) -> Option<String> {
     let raw = match field.extract {
         Extract::Text => normalize_whitespace(&raw),
@@ -209,7 +323,7 @@ pub(crate) fn clean_value(field: &Field, raw: String, base: Option<&Url>) -> Opt
     Some(cleaned)
 }
 
-/// Text as `textContent` gives it, with runs of whitespace collapsed to one space.
+/// Runs of whitespace (Unicode's, so non-breaking spaces too) collapsed to one space, trimmed.
 fn normalize_whitespace(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for word in text.split_whitespace() {
@@ -231,14 +345,14 @@ fn resolve(base: &Url, href: &str) -> Option<Url> {
     Some(url)
 }
 
-fn in_scope(scope: &LinkScope, base: &Url, url: &Url) -> bool {
+fn in_scope(scope: &LinkScope, page: &Url, url: &Url) -> bool {
     let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
     match scope {
         LinkScope::Any => true,
-        LinkScope::SameHost => url.host_str() == base.host_str(),
+        LinkScope::SameHost => url.host_str() == page.host_str(),
         LinkScope::SameDomain => {
             let domain = |h: &str| psl::domain_str(h).map_or_else(|| h.to_owned(), str::to_owned);
-            domain(&host) == domain(&base.host_str().unwrap_or_default().to_ascii_lowercase())
+            domain(&host) == domain(&page.host_str().unwrap_or_default().to_ascii_lowercase())
         }
         LinkScope::AllowedDomains(domains) => domains
             .iter()
@@ -309,25 +423,21 @@ mod tests {
 
     #[test]
     fn one_pass_analysis_matches_the_dom_engine() {
-        let streaming = template();
-        assert!(streaming.stream.as_ref().unwrap().covers_navigation());
-        let mut dom_only = template();
-        dom_only.stream = None;
+        let template = template();
         let base = "https://www.example.com/list";
         let expected = PageOutput {
-            items: dom_only.extract(PAGE, base),
-            links: dom_only.links(PAGE, base),
-            next_page: dom_only.next_page(PAGE, base),
+            items: template.extract_with_dom(PAGE, Url::parse(base).ok().as_ref()),
+            links: template.links(PAGE, base),
+            next_page: template.next_page(PAGE, base),
         };
-        assert_eq!(streaming.analyse(PAGE, base), expected);
-        assert_eq!(dom_only.analyse(PAGE, base), expected);
+        assert_eq!(template.analyse(PAGE, base), expected);
+        assert_eq!(template.analyse_with_dom(PAGE, base), expected);
         for cut in [10, PAGE.len() / 3, PAGE.len() - 40] {
-            let (a, b) = (
-                streaming.analyse(&PAGE[..cut], base),
-                dom_only.analyse(&PAGE[..cut], base),
+            assert_eq!(
+                template.analyse(&PAGE[..cut], base),
+                template.analyse_with_dom(&PAGE[..cut], base),
+                "cut at {cut}"
             );
-            assert_eq!(a.links, b.links, "cut at {cut}");
-            assert_eq!(a.next_page, b.next_page, "cut at {cut}");
         }
     }
 

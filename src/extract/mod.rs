@@ -1,14 +1,30 @@
 //! Extraction: templates of CSS selectors turned into items, links and next pages.
 //!
-//! Owns the template schema and its validation ([`template`]), running a template over a
-//! page ([`engine`], with the streaming engine [`stream`] for the templates it can serve) and
-//! the directory of templates jobs refer to ([`registry`]).
+//! Owns the template schema and its validation ([`template`]), compiled selectors
+//! ([`select`]), running a template over a page ([`engine`]) on the tree of the fast engine
+//! ([`fast`]) or of html5ever ([`dom`]) — the same tree either way — with the text rule of
+//! [`text`], the counters of which engine parsed what ([`stats`]) and the directory of
+//! templates jobs refer to ([`registry`]).
 
+mod dom;
 pub mod engine;
+pub mod fast;
 pub mod registry;
-pub mod stream;
+pub mod select;
+pub mod stats;
 pub mod template;
+pub mod text;
 
 pub use engine::{Item, PageOutput};
+pub use fast::Fallback;
 pub use registry::TemplateRegistry;
+pub use stats::{Engine, EngineStats, engine_stats};
 pub use template::{Template, TemplateError, TemplateResult};
+
+/// Canonical dumps of a page's tree from the fast engine (`None` when it falls back) and
+/// from html5ever, for the differential tests: equal when the engines agree.
+pub fn tree_dumps(html: &str) -> (Result<String, Fallback>, String) {
+    let fast =
+        fast::prepare(html).and_then(|prepared| fast::parse(&prepared).map(|doc| fast::dump(&doc)));
+    (fast, dom::dump(&dom::parse(html)))
+}

@@ -7,8 +7,9 @@
 use std::collections::HashSet;
 
 use regex::Regex;
-use scraper::Selector;
 use serde::Deserialize;
+
+use super::select::Selector;
 
 /// A template that cannot be used.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -107,10 +108,8 @@ pub enum Extract {
 pub struct Field {
     /// The key in each item.
     pub name: String,
-    /// Where the value is, relative to the item.
+    /// Where the value is: elements below the item that match.
     pub selector: Selector,
-    /// The selector as written (the streaming engine compiles it again).
-    pub selector_text: String,
     /// What to take.
     pub extract: Extract,
     /// All matches as a list, or the first one.
@@ -143,8 +142,6 @@ pub enum LinkScope {
 pub struct Links {
     /// Elements holding links.
     pub selector: Selector,
-    /// The selector as written (for the streaming engine).
-    pub selector_text: String,
     /// The attribute with the URL (default `href`).
     pub attr: String,
     /// Which links are kept.
@@ -158,8 +155,6 @@ pub struct Links {
 pub struct Pagination {
     /// The "next page" element (its `href`).
     pub next: Selector,
-    /// The selector as written (for the streaming engine).
-    pub next_text: String,
     /// Pages followed at most (`None`: unlimited).
     pub max_pages: Option<u32>,
 }
@@ -171,16 +166,15 @@ pub struct Template {
     pub id: String,
     /// One item per match; `None`: one item per page.
     pub item: Option<Selector>,
-    /// The item selector as written.
-    pub item_text: Option<String>,
     /// The fields, in order.
     pub fields: Vec<Field>,
     /// Links to follow.
     pub links: Option<Links>,
     /// Pagination.
     pub pagination: Option<Pagination>,
-    /// The streaming engine's selectors, when it can serve this template.
-    pub stream: Option<std::sync::Arc<super::stream::StreamPlan>>,
+    /// True when a field takes HTML (`html`, `inner_html`): serialising markup is the DOM
+    /// engine's, so every page of this template is parsed by html5ever.
+    pub needs_dom: bool,
 }
 
 impl Template {
@@ -234,23 +228,21 @@ impl Template {
             .map(|p| -> TemplateResult<Pagination> {
                 Ok(Pagination {
                     next: compile_selector(&id, &p.next, None)?,
-                    next_text: p.next.clone(),
                     max_pages: p.max_pages,
                 })
             })
             .transpose()?;
-        let mut template = Self {
+        let needs_dom = fields
+            .iter()
+            .any(|f| matches!(f.extract, Extract::Html | Extract::InnerHtml));
+        Ok(Self {
             id,
             item,
-            item_text: raw.item.clone(),
             fields,
             links,
             pagination,
-            stream: None,
-        };
-        template.stream =
-            super::stream::StreamPlan::for_template(&template).map(std::sync::Arc::new);
-        Ok(template)
+            needs_dom,
+        })
     }
 }
 
@@ -293,7 +285,6 @@ fn compile_field(id: &str, index: usize, field: RawField) -> TemplateResult<Fiel
     let url_attr = matches!(&extract, Extract::Attr(a) if a == "href" || a == "src");
     Ok(Field {
         selector: compile_selector(id, &field.selector, Some(&name))?,
-        selector_text: field.selector.clone(),
         absolute_url: field.absolute_url.unwrap_or(url_attr),
         name,
         extract,
@@ -329,7 +320,6 @@ fn compile_links(id: &str, links: RawLinks) -> TemplateResult<Links> {
     };
     Ok(Links {
         selector: compile_selector(id, &links.selector, None)?,
-        selector_text: links.selector.clone(),
         attr: links.attr.unwrap_or_else(|| "href".to_owned()),
         scope,
         max_depth: links.max_depth,

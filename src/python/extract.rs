@@ -146,10 +146,15 @@ impl PyTemplate {
         items_to_python(py, &items)
     }
 
-    /// True when items come from the streaming engine (see `docs/architecture.md`).
+    /// `"fast"` when pages go to the fast engine first (html5ever takes the pages it cannot
+    /// parse exactly), `"dom"` when a field takes HTML and html5ever parses every page.
     #[getter]
-    fn streaming(&self) -> bool {
-        self.template.stream.is_some()
+    fn engine(&self) -> &'static str {
+        if self.template.needs_dom {
+            "dom"
+        } else {
+            "fast"
+        }
     }
 
     /// Items of one page from the DOM engine, whatever the template (engine parity checks).
@@ -164,6 +169,38 @@ impl PyTemplate {
             template.extract_with_dom(&html, url::Url::parse(&base_url).ok().as_ref())
         });
         items_to_python(py, &items)
+    }
+
+    /// Items, links and next page of one page from the DOM engine (engine parity checks).
+    fn _analyse_dom<'py>(
+        &self,
+        py: Python<'py>,
+        html: String,
+        base_url: String,
+    ) -> PyResult<(Bound<'py, PyList>, Vec<String>, Option<String>)> {
+        let template = Arc::clone(&self.template);
+        let output = py.detach(move || template.analyse_with_dom(&html, &base_url));
+        Ok((
+            items_to_python(py, &output.items)?,
+            output.links,
+            output.next_page,
+        ))
+    }
+
+    /// Items, links and next page of one page, as the worker sees them.
+    fn _analyse<'py>(
+        &self,
+        py: Python<'py>,
+        html: String,
+        base_url: String,
+    ) -> PyResult<(Bound<'py, PyList>, Vec<String>, Option<String>)> {
+        let template = Arc::clone(&self.template);
+        let output = py.detach(move || template.analyse(&html, &base_url));
+        Ok((
+            items_to_python(py, &output.items)?,
+            output.links,
+            output.next_page,
+        ))
     }
 
     /// Items of many `(html, base_url)` pages, on all cores without the GIL.
@@ -233,5 +270,35 @@ impl PyTemplateRegistry {
     /// The ids, sorted.
     fn ids(&self) -> Vec<String> {
         self.registry.ids()
+    }
+}
+
+/// Pages parsed by each engine since the process started: `{"fast": n, "dom_by_template": n,
+/// "fallbacks": {reason: n}}`.
+#[pyfunction]
+pub(crate) fn extraction_stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let stats = crate::extract::engine_stats();
+    let dict = PyDict::new(py);
+    dict.set_item("fast", stats.fast)?;
+    dict.set_item("dom_by_template", stats.dom_by_template)?;
+    let fallbacks = PyDict::new(py);
+    for (reason, count) in stats.fallbacks {
+        fallbacks.set_item(reason, count)?;
+    }
+    dict.set_item("fallbacks", fallbacks)?;
+    Ok(dict)
+}
+
+/// The page's tree from each engine as canonical dumps (tests compare them with a browser's):
+/// `(fast_dump or None, fallback reason or None, html5ever_dump)`.
+#[pyfunction]
+pub(crate) fn _tree_dumps(
+    py: Python<'_>,
+    html: String,
+) -> (Option<String>, Option<&'static str>, String) {
+    let (fast, dom) = py.detach(move || crate::extract::tree_dumps(&html));
+    match fast {
+        Ok(dump) => (Some(dump), None, dom),
+        Err(reason) => (None, Some(reason.as_str()), dom),
     }
 }

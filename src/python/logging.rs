@@ -14,6 +14,63 @@ use crate::config::parse_log_level;
 
 static RESET: OnceLock<pyo3_log::ResetHandle> = OnceLock::new();
 
+/// The target parser libraries' records are logged under (html5ever writes warnings such as
+/// "foster parenting not implemented" about ordinary pages: they are debug details here).
+const PARSER_TARGET: &str = "scraperv4::extract::html5ever";
+
+/// Hands records to `pyo3-log`, with the HTML parser's own records lowered to debug and the
+/// debug chatter of other libraries dropped before any Python logger is looked up (the
+/// `selectors` crate logs every selector match at debug level).
+struct Bridge(pyo3_log::Logger);
+
+fn is_dependency_detail(metadata: &log::Metadata<'_>) -> bool {
+    metadata.level() > log::Level::Info && !metadata.target().starts_with("scraperv4")
+}
+
+fn is_parser(target: &str) -> bool {
+    target.starts_with("html5ever") || target.starts_with("markup5ever")
+}
+
+impl log::Log for Bridge {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        if is_dependency_detail(metadata) {
+            return false;
+        }
+        if is_parser(metadata.target()) {
+            let lowered = log::Metadata::builder()
+                .level(log::Level::Debug)
+                .target(PARSER_TARGET)
+                .build();
+            return self.0.enabled(&lowered);
+        }
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if is_dependency_detail(record.metadata()) {
+            return;
+        }
+        if !is_parser(record.target()) {
+            self.0.log(record);
+            return;
+        }
+        self.0.log(
+            &log::Record::builder()
+                .level(log::Level::Debug)
+                .target(PARSER_TARGET)
+                .args(*record.args())
+                .module_path(record.module_path())
+                .file(record.file())
+                .line(record.line())
+                .build(),
+        );
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
+}
+
 /// Installs the bridge once per process; later calls (sub-interpreters, reloads) keep it.
 pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
     if RESET.get().is_some() {
@@ -21,7 +78,9 @@ pub(crate) fn install(py: Python<'_>) -> PyResult<()> {
     }
     let logger = pyo3_log::Logger::new(py, pyo3_log::Caching::LoggersAndLevels)?
         .filter(log::LevelFilter::Trace);
-    if let Ok(handle) = logger.install() {
+    let handle = logger.reset_handle();
+    if log::set_boxed_logger(Box::new(Bridge(logger))).is_ok() {
+        log::set_max_level(log::LevelFilter::Trace);
         let _ = RESET.set(handle);
     }
     Ok(())

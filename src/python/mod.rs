@@ -28,7 +28,7 @@ pub mod _core {
     #[pymodule_export]
     use super::coordinator::PyCoordinator;
     #[pymodule_export]
-    use super::extract::{PyTemplate, PyTemplateRegistry};
+    use super::extract::{_tree_dumps, PyTemplate, PyTemplateRegistry, extraction_stats};
     #[pymodule_export]
     use super::fetch::{PyFetcher, PyResponse};
     #[pymodule_export]
@@ -49,6 +49,11 @@ pub mod _core {
         m.add(
             "__version__",
             super::pep440_version(env!("CARGO_PKG_VERSION")),
+        )?;
+        m.add("TEXT_BLOCK_ELEMENTS", crate::extract::text::BLOCKS.to_vec())?;
+        m.add(
+            "TEXT_SKIPPED_ELEMENTS",
+            crate::extract::text::SKIPPED.to_vec(),
         )?;
         super::logging::install(m.py())?;
         Ok(())

@@ -27,6 +27,8 @@ pub struct WorkerMetrics {
     pub concurrency: IntGauge,
     /// Items recorded (in completed jobs).
     pub items: IntCounter,
+    /// Pages parsed, by engine (`fast`, `dom`) and the reason a page went to the DOM engine.
+    pub pages_parsed: IntCounterVec,
 }
 
 fn buckets() -> Vec<f64> {
@@ -75,6 +77,14 @@ impl WorkerMetrics {
         let concurrency =
             IntGauge::new("concurrency_limit", "Jobs allowed at once now").expect("valid metric");
         let items = IntCounter::new("items_total", "Items recorded").expect("valid metric");
+        let pages_parsed = IntCounterVec::new(
+            Opts::new(
+                "pages_parsed_total",
+                "Pages parsed, by engine and the reason a page went to html5ever",
+            ),
+            &["engine", "reason"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(jobs.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(job_duration.clone()),
@@ -85,6 +95,7 @@ impl WorkerMetrics {
             Box::new(in_flight.clone()),
             Box::new(concurrency.clone()),
             Box::new(items.clone()),
+            Box::new(pages_parsed.clone()),
         ] {
             // Names are distinct constants: registration cannot collide.
             let _ = registry.register(collector);
@@ -100,6 +111,7 @@ impl WorkerMetrics {
             in_flight,
             concurrency,
             items,
+            pages_parsed,
         }
     }
 

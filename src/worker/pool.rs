@@ -622,7 +622,11 @@ impl Worker {
         let fetched_at = jiff::Timestamp::now().to_string();
         let (status, final_url) = (page.status, page.final_url.clone());
         let (text, _encoding) = page.into_text();
-        let output = template.analyse(&text, &final_url);
+        let (output, engine) = template.analyse_counted(&text, &final_url);
+        self.metrics
+            .pages_parsed
+            .with_label_values(&<[&str; 2]>::from(engine.labels()))
+            .inc();
         let discovered = crawl::discovered(job, &template, &output, settings.page);
         let mut records = Vec::with_capacity(output.items.len());
         for (index, fields) in output.items.into_iter().enumerate() {
