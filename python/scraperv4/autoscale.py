@@ -35,6 +35,8 @@ from typing import Any, Optional, Protocol
 from scraperv4 import _core
 from scraperv4.exceptions import ConfigError, ScraperV4Error
 from scraperv4.queue import JobQueue
+from scraperv4.settings import AutoscalerSettings, with_overrides
+from scraperv4.settings import load as load_settings
 
 __all__ = [
     "Autoscaler",
@@ -43,6 +45,7 @@ __all__ = [
     "LocalExecutor",
     "SwarmExecutor",
     "default_scaling_config",
+    "executor_from_settings",
 ]
 
 log = logging.getLogger("scraperv4.autoscale")
@@ -291,18 +294,38 @@ class LocalExecutor:
             self._stop(worker_id)
 
 
+def executor_from_settings(settings: AutoscalerSettings) -> Executor:
+    """The executor the ``executor`` setting names, configured by the other settings."""
+    if settings.executor == "swarm":
+        return SwarmExecutor(settings.service)
+    if settings.executor == "kubernetes":
+        return KubernetesExecutor(settings.deployment, settings.namespace)
+    return LocalExecutor(
+        settings.require_queue_url(),
+        settings.templates or "",
+        worker_args=settings.worker_args,
+        queue_name=settings.queue_name,
+    )
+
+
 class Autoscaler:
     """Evaluates the fleet every ``evaluation_interval`` seconds and acts on the decision.
+
+    The rules and options not given here come from the settings model (the ``autoscaler``
+    role of :mod:`scraperv4.settings`: ``SCRAPERV4_<NAME>`` variables, the config file, the
+    defaults).
 
     Args:
         queue: the queue whose backlog drives the fleet.
         executor: how the fleet is changed (see the module docs).
-        config: overrides of :func:`default_scaling_config` (unknown keys are errors).
+        config: overrides of the rules (:func:`default_scaling_config` names them; unknown
+            keys are errors).
         resources: a :class:`~scraperv4.resources.ResourceManager` whose verdict can veto a
             scale-up (default: one with the guide's thresholds, for the local executor
-            only; ``False``: no veto).
+            only, unless the ``resource_veto`` setting is off; ``False``: no veto).
         drain_timeout: longest wait for drained workers to leave before they are stopped.
         decision_log: decisions kept in :attr:`decisions`.
+        settings: loaded :class:`~scraperv4.settings.AutoscalerSettings` to start from.
     """
 
     def __init__(
@@ -312,22 +335,39 @@ class Autoscaler:
         config: Optional[dict[str, Any]] = None,
         *,
         resources: Any = None,
-        drain_timeout: float = 120.0,
+        drain_timeout: Optional[float] = None,
         decision_log: int = 1000,
+        settings: Optional[AutoscalerSettings] = None,
     ) -> None:
+        overrides = {"drain_timeout": drain_timeout}
+        if settings is None:
+            settings = load_settings(AutoscalerSettings, overrides=overrides)
+        else:
+            settings = with_overrides(settings, overrides)
+        self.settings = settings
         self.queue = queue
         self.executor = executor
-        self._config = {**default_scaling_config(), **(config or {})}
+        self._config = {**settings.scaling_rules(), **(config or {})}
         self._policy = _core.ScalingPolicy(json.dumps(self._config))
-        if resources is None and executor.name == "local":
+        if resources is None and executor.name == "local" and settings.resource_veto:
             from scraperv4.resources import ResourceManager
 
             resources = ResourceManager()
         self.resources = resources or None
-        self.drain_timeout = drain_timeout
+        self.drain_timeout = settings.drain_timeout
         self.decisions: collections.deque[dict[str, Any]] = collections.deque(maxlen=decision_log)
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: AutoscalerSettings, *, queue: Optional[JobQueue] = None
+    ) -> Autoscaler:
+        """The autoscaler ``settings`` describe (what ``scraperv4 autoscale`` runs), with
+        its executor."""
+        return cls(
+            queue or settings.open_queue(), executor_from_settings(settings), settings=settings
+        )
 
     @property
     def config(self) -> dict[str, Any]:

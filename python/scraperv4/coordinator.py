@@ -7,7 +7,8 @@ Stateless: all state is in the queue (Redis for a fleet), so replicas behind ngi
 ``/api/jobs/{id}/retry|cancel``, ``/api/queue/stats``, ``/api/workers``,
 ``/api/workers/{id}/drain``, ``/metrics``, ``/ws`` and the dashboard at ``/``.
 
-Security: with a token (``SCRAPERV4_API_TOKEN``, at least 16 characters) every mutating
+Security: with a token (``SCRAPERV4_API_TOKEN`` or ``SCRAPERV4_API_TOKEN_FILE``, at least
+16 characters) every mutating
 route needs ``Authorization: Bearer <token>`` (compared in constant time), and every route
 with ``protect_reads``; request bodies are limited, requests time out, CORS is off unless
 origins are given; the queue URL and the token never appear in answers or logs.
@@ -15,7 +16,6 @@ origins are given; the queue URL and the token never appear in answers or logs.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from collections.abc import Iterable
@@ -24,6 +24,8 @@ from typing import Any, Optional, Union
 
 from scraperv4 import _core
 from scraperv4.queue import JobQueue
+from scraperv4.settings import CoordinatorSettings, with_overrides
+from scraperv4.settings import load as load_settings
 
 __all__ = ["TOKEN_ENV", "Coordinator"]
 
@@ -34,16 +36,23 @@ TOKEN_ENV = "SCRAPERV4_API_TOKEN"  # noqa: S105 (a variable name, not a secret)
 class Coordinator:
     """A coordinator server.
 
+    Every setting not given here comes from the settings model (the ``coordinator`` role
+    of :mod:`scraperv4.settings`: ``SCRAPERV4_<NAME>`` variables, the config file, the
+    defaults); keyword arguments win.
+
     Args:
-        queue: the queue (a :class:`~scraperv4.queue.JobQueue` or its URL).
-        addr: ``host:port`` to listen on (port 0 picks a free one).
-        token: the API token (default ``$SCRAPERV4_API_TOKEN``; empty: no token).
+        queue: the queue (a :class:`~scraperv4.queue.JobQueue` or its URL; default the
+            ``queue_url`` setting).
+        addr: ``host:port`` to listen on (port 0 picks a free one; default ``0.0.0.0:8080``).
+        token: the API token (default ``$SCRAPERV4_API_TOKEN``, or the file named by
+            ``$SCRAPERV4_API_TOKEN_FILE``; empty: no token).
         protect_reads: require the token for reads too.
         body_limit: largest request body, bytes.
         request_timeout: longest request, seconds.
         header_timeout: longest time a client may take to send its request headers.
         cors_origins: origins allowed to call the API from a browser (default none).
         stats_interval: seconds between the stats pushed on ``/ws``.
+        settings: loaded :class:`~scraperv4.settings.CoordinatorSettings` to start from.
 
     Raises:
         ConfigError: an invalid setting (a token shorter than 16 characters, ...).
@@ -51,30 +60,51 @@ class Coordinator:
 
     def __init__(
         self,
-        queue: Union[JobQueue, str],
-        addr: str = "0.0.0.0:8080",
+        queue: Union[JobQueue, str, None] = None,
+        addr: Optional[str] = None,
         *,
         token: Optional[str] = None,
-        protect_reads: bool = False,
-        body_limit: int = 1 << 20,
-        request_timeout: float = 30.0,
-        header_timeout: float = 10.0,
-        cors_origins: Iterable[str] = (),
-        stats_interval: float = 1.0,
+        protect_reads: Optional[bool] = None,
+        body_limit: Optional[int] = None,
+        request_timeout: Optional[float] = None,
+        header_timeout: Optional[float] = None,
+        cors_origins: Optional[Iterable[str]] = None,
+        stats_interval: Optional[float] = None,
+        settings: Optional[CoordinatorSettings] = None,
     ) -> None:
-        self.queue = queue if isinstance(queue, JobQueue) else JobQueue(queue)
+        overrides = {
+            "addr": addr,
+            "protect_reads": protect_reads,
+            "body_limit": body_limit,
+            "request_timeout": request_timeout,
+            "header_timeout": header_timeout,
+            "cors_origins": None if cors_origins is None else list(cors_origins),
+            "stats_interval": stats_interval,
+        }
+        if settings is None:
+            settings = load_settings(CoordinatorSettings, overrides=overrides)
+        else:
+            settings = with_overrides(settings, overrides)
+        self.settings = settings
+        self.queue = queue if isinstance(queue, JobQueue) else settings.open_queue(queue)
         self._inner = _core.Coordinator(
             self.queue._inner,
-            addr,
-            token=os.environ.get(TOKEN_ENV) if token is None else token,
-            protect_reads=protect_reads,
-            body_limit=body_limit,
-            request_timeout=request_timeout,
-            header_timeout=header_timeout,
-            cors_origins=list(cors_origins),
-            stats_interval=stats_interval,
+            str(settings.addr),
+            # An empty token given in Python turns the token off (it may still be set).
+            token=settings.api_token if token is None else token,
+            protect_reads=settings.protect_reads,
+            body_limit=settings.body_limit,
+            request_timeout=settings.request_timeout,
+            header_timeout=settings.header_timeout,
+            cors_origins=list(settings.cors_origins),
+            stats_interval=settings.stats_interval,
         )
         self._stopped = threading.Event()
+
+    @classmethod
+    def from_settings(cls, settings: CoordinatorSettings) -> Coordinator:
+        """The coordinator ``settings`` describe (what ``scraperv4 coordinator`` runs)."""
+        return cls(settings=settings)
 
     @property
     def address(self) -> Optional[str]:

@@ -22,6 +22,8 @@ from typing import Any, Optional, TextIO, Union
 from scraperv4.extract import Template
 from scraperv4.fetch import FetchConfig
 from scraperv4.queue import JobQueue, JobStatus
+from scraperv4.settings import RunSettings, with_overrides
+from scraperv4.settings import load as load_settings
 from scraperv4.worker import ItemCallback, Worker, crawl_job_id
 
 __all__ = ["CrawlSummary", "default_crawl_id", "run_crawl"]
@@ -81,30 +83,36 @@ def run_crawl(
     urls: Iterable[str],
     template: Template,
     *,
-    output: PathLike,
+    output: Optional[PathLike] = None,
     state: Optional[PathLike] = None,
-    concurrency: int = 16,
+    concurrency: Optional[int] = None,
     crawl_id: Optional[str] = None,
     fetch: Optional[FetchConfig] = None,
-    max_retries: int = 3,
+    max_retries: Optional[int] = None,
     retry_base: float = 1.0,
-    grace_period: float = 10.0,
+    grace_period: Optional[float] = None,
     on_item: Optional[ItemCallback] = None,
     progress: Optional[bool] = None,
     stream: TextIO = sys.stderr,
     handle_signals: bool = True,
     worker_options: Optional[dict[str, Any]] = None,
+    settings: Optional[RunSettings] = None,
 ) -> CrawlSummary:
     """Crawl from ``urls`` with ``template`` on this machine; items go to ``output``.
+
+    Settings not given here come from the ``run`` role of :mod:`scraperv4.settings`
+    (``SCRAPERV4_<NAME>`` variables, the config file, the defaults), as for ``scraperv4 run``.
 
     Args:
         urls: seed URLs (the crawl follows the template's links and pagination).
         template: the extraction template.
-        output: the JSON Lines file of items (appended to when resuming).
+        output: the JSON Lines file of items (appended to when resuming; default
+            ``items.jsonl``).
         state: the SQLite file holding the crawl's queue (default ``<output>.queue.db``).
         concurrency: pages fetched at once.
         crawl_id: names the crawl (default :func:`default_crawl_id`).
-        fetch: fetch settings; ``per_host_concurrency`` defaults to ``concurrency``.
+        fetch: fetch settings (default: from the fetch and politeness settings;
+            ``per_host_concurrency`` defaults to ``concurrency``).
         max_retries: retries of a failing page before it is recorded as failed.
         retry_base: first retry delay in seconds (doubles each retry).
         grace_period: on Ctrl-C, seconds in-flight pages get to finish.
@@ -114,17 +122,29 @@ def run_crawl(
         handle_signals: stop cleanly on SIGINT/SIGTERM (main thread only).
         worker_options: more :class:`~scraperv4.worker.Worker` settings (e.g.
             ``adaptive_concurrency``, ``memory_max``).
+        settings: loaded :class:`~scraperv4.settings.RunSettings` to start from.
 
     Returns:
         A :class:`CrawlSummary`; ``interrupted`` is true when a signal stopped the crawl.
     """
+    overrides = {
+        "output": None if output is None else os.fspath(output),
+        "state": None if state is None else os.fspath(state),
+        "concurrency": concurrency,
+        "max_retries": max_retries,
+        "grace_period": grace_period,
+    }
+    if settings is None:
+        settings = load_settings(RunSettings, overrides=overrides)
+    else:
+        settings = with_overrides(settings, overrides)
     seeds = list(dict.fromkeys(urls))
     if not seeds:
         from scraperv4.exceptions import ConfigError
 
         raise ConfigError("no URLs to crawl: pass at least one URL")
-    output_path = Path(output)
-    state_path = Path(state) if state is not None else Path(f"{output_path}.queue.db")
+    output_path = Path(settings.output)
+    state_path = Path(settings.state) if settings.state else Path(f"{output_path}.queue.db")
     crawl = crawl_id or default_crawl_id(template.id, seeds)
     queue = JobQueue(f"sqlite://{state_path.resolve()}", retry_base=retry_base, lease=60.0)
     queue.submit_many(
@@ -134,24 +154,24 @@ def run_crawl(
             "template_id": template.id,
             "target_url": url,
             "crawl_id": crawl,
-            "max_retries": max_retries,
+            "max_retries": settings.max_retries,
         }
         for url in seeds
     )
-    fetch_config = fetch or FetchConfig(per_host_concurrency=concurrency)
     worker = Worker(
         queue,
         worker_id=f"run-{crawl}",
         templates=[template],
-        fetch=fetch_config,
-        concurrency=concurrency,
-        grace_period=grace_period,
+        fetch=fetch or settings.fetch_config(settings.concurrency),
+        concurrency=settings.concurrency,
+        grace_period=settings.grace_period,
         heartbeat=20.0,
         idle_poll=0.2,
         exit_when_done=True,
+        metrics_addr="off",
         jsonl_path=output_path,
         on_item=on_item,
-        **(worker_options or {}),
+        **{**settings.adaptive_options(), **(worker_options or {})},
     )
     started = time.monotonic()
     interrupted = _run_with_progress(worker, queue, progress, stream, handle_signals)

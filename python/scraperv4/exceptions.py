@@ -20,6 +20,7 @@ __all__ = [
     "QueueUnavailableError",
     "ResultsError",
     "ScraperV4Error",
+    "SettingsError",
     "TemplateError",
     "WorkerError",
 ]
@@ -31,6 +32,21 @@ class ScraperV4Error(Exception):
 
 class ConfigError(ScraperV4Error, ValueError):
     """A setting or argument that cannot be used; the message says which and why."""
+
+
+class SettingsError(ConfigError):
+    """Settings that cannot be used: the message names each setting, where its value came
+    from (default, config file, environment variable, flag, keyword argument) and what is
+    accepted.
+
+    Attributes:
+        errors: one dict per problem, with ``setting`` (when one is at fault), ``source``
+            and ``message``.
+    """
+
+    def __init__(self, message: str, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = list(errors or [])
 
 
 class QueueError(ScraperV4Error):

@@ -34,9 +34,12 @@ from types import FrameType
 from typing import Any, Callable, Optional, Union
 
 from scraperv4 import _core
+from scraperv4.exceptions import ConfigError
 from scraperv4.extract import Template
 from scraperv4.fetch import FetchConfig
 from scraperv4.queue import JobQueue
+from scraperv4.settings import WorkerSettings, with_overrides
+from scraperv4.settings import load as load_settings
 
 __all__ = ["ItemCallback", "Worker", "crawl_job_id", "default_worker_id", "export_jsonl"]
 
@@ -79,22 +82,35 @@ def _export_jsonl_counts(queue: JobQueue, path: PathLike, trim: bool) -> tuple[i
 class Worker:
     """A scraping worker.
 
+    Every setting not given here comes from the settings model (the ``worker`` role of
+    :mod:`scraperv4.settings`): ``SCRAPERV4_<NAME>`` variables, the config file named by
+    ``SCRAPERV4_CONFIG``, else the built-in defaults; ``docs/configuration.md`` lists them.
+    Keyword arguments win over all of those.
+
     Args:
-        queue: the queue to serve (a :class:`~scraperv4.queue.JobQueue` or its URL).
-        worker_id: this worker's id in the fleet (default :func:`default_worker_id`).
+        queue: the queue to serve (a :class:`~scraperv4.queue.JobQueue` or its URL; default
+            the ``queue_url`` setting, e.g. ``$REDIS_URL``).
+        settings: loaded :class:`~scraperv4.settings.WorkerSettings` to start from (the CLI
+            passes its own); default: loaded from the environment and the config file.
+        worker_id: this worker's id in the fleet (default ``$WORKER_ID``, else
+            ``<hostname>-<pid>``).
         templates_dir: a directory of ``*.json`` / ``*.yaml`` templates looked up by the
-            jobs' ``template_id``.
+            jobs' ``template_id`` (the ``templates`` setting).
         templates: templates given directly (added to those of ``templates_dir``).
-        fetch: fetch settings (:class:`~scraperv4.fetch.FetchConfig`).
+        fetch: fetch settings (:class:`~scraperv4.fetch.FetchConfig`); default: built from
+            the fetch and politeness settings.
         concurrency: jobs in flight at once (the ceiling, see ``adaptive_concurrency``).
         claim_batch: most jobs claimed per call (default ``min(concurrency, 100)``).
-        heartbeat: seconds between lease renewals (below the queue's lease).
+        heartbeat: seconds between lease renewals (below the queue's lease; by default 30,
+            or half the lease when that is shorter).
         grace_period: seconds in-flight jobs get to finish when stopping.
         job_timeout: longest seconds for a job unless its config says ``timeout``.
         exit_when_done: return once nothing is pending, retrying or leased (a one-machine
             crawl); otherwise run until stopped.
-        metrics_addr: ``host:port`` for ``/metrics``, ``/health`` and ``/ready``
-            (port 0 picks a free port; see :attr:`metrics_address`).
+        metrics_addr: ``host:port`` for ``/metrics``, ``/health`` and ``/ready`` (port 0
+            picks a free port; see :attr:`metrics_address`; ``"off"``: none). A worker built
+            in Python serves them only when this is set here, in a variable, in the config
+            file or in ``settings`` (``scraperv4 worker`` defaults to ``0.0.0.0:9100``).
         jsonl_path: copy recorded items to this JSON Lines file as jobs complete.
         on_item: an :data:`ItemCallback`.
         adaptive_concurrency: lower the number of jobs in flight while this machine's memory
@@ -108,62 +124,105 @@ class Worker:
         memory_max: memory usage, in percent of the memory this process may use, above
             which the limit shrinks.
         adapt_interval: seconds between adjustments.
-        queue_options: options for opening ``queue`` when it is a URL.
+        options: any other worker setting by name (``allow_private_networks=True``,
+            ``lease=30``, ...); ``name`` and ``prefix`` are read as ``queue_name`` and
+            ``queue_prefix``.
 
     Raises:
-        ConfigError: an invalid setting. TemplateError: a broken template.
+        ConfigError: an invalid setting (a :class:`~scraperv4.exceptions.SettingsError`
+            naming it and its source). TemplateError: a broken template.
     """
 
     def __init__(
         self,
-        queue: Union[JobQueue, str],
+        queue: Union[JobQueue, str, None] = None,
         *,
+        settings: Optional[WorkerSettings] = None,
         worker_id: Optional[str] = None,
         templates_dir: Optional[PathLike] = None,
         templates: Iterable[Template] = (),
         fetch: Optional[FetchConfig] = None,
-        concurrency: int = 32,
+        concurrency: Optional[int] = None,
         claim_batch: Optional[int] = None,
-        heartbeat: float = 30.0,
-        grace_period: float = 30.0,
-        job_timeout: float = 3600.0,
-        idle_poll: float = 0.5,
-        exit_when_done: bool = False,
+        heartbeat: Optional[float] = None,
+        grace_period: Optional[float] = None,
+        job_timeout: Optional[float] = None,
+        idle_poll: Optional[float] = None,
+        exit_when_done: Optional[bool] = None,
         metrics_addr: Optional[str] = None,
         jsonl_path: Optional[PathLike] = None,
         on_item: Optional[ItemCallback] = None,
-        adaptive_concurrency: bool = True,
-        min_concurrency: int = 1,
-        cpu_max: float = 95.0,
-        memory_max: float = 85.0,
-        adapt_interval: float = 2.0,
-        **queue_options: Any,
+        adaptive_concurrency: Optional[bool] = None,
+        min_concurrency: Optional[int] = None,
+        cpu_max: Optional[float] = None,
+        memory_max: Optional[float] = None,
+        adapt_interval: Optional[float] = None,
+        **options: Any,
     ) -> None:
-        self.queue = queue if isinstance(queue, JobQueue) else JobQueue(queue, **queue_options)
-        fetch_config = fetch or FetchConfig()
+        renamed = {"name": "queue_name", "prefix": "queue_prefix"}
+        overrides = {
+            "worker_id": worker_id,
+            "templates": os.fspath(templates_dir) if templates_dir is not None else None,
+            "concurrency": concurrency,
+            "claim_batch": claim_batch,
+            "heartbeat": heartbeat,
+            "grace_period": grace_period,
+            "job_timeout": job_timeout,
+            "idle_poll": idle_poll,
+            "exit_when_done": exit_when_done,
+            "metrics_addr": metrics_addr,
+            "adaptive_concurrency": adaptive_concurrency,
+            "min_concurrency": min_concurrency,
+            "cpu_max": cpu_max,
+            "memory_max": memory_max,
+            "adapt_interval": adapt_interval,
+            **{renamed.get(key, key): value for key, value in options.items()},
+        }
+        embedded = settings is None
+        if settings is None:
+            settings = load_settings(WorkerSettings, overrides=overrides)
+        else:
+            settings = with_overrides(settings, overrides)
+        self.settings = settings
+        self.queue = queue if isinstance(queue, JobQueue) else settings.open_queue(queue)
+        serve = (
+            None if embedded and settings.from_default("metrics_addr") else settings.metrics_addr
+        )
+        fetch_config = fetch or settings.fetch_config(settings.concurrency)
+        beat = settings.heartbeat
+        if settings.from_default("heartbeat"):
+            beat = min(beat, self.queue.lease / 2)
         self._inner = _core.Worker(
             self.queue._inner,
-            worker_id=worker_id or default_worker_id(),
-            templates_dir=os.fspath(templates_dir) if templates_dir is not None else None,
+            worker_id=settings.worker_id or default_worker_id(),
+            templates_dir=settings.templates,
             templates=[t._inner for t in templates],
             fetch_config_json=fetch_config._to_json(),
-            concurrency=concurrency,
-            claim_batch=claim_batch,
-            heartbeat=heartbeat,
-            grace_period=grace_period,
-            job_timeout=job_timeout,
-            idle_poll=idle_poll,
-            exit_when_done=exit_when_done,
-            metrics_addr=metrics_addr,
+            concurrency=settings.concurrency,
+            claim_batch=settings.claim_batch,
+            heartbeat=beat,
+            grace_period=settings.grace_period,
+            job_timeout=settings.job_timeout,
+            idle_poll=settings.idle_poll,
+            exit_when_done=settings.exit_when_done,
+            metrics_addr=serve,
             jsonl_path=os.fspath(jsonl_path) if jsonl_path is not None else None,
             on_item=on_item,
-            adaptive_concurrency=adaptive_concurrency,
-            min_concurrency=min_concurrency,
-            cpu_max=cpu_max,
-            memory_max=memory_max,
-            adapt_interval=adapt_interval,
+            **settings.adaptive_options(),
         )
         self.fetch_config = dataclasses.replace(fetch_config)
+
+    @classmethod
+    def from_settings(cls, settings: WorkerSettings, **overrides: Any) -> Worker:
+        """The worker ``settings`` describe (what ``scraperv4 worker`` runs); keyword
+        arguments as for the constructor win over them."""
+        if not settings.templates and not overrides.get("templates") and \
+                not overrides.get("templates_dir"):  # fmt: skip
+            raise ConfigError(
+                "no templates: pass --templates DIR, or set SCRAPERV4_TEMPLATES or templates "
+                "in the config file"
+            )
+        return cls(settings=settings, **overrides)
 
     @property
     def worker_id(self) -> str:

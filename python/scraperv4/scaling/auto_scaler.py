@@ -9,7 +9,6 @@ drains the chosen workers and waits for them instead of killing them mid-job.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from typing import Any, Optional
@@ -20,9 +19,10 @@ from scraperv4.autoscale import (
     KubernetesExecutor,
     LocalExecutor,
     SwarmExecutor,
-    default_scaling_config,
+    executor_from_settings,
 )
-from scraperv4.queue import JobQueue
+from scraperv4.settings import AutoscalerSettings, with_overrides
+from scraperv4.settings import load as load_settings
 
 __all__ = [
     "AutoScaler",
@@ -43,26 +43,32 @@ class AutoScaler:
     ``stop_monitoring``.
 
     Args:
-        redis_url: the queue's URL.
-        executor: how to change the fleet (default: local worker processes with the
-            templates of ``$SCRAPERV4_TEMPLATES``).
+        redis_url: the queue's URL (default: the ``queue_url`` setting, e.g. ``$REDIS_URL``,
+            else ``redis://localhost:6379/0``).
+        executor: how to change the fleet (default: the ``executor`` setting, local worker
+            processes with the templates of ``$SCRAPERV4_TEMPLATES`` unless set).
         **options: more :class:`~scraperv4.autoscale.Autoscaler` options.
     """
 
     def __init__(
         self,
-        redis_url: str = "redis://localhost:6379/0",
+        redis_url: Optional[str] = None,
         executor: Optional[Executor] = None,
         **options: Any,
     ) -> None:
-        self.queue = JobQueue(redis_url)
-        defaults = default_scaling_config()
-        #: The seed's keys with the seed's defaults; changes apply at the next evaluation.
-        self.scaling_config: dict[str, Any] = {k: defaults[k] for k in _SEED_KEYS}
-        self.executor = executor or LocalExecutor(
-            redis_url, os.environ.get("SCRAPERV4_TEMPLATES", "")
+        settings = load_settings(AutoscalerSettings, overrides={"queue_url": redis_url})
+        url = settings.queue_url or "redis://localhost:6379/0"
+        self.queue = settings.open_queue(url)
+        rules = settings.scaling_rules()
+        #: The seed's keys, from the settings (the seed's defaults unless set); changes
+        #: apply at the next evaluation.
+        self.scaling_config: dict[str, Any] = {k: rules[k] for k in _SEED_KEYS}
+        self.executor = executor or executor_from_settings(
+            with_overrides(settings, {"queue_url": url})
         )
-        self._autoscaler = Autoscaler(self.queue, self.executor, self.scaling_config, **options)
+        self._autoscaler = Autoscaler(
+            self.queue, self.executor, self.scaling_config, settings=settings, **options
+        )
         self._applied = dict(self.scaling_config)
         self.last_scale_action = 0.0
         self.running = False
@@ -110,8 +116,8 @@ class AutoScaler:
 
 
 def start_auto_scaler() -> None:
-    """The seed's entry point: ``REDIS_URL``, run until Ctrl-C."""
-    scaler = AutoScaler(os.getenv("REDIS_URL", "redis://localhost:6379/0"))
+    """The seed's entry point: the settings (``REDIS_URL``, ...), run until Ctrl-C."""
+    scaler = AutoScaler()
     scaler.start_monitoring()
     try:
         while scaler.running:

@@ -13,6 +13,11 @@ What changed underneath, on purpose:
   ``start()``.
 - Templates are looked up by ``template_id`` in ``templates_dir`` (default
   ``$SCRAPERV4_TEMPLATES``, else ``./templates``).
+- Everything else comes from the settings model like for ``scraperv4 worker``
+  (``docs/configuration.md``): ``ScrapingWorker(worker_id, redis_url)`` in a container
+  picks up ``SCRAPERV4_ALLOW_PRIVATE_NETWORKS=true``, ``SCRAPERV4_CONCURRENCY=64``, ...;
+  ``/metrics``, ``/health`` and ``/ready`` are served when ``SCRAPERV4_METRICS_ADDR`` (or
+  ``metrics_addr``) is set, as for any worker built in Python.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from typing import Any, Optional, Union
 from scraperv4.extract import Template, TemplateRegistry
 from scraperv4.fetch import FetchConfig
 from scraperv4.queue import JobQueue
+from scraperv4.settings import WorkerSettings
+from scraperv4.settings import load as load_settings
 from scraperv4.worker import Worker, crawl_job_id, export_jsonl
 
 __all__ = ["ScrapingService", "ScrapingWorker", "ServiceJob"]
@@ -41,10 +48,14 @@ class ScrapingWorker:
     """A fleet worker, constructed as in the guide.
 
     Args:
-        worker_id: default ``$WORKER_ID``, else ``worker-<pid>`` (as in the guide).
-        redis_url: default ``$REDIS_URL``, else ``redis://localhost:6379/0``.
+        worker_id: default ``$WORKER_ID`` (or ``$SCRAPERV4_WORKER_ID``), else
+            ``worker-<pid>`` (as in the guide).
+        redis_url: default ``$SCRAPERV4_QUEUE_URL`` / ``$REDIS_URL`` (or the config file),
+            else ``redis://localhost:6379/0``.
         templates_dir: directory of templates (see the module docs).
-        **options: any :class:`scraperv4.worker.Worker` option (concurrency, ...).
+        **options: any :class:`scraperv4.worker.Worker` option or worker setting by name
+            (``concurrency``, ``allow_private_networks``, ...); they win over the
+            environment.
     """
 
     def __init__(
@@ -55,10 +66,16 @@ class ScrapingWorker:
         templates_dir: Optional[str] = None,
         **options: Any,
     ) -> None:
-        self.worker_id = worker_id or os.environ.get("WORKER_ID") or f"worker-{os.getpid()}"
-        url = redis_url or os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+        settings = load_settings(
+            WorkerSettings,
+            overrides={"worker_id": worker_id, "queue_url": redis_url, "templates": templates_dir},
+        )
+        self.worker_id = settings.worker_id or f"worker-{os.getpid()}"
         self._worker = Worker(
-            url, worker_id=self.worker_id, templates_dir=_templates_dir(templates_dir), **options
+            settings.queue_url or DEFAULT_REDIS_URL,
+            worker_id=self.worker_id,
+            templates_dir=settings.templates or "templates",
+            **options,
         )
         self.queue = self._worker.queue
         self.running = False

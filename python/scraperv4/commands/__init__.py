@@ -1,0 +1,29 @@
+"""The subcommands of ``scraperv4``, one module per command group (the parser, the exit
+codes and the error handling live in :mod:`scraperv4.cli`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["add_all"]
+
+
+def add_all(commands: Any) -> None:
+    """Add every subcommand to ``commands`` (an argparse subparsers action)."""
+    from scraperv4.commands import (
+        autoscale,
+        config,
+        coordinator,
+        crawl,
+        queue,
+        resources,
+        worker,
+    )
+
+    crawl.add(commands)
+    queue.add(commands)
+    worker.add(commands)
+    autoscale.add(commands)
+    coordinator.add(commands)
+    resources.add(commands)
+    config.add(commands)

@@ -1,0 +1,377 @@
+"""The queue's client commands: ``submit``, ``stats``, ``jobs`` and ``results``."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from scraperv4.commands._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_setting_flags,
+    guide,
+    read_urls,
+)
+from scraperv4.exceptions import ConfigError
+from scraperv4.settings import ClientSettings
+
+
+def add(commands: Any) -> None:
+    _add_submit(commands)
+    _add_stats(commands)
+    _add_jobs(commands)
+    _add_results(commands)
+
+
+def _queue_flags(command: argparse.ArgumentParser) -> None:
+    add_setting_flags(command, ClientSettings)
+
+
+def _add_submit(commands: Any) -> None:
+    command = commands.add_parser(
+        "submit",
+        help="queue URLs for a fleet of workers",
+        **guide(
+            "Queue seed URLs as jobs of one crawl (batched, one round trip per 1,000 URLs).\n"
+            "A URL already queued in the crawl is left alone, so submitting twice is safe.\n\n"
+            "example:\n"
+            "  REDIS_URL=redis://localhost:6379/0 scraperv4 submit --template-id shop \\\n"
+            "      --urls-file seeds.txt"
+        ),
+    )
+    command.add_argument("urls", nargs="*", metavar="URL")
+    command.add_argument("--urls-file", metavar="FILE", help="URLs, one per line (- for stdin)")
+    command.add_argument("--template-id", required=True, help="the template workers extract with")
+    command.add_argument("--crawl-id", help="crawl name (default: derived from the inputs)")
+    command.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    command.add_argument("--max-retries", type=int, default=3, help="retries per page (default 3)")
+    command.add_argument(
+        "--job-config", default="{}", metavar="JSON", help="each job's config, a JSON object"
+    )
+    _queue_flags(command)
+    command.set_defaults(handler=_submit)
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from scraperv4.crawl import default_crawl_id
+    from scraperv4.worker import crawl_job_id
+
+    urls = read_urls(args.urls, args.urls_file)
+    try:
+        config = json.loads(args.job_config)
+    except ValueError as error:
+        raise ConfigError(f"--job-config is not JSON: {error}") from None
+    crawl = args.crawl_id or default_crawl_id(args.template_id, urls)
+    queue = args.settings.open_queue()
+    started = time.monotonic()
+    ids = queue.submit_many(
+        {
+            "id": crawl_job_id(crawl, url),
+            "name": crawl,
+            "template_id": args.template_id,
+            "target_url": url,
+            "config": config,
+            "priority": args.priority,
+            "max_retries": args.max_retries,
+            "crawl_id": crawl,
+        }
+        for url in urls
+    )
+    print(
+        f"submitted {len(ids)} URLs to crawl {crawl} on {queue.url} "
+        f"in {time.monotonic() - started:.2f} s"
+    )
+    return EXIT_OK
+
+
+def _add_stats(commands: Any) -> None:
+    command = commands.add_parser(
+        "stats",
+        help="jobs per status and workers; rates over time; a plot",
+        **guide(
+            "Show the queue's counts. With --watch, sample every --interval seconds for\n"
+            "--duration seconds and print throughput, error rate and job durations (from\n"
+            "the queue's own totals); with --plot, draw queue depth, workers and\n"
+            "throughput over that time to a PNG (needs matplotlib).\n\n"
+            "examples:\n"
+            "  scraperv4 stats\n"
+            "  scraperv4 stats --watch --duration 60 --interval 5\n"
+            "  scraperv4 stats --plot fleet.png --duration 300 --interval 5"
+        ),
+    )
+    _queue_flags(command)
+    command.add_argument("--json", action="store_true", help="print one JSON object")
+    command.add_argument("--watch", action="store_true", help="sample over time")
+    command.add_argument("--plot", metavar="PNG", help="draw the samples to this PNG file")
+    command.add_argument(
+        "--duration", type=float, default=60.0, help="seconds to sample (default 60)"
+    )
+    command.add_argument(
+        "--interval", type=float, default=5.0, help="seconds between samples (default 5)"
+    )
+    command.set_defaults(handler=_stats)
+
+
+def _stats(args: argparse.Namespace) -> int:
+    queue = args.settings.open_queue()
+    if args.watch or args.plot:
+        return _stats_over_time(args, queue)
+    stats = queue.stats()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    **stats.by_status,
+                    "total": stats.total,
+                    "runnable": stats.runnable,
+                    "active_workers": stats.active_workers,
+                    "totals": dataclasses.asdict(stats.totals),
+                }
+            )
+        )
+        return EXIT_OK
+    print(f"queue {queue.url}")
+    for status, count in stats.by_status.items():
+        print(f"  {status:<10} {count}")
+    print(f"  {'total':<10} {stats.total}")
+    print(f"  {'runnable':<10} {stats.runnable}")
+    print(f"workers {stats.active_workers} active of {stats.total_workers}")
+    totals = stats.totals
+    if totals.duration_count:
+        mean = totals.duration_ms_sum / totals.duration_count / 1000
+        print(
+            f"ever: {totals.completed} completed, {totals.failed} failed, "
+            f"{totals.retried} retried; mean job {mean:.2f} s"
+        )
+    return EXIT_OK
+
+
+def _stats_over_time(args: argparse.Namespace, queue: Any) -> int:
+    from scraperv4.scaling.metrics_collector import DistributedMetricsCollector
+
+    if args.interval <= 0 or args.duration < 0:
+        raise ConfigError("--interval must be > 0 and --duration >= 0")
+    if args.plot:
+        try:
+            import matplotlib
+        except ImportError:
+            print(
+                "scraperv4: --plot needs matplotlib: pip install matplotlib "
+                "(or use --watch for text)",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        matplotlib.use("Agg")
+    collector = DistributedMetricsCollector(queue, collection_interval=args.interval)
+    deadline = time.monotonic() + args.duration
+    while True:
+        m = collector.collect_now()
+        if args.json:
+            print(json.dumps(dataclasses.asdict(m)), flush=True)
+        else:
+            print(
+                f"{time.strftime('%H:%M:%S', time.localtime(m.timestamp))}  "
+                f"runnable {m.queue_length:>6}  running {m.running_jobs:>5}  "
+                f"workers {m.active_workers:>3}  {m.jobs_per_second:8.2f} jobs/s  "
+                f"errors {m.error_rate:6.1%}  mean job {m.avg_job_duration:6.2f} s",
+                flush=True,
+            )
+        if time.monotonic() + args.interval > deadline:
+            break
+        time.sleep(args.interval)
+    if args.plot:
+        _plot(collector.history_arrays(), args.plot)
+        print(f"plot written to {args.plot}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _plot(history: dict[str, Any], path: str) -> None:
+    import matplotlib.pyplot as plt
+
+    elapsed = history["timestamp"] - history["timestamp"][0]
+    figure, axes = plt.subplots(3, 1, sharex=True, figsize=(8, 7))
+    axes[0].plot(elapsed, history["queue_length"], label="runnable")
+    axes[0].plot(elapsed, history["running_jobs"], label="running")
+    axes[0].set_ylabel("jobs")
+    axes[0].legend(loc="upper right")
+    axes[1].step(elapsed, history["active_workers"], where="post")
+    axes[1].set_ylabel("workers")
+    axes[2].plot(elapsed, history["jobs_per_second"])
+    axes[2].set_ylabel("jobs / s")
+    axes[2].set_xlabel("seconds")
+    axes[0].set_title("scraperv4 queue depth, workers and throughput")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _add_jobs(commands: Any) -> None:
+    command = commands.add_parser(
+        "jobs",
+        help="list, show, retry or cancel jobs",
+        **guide(
+            "examples:\n"
+            "  scraperv4 jobs list --status failed\n"
+            "  scraperv4 jobs show JOB_ID\n"
+            "  scraperv4 jobs retry JOB_ID      (a failed or cancelled job runs again)\n"
+            "  scraperv4 jobs cancel JOB_ID"
+        ),
+    )
+    actions = command.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="jobs with a status")
+    listing.add_argument("--status", default="failed", help="status to list (default failed)")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--offset", type=int, default=0)
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    _queue_flags(listing)
+    listing.set_defaults(handler=_jobs_list)
+    for name, help_text in (
+        ("show", "one job in full"),
+        ("retry", "run a failed or cancelled job again"),
+        ("cancel", "cancel a job that has not finished"),
+    ):
+        action = actions.add_parser(name, help=help_text)
+        action.add_argument("job_id")
+        _queue_flags(action)
+        action.set_defaults(handler=_jobs_action, action_name=name)
+
+
+def _job_dict(job: Any) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "status": job.status.value,
+        "target_url": job.target_url,
+        "template_id": job.template_id,
+        "crawl_id": job.crawl_id,
+        "depth": job.depth,
+        "retry_count": job.retry_count,
+        "max_retries": job.max_retries,
+        "attempt": job.attempt,
+        "assigned_worker": job.assigned_worker,
+        "error": job.error,
+        "result": job.result,
+        "created_at": job.created_at,
+        "completed_at": job.completed_at,
+    }
+
+
+def _jobs_list(args: argparse.Namespace) -> int:
+    queue = args.settings.open_queue()
+    jobs = queue.list(args.status, offset=args.offset, limit=args.limit)
+    for job in jobs:
+        if args.json:
+            print(json.dumps(_job_dict(job)))
+        else:
+            error = f"  {job.error}" if job.error else ""
+            print(
+                f"{job.id}  {job.status.value:<9} retries={job.retry_count}  "
+                f"{job.target_url}{error}"
+            )
+    if not args.json:
+        print(f"({len(jobs)} {args.status} jobs shown)", file=sys.stderr)
+    return EXIT_OK
+
+
+def _jobs_action(args: argparse.Namespace) -> int:
+    queue = args.settings.open_queue()
+    if args.action_name == "show":
+        job = queue.get(args.job_id)
+        if job is None:
+            print(f"scraperv4: no job {args.job_id!r} in {queue.url}", file=sys.stderr)
+            return EXIT_FAILED
+        print(json.dumps(_job_dict(job), indent=2))
+        return EXIT_OK
+    ack = queue.retry(args.job_id) if args.action_name == "retry" else queue.cancel(args.job_id)
+    if ack.accepted:
+        print(f"{args.action_name}: {args.job_id} ok")
+        return EXIT_OK
+    print(f"scraperv4: cannot {args.action_name} {args.job_id}: {ack}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _add_results(commands: Any) -> None:
+    command = commands.add_parser(
+        "results",
+        help="export recorded items",
+        **guide(
+            "Export the items workers recorded (the queue's results log) to a file.\n"
+            "JSON Lines exports are resumable: running again appends only new items.\n\n"
+            "example:\n  scraperv4 results export --format csv --output items.csv"
+        ),
+    )
+    actions = command.add_subparsers(dest="action", metavar="ACTION", required=True)
+    export = actions.add_parser("export", help="write items to JSONL, CSV or Parquet")
+    export.add_argument("--output", required=True, help="file to write")
+    export.add_argument("--format", choices=["jsonl", "csv", "parquet"], default="jsonl")
+    export.add_argument(
+        "--trim",
+        action="store_true",
+        help="then delete the exported items from the queue's results log, so it stays\n"
+        "small (JSONL only; use it when this file is the log's only consumer)",
+    )
+    _queue_flags(export)
+    export.set_defaults(handler=_results_export)
+
+
+def _results_export(args: argparse.Namespace) -> int:
+    from scraperv4.worker import _export_jsonl_counts
+
+    queue = args.settings.open_queue()
+    if args.format == "jsonl":
+        written, trimmed = _export_jsonl_counts(queue, args.output, args.trim)
+        print(f"exported {written} new items to {args.output}")
+        if args.trim:
+            print(f"trimmed {trimmed} entries from the results log")
+        return EXIT_OK
+    if args.trim:
+        print(
+            "scraperv4: --trim needs --format jsonl (its checkpoint records what was exported)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    rows = list(_all_records(queue))
+    if args.format == "parquet":
+        try:
+            import pyarrow as pa  # type: ignore[import-not-found,unused-ignore]
+            import pyarrow.parquet as pq  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            print("scraperv4: Parquet export needs pyarrow: pip install pyarrow", file=sys.stderr)
+            return EXIT_USAGE
+        pq.write_table(pa.Table.from_pylist([_flat(r) for r in rows]), args.output)
+    else:
+        flat = [_flat(r) for r in rows]
+        columns = list(dict.fromkeys(key for row in flat for key in row))
+        with open(args.output, "w", newline="", encoding="utf-8") as out:
+            writer = csv.DictWriter(out, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(flat)
+    print(f"exported {len(rows)} items to {args.output}")
+    return EXIT_OK
+
+
+def _all_records(queue: Any) -> Any:
+    import tempfile
+
+    from scraperv4.worker import export_jsonl
+
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "items.jsonl"
+        export_jsonl(queue, path)
+        with open(path, encoding="utf-8") as lines:
+            for line in lines:
+                yield json.loads(line)
+
+
+def _flat(record: dict[str, Any]) -> dict[str, Any]:
+    fields = record.get("fields", {})
+    flat = {k: v for k, v in record.items() if k != "fields"}
+    for key, value in fields.items():
+        flat[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
+    return flat

@@ -1,0 +1,629 @@
+"""The settings model: shared sections and one model per role.
+
+Every setting has one name, used everywhere: the key in a config file (in its section's
+table or the role's), ``SCRAPERV4_<NAME>`` in the environment, ``--<name-with-dashes>`` on
+the command line, the keyword argument in Python. Sections group settings that several
+roles share (``queue``, ``fetch``, ``politeness``, ``adaptive``, ``metrics``, ``logging``);
+a role's model is its sections plus its own settings.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal, Optional
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, PrivateAttr
+from pydantic.fields import FieldInfo
+
+from scraperv4.settings._types import (
+    Address,
+    ArgList,
+    DelayRange,
+    Headers,
+    Seconds,
+    StrList,
+    setting,
+)
+
+__all__ = [
+    "ROLES",
+    "SECTIONS",
+    "AutoscalerSettings",
+    "ClientSettings",
+    "CoordinatorSettings",
+    "RunSettings",
+    "Settings",
+    "WorkerSettings",
+]
+
+_NAME = r"^[A-Za-z0-9_.:-]{1,128}$"
+_QUEUE_SCHEMES = ("redis", "rediss", "valkey", "valkeys", "sqlite", "memory")
+_QUEUE_URLS = (
+    "redis://[user:password@]host:port/db, rediss://..., sqlite:///path/queue.db or memory://"
+)
+
+
+def _queue_url(value: Optional[str]) -> Optional[str]:
+    if value is not None and value.split("://", 1)[0].lower() not in _QUEUE_SCHEMES:
+        raise ValueError(f"expected {_QUEUE_URLS}")
+    return value
+
+
+def _networks(value: list[str]) -> list[str]:
+    import ipaddress
+
+    for network in value:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ValueError(f"{network!r} is not a network (CIDR like 10.0.0.0/8)") from None
+    return value
+
+
+def _printable(value: Optional[str]) -> Optional[str]:
+    if value is not None and not value.isprintable():
+        raise ValueError("expected printable characters")
+    return value
+
+
+class Settings(BaseModel):
+    """Base of the role models: immutable, unknown names refused, and the source of each
+    value remembered (:meth:`source`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: The role's name (``worker``, ``coordinator``, ...); ``""`` on sections.
+    ROLE: ClassVar[str] = ""
+    #: The section's name, on the shared sections.
+    SECTION: ClassVar[str] = ""
+
+    _sources: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    def source(self, name: str) -> Any:
+        """Where the value of setting ``name`` came from (a
+        :class:`~scraperv4.settings.Source`)."""
+        from scraperv4.settings._load import DEFAULT
+
+        return self._sources.get(name, DEFAULT)
+
+    def from_default(self, name: str) -> bool:
+        """True when setting ``name`` was not set anywhere (it has its built-in default)."""
+        return bool(self.source(name).kind == "default")
+
+    def cross_check(self) -> list[tuple[tuple[str, ...], str]]:
+        """Rules between settings: ``(settings involved, what is wrong)`` for each failure."""
+        return []
+
+
+# --- shared sections ----------------------------------------------------------------------
+
+
+class QueueSection(Settings):
+    SECTION = "queue"
+
+    queue_url: Annotated[Optional[str], AfterValidator(_queue_url)] = setting(
+        None,
+        "The job queue: Redis for a fleet, a SQLite file on one machine.",
+        accepted=_QUEUE_URLS,
+        env_aliases=("REDIS_URL",),
+        flags=("--queue-url", "--queue"),
+        metavar="URL",
+        secret=True,
+    )
+    queue_name: str = setting(
+        "default",
+        "Queue name inside the backend (several queues can share one Redis).",
+        accepted="1-128 characters among A-Z a-z 0-9 - _ . :",
+        pattern=_NAME,
+    )
+    queue_prefix: str = setting(
+        "scraperv4",
+        "Redis key prefix in front of the queue name.",
+        accepted="1-128 characters among A-Z a-z 0-9 - _ . :",
+        pattern=_NAME,
+    )
+    lease: Seconds = setting(
+        60.0, "Seconds a claimed job stays leased without a heartbeat.", ge=0.1
+    )
+    retry_base: Seconds = setting(
+        1.0, "First delay before a failed job is retried, seconds (doubles, jittered).", ge=0
+    )
+    retry_cap: Seconds = setting(300.0, "Longest delay before a retry, seconds.", ge=0)
+    retention: Seconds = setting(
+        604800.0, "Seconds finished jobs are kept before the reaper deletes them.", ge=0
+    )
+    worker_liveness: Seconds = setting(
+        120.0, "Seconds without a heartbeat after which a worker counts as gone.", ge=0.1
+    )
+    operation_timeout: Seconds = setting(
+        10.0, "Longest wait for one queue operation, seconds.", ge=0.01
+    )
+    max_config_bytes: int = setting(1048576, "Largest job config accepted, bytes of JSON.", ge=2)
+    allow_insecure_tls: bool = setting(
+        False, "Accept rediss://...#insecure (TLS without a certificate check)."
+    )
+
+    def require_queue_url(self) -> str:
+        """The queue URL, or a :class:`~scraperv4.exceptions.ConfigError` saying how to
+        give one."""
+        if not self.queue_url:
+            from scraperv4.exceptions import ConfigError
+
+            raise ConfigError(
+                "no queue given: pass --queue redis://host:6379/0 (or sqlite:///path/queue.db), "
+                "or set REDIS_URL (or SCRAPERV4_QUEUE_URL, or queue_url in the config file)"
+            )
+        return self.queue_url
+
+    def open_queue(self, url: Optional[str] = None) -> Any:
+        """A :class:`~scraperv4.queue.JobQueue` on ``url`` (default the ``queue_url``
+        setting) with the queue settings."""
+        from scraperv4.queue import JobQueue
+
+        return JobQueue(url or self.require_queue_url(), **self.queue_options())
+
+    def queue_options(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`scraperv4.queue.JobQueue` (all but the URL)."""
+        return {
+            "name": self.queue_name,
+            "prefix": self.queue_prefix,
+            "lease": self.lease,
+            "max_config_bytes": self.max_config_bytes,
+            "retry_base": self.retry_base,
+            "retry_cap": self.retry_cap,
+            "retention": self.retention,
+            "worker_liveness": self.worker_liveness,
+            "operation_timeout": self.operation_timeout,
+            "allow_insecure_tls": self.allow_insecure_tls,
+        }
+
+    def cross_check(self) -> list[tuple[tuple[str, ...], str]]:
+        problems = super().cross_check()
+        if self.retry_cap < self.retry_base:
+            problems.append((("retry_cap", "retry_base"), "retry_cap must be >= retry_base"))
+        return problems
+
+
+class FetchSection(Settings):
+    SECTION = "fetch"
+
+    allow_private_networks: bool = setting(
+        False,
+        "Fetch private, loopback and link-local addresses too (an intranet or local site); "
+        "off, the SSRF guard refuses them.",
+    )
+    allowed_networks: Annotated[StrList, AfterValidator(_networks)] = setting(
+        [],
+        "Private networks fetched anyway, e.g. 10.1.0.0/16 (the SSRF guard stays on for the rest).",
+        accepted="CIDRs, comma-separated or a JSON array",
+        metavar="CIDRS",
+    )
+    allowed_hosts: StrList = setting(
+        [],
+        "Host names fetched whatever address they resolve to.",
+        accepted="host names, comma-separated or a JSON array",
+        metavar="HOSTS",
+    )
+    user_agent: Annotated[Optional[str], AfterValidator(_printable)] = setting(
+        None,
+        "The User-Agent header (also the agent robots.txt rules are matched against).",
+        accepted="printable text",
+        default_text="ScraperV4/<version> (+https://github.com/scraperv4/scraperv4-scale)",
+    )
+    proxy: Optional[str] = setting(
+        None,
+        "A proxy URL (http://, https://, socks5://); proxy environment variables are ignored.",
+        metavar="URL",
+        secret=True,
+    )
+    ca_file: Optional[str] = setting(
+        None,
+        "A PEM file of extra trusted root certificates (an internal CA).",
+        metavar="FILE",
+    )
+    headers: Headers = setting(
+        {}, "Extra request headers.", accepted='a JSON object: {"Name": "value"}', metavar="JSON"
+    )
+    cookies: bool = setting(False, "Keep cookies between requests of one worker.")
+    connect_timeout: Seconds = setting(10.0, "Seconds to establish a connection.", gt=0)
+    read_timeout: Seconds = setting(30.0, "Seconds allowed between two reads.", gt=0)
+    total_timeout: Seconds = setting(60.0, "Seconds for a whole request, body included.", gt=0)
+    max_redirects: int = setting(10, "Redirects followed at most.", ge=0, le=100)
+    max_body_bytes: int = setting(
+        10485760, "Largest page accepted, bytes after decompression.", ge=1
+    )
+    max_decompression_ratio: int = setting(
+        100, "Largest decompressed-to-compressed size ratio (zip bombs).", ge=1
+    )
+    fetch_retries: int = setting(
+        1,
+        "Retries inside one attempt on timeouts, connection errors, 429 and 5xx (the queue "
+        "retries the job after that).",
+        ge=0,
+        le=100,
+    )
+    fetch_retry_base: Seconds = setting(
+        0.5, "First delay between those retries, seconds (doubles, jittered).", ge=0
+    )
+
+
+class PolitenessSection(Settings):
+    SECTION = "politeness"
+
+    delay: DelayRange = setting(
+        (0.0, 0.0),
+        "Seconds between two requests to one host, random in [MIN, MAX].",
+        accepted="MIN,MAX seconds with 0 <= MIN <= MAX (or one number for both)",
+        metavar="MIN,MAX",
+    )
+    respect_robots: bool = setting(
+        True,
+        "Fetch and obey robots.txt (its Crawl-delay too).",
+        negative_flags=("--ignore-robots",),
+    )
+    robots_ttl: Seconds = setting(3600.0, "Seconds a host's robots.txt is cached.", ge=0)
+    per_host_concurrency: Optional[int] = setting(
+        None, "Requests in flight at once to one host.", default_text="the concurrency", ge=1
+    )
+    max_retry_after: Seconds = setting(60.0, "Longest Retry-After wait honoured, seconds.", ge=0)
+
+    def fetch_config(self, concurrency: int) -> Any:
+        """The :class:`~scraperv4.fetch.FetchConfig` of these settings, for ``concurrency``
+        requests at once (needs the fetch section too)."""
+        from scraperv4.fetch import FetchConfig
+
+        assert isinstance(self, FetchSection), "a role with fetch and politeness settings"
+        return FetchConfig(
+            concurrency=concurrency,
+            per_host_concurrency=self.per_host_concurrency or concurrency,
+            delay_range=self.delay,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            total_timeout=self.total_timeout,
+            max_redirects=self.max_redirects,
+            user_agent=self.user_agent,
+            proxy=self.proxy,
+            headers=dict(self.headers),
+            cookies=self.cookies,
+            max_body_bytes=self.max_body_bytes,
+            max_decompression_ratio=self.max_decompression_ratio,
+            retries=self.fetch_retries,
+            retry_base=self.fetch_retry_base,
+            max_retry_after=self.max_retry_after,
+            respect_robots=self.respect_robots,
+            robots_ttl=self.robots_ttl,
+            allow_private_networks=self.allow_private_networks,
+            allowed_networks=list(self.allowed_networks),
+            allowed_hosts=list(self.allowed_hosts),
+            ca_file=self.ca_file,
+        )
+
+
+class AdaptiveSection(Settings):
+    SECTION = "adaptive"
+
+    adaptive_concurrency: bool = setting(
+        True,
+        "Lower the jobs in flight by a quarter every adapt_interval while this machine's "
+        "memory or CPU is past its threshold, and raise it back after.",
+        negative_flags=("--fixed-concurrency",),
+    )
+    min_concurrency: int = setting(1, "Floor of the adaptive limit.", ge=1)
+    memory_max: float = setting(
+        85.0, "Memory threshold, percent of what this process may use.", gt=0, le=100
+    )
+    cpu_max: float = setting(
+        95.0, "CPU threshold, percent of what this process may use.", gt=0, le=100
+    )
+    adapt_interval: Seconds = setting(2.0, "Seconds between adjustments.", ge=0.2)
+
+    def adaptive_options(self) -> dict[str, Any]:
+        """The adaptive-concurrency keyword arguments of :class:`scraperv4.worker.Worker`."""
+        return {
+            "adaptive_concurrency": self.adaptive_concurrency,
+            "min_concurrency": self.min_concurrency,
+            "memory_max": self.memory_max,
+            "cpu_max": self.cpu_max,
+            "adapt_interval": self.adapt_interval,
+        }
+
+
+class MetricsSection(Settings):
+    SECTION = "metrics"
+
+    metrics_addr: Address = setting(
+        "0.0.0.0:9100",
+        "Serve /metrics (and a worker's /health and /ready) on this address; off: no server.",
+        accepted="IP:PORT (port 0: any free port) or off",
+        metavar="ADDR",
+    )
+
+
+class LoggingSection(Settings):
+    SECTION = "logging"
+
+    log_level: Literal["trace", "debug", "info", "warning", "warn", "error", "critical", "off"] = (
+        setting(
+            "warning",
+            "Level of the scraperv4 logger, Rust core included.",
+            accepted="trace, debug, info, warning, error or off",
+            metavar="LEVEL",
+        )
+    )
+
+
+# --- roles --------------------------------------------------------------------------------
+
+
+class WorkerSettings(
+    QueueSection, FetchSection, PolitenessSection, AdaptiveSection, MetricsSection, LoggingSection
+):
+    """``scraperv4 worker``, :class:`scraperv4.worker.Worker` and the guide's
+    ``ScrapingWorker``."""
+
+    ROLE = "worker"
+
+    worker_id: Annotated[Optional[str], AfterValidator(_printable)] = setting(
+        None,
+        "This worker's id in the fleet (unique).",
+        default_text="<hostname>-<pid>",
+        env_aliases=("WORKER_ID",),
+        max_length=200,
+        min_length=1,
+    )
+    templates: Optional[str] = setting(
+        None,
+        "Directory of templates (*.json, *.yaml), looked up by the jobs' template_id.",
+        metavar="DIR",
+    )
+    concurrency: int = setting(32, "Jobs in flight at once (the ceiling).", ge=1, le=10000)
+    claim_batch: Optional[int] = setting(
+        None, "Most jobs claimed per call.", default_text="min(concurrency, 100)", ge=1, le=1000
+    )
+    heartbeat: Seconds = setting(
+        30.0,
+        "Seconds between lease renewals (below the lease).",
+        default_text="30, or half the lease when that is shorter",
+        gt=0,
+    )
+    grace_period: Seconds = setting(
+        30.0, "On SIGTERM, seconds in-flight jobs get to finish before release.", ge=0
+    )
+    job_timeout: Seconds = setting(
+        3600.0, "Longest seconds for one job unless its config says timeout.", gt=0
+    )
+    idle_poll: Seconds = setting(0.5, "Longest wait between claims on an empty queue.", gt=0)
+    exit_when_done: bool = setting(
+        False, "Exit once the queue has nothing pending, retrying or leased."
+    )
+
+    def effective_heartbeat(self) -> float:
+        """The heartbeat: the default shrinks to half a short lease."""
+        if self.from_default("heartbeat"):
+            return min(self.heartbeat, self.lease / 2)
+        return self.heartbeat
+
+    def cross_check(self) -> list[tuple[tuple[str, ...], str]]:
+        problems = super().cross_check()
+        if self.effective_heartbeat() >= self.lease:
+            problems.append(
+                (("heartbeat", "lease"), "heartbeat must be below the lease, or leases expire")
+            )
+        if self.min_concurrency > self.concurrency:
+            problems.append(
+                (("min_concurrency", "concurrency"), "min_concurrency must be <= concurrency")
+            )
+        return problems
+
+
+class CoordinatorSettings(QueueSection, LoggingSection):
+    """``scraperv4 coordinator`` and :class:`scraperv4.coordinator.Coordinator`."""
+
+    ROLE = "coordinator"
+
+    addr: Address = setting(
+        "0.0.0.0:8080",
+        "Listen on this address (the API, the dashboard, /ws and /metrics).",
+        accepted="IP:PORT (port 0: any free port)",
+        metavar="ADDR",
+    )
+    api_token: Optional[str] = setting(
+        None,
+        "Bearer token required on every mutating route (and on reads with protect_reads).",
+        accepted="at least 16 characters",
+        secret=True,
+        min_length=16,
+    )
+    protect_reads: bool = setting(False, "Require the token for reads too.")
+    cors_origins: StrList = setting(
+        [],
+        "Origins allowed to call the API from a browser.",
+        accepted="origins, comma-separated or a JSON array (the flag repeats)",
+        flags=("--cors-origin",),
+        metavar="ORIGIN",
+    )
+    body_limit: int = setting(1048576, "Largest request body, bytes.", ge=1)
+    request_timeout: Seconds = setting(30.0, "Longest request, seconds.", gt=0)
+    header_timeout: Seconds = setting(
+        10.0, "Longest time a client may take to send its request headers.", gt=0
+    )
+    stats_interval: Seconds = setting(1.0, "Seconds between the stats pushed on /ws.", gt=0)
+
+    def cross_check(self) -> list[tuple[tuple[str, ...], str]]:
+        problems = super().cross_check()
+        if self.addr is None:
+            problems.append((("addr",), "the coordinator needs an address to listen on"))
+        return problems
+
+
+def _scaling_defaults() -> dict[str, Any]:
+    from scraperv4 import _core
+
+    defaults: dict[str, Any] = _core.ScalingPolicy("{}").config()
+    return defaults
+
+
+_SCALING = _scaling_defaults()
+
+
+class AutoscalerSettings(QueueSection, MetricsSection, LoggingSection):
+    """``scraperv4 autoscale``, :class:`scraperv4.autoscale.Autoscaler` and the guide's
+    ``AutoScaler``."""
+
+    ROLE = "autoscaler"
+
+    executor: Literal["local", "swarm", "kubernetes"] = setting(
+        "local",
+        "How the fleet is changed: local worker processes, docker service scale, kubectl scale.",
+    )
+    min_workers: int = setting(_SCALING["min_workers"], "Fewest workers.", ge=0)
+    max_workers: int = setting(_SCALING["max_workers"], "Most workers.", ge=1)
+    scale_up_threshold: float = setting(
+        _SCALING["scale_up_threshold"], "Scale up above this many runnable jobs per worker.", ge=0
+    )
+    scale_down_threshold: float = setting(
+        _SCALING["scale_down_threshold"],
+        "Scale down below this many runnable jobs per worker.",
+        ge=0,
+    )
+    scale_up_cooldown: Seconds = setting(
+        _SCALING["scale_up_cooldown"], "No scale-up sooner than this after a scaling action.", ge=0
+    )
+    scale_down_cooldown: Seconds = setting(
+        _SCALING["scale_down_cooldown"],
+        "No scale-down sooner than this after a scaling action.",
+        ge=0,
+    )
+    evaluation_interval: Seconds = setting(
+        _SCALING["evaluation_interval"], "Seconds between evaluations.", gt=0
+    )
+    scale_up_stabilization: Seconds = setting(
+        _SCALING["scale_up_stabilization"],
+        "Scale up only to the lowest recommendation of this window, seconds (0: at once).",
+        ge=0,
+    )
+    scale_down_stabilization: Seconds = setting(
+        _SCALING["scale_down_stabilization"],
+        "Scale down only to the highest recommendation of this window, seconds.",
+        ge=0,
+    )
+    rate_period: Seconds = setting(
+        _SCALING["rate_period"], "The period the rate limits count changes over.", gt=0
+    )
+    scale_up_max_percent: float = setting(
+        _SCALING["scale_up_max_percent"],
+        "Scale up by at most this percent of the workers per period...",
+        ge=0,
+    )
+    scale_up_max_workers: int = setting(
+        _SCALING["scale_up_max_workers"], "...or by this many workers, whichever is more.", ge=0
+    )
+    scale_down_max_percent: float = setting(
+        _SCALING["scale_down_max_percent"],
+        "Scale down by at most this percent of the workers per period...",
+        ge=0,
+    )
+    scale_down_max_workers: int = setting(
+        _SCALING["scale_down_max_workers"], "...or by this many workers, whichever is more.", ge=0
+    )
+    templates: Optional[str] = setting(
+        None, "Templates of the workers the local executor starts.", metavar="DIR"
+    )
+    worker_args: ArgList = setting(
+        [],
+        "More arguments for each local worker, e.g. --concurrency 8.",
+        accepted="a JSON array or a shell-style command line (the flag repeats)",
+        flags=("--worker-arg",),
+        metavar="ARG",
+    )
+    service: str = setting("scraperv4_worker", "Swarm: the worker service.", min_length=1)
+    deployment: str = setting(
+        "scraperv4-worker", "Kubernetes: the worker Deployment.", min_length=1
+    )
+    namespace: str = setting("default", "Kubernetes: its namespace.", min_length=1)
+    drain_timeout: Seconds = setting(
+        120.0, "Longest wait for drained workers to leave before they are stopped.", ge=0
+    )
+    resource_veto: bool = setting(
+        True, "Local executor: no scale-up while this machine is past its resource thresholds."
+    )
+    metrics_addr: Address = FieldInfo.merge_field_infos(  # type: ignore[assignment]
+        MetricsSection.model_fields["metrics_addr"], default="0.0.0.0:9200"
+    )
+
+    def scaling_rules(self) -> dict[str, Any]:
+        """The rules of :func:`scraperv4.autoscale.default_scaling_config`, as set."""
+        return {name: getattr(self, name) for name in _SCALING}
+
+    def cross_check(self) -> list[tuple[tuple[str, ...], str]]:
+        import json
+
+        from scraperv4 import _core
+        from scraperv4.exceptions import ConfigError
+
+        problems = super().cross_check()
+        try:
+            _core.ScalingPolicy(json.dumps(self.scaling_rules()))
+        except ConfigError as error:
+            named = tuple(name for name in _SCALING if name in str(error)) or tuple(_SCALING)
+            problems.append((named, str(error)))
+        return problems
+
+
+class RunSettings(FetchSection, PolitenessSection, AdaptiveSection, LoggingSection):
+    """``scraperv4 run`` and :func:`scraperv4.crawl.run_crawl`."""
+
+    ROLE = "run"
+
+    output: str = setting("items.jsonl", "The JSON Lines file of items.", metavar="FILE")
+    state: Optional[str] = setting(
+        None,
+        "The SQLite file holding the crawl's state (resumable).",
+        default_text="<output>.queue.db",
+        metavar="FILE",
+    )
+    concurrency: int = setting(16, "Pages fetched at once.", ge=1, le=10000)
+    max_retries: int = setting(3, "Retries of a failing page.", ge=0, le=1000)
+    progress: Literal["auto", "bar", "lines"] = setting(
+        "auto", "A live bar, or a line every 5 s (auto: a bar on a terminal)."
+    )
+    grace_period: Seconds = setting(10.0, "On Ctrl-C, seconds in-flight pages get to finish.", ge=0)
+
+    def cross_check(self) -> list[tuple[tuple[str, ...], str]]:
+        problems = super().cross_check()
+        if self.min_concurrency > self.concurrency:
+            problems.append(
+                (("min_concurrency", "concurrency"), "min_concurrency must be <= concurrency")
+            )
+        return problems
+
+
+class ClientSettings(QueueSection, LoggingSection):
+    """``scraperv4 submit``, ``stats``, ``jobs`` and ``results``."""
+
+    ROLE = "client"
+
+
+#: The role models by name.
+ROLES: dict[str, type[Settings]] = {
+    model.ROLE: model
+    for model in (
+        WorkerSettings,
+        CoordinatorSettings,
+        AutoscalerSettings,
+        RunSettings,
+        ClientSettings,
+    )
+}
+
+#: The shared sections by name.
+SECTIONS: dict[str, type[Settings]] = {
+    section.SECTION: section
+    for section in (
+        QueueSection,
+        FetchSection,
+        PolitenessSection,
+        AdaptiveSection,
+        MetricsSection,
+        LoggingSection,
+    )
+}
