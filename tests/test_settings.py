@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -189,8 +190,9 @@ def sample(role: str, name: str) -> tuple[str, Any]:
     if spec.kind == "bool":
         return ("false" if default else "true", not default)
     if spec.kind == "choice":
-        options = [o for o in ("lines", "kubernetes") if o != default]
-        return options[0], options[0]
+        options = typing.get_args(ROLES[role].model_fields[name].annotation)
+        other = next(o for o in options if o != default)
+        return other, other
     if spec.kind == "int":
         return str(default + 1), default + 1
     if spec.kind == "seconds":
@@ -280,8 +282,8 @@ def test_a_token_file_guards_a_real_coordinator(
 
     with Coordinator(JobQueue("memory://"), "127.0.0.1:0") as server:
         address = str(server.address)
-        assert post(address, "wrong-token-0123456789") == 401
-        assert post(address, "file-token-0123456789") == 200
+        assert post(address, "wrong-token-0123456789") == 403
+        assert post(address, "file-token-0123456789") == 201
 
 
 # --- errors name the setting, its source and what is accepted ------------------------------

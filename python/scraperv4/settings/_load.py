@@ -119,10 +119,11 @@ def _kind(annotation: Any, metadata: list[Any]) -> str:
 
 
 def _accepted(kind: str, annotation: Any, metadata: list[Any]) -> str:
-    limits = (annotated_types.Ge, annotated_types.Gt, annotated_types.Le)
-    bounds = {
-        type(m).__name__: next(iter(vars(m).values())) for m in metadata if isinstance(m, limits)
-    }
+    bounds: dict[str, Any] = {}
+    for m in metadata:
+        for limit in ("ge", "gt", "le"):
+            if isinstance(m, getattr(annotated_types, limit.capitalize())):
+                bounds[limit.capitalize()] = getattr(m, limit)
     low = f">= {bounds['Ge']:g}" if "Ge" in bounds else ""
     low = f"> {bounds['Gt']:g}" if "Gt" in bounds else low
     high = f" and <= {bounds['Le']:g}" if "Le" in bounds else ""
