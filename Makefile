@@ -58,6 +58,10 @@ fuzz: ## fuzz extraction and template loading for FUZZ_SECONDS each (needs a nig
 			-max_len=200000 || exit 1; \
 	done
 
+.PHONY: docs
+docs: install ## regenerate docs/configuration.md from the settings model
+	$(VENV)/bin/scraperv4 config docs > docs/configuration.md
+
 .PHONY: format
 format: $(VENV)/.tools ## format Rust and Python code
 	cargo fmt --all
