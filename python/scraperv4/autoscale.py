@@ -35,8 +35,7 @@ from typing import Any, Optional, Protocol
 from scraperv4 import _core
 from scraperv4.exceptions import ConfigError, ScraperV4Error
 from scraperv4.queue import JobQueue
-from scraperv4.settings import AutoscalerSettings, with_overrides
-from scraperv4.settings import load as load_settings
+from scraperv4.settings import AutoscalerSettings, resolve
 
 __all__ = [
     "Autoscaler",
@@ -340,10 +339,7 @@ class Autoscaler:
         settings: Optional[AutoscalerSettings] = None,
     ) -> None:
         overrides = {"drain_timeout": drain_timeout}
-        if settings is None:
-            settings = load_settings(AutoscalerSettings, overrides=overrides)
-        else:
-            settings = with_overrides(settings, overrides)
+        settings = resolve(AutoscalerSettings, settings, overrides)
         self.settings = settings
         self.queue = queue
         self.executor = executor

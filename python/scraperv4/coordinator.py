@@ -24,8 +24,7 @@ from typing import Any, Optional, Union
 
 from scraperv4 import _core
 from scraperv4.queue import JobQueue
-from scraperv4.settings import CoordinatorSettings, with_overrides
-from scraperv4.settings import load as load_settings
+from scraperv4.settings import CoordinatorSettings, resolve
 
 __all__ = ["TOKEN_ENV", "Coordinator"]
 
@@ -81,10 +80,7 @@ class Coordinator:
             "cors_origins": None if cors_origins is None else list(cors_origins),
             "stats_interval": stats_interval,
         }
-        if settings is None:
-            settings = load_settings(CoordinatorSettings, overrides=overrides)
-        else:
-            settings = with_overrides(settings, overrides)
+        settings = resolve(CoordinatorSettings, settings, overrides)
         self.settings = settings
         self.queue = queue if isinstance(queue, JobQueue) else settings.open_queue(queue)
         self._inner = _core.Coordinator(

@@ -22,8 +22,7 @@ from typing import Any, Optional, TextIO, Union
 from scraperv4.extract import Template
 from scraperv4.fetch import FetchConfig
 from scraperv4.queue import JobQueue, JobStatus
-from scraperv4.settings import RunSettings, with_overrides
-from scraperv4.settings import load as load_settings
+from scraperv4.settings import RunSettings, resolve
 from scraperv4.worker import ItemCallback, Worker, crawl_job_id
 
 __all__ = ["CrawlSummary", "default_crawl_id", "run_crawl"]
@@ -134,10 +133,7 @@ def run_crawl(
         "max_retries": max_retries,
         "grace_period": grace_period,
     }
-    if settings is None:
-        settings = load_settings(RunSettings, overrides=overrides)
-    else:
-        settings = with_overrides(settings, overrides)
+    settings = resolve(RunSettings, settings, overrides)
     seeds = list(dict.fromkeys(urls))
     if not seeds:
         from scraperv4.exceptions import ConfigError

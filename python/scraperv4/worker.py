@@ -38,8 +38,7 @@ from scraperv4.exceptions import ConfigError
 from scraperv4.extract import Template
 from scraperv4.fetch import FetchConfig
 from scraperv4.queue import JobQueue
-from scraperv4.settings import WorkerSettings, with_overrides
-from scraperv4.settings import load as load_settings
+from scraperv4.settings import WorkerSettings, resolve
 
 __all__ = ["ItemCallback", "Worker", "crawl_job_id", "default_worker_id", "export_jsonl"]
 
@@ -179,10 +178,7 @@ class Worker:
             **{renamed.get(key, key): value for key, value in options.items()},
         }
         embedded = settings is None
-        if settings is None:
-            settings = load_settings(WorkerSettings, overrides=overrides)
-        else:
-            settings = with_overrides(settings, overrides)
+        settings = resolve(WorkerSettings, settings, overrides)
         self.settings = settings
         self.queue = queue if isinstance(queue, JobQueue) else settings.open_queue(queue)
         serve = (
@@ -216,8 +212,7 @@ class Worker:
     def from_settings(cls, settings: WorkerSettings, **overrides: Any) -> Worker:
         """The worker ``settings`` describe (what ``scraperv4 worker`` runs); keyword
         arguments as for the constructor win over them."""
-        if not settings.templates and not overrides.get("templates") and \
-                not overrides.get("templates_dir"):  # fmt: skip
+        if not (settings.templates or overrides.get("templates_dir") or overrides.get("templates")):
             raise ConfigError(
                 "no templates: pass --templates DIR, or set SCRAPERV4_TEMPLATES or templates "
                 "in the config file"

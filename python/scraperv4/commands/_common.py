@@ -17,8 +17,6 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: Prefix of the argparse destinations that hold settings flags.
 _DEST = "setting:"
 
-Subcommands = "argparse._SubParsersAction[argparse.ArgumentParser]"
-
 
 def guide(text: str) -> dict[str, Any]:
     """``add_parser`` keywords for a description laid out as written."""

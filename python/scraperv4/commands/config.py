@@ -19,9 +19,6 @@ from scraperv4.commands._common import (
 from scraperv4.exceptions import SettingsError
 from scraperv4.settings import ROLE_ENV, ROLES, load, read_config_file
 
-#: ``SCRAPERV4_ROLE`` values and the settings role they run.
-_ROLE_NAMES = {"worker": "worker", "coordinator": "coordinator", "autoscaler": "autoscaler"}
-
 
 def add(commands: Any) -> None:
     command = commands.add_parser(
@@ -69,7 +66,7 @@ def _role(args: argparse.Namespace) -> str:
     if args.role:
         return str(args.role)
     from_env = os.environ.get(ROLE_ENV, "").strip().lower()
-    return _ROLE_NAMES.get(from_env, "worker")
+    return from_env if from_env in ROLES else "worker"
 
 
 def _show(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ from scraperv4.settings._load import (
     known_variables,
     load,
     read_config_file,
+    resolve,
     specs,
     with_overrides,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "known_variables",
     "load",
     "read_config_file",
+    "resolve",
     "specs",
     "with_overrides",
 ]

@@ -35,7 +35,9 @@ __all__ = [
     "known_variables",
     "load",
     "read_config_file",
+    "resolve",
     "specs",
+    "with_overrides",
 ]
 
 log = logging.getLogger("scraperv4.settings")
@@ -461,3 +463,11 @@ def with_overrides(settings: S, overrides: Mapping[str, Any]) -> S:
     above: Layer = {name: (value, Source("argument", name))
                     for name, value in overrides.items() if value is not None}  # fmt: skip
     return build(model, [below, above])
+
+
+def resolve(model: type[S], settings: Optional[S], overrides: Mapping[str, Any]) -> S:
+    """What a role built in Python runs with: ``settings`` (default: loaded from the config
+    file and the environment) with its keyword arguments on top."""
+    if settings is None:
+        return load(model, overrides=overrides)
+    return with_overrides(settings, overrides)
