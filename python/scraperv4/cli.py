@@ -71,49 +71,62 @@ def build_parser() -> argparse.ArgumentParser:
 _ROLES = {"worker": "worker", "autoscaler": "autoscale", "coordinator": "coordinator"}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
-    parser = build_parser()
-    arguments = list(sys.argv[1:] if argv is None else argv)
+def _with_role(parser: argparse.ArgumentParser, arguments: list[str]) -> Optional[list[str]]:
+    """``arguments`` with the command ``SCRAPERV4_ROLE`` names in front when none is given
+    (the guide's deployments start every container with the same command and a role);
+    ``None`` for a role this version does not have."""
     role = os.environ.get(ROLE_ENV, "").strip().lower()
     commands = next(
         action.choices
         for action in parser._actions
         if isinstance(action, argparse._SubParsersAction)
     )
-    if role and not any(a in commands for a in arguments) and "--version" not in arguments:
-        # The guide's deployments start every container with the same command and a role.
-        if role not in _ROLES:
-            print(
-                f"scraperv4: {ROLE_ENV}={role!r} is not available in this version "
-                f"(roles: {', '.join(_ROLES)}); run a command explicitly (scraperv4 --help)",
-                file=sys.stderr,
-            )
-            return EXIT_USAGE
-        arguments = [_ROLES[role], *arguments]
+    if not role or any(a in commands for a in arguments) or "--version" in arguments:
+        return arguments
+    if role not in _ROLES:
+        print(
+            f"scraperv4: {ROLE_ENV}={role!r} is not available in this version "
+            f"(roles: {', '.join(_ROLES)}); run a command explicitly (scraperv4 --help)",
+            file=sys.stderr,
+        )
+        return None
+    return [_ROLES[role], *arguments]
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    """Logging, and the command's settings from every layer (``args.settings``)."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    model = getattr(args, "settings_model", None)
+    if model is not None:
+        from scraperv4.commands._common import load_settings
+
+        args.settings = load_settings(args, model)
+        if not args.settings.from_default("log_level"):
+            scraperv4.set_log_level(args.settings.log_level)
+    else:
+        level = vars(args).get("setting:log_level")
+        if level:
+            scraperv4.set_log_level(level[0])
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return EXIT_USAGE
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    parser = build_parser()
+    arguments = _with_role(parser, list(sys.argv[1:] if argv is None else argv))
+    if arguments is None:
+        return EXIT_USAGE
     args, extra = parser.parse_known_args(arguments)
     if extra and not getattr(args, "accepts_role_flags", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra_arguments = extra
+    handler: Handler = getattr(args, "handler", None) or (lambda _: _usage(parser))
     try:
-        logging.basicConfig(
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-        )
-        handler: Optional[Handler] = getattr(args, "handler", None)
-        model = getattr(args, "settings_model", None)
-        if model is not None:
-            from scraperv4.commands._common import load_settings
-
-            args.settings = load_settings(args, model)
-            if not args.settings.from_default("log_level"):
-                scraperv4.set_log_level(args.settings.log_level)
-        else:
-            level = vars(args).get("setting:log_level")
-            if level:
-                scraperv4.set_log_level(level[0])
-        if handler is None:
-            parser.print_help()
-            return EXIT_USAGE
+        _prepare(args)
         return handler(args)
     except ConfigError as error:
         print(f"scraperv4: configuration error: {error}", file=sys.stderr)
@@ -124,3 +137,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("scraperv4: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `scraperv4 ... | head`: the reader has gone, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from typing import Any, Optional
 
 from scraperv4.exceptions import ConfigError
-from scraperv4.settings import Settings, load, specs
-from scraperv4.settings._load import SettingSpec
+from scraperv4.settings import Settings, load
+from scraperv4.settings._load import SettingSpec, in_order
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -89,7 +89,7 @@ def add_setting_flags(
         help="config file, TOML or YAML [default $SCRAPERV4_CONFIG]",
     )
     groups: dict[str, Any] = {}
-    for spec in specs(model).values():
+    for spec in in_order(model):
         if spec.name in skip or not spec.flags:
             continue
         title = "settings" if spec.section == model.ROLE else f"{spec.section} settings"
@@ -106,9 +106,10 @@ def add_setting_flags(
                 help=argparse.SUPPRESS,
             )  # fmt: skip
         else:
+            metavar = "SECONDS" if spec.kind == "range" else spec.metavar or spec.name.upper()
             group.add_argument(
-                *spec.flags, action=_SettingFlag, dest=dest, spec=spec,
-                metavar=spec.metavar or spec.name.upper(), help=_help(spec),
+                *spec.flags, action=_SettingFlag, dest=dest, spec=spec, metavar=metavar,
+                help=_help(spec),
             )  # fmt: skip
     parser.set_defaults(settings_model=model)
 

@@ -32,6 +32,7 @@ __all__ = [
     "ROLE_ENV",
     "SettingSpec",
     "Source",
+    "in_order",
     "known_variables",
     "load",
     "read_config_file",
@@ -187,6 +188,13 @@ def specs(model: type[Settings]) -> dict[str, SettingSpec]:
             kind=kind,
         )
     return result
+
+
+def in_order(model: type[Settings]) -> list[SettingSpec]:
+    """The settings of ``model``: the role's own first, then the shared sections in their
+    usual order (queue, fetch, politeness, adaptive, metrics, logging)."""
+    order = [model.ROLE, *SECTIONS]
+    return sorted(specs(model).values(), key=lambda spec: order.index(spec.section))
 
 
 @functools.lru_cache(maxsize=1)

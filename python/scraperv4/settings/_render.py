@@ -12,6 +12,7 @@ from scraperv4.settings._load import (
     SettingSpec,
     _all_specs,
     _render,
+    in_order,
     specs,
 )
 from scraperv4.settings.model import ROLES, SECTIONS, Settings
@@ -44,14 +45,8 @@ def show_rows(settings: Settings) -> list[dict[str, str]]:
             "value": masked(spec, getattr(settings, spec.name)),
             "source": str(settings.source(spec.name)),
         }
-        for spec in sorted(specs(type(settings)).values(), key=_order)
+        for spec in in_order(type(settings))
     ]
-
-
-def _order(spec: SettingSpec) -> tuple[int, str]:
-    # The role's own settings first, then the shared sections in their usual order.
-    rank = list(SECTIONS).index(spec.section) + 1 if spec.section in SECTIONS else 0
-    return (rank, "")
 
 
 def _flags(spec: SettingSpec) -> str:

@@ -252,8 +252,8 @@ class PolitenessSection(Settings):
     delay: DelayRange = setting(
         (0.0, 0.0),
         "Seconds between two requests to one host, random in [MIN, MAX].",
-        accepted="MIN,MAX seconds with 0 <= MIN <= MAX (or one number for both)",
-        metavar="MIN,MAX",
+        accepted="MIN,MAX seconds with 0 <= MIN <= MAX (or one number for both; the flag "
+        "also takes MIN MAX)",
     )
     respect_robots: bool = setting(
         True,
