@@ -89,6 +89,9 @@ fn the_corpus_gives_the_same_trees_and_items() {
         ("table_in_p_legacy_doctype", Fallback::Quirks),
         ("template", Fallback::Template),
         ("template_in_head", Fallback::Template),
+        ("bom_after_script", Fallback::ByteOrderMark),
+        ("pre_entity_newline", Fallback::LeadingNewline),
+        ("pre_newlines", Fallback::LeadingNewline),
     ];
     let mut fast = 0;
     for (name, html) in corpus() {

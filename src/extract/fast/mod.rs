@@ -40,13 +40,19 @@ pub enum Fallback {
     ForeignContent,
     /// NUL characters in the page.
     NullCharacter,
+    /// A byte order mark after the first character (html5ever drops one after each
+    /// `</script>` and `<meta charset>`).
+    ByteOrderMark,
+    /// A character reference or `</>` right after `<pre>`, `<listing>` or `<textarea>`
+    /// (whether html5ever drops a newline there depends on its parse errors).
+    LeadingNewline,
     /// A token the builder did not expect in its state.
     Unexpected,
 }
 
 impl Fallback {
     /// Every reason, in a fixed order.
-    pub const ALL: [Fallback; 10] = [
+    pub const ALL: [Fallback; 12] = [
         Self::MisnestedFormatting,
         Self::FosterParenting,
         Self::Template,
@@ -56,6 +62,8 @@ impl Fallback {
         Self::Quirks,
         Self::ForeignContent,
         Self::NullCharacter,
+        Self::ByteOrderMark,
+        Self::LeadingNewline,
         Self::Unexpected,
     ];
 
@@ -71,6 +79,8 @@ impl Fallback {
             Self::Quirks => "quirks",
             Self::ForeignContent => "foreign_content",
             Self::NullCharacter => "null_character",
+            Self::ByteOrderMark => "byte_order_mark",
+            Self::LeadingNewline => "leading_newline",
             Self::Unexpected => "unexpected",
         }
     }
@@ -80,6 +90,10 @@ impl Fallback {
 pub(crate) fn prepare(html: &str) -> Result<Cow<'_, str>, Fallback> {
     if memchr::memchr(0, html.as_bytes()).is_some() {
         return Err(Fallback::NullCharacter);
+    }
+    let after_first = html.chars().next().map_or(0, char::len_utf8);
+    if memchr::memmem::find(&html.as_bytes()[after_first..], "\u{feff}".as_bytes()).is_some() {
+        return Err(Fallback::ByteOrderMark);
     }
     if memchr::memchr(b'\r', html.as_bytes()).is_none() {
         return Ok(Cow::Borrowed(html));

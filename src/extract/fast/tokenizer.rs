@@ -89,6 +89,11 @@ impl<'a> Tokenizer<'a> {
         self.raw = Some((kind, name));
     }
 
+    /// The input not read yet.
+    pub(crate) fn rest(&self) -> &'a str {
+        &self.src[self.pos..]
+    }
+
     /// The next token; `cdata` when the current node is foreign (CDATA sections are text).
     pub(crate) fn next_token(&mut self, cdata: bool) -> Token<'a> {
         if let Some(token) = self.pending.take() {
@@ -591,7 +596,10 @@ fn is_end_tag(bytes: &[u8], lt: usize, name: &str) -> bool {
 /// standard's escaped and double-escaped script states (`<!--` ... `<script>` ... `-->`).
 fn script_end(bytes: &[u8], from: usize) -> Option<usize> {
     let first_end = raw_end(bytes, from, "script");
-    let escape = memchr::memmem::find(&bytes[from..], b"<!--").map(|i| from + i);
+    // Only an escape before the first `</script` matters (searching the whole rest of the
+    // page for every script would be quadratic).
+    let until = first_end.unwrap_or(bytes.len());
+    let escape = memchr::memmem::find(&bytes[from..until], b"<!--").map(|i| from + i);
     match (first_end, escape) {
         (end, None) => end,
         (Some(end), Some(escape)) if end < escape => Some(end),

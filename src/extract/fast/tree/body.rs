@@ -58,7 +58,7 @@ impl<'a> Builder<'a> {
             Tag::Pre | Tag::Listing => {
                 self.close_p_in_button_scope();
                 self.insert(tag, name);
-                self.ignore_lf = true;
+                self.ignore_leading_newline(true)?;
             }
             Tag::Form => {
                 if self.form.is_none() {
@@ -170,7 +170,7 @@ impl<'a> Builder<'a> {
                 self.insert_void(tag, name);
             }
             Tag::Textarea => {
-                self.ignore_lf = true;
+                self.ignore_leading_newline(false)?;
                 return Ok(self.raw_element(tag, name, RawKind::Rcdata));
             }
             Tag::Xmp => {

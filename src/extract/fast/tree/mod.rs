@@ -81,6 +81,7 @@ pub(crate) fn build(html: &str) -> Result<Document<'_>, Fallback> {
         form: None,
         quirks: Quirks::Yes,
         ignore_lf: false,
+        after_head_whitespace: Vec::new(),
     };
     loop {
         let cdata = builder
@@ -143,6 +144,8 @@ pub(super) struct Builder<'a> {
     form: Option<u32>,
     quirks: Quirks,
     ignore_lf: bool,
+    /// See [`Builder::flush_after_head_whitespace`].
+    after_head_whitespace: Vec<Cow<'a, str>>,
 }
 
 impl<'a> Builder<'a> {
@@ -172,11 +175,32 @@ impl<'a> Builder<'a> {
         self.stack.last().is_some_and(|&n| self.is(n, tag))
     }
 
+    /// Whitespace between `</head>` and the body belongs to `html`, after `head`; it is added
+    /// when the body starts, because a `<meta>`, `<title>`, ... in between still goes into
+    /// `head`, which must stay one contiguous range of nodes.
+    fn flush_after_head_whitespace(&mut self, html: u32) {
+        for text in std::mem::take(&mut self.after_head_whitespace) {
+            self.doc.append(html, Data::Text(text));
+        }
+    }
+
     fn append_text(&mut self, text: Cow<'a, str>) {
         if !text.is_empty() {
             let parent = self.current();
             self.doc.append(parent, Data::Text(text));
         }
+    }
+
+    /// The newline right after `<pre>`, `<listing>` (`data`) or `<textarea>` is dropped. Where
+    /// html5ever's parse errors decide whether it is (a character reference, or `</>` in
+    /// data, next), the page goes to html5ever.
+    fn ignore_leading_newline(&mut self, data: bool) -> Result<(), Fallback> {
+        let rest = self.tok.rest();
+        if rest.starts_with('&') || (data && rest.starts_with("</>")) {
+            return Err(Fallback::LeadingNewline);
+        }
+        self.ignore_lf = true;
+        Ok(())
     }
 
     /// Inserts an element with `attrs` (a range of `doc.attrs`) at the current node.
@@ -189,6 +213,9 @@ impl<'a> Builder<'a> {
         push: bool,
     ) -> u32 {
         let parent = self.current();
+        if self.stack.first() == Some(&parent) {
+            self.flush_after_head_whitespace(parent);
+        }
         let index = self.doc.append(
             parent,
             Data::Element {

@@ -41,7 +41,11 @@ impl<'a> Builder<'a> {
                                 Cow::Owned(s[leading..].to_owned()),
                             ),
                         };
-                        self.append_text(rest.0);
+                        if self.mode == Mode::AfterHead {
+                            self.after_head_whitespace.push(rest.0);
+                        } else {
+                            self.append_text(rest.0);
+                        }
                         text = rest.1;
                         continue;
                     }
