@@ -20,7 +20,7 @@ fn job(id: &str) -> NewJob {
 
 async fn check(queue: JobQueue) {
     queue.submit(vec![job("a"), job("b")]).await.unwrap();
-    let claimed = queue.claim("w1", 2).await.unwrap();
+    let claimed = queue.claim("w1", 2, false).await.unwrap();
     assert_eq!(claimed.len(), 2);
     let (a, b) = (&claimed[0], &claimed[1]);
 
@@ -28,22 +28,22 @@ async fn check(queue: JobQueue) {
     tokio::time::sleep(Duration::from_millis(400)).await;
     let reaped = queue.reap(100).await.unwrap();
     assert!(reaped.requeued >= 1, "{reaped:?}");
-    let again = queue.claim("w2", 10).await.unwrap();
+    let again = queue.claim("w2", 10, true).await.unwrap();
     let b_new = again
         .iter()
         .find(|j| j.id == b.id)
         .expect("b claimed again");
     let a_still_ours = again.iter().all(|j| j.id != a.id);
 
-    let finish = |id: &str, attempt: u64, child: &str| Finished {
+    let finish = |id: &str, token: u64, child: &str| Finished {
         id: id.to_owned(),
-        attempt,
+        token,
         result: Some("{}".to_owned()),
         records: Some(format!(r#"[{{"from":"{id}"}}]"#)),
         discovered: vec![job(child), job("a")],
     };
     let acks = queue
-        .finish_many(vec![finish(&b.id, b.attempt, "from-stale")])
+        .finish_many(vec![finish(&b.id, b.token, "from-stale")])
         .await
         .unwrap();
     assert!(matches!(acks[0], Ack::Stale { .. }), "{acks:?}");
@@ -57,7 +57,7 @@ async fn check(queue: JobQueue) {
     );
 
     let acks = queue
-        .finish_many(vec![finish(&b_new.id, b_new.attempt, "c")])
+        .finish_many(vec![finish(&b_new.id, b_new.token, "c")])
         .await
         .unwrap();
     assert_eq!(acks, vec![Ack::Accepted]);
@@ -65,6 +65,7 @@ async fn check(queue: JobQueue) {
     assert_eq!(results.len(), 1);
     assert_eq!(results[0].job_id, b.id);
     assert_eq!(results[0].records, r#"[{"from":"b"}]"#);
+    assert!(results[0].generation > 0, "the entry names the job's incarnation");
     let c = queue
         .get("c")
         .await
@@ -75,7 +76,7 @@ async fn check(queue: JobQueue) {
     let a_now = queue.get("a").await.unwrap().unwrap();
     assert_ne!(a_now.status, JobStatus::Pending, "{a_now:?}");
     if a_still_ours {
-        assert_eq!(a_now.attempt, a.attempt);
+        assert_eq!(a_now.token, a.token);
     }
     // Reading on from the cursor returns nothing new.
     let cursor = results[0].cursor.clone();

@@ -28,7 +28,7 @@ fn submit_claim_complete_and_fencing_on_redis() {
         assert_eq!(created.len(), 3);
         assert!(created.iter().all(|(_, new)| *new));
 
-        let claimed = queue.claim("w1", 2).await.unwrap();
+        let claimed = queue.claim("w1", 2, false).await.unwrap();
         assert_eq!(claimed.len(), 2);
         assert!(
             claimed
@@ -37,20 +37,21 @@ fn submit_claim_complete_and_fencing_on_redis() {
         );
 
         let job = &claimed[0];
+        assert_ne!(claimed[0].token, claimed[1].token, "one token per claim");
         assert_eq!(
             queue
-                .complete(&job.id, 1, Some("[1]".to_owned()))
+                .complete(&job.id, job.token, Some("[1]".to_owned()))
                 .await
                 .unwrap(),
             Ack::Accepted
         );
-        assert!(matches!(
-            queue.complete(&job.id, 1, None).await.unwrap(),
+        assert_eq!(
+            queue.complete(&job.id, job.token, None).await.unwrap(),
             Ack::Stale {
                 status: JobStatus::Completed,
-                attempt: 1
+                token: job.token
             }
-        ));
+        );
         assert_eq!(
             queue.complete("missing", 1, None).await.unwrap(),
             Ack::NotFound

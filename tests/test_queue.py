@@ -147,19 +147,22 @@ def test_unknown_status_is_a_config_error(make_queue: QueueFactory) -> None:
 # -- fencing, leases, retries --------------------------------------------------------------
 
 
-def test_lease_expiry_requeues_and_counts_a_retry(make_queue: QueueFactory) -> None:
+def test_lease_expiry_requeues_without_using_a_retry(make_queue: QueueFactory) -> None:
     queue = make_queue(lease=1.0)  # long enough that a loaded machine cannot expire it early
     queue.submit(spec(0, id="j"))
     [first] = queue.claim("dead-worker")
-    assert queue.reap() == {"requeued": 0, "failed": 0, "purged": 0}
+    assert queue.reap() == {"requeued": 0, "failed": 0, "purged": 0, "workers_expired": 0}
     time.sleep(1.15)
     assert queue.reap()["requeued"] == 1
     job = queue.get("j")
     assert job is not None
-    assert job.status is JobStatus.PENDING and job.retry_count == 1
+    assert job.status is JobStatus.PENDING and job.retry_count == 0 and job.lease_expiries == 1
     assert "lease expired" in (job.error or "") and "dead-worker" in (job.error or "")
+    totals = queue.stats().totals
+    assert (totals.expired, totals.retried) == (1, 0)
     [second] = queue.claim("live-worker")
     assert second.attempt == first.attempt + 1
+    assert second.token > first.token
 
 
 def test_a_running_job_of_a_dead_worker_comes_back(make_queue: QueueFactory) -> None:
@@ -182,7 +185,7 @@ def test_a_stale_workers_completion_is_rejected_after_takeover(make_queue: Queue
     [new] = queue.claim("new-owner")
     late = queue.complete(old, result={"from": "old"})
     assert not late and late.reason == "stale"
-    assert late.status == "assigned" and late.attempt == new.attempt
+    assert late.status == "assigned" and late.token == new.token
     for call in (queue.fail(old, "late"), queue.release(old), queue.mark_running(old)):
         assert call.reason == "stale"
     current = queue.get("j")
@@ -245,15 +248,16 @@ def test_a_non_retryable_failure_is_final(make_queue: QueueFactory) -> None:
 
 
 def test_a_job_that_keeps_killing_workers_ends_failed(make_queue: QueueFactory) -> None:
-    queue = make_queue(lease=0.2)
-    queue.submit(spec(0, id="j", max_retries=1))
+    queue = make_queue(lease=0.2, max_lease_expiries=2)
+    queue.submit(spec(0, id="j", max_retries=0))
     for _ in range(2):
         assert len(queue.claim("w")) == 1
         time.sleep(0.3)
         queue.reap()
     job = queue.get("j")
     assert job is not None and job.status is JobStatus.FAILED
-    assert "lease expired" in (job.error or "")
+    assert "lease expired" in (job.error or "") and "2 leases of this job expired" in job.error
+    assert job.retry_count == 0, "expired leases do not use up retries"
 
 
 def test_release_gives_the_job_back_without_a_retry(make_queue: QueueFactory) -> None:
@@ -283,7 +287,7 @@ def test_cancel_stops_pending_and_leased_jobs(make_queue: QueueFactory) -> None:
 def test_unknown_jobs_are_not_found(make_queue: QueueFactory) -> None:
     queue = make_queue()
     assert queue.get("missing") is None
-    assert queue.complete("missing", attempt=1).reason == "not_found"
+    assert queue.complete("missing", token=1).reason == "not_found"
     assert queue.retry("missing").reason == "not_found"
 
 
@@ -510,7 +514,7 @@ def test_a_process_killed_holding_50_jobs_loses_none(
     assert queue.reap()["requeued"] == 50
     recovered = queue.claim("survivor", 100)
     assert sorted(job.id for job in recovered) == sorted(ids)
-    assert all(job.attempt == 2 and job.retry_count == 1 for job in recovered)
+    assert all(job.attempt == 2 and job.lease_expiries == 1 for job in recovered)
 
 
 # -- Redis specifics -----------------------------------------------------------------------

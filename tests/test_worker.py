@@ -166,7 +166,7 @@ def test_sigterm_finishes_or_releases_in_flight_jobs_and_exits_0(
             redis_url, templates_dir, "--concurrency", "4", "--grace-period", str(grace)
         )
         try:
-            wait_for(lambda: queue.stats().by_status["assigned"] == 4, 20, "4 jobs in flight")
+            wait_for(lambda: queue.stats().by_status["running"] == 4, 20, "4 jobs in flight")
             time.sleep(0.2)
             worker.send_signal(signal.SIGTERM)
             started = time.monotonic()

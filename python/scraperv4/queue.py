@@ -16,11 +16,12 @@ The life of a job::
        +------------- retrying (after a backoff delay)                          retry() by hand)
     any unfinished status --cancel--> cancelled
 
-Each claim gives the job a new ``attempt`` number: the fencing token. ``complete``,
-``fail``, ``release`` and ``mark_running`` only take effect with the current token, so a
-worker that was presumed dead (its lease expired and another worker claimed the job) cannot
-overwrite the new owner's work: it gets an :class:`Ack` with ``reason == "stale"`` and
-nothing changes.
+Each claim gives the job a new fencing token (``job.token``, unique within the queue for
+ever). ``complete``, ``fail``, ``release`` and ``mark_running`` only take effect with the
+current token, so a worker that was presumed dead (its lease expired and another worker
+claimed the job) cannot overwrite the new owner's work: it gets an :class:`Ack` with
+``reason == "stale"`` and nothing changes. An expired lease sends the job back to pending
+without using up a retry; after ``max_lease_expiries`` of them the job fails for good.
 
 >>> from scraperv4.queue import JobQueue, JobSpec
 >>> queue = JobQueue("memory://")
@@ -59,7 +60,7 @@ __all__ = [
 ]
 
 #: Answer of a fenced or administrative call: ``accepted`` (truthy), ``reason``
-#: (``accepted``, ``stale`` or ``not_found``), ``status`` and ``attempt`` of the job now, and
+#: (``accepted``, ``stale`` or ``not_found``), ``status`` and ``token`` of the job now, and
 #: for ``fail`` the ``outcome`` (``retrying`` or ``failed``) and ``not_before``.
 Ack = _core.Ack
 
@@ -107,8 +108,8 @@ class JobSpec:
 class Job:
     """A job as stored (a snapshot: it does not change when the queue does).
 
-    Times are seconds since the epoch (like :func:`time.time`). ``attempt`` is the fencing
-    token of the latest claim.
+    Times are seconds since the epoch (like :func:`time.time`). ``token`` is the fencing token
+    of the latest claim, ``attempt`` the number of claims.
     """
 
     __slots__ = ("_config", "_record")
@@ -197,8 +198,19 @@ class Job:
 
     @property
     def attempt(self) -> int:
-        """Number of claims so far: the fencing token of the current claim."""
+        """Number of claims so far."""
         return self._record.attempt
+
+    @property
+    def token(self) -> int:
+        """The fencing token of the current (or last) claim: unique within the queue for
+        ever. Every change to a claimed job carries it (pass the job, or ``token=``)."""
+        return self._record.token
+
+    @property
+    def lease_expiries(self) -> int:
+        """Leases of this job that expired (counted apart from its retries)."""
+        return self._record.lease_expiries
 
     @property
     def lease_deadline(self) -> Optional[float]:
@@ -235,10 +247,10 @@ class Job:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Job):
             return NotImplemented
-        return (self.id, self.attempt, self.status) == (other.id, other.attempt, other.status)
+        return (self.id, self.token, self.status) == (other.id, other.token, other.status)
 
     def __hash__(self) -> int:
-        return hash((self.id, self.attempt))
+        return hash((self.id, self.token))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,7 +262,11 @@ class QueueTotals:
         completed: jobs that reached ``completed``.
         failed: jobs that reached ``failed``.
         cancelled: jobs cancelled.
-        retried: retries scheduled (failed attempts and expired leases).
+        retried: retries scheduled after failed attempts.
+        expired: leases that expired (the job went back to pending, or failed after
+            ``max_lease_expiries``).
+        replayed: failed or cancelled jobs put back to pending by hand (``failed - replayed``
+            is what stayed failed).
         duration_ms_sum: summed duration of completed jobs' successful attempts, ms.
         duration_count: completed jobs with a measured duration.
         duration_buckets: completed jobs per duration bucket (not cumulative); bucket ``i``
@@ -262,6 +278,8 @@ class QueueTotals:
     failed: int
     cancelled: int
     retried: int
+    expired: int
+    replayed: int
     duration_ms_sum: int
     duration_count: int
     duration_buckets: tuple[int, ...]
@@ -270,7 +288,10 @@ class QueueTotals:
     @classmethod
     def _from_native(cls, raw: dict[str, Any]) -> QueueTotals:
         return cls(
-            **{k: raw[k] for k in ("completed", "failed", "cancelled", "retried")},
+            **{
+                k: raw[k]
+                for k in ("completed", "failed", "cancelled", "retried", "expired", "replayed")
+            },
             duration_ms_sum=raw["duration_ms_sum"],
             duration_count=raw["duration_count"],
             duration_buckets=tuple(raw["duration_buckets"]),
@@ -317,10 +338,20 @@ class QueueStats:
 
 @dataclasses.dataclass(frozen=True)
 class Heartbeat:
-    """What a heartbeat did: leases renewed, and whether the worker was asked to drain."""
+    """What a heartbeat did.
+
+    Attributes:
+        renewed: leases renewed.
+        draining: the worker is asked to drain (claim nothing more, finish, leave).
+        lost: ``(job id, token)`` claims the worker listed that are no longer its own (the
+            lease expired and the job went back, or it was cancelled): stop working on them.
+        released: jobs leased under the worker's id that it did not list, given back.
+    """
 
     renewed: int
     draining: bool
+    lost: list[tuple[str, int]] = dataclasses.field(default_factory=list)
+    released: int = 0
 
 
 # One encoder for every job: json.dumps builds a new one per call when given options.
@@ -363,12 +394,18 @@ def _submission(spec: SpecLike) -> dict[str, Any]:
     }
 
 
-def _token(job: JobLike, attempt: Optional[int]) -> tuple[str, int]:
+def _token(job: JobLike, token: Optional[int]) -> tuple[str, int]:
     if isinstance(job, Job):
-        return job.id, job.attempt if attempt is None else attempt
-    if attempt is None:
-        raise TypeError("pass the Job from claim(), or its id with attempt=<fencing token>")
-    return job, attempt
+        return job.id, job.token if token is None else token
+    if token is None:
+        raise TypeError("pass the Job from claim(), or its id with token=<fencing token>")
+    return job, token
+
+
+def _held(held: Optional[Iterable[Union[Job, tuple[str, int]]]]) -> Optional[list[tuple[str, int]]]:
+    if held is None:
+        return None
+    return [(h.id, h.token) if isinstance(h, Job) else (str(h[0]), int(h[1])) for h in held]
 
 
 def _result_json(result: Any) -> Optional[str]:
@@ -382,7 +419,7 @@ def _completions(
     encoded = [None] * len(jobs) if results is None else [_result_json(r) for r in results]
     if len(encoded) != len(jobs):
         raise ValueError(f"{len(jobs)} jobs but {len(encoded)} results")
-    return [(job.id, job.attempt, result) for job, result in zip(jobs, encoded)]
+    return [(job.id, job.token, result) for job, result in zip(jobs, encoded)]
 
 
 def _status_name(status: Union[JobStatus, str]) -> str:
@@ -401,6 +438,12 @@ class JobQueue:
         retry_base, retry_cap: first and longest retry delay, seconds (exponential, jittered).
         retention: seconds finished jobs are kept before :meth:`reap` deletes them.
         worker_liveness: seconds without heartbeat after which a worker counts as stale.
+        worker_expiry: seconds without heartbeat after which :meth:`reap` removes a worker
+            from the registry (its jobs given back).
+        max_lease_expiries: expired leases after which a job fails for good (expired leases
+            do not use up the job's retries).
+        durable_commits: SQLite: every commit survives an operating-system crash
+            (``synchronous=FULL``; off, such a crash can lose the last commits).
         operation_timeout: longest wait for any backend call, seconds.
         allow_insecure_tls: accept ``rediss://...#insecure`` (no certificate check).
 
@@ -437,23 +480,27 @@ class JobQueue:
         """
         return [job_id for job_id, _ in self._inner.submit([_submission(j) for j in jobs])]
 
-    def claim(self, worker_id: str, limit: int = 1) -> _JobList:
-        """Claim up to ``limit`` jobs in one atomic step (none while the worker drains)."""
-        return [Job(r) for r in self._inner.claim(worker_id, limit)]
+    def claim(self, worker_id: str, limit: int = 1, *, start: bool = False) -> _JobList:
+        """Claim up to ``limit`` jobs in one atomic step (none while the worker drains).
 
-    def mark_running(self, job: JobLike, attempt: Optional[int] = None) -> Ack:
+        Each claim gets a fencing token (``job.token``) that every later change must carry.
+        ``start=True`` marks them ``running`` at once (no :meth:`mark_running` round trip).
+        """
+        return [Job(r) for r in self._inner.claim(worker_id, limit, start)]
+
+    def mark_running(self, job: JobLike, token: Optional[int] = None) -> Ack:
         """Record that the worker started the job (fenced)."""
-        return self._inner.mark_running(*_token(job, attempt))
+        return self._inner.mark_running(*_token(job, token))
 
-    def complete(self, job: JobLike, result: Any = None, attempt: Optional[int] = None) -> Ack:
+    def complete(self, job: JobLike, result: Any = None, token: Optional[int] = None) -> Ack:
         """Complete the job with a JSON-serialisable ``result`` (fenced)."""
-        job_id, token = _token(job, attempt)
+        job_id, token = _token(job, token)
         return self._inner.complete(job_id, token, _result_json(result))
 
     def complete_many(
         self, jobs: Iterable[Job], results: Optional[Iterable[Any]] = None
     ) -> _AckList:
-        """Complete many claimed jobs in one round trip, each fenced by its own attempt.
+        """Complete many claimed jobs in one round trip, each fenced by its own token.
 
         ``results`` gives one JSON-serialisable result per job (default: none).
         """
@@ -465,15 +512,15 @@ class JobQueue:
         error: str,
         *,
         retryable: bool = True,
-        attempt: Optional[int] = None,
+        token: Optional[int] = None,
     ) -> Ack:
         """Record a failed attempt (fenced): retried after a backoff, or ``failed``."""
-        job_id, token = _token(job, attempt)
+        job_id, token = _token(job, token)
         return self._inner.fail(job_id, token, error, retryable)
 
-    def release(self, job: JobLike, attempt: Optional[int] = None) -> Ack:
+    def release(self, job: JobLike, token: Optional[int] = None) -> Ack:
         """Give the job back at once without counting a retry (graceful shutdown)."""
-        return self._inner.release(*_token(job, attempt))
+        return self._inner.release(*_token(job, token))
 
     def cancel(self, job_id: str) -> Ack:
         """Cancel an unfinished job; the worker holding it will be refused."""
@@ -509,9 +556,19 @@ class JobQueue:
         """Register a worker (clears its drain flag)."""
         self._inner.register_worker(worker_id)
 
-    def heartbeat(self, worker_id: str) -> Heartbeat:
-        """Renew the worker's liveness and the lease of every job it holds."""
-        return Heartbeat(*self._inner.heartbeat(worker_id))
+    def heartbeat(
+        self, worker_id: str, held: Optional[Iterable[Union[Job, tuple[str, int]]]] = None
+    ) -> Heartbeat:
+        """Renew the worker's liveness and the leases of the jobs it holds.
+
+        ``held``: the jobs (or ``(id, token)`` claims) the worker is working on — exactly
+        those are renewed, jobs leased under its id that are not listed (a claim whose reply
+        was lost, a job it dropped) are given back, and listed claims that are no longer its
+        own come back in :attr:`Heartbeat.lost`. Without it, every job leased under the id is
+        renewed (for scripts that do not track their claims).
+        """
+        renewed, draining, lost, released = self._inner.heartbeat(worker_id, _held(held))
+        return Heartbeat(renewed, draining, lost, released)
 
     def drain(self, worker_id: str, draining: bool = True) -> bool:
         """Ask a worker to stop claiming and leave; False when it is not registered."""
@@ -526,9 +583,10 @@ class JobQueue:
         return self._inner.workers()
 
     def reap(self, limit: int = 1000) -> dict[str, int]:
-        """Requeue expired leases (or fail jobs out of retries) and purge old finished jobs.
+        """Requeue expired leases (or fail jobs whose leases expired too often), remove
+        workers silent for ``worker_expiry`` and purge old finished jobs.
 
-        Any client may run it; returns ``{"requeued", "failed", "purged"}``.
+        Any client may run it; returns ``{"requeued", "failed", "purged", "workers_expired"}``.
         """
         return self._inner.reap(limit)
 
@@ -571,19 +629,17 @@ class AsyncJobQueue:
         created = await self._inner.submit_async([_submission(j) for j in jobs])
         return [job_id for job_id, _ in created]
 
-    async def claim(self, worker_id: str, limit: int = 1) -> _JobList:
+    async def claim(self, worker_id: str, limit: int = 1, *, start: bool = False) -> _JobList:
         """Claim up to ``limit`` jobs atomically."""
-        return [Job(r) for r in await self._inner.claim_async(worker_id, limit)]
+        return [Job(r) for r in await self._inner.claim_async(worker_id, limit, start)]
 
-    async def mark_running(self, job: JobLike, attempt: Optional[int] = None) -> Ack:
+    async def mark_running(self, job: JobLike, token: Optional[int] = None) -> Ack:
         """Record that the worker started the job (fenced)."""
-        return await self._inner.mark_running_async(*_token(job, attempt))
+        return await self._inner.mark_running_async(*_token(job, token))
 
-    async def complete(
-        self, job: JobLike, result: Any = None, attempt: Optional[int] = None
-    ) -> Ack:
+    async def complete(self, job: JobLike, result: Any = None, token: Optional[int] = None) -> Ack:
         """Complete the job (fenced)."""
-        job_id, token = _token(job, attempt)
+        job_id, token = _token(job, token)
         return await self._inner.complete_async(job_id, token, _result_json(result))
 
     async def complete_many(
@@ -598,15 +654,15 @@ class AsyncJobQueue:
         error: str,
         *,
         retryable: bool = True,
-        attempt: Optional[int] = None,
+        token: Optional[int] = None,
     ) -> Ack:
         """Record a failed attempt (fenced)."""
-        job_id, token = _token(job, attempt)
+        job_id, token = _token(job, token)
         return await self._inner.fail_async(job_id, token, error, retryable)
 
-    async def release(self, job: JobLike, attempt: Optional[int] = None) -> Ack:
+    async def release(self, job: JobLike, token: Optional[int] = None) -> Ack:
         """Give the job back without counting a retry (fenced)."""
-        return await self._inner.release_async(*_token(job, attempt))
+        return await self._inner.release_async(*_token(job, token))
 
     async def cancel(self, job_id: str) -> Ack:
         """Cancel an unfinished job."""
@@ -636,9 +692,13 @@ class AsyncJobQueue:
         """Register a worker."""
         await self._inner.register_worker_async(worker_id)
 
-    async def heartbeat(self, worker_id: str) -> Heartbeat:
-        """Renew liveness and leases."""
-        return Heartbeat(*(await self._inner.heartbeat_async(worker_id)))
+    async def heartbeat(
+        self, worker_id: str, held: Optional[Iterable[Union[Job, tuple[str, int]]]] = None
+    ) -> Heartbeat:
+        """Renew liveness and leases (see :meth:`JobQueue.heartbeat`)."""
+        answer = await self._inner.heartbeat_async(worker_id, _held(held))
+        renewed, draining, lost, released = answer
+        return Heartbeat(renewed, draining, lost, released)
 
     async def drain(self, worker_id: str, draining: bool = True) -> bool:
         """Set a worker's drain flag."""

@@ -14,8 +14,8 @@ use pyo3::types::PyDict;
 use super::bridge::{block_on, into_awaitable};
 use crate::config::ConfigError;
 use crate::queue::{
-    Ack, FailOutcome, Job, JobQueue, JobStatus, NewJob, QueueError, QueueOptions, QueueStats,
-    ReapReport, WorkerInfo,
+    Ack, FailOutcome, Heartbeat, Job, JobQueue, JobStatus, NewJob, QueueError, QueueOptions,
+    QueueStats, ReapReport, WorkerInfo,
 };
 
 fn seconds(ms: i64) -> f64 {
@@ -113,6 +113,14 @@ impl PyJob {
         self.job.attempt
     }
     #[getter]
+    fn token(&self) -> u64 {
+        self.job.token
+    }
+    #[getter]
+    fn lease_expiries(&self) -> u32 {
+        self.job.lease_expiries
+    }
+    #[getter]
     fn lease_deadline(&self) -> Option<f64> {
         self.job.lease_deadline.map(seconds)
     }
@@ -143,9 +151,9 @@ pub(crate) struct PyAck {
     /// The job's status after the call (`None` when not found).
     #[pyo3(get)]
     status: Option<&'static str>,
-    /// The job's current attempt (fencing token).
+    /// The job's current fencing token (when refused as stale).
     #[pyo3(get)]
-    attempt: Option<u64>,
+    token: Option<u64>,
     /// For `fail`: `retrying` or `failed`.
     #[pyo3(get)]
     outcome: Option<&'static str>,
@@ -156,9 +164,9 @@ pub(crate) struct PyAck {
 
 impl PyAck {
     fn new(ack: &Ack, accepted_status: Option<JobStatus>, outcome: Option<FailOutcome>) -> Self {
-        let (reason, status, attempt) = match ack {
+        let (reason, status, token) = match ack {
             Ack::Accepted => ("accepted", accepted_status.map(JobStatus::as_str), None),
-            Ack::Stale { status, attempt } => ("stale", Some(status.as_str()), Some(*attempt)),
+            Ack::Stale { status, token } => ("stale", Some(status.as_str()), Some(*token)),
             Ack::NotFound => ("not_found", None, None),
         };
         let (outcome, not_before, status) = match outcome {
@@ -173,7 +181,7 @@ impl PyAck {
         Self {
             reason,
             status,
-            attempt,
+            token,
             outcome,
             not_before,
         }
@@ -197,14 +205,26 @@ impl PyAck {
         if let Some(status) = self.status {
             parts.push(format!("status={status:?}"));
         }
-        if let Some(attempt) = self.attempt {
-            parts.push(format!("attempt={attempt}"));
+        if let Some(token) = self.token {
+            parts.push(format!("token={token}"));
         }
         if let Some(not_before) = self.not_before {
             parts.push(format!("not_before={not_before:.3}"));
         }
         format!("Ack({})", parts.join(", ").replace('"', "'"))
     }
+}
+
+/// A heartbeat's answer as a tuple: `(renewed, draining, lost (id, token) claims, released)`.
+type Beat = (u64, bool, Vec<(String, u64)>, u64);
+
+fn beat(heartbeat: Heartbeat) -> Beat {
+    (
+        heartbeat.renewed,
+        heartbeat.draining,
+        heartbeat.lost,
+        heartbeat.released,
+    )
 }
 
 fn completed_acks(acks: Vec<Ack>) -> Vec<PyAck> {
@@ -263,6 +283,8 @@ impl<'py> IntoPyObject<'py> for Stats {
         totals.set_item("failed", stats.totals.failed)?;
         totals.set_item("cancelled", stats.totals.cancelled)?;
         totals.set_item("retried", stats.totals.retried)?;
+        totals.set_item("expired", stats.totals.expired)?;
+        totals.set_item("replayed", stats.totals.replayed)?;
         totals.set_item("duration_ms_sum", stats.totals.duration_ms_sum)?;
         totals.set_item("duration_count", stats.totals.duration_count)?;
         totals.set_item("duration_buckets", stats.totals.duration_buckets)?;
@@ -310,6 +332,7 @@ impl<'py> IntoPyObject<'py> for Reaped {
         dict.set_item("requeued", self.0.requeued)?;
         dict.set_item("failed", self.0.failed)?;
         dict.set_item("purged", self.0.purged)?;
+        dict.set_item("workers_expired", self.0.workers_expired)?;
         Ok(dict)
     }
 }
@@ -378,7 +401,8 @@ impl PyJobQueue {
     #[staticmethod]
     #[pyo3(signature = (url, *, name = "default", prefix = "scraperv4",
         lease = 60.0, max_config_bytes = 1_048_576, retry_base = 1.0, retry_cap = 300.0,
-        retention = 604_800.0, worker_liveness = 120.0, operation_timeout = 10.0,
+        retention = 604_800.0, worker_liveness = 120.0, worker_expiry = 3600.0,
+        max_lease_expiries = 5, durable_commits = true, operation_timeout = 10.0,
         allow_insecure_tls = false))]
     #[allow(clippy::too_many_arguments)]
     fn open(
@@ -392,6 +416,9 @@ impl PyJobQueue {
         retry_cap: f64,
         retention: f64,
         worker_liveness: f64,
+        worker_expiry: f64,
+        max_lease_expiries: u32,
+        durable_commits: bool,
         operation_timeout: f64,
         allow_insecure_tls: bool,
     ) -> PyResult<Self> {
@@ -404,6 +431,9 @@ impl PyJobQueue {
             retry_cap: duration("retry_cap", retry_cap)?,
             retention: duration("retention", retention)?,
             worker_liveness: duration("worker_liveness", worker_liveness)?,
+            worker_expiry: duration("worker_expiry", worker_expiry)?,
+            max_lease_expiries,
+            durable_commits,
             operation_timeout: duration("operation_timeout", operation_timeout)?,
             allow_insecure_tls,
         };
@@ -439,21 +469,30 @@ impl PyJobQueue {
         run!(async py, self, |q| q.submit(jobs).await)
     }
 
-    fn claim(&self, py: Python<'_>, worker: String, limit: usize) -> PyResult<Vec<PyJob>> {
-        run!(sync py, self, |q| q.claim(&worker, limit).await.map(jobs))
+    #[pyo3(signature = (worker, limit, start = false))]
+    fn claim(
+        &self,
+        py: Python<'_>,
+        worker: String,
+        limit: usize,
+        start: bool,
+    ) -> PyResult<Vec<PyJob>> {
+        run!(sync py, self, |q| q.claim(&worker, limit, start).await.map(jobs))
     }
 
+    #[pyo3(signature = (worker, limit, start = false))]
     fn claim_async<'py>(
         &self,
         py: Python<'py>,
         worker: String,
         limit: usize,
+        start: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        run!(async py, self, |q| q.claim(&worker, limit).await.map(jobs))
+        run!(async py, self, |q| q.claim(&worker, limit, start).await.map(jobs))
     }
 
-    fn mark_running(&self, py: Python<'_>, id: String, attempt: u64) -> PyResult<PyAck> {
-        run!(sync py, self, |q| q.mark_running(&id, attempt).await
+    fn mark_running(&self, py: Python<'_>, id: String, token: u64) -> PyResult<PyAck> {
+        run!(sync py, self, |q| q.mark_running(&id, token).await
             .map(|a| PyAck::new(&a, Some(JobStatus::Running), None)))
     }
 
@@ -461,33 +500,33 @@ impl PyJobQueue {
         &self,
         py: Python<'py>,
         id: String,
-        attempt: u64,
+        token: u64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        run!(async py, self, |q| q.mark_running(&id, attempt).await
+        run!(async py, self, |q| q.mark_running(&id, token).await
             .map(|a| PyAck::new(&a, Some(JobStatus::Running), None)))
     }
 
-    #[pyo3(signature = (id, attempt, result_json = None))]
+    #[pyo3(signature = (id, token, result_json = None))]
     fn complete(
         &self,
         py: Python<'_>,
         id: String,
-        attempt: u64,
+        token: u64,
         result_json: Option<String>,
     ) -> PyResult<PyAck> {
-        run!(sync py, self, |q| q.complete(&id, attempt, result_json).await
+        run!(sync py, self, |q| q.complete(&id, token, result_json).await
             .map(|a| PyAck::new(&a, Some(JobStatus::Completed), None)))
     }
 
-    #[pyo3(signature = (id, attempt, result_json = None))]
+    #[pyo3(signature = (id, token, result_json = None))]
     fn complete_async<'py>(
         &self,
         py: Python<'py>,
         id: String,
-        attempt: u64,
+        token: u64,
         result_json: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        run!(async py, self, |q| q.complete(&id, attempt, result_json).await
+        run!(async py, self, |q| q.complete(&id, token, result_json).await
             .map(|a| PyAck::new(&a, Some(JobStatus::Completed), None)))
     }
 
@@ -507,34 +546,34 @@ impl PyJobQueue {
         run!(async py, self, |q| q.complete_many(completions).await.map(completed_acks))
     }
 
-    #[pyo3(signature = (id, attempt, error, retryable = true))]
+    #[pyo3(signature = (id, token, error, retryable = true))]
     fn fail(
         &self,
         py: Python<'_>,
         id: String,
-        attempt: u64,
+        token: u64,
         error: String,
         retryable: bool,
     ) -> PyResult<PyAck> {
-        run!(sync py, self, |q| q.fail(&id, attempt, &error, retryable).await
+        run!(sync py, self, |q| q.fail(&id, token, &error, retryable).await
             .map(|(a, outcome)| PyAck::new(&a, None, outcome)))
     }
 
-    #[pyo3(signature = (id, attempt, error, retryable = true))]
+    #[pyo3(signature = (id, token, error, retryable = true))]
     fn fail_async<'py>(
         &self,
         py: Python<'py>,
         id: String,
-        attempt: u64,
+        token: u64,
         error: String,
         retryable: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        run!(async py, self, |q| q.fail(&id, attempt, &error, retryable).await
+        run!(async py, self, |q| q.fail(&id, token, &error, retryable).await
             .map(|(a, outcome)| PyAck::new(&a, None, outcome)))
     }
 
-    fn release(&self, py: Python<'_>, id: String, attempt: u64) -> PyResult<PyAck> {
-        run!(sync py, self, |q| q.release(&id, attempt).await
+    fn release(&self, py: Python<'_>, id: String, token: u64) -> PyResult<PyAck> {
+        run!(sync py, self, |q| q.release(&id, token).await
             .map(|a| PyAck::new(&a, Some(JobStatus::Pending), None)))
     }
 
@@ -542,9 +581,9 @@ impl PyJobQueue {
         &self,
         py: Python<'py>,
         id: String,
-        attempt: u64,
+        token: u64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        run!(async py, self, |q| q.release(&id, attempt).await
+        run!(async py, self, |q| q.release(&id, token).await
             .map(|a| PyAck::new(&a, Some(JobStatus::Pending), None)))
     }
 
@@ -620,12 +659,25 @@ impl PyJobQueue {
         run!(async py, self, |q| q.register_worker(&worker).await)
     }
 
-    fn heartbeat(&self, py: Python<'_>, worker: String) -> PyResult<(u64, bool)> {
-        run!(sync py, self, |q| q.heartbeat(&worker).await)
+    /// `(renewed, draining, lost claims, released)`.
+    #[pyo3(signature = (worker, held = None))]
+    fn heartbeat(
+        &self,
+        py: Python<'_>,
+        worker: String,
+        held: Option<Vec<(String, u64)>>,
+    ) -> PyResult<Beat> {
+        run!(sync py, self, |q| q.heartbeat(&worker, held).await.map(beat))
     }
 
-    fn heartbeat_async<'py>(&self, py: Python<'py>, worker: String) -> PyResult<Bound<'py, PyAny>> {
-        run!(async py, self, |q| q.heartbeat(&worker).await)
+    #[pyo3(signature = (worker, held = None))]
+    fn heartbeat_async<'py>(
+        &self,
+        py: Python<'py>,
+        worker: String,
+        held: Option<Vec<(String, u64)>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        run!(async py, self, |q| q.heartbeat(&worker, held).await.map(beat))
     }
 
     fn set_draining(&self, py: Python<'_>, worker: String, draining: bool) -> PyResult<bool> {

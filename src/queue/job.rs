@@ -99,7 +99,7 @@ pub struct Job {
     pub started_at: Option<i64>,
     /// Time it reached a terminal status.
     pub completed_at: Option<i64>,
-    /// Retries scheduled so far (failures and lease expiries).
+    /// Retries scheduled so far after failed attempts.
     pub retry_count: u32,
     /// Retries allowed after the first attempt.
     pub max_retries: u32,
@@ -107,8 +107,15 @@ pub struct Job {
     pub result: Option<String>,
     /// The last error.
     pub error: Option<String>,
-    /// Number of claims so far; the fencing token of the current claim.
+    /// Number of claims so far.
     pub attempt: u64,
+    /// The fencing token of the current (or last) claim: unique within the queue, for ever
+    /// (a queue-wide counter, so a job purged and submitted again never repeats one). Every
+    /// change a worker makes to a claimed job must carry it.
+    pub token: u64,
+    /// Leases of this job that expired (its worker died, hung or was cut off); counted apart
+    /// from the retries, so a server clock that jumps does not use up a job's retries.
+    pub lease_expiries: u32,
     /// When the current lease runs out.
     pub lease_deadline: Option<i64>,
     /// Not claimable before this time (delayed retries, delayed submissions).
@@ -152,7 +159,7 @@ pub struct Finished {
     /// The job.
     pub id: String,
     /// The fencing token of the worker's claim.
-    pub attempt: u64,
+    pub token: u64,
     /// The job's result, a JSON value as text.
     pub result: Option<String>,
     /// The items recorded, a JSON array of records as text, appended to the results log.
@@ -168,6 +175,10 @@ pub struct ResultsEntry {
     pub cursor: String,
     /// The job the records came from.
     pub job_id: String,
+    /// Which incarnation of that job (a queue-wide number given when the job was created):
+    /// with `job_id` and each record's position, the key under which exports deduplicate
+    /// records of a job that ran again after the backend lost an acknowledged finish.
+    pub generation: u64,
     /// A JSON array of item records.
     pub records: String,
 }
@@ -249,8 +260,8 @@ pub enum Ack {
     Stale {
         /// The job's status now.
         status: JobStatus,
-        /// The job's current attempt (fencing token).
-        attempt: u64,
+        /// The job's current fencing token.
+        token: u64,
     },
     /// No such job.
     NotFound,
@@ -302,8 +313,14 @@ pub struct QueueTotals {
     pub failed: u64,
     /// Jobs cancelled.
     pub cancelled: u64,
-    /// Retries scheduled (failed attempts and expired leases that will run again).
+    /// Retries scheduled after failed attempts.
     pub retried: u64,
+    /// Leases that expired (the job went back to pending, or failed after too many).
+    pub expired: u64,
+    /// Failed or cancelled jobs put back to pending by hand (`retry`): a job that failed and
+    /// then completed after a replay is in both `failed` and `completed`; `failed - replayed`
+    /// is what stayed failed.
+    pub replayed: u64,
     /// Sum of the durations of completed jobs' successful attempts (claim to completion), ms.
     pub duration_ms_sum: u64,
     /// Completed jobs with a measured duration.
@@ -327,6 +344,8 @@ impl QueueTotals {
                 "failed" => totals.failed = value,
                 "cancelled" => totals.cancelled = value,
                 "retried" => totals.retried = value,
+                "expired" => totals.expired = value,
+                "replayed" => totals.replayed = value,
                 "duration_ms_sum" => totals.duration_ms_sum = value,
                 "duration_count" => totals.duration_count = value,
                 bucket => {
@@ -367,8 +386,24 @@ pub struct WorkerInfo {
     pub draining: bool,
     /// The jobs it holds now.
     pub jobs: Vec<String>,
-    /// `active` or `stale` (no heartbeat within the liveness window).
+    /// `active` or `stale` (no heartbeat within the liveness window; the reaper removes a
+    /// worker silent for longer than the queue's `worker_expiry`).
     pub state: String,
+}
+
+/// What a heartbeat did.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Heartbeat {
+    /// Leases renewed.
+    pub renewed: u64,
+    /// The worker is asked to drain.
+    pub draining: bool,
+    /// Claims (id, token) the worker listed that are no longer its own (the lease expired
+    /// and the job went back, or it was cancelled): it must stop working on them.
+    pub lost: Vec<(String, u64)>,
+    /// Jobs claimed under the worker's id that it did not list (a claim whose reply was
+    /// lost, say), given back to pending.
+    pub released: u64,
 }
 
 /// What one reaper pass did.
@@ -376,10 +411,12 @@ pub struct WorkerInfo {
 pub struct ReapReport {
     /// Expired leases whose job went back to pending.
     pub requeued: u64,
-    /// Expired leases whose job ran out of retries and failed.
+    /// Expired leases whose job had expired too often (`max_lease_expiries`) and failed.
     pub failed: u64,
     /// Finished jobs deleted because they were older than the retention.
     pub purged: u64,
+    /// Workers removed because they sent no heartbeat for `worker_expiry`.
+    pub workers_expired: u64,
 }
 
 /// Milliseconds to wait before retry number `retry` (1-based): `min(base * 2^(retry-1),

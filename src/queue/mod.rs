@@ -4,15 +4,19 @@
 //!
 //! - **submit** one job or a batch in one step, idempotent by id;
 //! - **claim** up to N jobs atomically (highest priority first, FIFO within a priority, due
-//!   retries included), recording the worker, a lease deadline and a new attempt number — the
-//!   fencing token;
-//! - **heartbeat** renews the leases of everything a worker holds;
+//!   retries included), recording the worker, a lease deadline, the attempt number and a
+//!   fencing token unique within the queue for ever (a queue-wide counter: a job purged and
+//!   submitted again never sees an old token);
+//! - **heartbeat** renews the leases of exactly the (job, token) claims a worker says it
+//!   holds, reports those that are no longer its own, and gives back jobs leased under its id
+//!   that it did not list (a claim whose reply was lost);
 //! - **complete / fail / release / mark running** are accepted only with the current token, so
 //!   a worker whose lease was taken over cannot overwrite the new owner's work;
 //! - failures retry with exponential backoff and jitter until `max_retries`, then `failed`
 //!   (the dead-letter view; retriable by hand); expired leases go back to pending through
-//!   [`JobQueue::reap`], which any client may run, and count as a retry so a job that kills
-//!   its workers ends `failed` instead of looping;
+//!   [`JobQueue::reap`], which any client may run, counted apart from retries (a clock step
+//!   cannot use up a job's retries) until `max_lease_expiries`, after which a job that keeps
+//!   killing its workers ends `failed`; workers silent for `worker_expiry` are removed;
 //! - counts per status are maintained as jobs move (never by scanning).
 //!
 //! Backends: [`redis::RedisQueue`] (the fleet) and [`sqlite::SqliteQueue`] (one machine, a
@@ -26,7 +30,7 @@ pub mod sqlite;
 
 pub use error::{QueueError, QueueResult};
 pub use job::{
-    Ack, DURATION_BUCKETS_MS, FailOutcome, Finished, Job, JobStatus, NewJob, QueueStats,
+    Ack, DURATION_BUCKETS_MS, FailOutcome, Finished, Heartbeat, Job, JobStatus, NewJob, QueueStats,
     QueueTotals, ReapReport, ResultsEntry, WorkerInfo, backoff_ms,
 };
 pub use options::{QueueOptions, QueueUrl, redact};
@@ -87,13 +91,14 @@ impl JobQueue {
         dispatch!(self, q => q.submit(jobs).await)
     }
 
-    /// Claims up to `limit` jobs for `worker`.
+    /// Claims up to `limit` jobs for `worker`: `assigned`, or `running` at once when `start`
+    /// (a worker that starts what it claims saves a round trip per job).
     ///
     /// A claimed job whose stored record cannot be read (edited by hand, say) is not returned:
     /// it is moved to `failed` with the reason, logged, and the other jobs are claimed as
-    /// usual.
-    pub async fn claim(&self, worker: &str, limit: usize) -> QueueResult<Vec<Job>> {
-        let claimed = dispatch!(self, q => q.claim(worker.to_owned(), limit).await)?;
+    /// usual (if moving it fails, it stays leased and its lease runs out).
+    pub async fn claim(&self, worker: &str, limit: usize, start: bool) -> QueueResult<Vec<Job>> {
+        let claimed = dispatch!(self, q => q.claim(worker.to_owned(), limit, start).await)?;
         let mut jobs = Vec::with_capacity(claimed.len());
         for job in claimed {
             match job {
@@ -101,7 +106,11 @@ impl JobQueue {
                 Err(QueueError::CorruptJob { job_id, detail }) => {
                     tracing::warn!(job_id, detail, "quarantined a corrupt job record");
                     let reason = format!("corrupt job record: {detail}");
-                    dispatch!(self, q => q.quarantine(job_id.clone(), reason).await)?;
+                    if let Err(error) =
+                        dispatch!(self, q => q.quarantine(job_id.clone(), reason).await)
+                    {
+                        tracing::warn!(job_id, %error, "could not quarantine a corrupt job");
+                    }
                 }
                 Err(other) => return Err(other),
             }
@@ -109,22 +118,17 @@ impl JobQueue {
         Ok(jobs)
     }
 
-    /// Marks a claimed job as running (fenced by `attempt`).
-    pub async fn mark_running(&self, id: &str, attempt: u64) -> QueueResult<Ack> {
-        dispatch!(self, q => q.mark_running(id.to_owned(), attempt).await)
+    /// Marks a claimed job as running (fenced by `token`).
+    pub async fn mark_running(&self, id: &str, token: u64) -> QueueResult<Ack> {
+        dispatch!(self, q => q.mark_running(id.to_owned(), token).await)
     }
 
-    /// Completes a job with an optional JSON result (fenced by `attempt`).
-    pub async fn complete(
-        &self,
-        id: &str,
-        attempt: u64,
-        result: Option<String>,
-    ) -> QueueResult<Ack> {
-        dispatch!(self, q => q.complete(id.to_owned(), attempt, result).await)
+    /// Completes a job with an optional JSON result (fenced by `token`).
+    pub async fn complete(&self, id: &str, token: u64, result: Option<String>) -> QueueResult<Ack> {
+        dispatch!(self, q => q.complete(id.to_owned(), token, result).await)
     }
 
-    /// Completes many jobs in one step, each fenced by its own attempt.
+    /// Completes many jobs in one step, each fenced by its own token.
     pub async fn complete_many(
         &self,
         completions: Vec<(String, u64, Option<String>)>,
@@ -135,7 +139,7 @@ impl JobQueue {
         dispatch!(self, q => q.complete_many(completions).await)
     }
 
-    /// Completes jobs a worker finished, each fenced by its attempt, in one atomic step per
+    /// Completes jobs a worker finished, each fenced by its token, in one atomic step per
     /// backend call: for every accepted job its item records are appended to the results log
     /// and the jobs it discovered are submitted (idempotent by id). For a stale token nothing
     /// happens at all, so a worker that lost its lease records nothing.
@@ -183,16 +187,16 @@ impl JobQueue {
     pub async fn fail(
         &self,
         id: &str,
-        attempt: u64,
+        token: u64,
         error: &str,
         retryable: bool,
     ) -> QueueResult<(Ack, Option<FailOutcome>)> {
-        dispatch!(self, q => q.fail(id.to_owned(), attempt, error.to_owned(), retryable).await)
+        dispatch!(self, q => q.fail(id.to_owned(), token, error.to_owned(), retryable).await)
     }
 
-    /// Gives a claimed job back at once without counting a retry (fenced by `attempt`).
-    pub async fn release(&self, id: &str, attempt: u64) -> QueueResult<Ack> {
-        dispatch!(self, q => q.release(id.to_owned(), attempt).await)
+    /// Gives a claimed job back at once without counting a retry (fenced by `token`).
+    pub async fn release(&self, id: &str, token: u64) -> QueueResult<Ack> {
+        dispatch!(self, q => q.release(id.to_owned(), token).await)
     }
 
     /// Cancels a job that has not finished.
@@ -235,9 +239,16 @@ impl JobQueue {
         dispatch!(self, q => q.register_worker(worker.to_owned()).await)
     }
 
-    /// Heartbeat: `(leases renewed, draining)`.
-    pub async fn heartbeat(&self, worker: &str) -> QueueResult<(u64, bool)> {
-        dispatch!(self, q => q.heartbeat(worker.to_owned()).await)
+    /// Heartbeat: renews the leases of the `(id, token)` claims in `held` — exactly those: a
+    /// job leased under `worker`'s id and not listed is given back to pending, and a listed
+    /// one that is no longer the worker's is reported in [`Heartbeat::lost`]. With `None`,
+    /// every job leased under the id is renewed (for clients that do not track claims).
+    pub async fn heartbeat(
+        &self,
+        worker: &str,
+        held: Option<Vec<(String, u64)>>,
+    ) -> QueueResult<Heartbeat> {
+        dispatch!(self, q => q.heartbeat(worker.to_owned(), held).await)
     }
 
     /// Sets a worker's drain flag; false when the worker is unknown.
@@ -255,7 +266,8 @@ impl JobQueue {
         dispatch!(self, q => q.workers().await)
     }
 
-    /// Expired leases back to pending (at most `limit`), old finished jobs deleted.
+    /// Expired leases back to pending (at most `limit`), dead workers removed, old finished
+    /// jobs deleted.
     pub async fn reap(&self, limit: usize) -> QueueResult<ReapReport> {
         dispatch!(self, q => q.reap(limit).await)
     }

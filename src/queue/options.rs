@@ -25,6 +25,16 @@ pub struct QueueOptions {
     pub retention: Duration,
     /// A worker without a heartbeat for this long counts as stale.
     pub worker_liveness: Duration,
+    /// A worker without a heartbeat for this long is removed from the registry by the
+    /// reaper (its leases have long expired): dead workers do not pile up.
+    pub worker_expiry: Duration,
+    /// After this many expired leases a job fails for good ("it keeps killing or hanging its
+    /// workers"). Expired leases do not use up the job's retries.
+    pub max_lease_expiries: u32,
+    /// SQLite only: make every commit durable across an operating-system crash
+    /// (`synchronous=FULL`). Off, a crash of the machine (not of the process) can lose the
+    /// last commits, and with them results an export may already have copied.
+    pub durable_commits: bool,
     /// Longest wait for any backend call; past it the call fails with `Unavailable`.
     pub operation_timeout: Duration,
     /// Accept `rediss://...#insecure` (no certificate check). Off: such a URL is refused.
@@ -42,6 +52,9 @@ impl Default for QueueOptions {
             retry_cap: Duration::from_secs(300),
             retention: Duration::from_secs(7 * 24 * 3600),
             worker_liveness: Duration::from_secs(120),
+            worker_expiry: Duration::from_secs(3600),
+            max_lease_expiries: 5,
+            durable_commits: true,
             operation_timeout: Duration::from_secs(10),
             allow_insecure_tls: false,
         }
@@ -93,6 +106,20 @@ impl QueueOptions {
                     format!("at least {minimum:?}"),
                 ));
             }
+        }
+        if self.worker_expiry < self.lease.max(self.worker_liveness) {
+            return Err(ConfigError::invalid(
+                "worker_expiry",
+                format!("{:?}", self.worker_expiry),
+                "at least the lease and the worker liveness window",
+            ));
+        }
+        if self.max_lease_expiries == 0 {
+            return Err(ConfigError::invalid(
+                "max_lease_expiries",
+                self.max_lease_expiries,
+                "at least 1",
+            ));
         }
         if self.retry_cap < self.retry_base {
             return Err(ConfigError::invalid(

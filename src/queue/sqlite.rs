@@ -15,8 +15,8 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::error::{QueueError, QueueResult};
 use super::job::{
-    Ack, FailOutcome, Finished, Job, JobStatus, NewJob, QueueStats, QueueTotals, ReapReport,
-    ResultsEntry, WorkerInfo, backoff_ms,
+    Ack, FailOutcome, Finished, Heartbeat, Job, JobStatus, NewJob, QueueStats, QueueTotals,
+    ReapReport, ResultsEntry, WorkerInfo, backoff_ms,
 };
 use super::options::{QueueOptions, duration_ms};
 
@@ -45,6 +45,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     crawl_id TEXT,
     depth INTEGER NOT NULL DEFAULT 0,
     parent_id TEXT,
+    token INTEGER NOT NULL DEFAULT 0,
+    lease_expiries INTEGER NOT NULL DEFAULT 0,
     UNIQUE (queue, id)
 );
 CREATE INDEX IF NOT EXISTS jobs_claim ON jobs (queue, priority DESC, seq)
@@ -108,7 +110,15 @@ CREATE TABLE IF NOT EXISTS results (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     queue TEXT NOT NULL,
     job_id TEXT NOT NULL,
-    records TEXT NOT NULL
+    records TEXT NOT NULL,
+    gen INTEGER NOT NULL DEFAULT 0
+);
+-- Queue-wide counters that never go back (the fencing tokens).
+CREATE TABLE IF NOT EXISTS sequences (
+    queue TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value INTEGER NOT NULL,
+    PRIMARY KEY (queue, name)
 );
 CREATE TABLE IF NOT EXISTS workers (
     queue TEXT NOT NULL,
@@ -122,7 +132,15 @@ CREATE TABLE IF NOT EXISTS workers (
 
 const JOB_COLUMNS: &str = "id, name, template_id, target_url, config, priority, status, \
     assigned_worker, created_at, started_at, completed_at, retry_count, max_retries, result, \
-    error, attempt, lease_deadline, not_before, crawl_id, depth, parent_id";
+    error, attempt, lease_deadline, not_before, crawl_id, depth, parent_id, token, \
+    lease_expiries";
+
+/// Columns added after the first release, for databases created before them.
+const MIGRATIONS: [(&str, &str, &str); 3] = [
+    ("jobs", "token", "INTEGER NOT NULL DEFAULT 0"),
+    ("jobs", "lease_expiries", "INTEGER NOT NULL DEFAULT 0"),
+    ("results", "gen", "INTEGER NOT NULL DEFAULT 0"),
+];
 
 /// The SQLite-backed queue.
 pub struct SqliteQueue {
@@ -156,11 +174,18 @@ impl SqliteQueue {
     fn init(connection: Connection, options: QueueOptions, location: String) -> QueueResult<Self> {
         let setup = || -> rusqlite::Result<()> {
             connection.busy_timeout(options.operation_timeout)?;
-            // WAL: readers never block the writer; NORMAL sync is durable across a process
-            // crash (only an OS crash can lose the last transactions).
+            // WAL: readers never block the writer. FULL sync makes every commit durable across
+            // an operating-system crash too; NORMAL only across a process crash (an OS crash
+            // can lose the last commits — and roll back row numbers an export has read).
             connection.pragma_update(None, "journal_mode", "WAL")?;
-            connection.pragma_update(None, "synchronous", "NORMAL")?;
-            connection.execute_batch(SCHEMA)
+            let sync = if options.durable_commits {
+                "FULL"
+            } else {
+                "NORMAL"
+            };
+            connection.pragma_update(None, "synchronous", sync)?;
+            connection.execute_batch(SCHEMA)?;
+            migrate(&connection)
         };
         setup().map_err(|e| unavailable(&location, "open", &e))?;
         Ok(Self {
@@ -180,8 +205,33 @@ impl SqliteQueue {
         &self.options
     }
 
-    /// Runs `work` in one immediate transaction on a blocking thread.
+    /// Runs `work` in one immediate transaction (it writes) on a blocking thread.
     async fn transaction<T, F>(&self, operation: &'static str, work: F) -> QueueResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>, &Ctx) -> QueueResult<T> + Send + 'static,
+    {
+        self.run_in(operation, TransactionBehavior::Immediate, work)
+            .await
+    }
+
+    /// Runs `work`, which only reads, in one deferred transaction: it takes no write lock, so
+    /// it neither waits for the writers nor makes them wait.
+    async fn read<T, F>(&self, operation: &'static str, work: F) -> QueueResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>, &Ctx) -> QueueResult<T> + Send + 'static,
+    {
+        self.run_in(operation, TransactionBehavior::Deferred, work)
+            .await
+    }
+
+    async fn run_in<T, F>(
+        &self,
+        operation: &'static str,
+        behavior: TransactionBehavior,
+        work: F,
+    ) -> QueueResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>, &Ctx) -> QueueResult<T> + Send + 'static,
@@ -198,7 +248,7 @@ impl SqliteQueue {
         let joined = tokio::task::spawn_blocking(move || {
             let mut connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
             let tx = connection
-                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .transaction_with_behavior(behavior)
                 .map_err(|e| ctx.error(&e))?;
             let value = work(&tx, &ctx)?;
             tx.commit().map_err(|e| ctx.error(&e))?;
@@ -219,8 +269,14 @@ impl SqliteQueue {
             .await
     }
 
-    /// Claims up to `limit` runnable jobs for `worker` (none while the worker is draining).
-    pub async fn claim(&self, worker: String, limit: usize) -> QueueResult<Vec<QueueResult<Job>>> {
+    /// Claims up to `limit` runnable jobs for `worker` (none while the worker is draining):
+    /// `running` at once when `start`, else `assigned`; each claim gets a new fencing token.
+    pub async fn claim(
+        &self,
+        worker: String,
+        limit: usize,
+        start: bool,
+    ) -> QueueResult<Vec<QueueResult<Job>>> {
         self.transaction("claim", move |tx, ctx| {
             let draining: bool = tx
                 .query_row(
@@ -247,16 +303,28 @@ impl SqliteQueue {
                     .map_err(|e| ctx.error(&e))?
             };
             let lease_deadline = ctx.now + ctx.options.lease_ms();
+            let mut token = next_tokens(tx, ctx, ids.len())?;
+            let status = if start { "running" } else { "assigned" };
             let mut update = tx
                 .prepare_cached(
-                    "UPDATE jobs SET status = 'assigned', assigned_worker = ?3, started_at = ?4, \
-                     lease_deadline = ?5, attempt = attempt + 1 WHERE queue = ?1 AND id = ?2",
+                    "UPDATE jobs SET status = ?6, assigned_worker = ?3, started_at = ?4, \
+                     lease_deadline = ?5, attempt = attempt + 1, token = ?7 \
+                     WHERE queue = ?1 AND id = ?2",
                 )
                 .map_err(|e| ctx.error(&e))?;
             let mut claimed = Vec::with_capacity(ids.len());
             for id in ids {
+                token += 1;
                 update
-                    .execute(params![ctx.queue, id, worker, ctx.now, lease_deadline])
+                    .execute(params![
+                        ctx.queue,
+                        id,
+                        worker,
+                        ctx.now,
+                        lease_deadline,
+                        status,
+                        token
+                    ])
                     .map_err(|e| ctx.error(&e))?;
                 claimed.push(
                     read_job(tx, ctx, &id)
@@ -269,54 +337,54 @@ impl SqliteQueue {
         .await
     }
 
-    /// Marks a claimed job as running (fenced by `attempt`).
-    pub async fn mark_running(&self, id: String, attempt: u64) -> QueueResult<Ack> {
+    /// Marks a claimed job as running (fenced by `token`).
+    pub async fn mark_running(&self, id: String, token: u64) -> QueueResult<Ack> {
         self.fenced_update(
             "mark_running",
             id,
-            attempt,
+            token,
             "UPDATE jobs SET status = 'running' WHERE queue = ?1 AND id = ?2",
         )
         .await
     }
 
-    /// Runs `sql` (parameters: queue, id) on a leased job when `attempt` is its token.
+    /// Runs `sql` (parameters: queue, id) on a leased job when `token` is its token.
     async fn fenced_update(
         &self,
         operation: &'static str,
         id: String,
-        attempt: u64,
+        token: u64,
         sql: &'static str,
     ) -> QueueResult<Ack> {
         self.transaction(operation, move |tx, ctx| {
-            fenced(tx, ctx, &id, attempt, |tx, ctx| {
+            fenced(tx, ctx, &id, token, |tx, ctx| {
                 exec(tx, ctx, sql, params![ctx.queue, id])
             })
         })
         .await
     }
 
-    /// Completes a job with its result (fenced by `attempt`).
+    /// Completes a job with its result (fenced by `token`).
     pub async fn complete(
         &self,
         id: String,
-        attempt: u64,
+        token: u64,
         result: Option<String>,
     ) -> QueueResult<Ack> {
-        let mut acks = self.complete_many(vec![(id, attempt, result)]).await?;
+        let mut acks = self.complete_many(vec![(id, token, result)]).await?;
         Ok(acks.pop().unwrap_or(Ack::NotFound))
     }
 
-    /// Completes many jobs in one transaction, each fenced by its attempt.
+    /// Completes many jobs in one transaction, each fenced by its token.
     pub async fn complete_many(
         &self,
         completions: Vec<(String, u64, Option<String>)>,
     ) -> QueueResult<Vec<Ack>> {
         let finished = completions
             .into_iter()
-            .map(|(id, attempt, result)| Finished {
+            .map(|(id, token, result)| Finished {
                 id,
-                attempt,
+                token,
                 result,
                 records: None,
                 discovered: Vec::new(),
@@ -332,7 +400,7 @@ impl SqliteQueue {
             finished
                 .into_iter()
                 .map(|job| {
-                    fenced(tx, ctx, &job.id, job.attempt, |tx, ctx| {
+                    fenced(tx, ctx, &job.id, job.token, |tx, ctx| {
                         exec(
                             tx,
                             ctx,
@@ -344,7 +412,8 @@ impl SqliteQueue {
                             exec(
                                 tx,
                                 ctx,
-                                "INSERT INTO results (queue, job_id, records) VALUES (?1, ?2, ?3)",
+                                "INSERT INTO results (queue, job_id, records, gen) SELECT ?1, ?2, \
+                                 ?3, seq FROM jobs WHERE queue = ?1 AND id = ?2",
                                 params![ctx.queue, job.id, records],
                             )?;
                         }
@@ -366,10 +435,10 @@ impl SqliteQueue {
             None => 0,
             Some(text) => parse_cursor(&text)?,
         };
-        self.transaction("results", move |tx, ctx| {
+        self.read("results", move |tx, ctx| {
             let mut select = tx
                 .prepare_cached(
-                    "SELECT seq, job_id, records FROM results WHERE queue = ?1 AND seq > ?2 \
+                    "SELECT seq, job_id, records, gen FROM results WHERE queue = ?1 AND seq > ?2 \
                      ORDER BY seq LIMIT ?3",
                 )
                 .map_err(|e| ctx.error(&e))?;
@@ -379,6 +448,7 @@ impl SqliteQueue {
                         cursor: row.get::<_, i64>(0)?.to_string(),
                         job_id: row.get(1)?,
                         records: row.get(2)?,
+                        generation: row.get(3)?,
                     })
                 })
                 .and_then(Iterator::collect)
@@ -406,13 +476,13 @@ impl SqliteQueue {
     pub async fn fail(
         &self,
         id: String,
-        attempt: u64,
+        token: u64,
         error: String,
         retryable: bool,
     ) -> QueueResult<(Ack, Option<FailOutcome>)> {
         self.transaction("fail", move |tx, ctx| {
             let mut outcome = None;
-            let ack = fenced(tx, ctx, &id, attempt, |tx, ctx| {
+            let ack = fenced(tx, ctx, &id, token, |tx, ctx| {
                 let (retry_count, max_retries): (u32, u32) = tx
                     .query_row(
                         "SELECT retry_count, max_retries FROM jobs WHERE queue = ?1 AND id = ?2",
@@ -428,7 +498,6 @@ impl SqliteQueue {
                     max_retries,
                     retryable,
                     &error,
-                    true,
                 )?);
                 Ok(())
             })?;
@@ -438,11 +507,11 @@ impl SqliteQueue {
     }
 
     /// Gives a claimed job back at once, without counting a retry (graceful shutdown).
-    pub async fn release(&self, id: String, attempt: u64) -> QueueResult<Ack> {
+    pub async fn release(&self, id: String, token: u64) -> QueueResult<Ack> {
         self.fenced_update(
             "release",
             id,
-            attempt,
+            token,
             "UPDATE jobs SET status = 'pending', lease_deadline = NULL, not_before = 0 \
              WHERE queue = ?1 AND id = ?2",
         )
@@ -452,11 +521,11 @@ impl SqliteQueue {
     /// Cancels a job that is not finished yet; a worker holding it will be refused.
     pub async fn cancel(&self, id: String) -> QueueResult<Ack> {
         self.transaction("cancel", move |tx, ctx| {
-            let Some((status, attempt)) = status_of(tx, ctx, &id)? else {
+            let Some((status, token)) = status_of(tx, ctx, &id)? else {
                 return Ok(Ack::NotFound);
             };
             if status.is_terminal() {
-                return Ok(Ack::Stale { status, attempt });
+                return Ok(Ack::Stale { status, token });
             }
             exec(
                 tx,
@@ -473,19 +542,20 @@ impl SqliteQueue {
     /// Puts a failed or cancelled job back to pending with its retries reset.
     pub async fn retry(&self, id: String) -> QueueResult<Ack> {
         self.transaction("retry", move |tx, ctx| {
-            let Some((status, attempt)) = status_of(tx, ctx, &id)? else {
+            let Some((status, token)) = status_of(tx, ctx, &id)? else {
                 return Ok(Ack::NotFound);
             };
             if !matches!(status, JobStatus::Failed | JobStatus::Cancelled) {
-                return Ok(Ack::Stale { status, attempt });
+                return Ok(Ack::Stale { status, token });
             }
             exec(
                 tx,
                 ctx,
-                "UPDATE jobs SET status = 'pending', retry_count = 0, completed_at = NULL, \
-                 not_before = 0 WHERE queue = ?1 AND id = ?2",
+                "UPDATE jobs SET status = 'pending', retry_count = 0, lease_expiries = 0, \
+                 completed_at = NULL, not_before = 0 WHERE queue = ?1 AND id = ?2",
                 params![ctx.queue, id],
             )?;
+            add_total(tx, ctx, "replayed", 1)?;
             Ok(Ack::Accepted)
         })
         .await
@@ -512,7 +582,7 @@ impl SqliteQueue {
 
     /// One job, or `None`.
     pub async fn get(&self, id: String) -> QueueResult<Option<Job>> {
-        self.transaction("get", move |tx, ctx| read_job(tx, ctx, &id))
+        self.read("get", move |tx, ctx| read_job(tx, ctx, &id))
             .await
     }
 
@@ -523,7 +593,7 @@ impl SqliteQueue {
         offset: usize,
         limit: usize,
     ) -> QueueResult<Vec<QueueResult<Job>>> {
-        self.transaction("list", move |tx, ctx| {
+        self.read("list", move |tx, ctx| {
             let order = match status {
                 JobStatus::Pending | JobStatus::Retrying => "priority DESC, seq",
                 JobStatus::Assigned | JobStatus::Running => "started_at, seq",
@@ -549,7 +619,7 @@ impl SqliteQueue {
 
     /// Counts, from the trigger-maintained table.
     pub async fn stats(&self) -> QueueResult<QueueStats> {
-        self.transaction("stats", move |tx, ctx| {
+        self.read("stats", move |tx, ctx| {
             let mut stats = QueueStats::default();
             let mut select = tx
                 .prepare_cached("SELECT status, n FROM counts WHERE queue = ?1")
@@ -599,7 +669,7 @@ impl SqliteQueue {
 
     /// Counts by scanning every job (to check the maintained counts; never used for stats).
     pub async fn recount_by_scan(&self) -> QueueResult<Vec<(JobStatus, u64)>> {
-        self.transaction("recount", move |tx, ctx| {
+        self.read("recount", move |tx, ctx| {
             let mut select = tx
                 .prepare("SELECT status, COUNT(*) FROM jobs WHERE queue = ?1 GROUP BY status")
                 .map_err(|e| ctx.error(&e))?;
@@ -636,26 +706,66 @@ impl SqliteQueue {
         .await
     }
 
-    /// Heartbeat: renews the worker's liveness and the lease of every job it holds.
-    /// Returns `(leases renewed, draining)`.
-    pub async fn heartbeat(&self, worker: String) -> QueueResult<(u64, bool)> {
+    /// Heartbeat: renews the worker's liveness and the leases of the `(id, token)` claims in
+    /// `held` (the others leased under its id go back to pending; listed claims that are no
+    /// longer its own are reported lost), or with `None` of every job leased under its id.
+    pub async fn heartbeat(
+        &self,
+        worker: String,
+        held: Option<Vec<(String, u64)>>,
+    ) -> QueueResult<Heartbeat> {
         self.transaction("heartbeat", move |tx, ctx| {
             touch_worker(tx, ctx, &worker)?;
-            let renewed = tx
-                .execute(
-                    "UPDATE jobs SET lease_deadline = ?3 WHERE queue = ?1 AND assigned_worker = \
-                     ?2 AND status IN ('assigned', 'running')",
-                    params![ctx.queue, worker, ctx.now + ctx.options.lease_ms()],
-                )
-                .map_err(|e| ctx.error(&e))?;
-            let draining = tx
+            let deadline = ctx.now + ctx.options.lease_ms();
+            let mut beat = Heartbeat::default();
+            match held {
+                None => {
+                    beat.renewed = tx
+                        .execute(
+                            "UPDATE jobs SET lease_deadline = ?3 WHERE queue = ?1 AND \
+                             assigned_worker = ?2 AND status IN ('assigned', 'running')",
+                            params![ctx.queue, worker, deadline],
+                        )
+                        .map_err(|e| ctx.error(&e))? as u64;
+                }
+                Some(held) => {
+                    let mut renew = tx
+                        .prepare_cached(
+                            "UPDATE jobs SET lease_deadline = ?5 WHERE queue = ?1 AND id = ?2 \
+                             AND assigned_worker = ?3 AND token = ?4 AND status IN ('assigned', \
+                             'running')",
+                        )
+                        .map_err(|e| ctx.error(&e))?;
+                    for (id, token) in &held {
+                        let renewed = renew
+                            .execute(params![ctx.queue, id, worker, token, deadline])
+                            .map_err(|e| ctx.error(&e))?;
+                        if renewed == 1 {
+                            beat.renewed += 1;
+                        } else {
+                            beat.lost.push((id.clone(), *token));
+                        }
+                    }
+                    // Leased under this id but not listed: given back (the worker does not
+                    // know it has them). Renewed leases now carry `deadline`, the others not.
+                    beat.released = tx
+                        .execute(
+                            "UPDATE jobs SET status = 'pending', lease_deadline = NULL, \
+                             not_before = 0 WHERE queue = ?1 AND assigned_worker = ?2 AND \
+                             status IN ('assigned', 'running') AND lease_deadline <> ?3",
+                            params![ctx.queue, worker, deadline],
+                        )
+                        .map_err(|e| ctx.error(&e))? as u64;
+                }
+            }
+            beat.draining = tx
                 .query_row(
                     "SELECT draining FROM workers WHERE queue = ?1 AND id = ?2",
                     params![ctx.queue, worker],
                     |row| row.get(0),
                 )
                 .map_err(|e| ctx.error(&e))?;
-            Ok((renewed as u64, draining))
+            Ok(beat)
         })
         .await
     }
@@ -698,7 +808,7 @@ impl SqliteQueue {
 
     /// Every registered worker with the jobs it holds.
     pub async fn workers(&self) -> QueueResult<Vec<WorkerInfo>> {
-        self.transaction("workers", move |tx, ctx| {
+        self.read("workers", move |tx, ctx| {
             let live_since = ctx.now - duration_ms(ctx.options.worker_liveness);
             let mut select = tx
                 .prepare(
@@ -734,63 +844,146 @@ impl SqliteQueue {
         .await
     }
 
-    /// Requeues (or fails, when out of retries) jobs whose lease expired, and deletes
-    /// finished jobs older than the retention. Processes at most `limit` leases.
+    /// Requeues jobs whose lease expired (or fails those that expired too often), removes
+    /// workers silent for `worker_expiry` (their jobs given back), then deletes finished jobs
+    /// older than the retention — in bounded transactions of their own, so the recovery
+    /// never waits on a large delete. Processes at most `limit` leases and workers.
     pub async fn reap(&self, limit: usize) -> QueueResult<ReapReport> {
-        self.transaction("reap", move |tx, ctx| {
-            let expired: Vec<(String, String, u32, u32)> = {
-                let mut select = tx
-                    .prepare_cached(
-                        "SELECT id, COALESCE(assigned_worker, ''), retry_count, max_retries \
-                         FROM jobs WHERE queue = ?1 AND status IN ('assigned', 'running') AND \
-                         lease_deadline < ?2 ORDER BY lease_deadline LIMIT ?3",
-                    )
-                    .map_err(|e| ctx.error(&e))?;
-                select
-                    .query_map(params![ctx.queue, ctx.now, limit], |row| {
-                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                    })
-                    .and_then(Iterator::collect)
-                    .map_err(|e| ctx.error(&e))?
-            };
-            let mut report = ReapReport::default();
-            for (id, worker, retry_count, max_retries) in expired {
-                let error = format!(
-                    "lease expired: worker {worker:?} stopped renewing it (crashed, hung or \
-                     cut off)"
-                );
-                match schedule_retry(tx, ctx, &id, retry_count, max_retries, true, &error, false)? {
-                    FailOutcome::Failed => report.failed += 1,
-                    FailOutcome::Retrying { .. } => report.requeued += 1,
+        let mut report = self
+            .transaction("reap", move |tx, ctx| {
+                let mut report = ReapReport::default();
+                let expired: Vec<(String, String, u32)> = {
+                    let mut select = tx
+                        .prepare_cached(
+                            "SELECT id, COALESCE(assigned_worker, ''), lease_expiries FROM jobs \
+                             WHERE queue = ?1 AND status IN ('assigned', 'running') AND \
+                             lease_deadline < ?2 ORDER BY lease_deadline LIMIT ?3",
+                        )
+                        .map_err(|e| ctx.error(&e))?;
+                    select
+                        .query_map(params![ctx.queue, ctx.now, limit], |row| {
+                            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                        })
+                        .and_then(Iterator::collect)
+                        .map_err(|e| ctx.error(&e))?
+                };
+                for (id, worker, expiries) in expired {
+                    if expire_lease(tx, ctx, &id, &worker, expiries)? {
+                        report.failed += 1;
+                    } else {
+                        report.requeued += 1;
+                    }
                 }
-            }
-            let cutoff = ctx.now - duration_ms(ctx.options.retention);
-            report.purged = tx
-                .execute(
-                    "DELETE FROM jobs WHERE queue = ?1 AND status IN ('completed', 'failed', \
-                     'cancelled') AND completed_at < ?2",
-                    params![ctx.queue, cutoff],
-                )
-                .map_err(|e| ctx.error(&e))? as u64;
-            Ok(report)
-        })
-        .await
+                let cutoff = ctx.now - duration_ms(ctx.options.worker_expiry);
+                let dead: Vec<String> = {
+                    let mut select = tx
+                        .prepare_cached(
+                            "SELECT id FROM workers WHERE queue = ?1 AND last_heartbeat < ?2 \
+                             LIMIT ?3",
+                        )
+                        .map_err(|e| ctx.error(&e))?;
+                    select
+                        .query_map(params![ctx.queue, cutoff, limit], |row| row.get(0))
+                        .and_then(Iterator::collect)
+                        .map_err(|e| ctx.error(&e))?
+                };
+                for worker in dead {
+                    let held: Vec<(String, u32)> = {
+                        let mut select = tx
+                            .prepare_cached(
+                                "SELECT id, lease_expiries FROM jobs WHERE queue = ?1 AND \
+                                 assigned_worker = ?2 AND status IN ('assigned', 'running')",
+                            )
+                            .map_err(|e| ctx.error(&e))?;
+                        select
+                            .query_map(params![ctx.queue, worker], |row| {
+                                Ok((row.get(0)?, row.get(1)?))
+                            })
+                            .and_then(Iterator::collect)
+                            .map_err(|e| ctx.error(&e))?
+                    };
+                    for (id, expiries) in held {
+                        if expire_lease(tx, ctx, &id, &worker, expiries)? {
+                            report.failed += 1;
+                        } else {
+                            report.requeued += 1;
+                        }
+                    }
+                    exec(
+                        tx,
+                        ctx,
+                        "DELETE FROM workers WHERE queue = ?1 AND id = ?2",
+                        params![ctx.queue, worker],
+                    )?;
+                    report.workers_expired += 1;
+                }
+                Ok(report)
+            })
+            .await?;
+        let cutoff = duration_ms(self.options.retention);
+        report.purged = self.purge_batch("reap", cutoff, false, limit).await?;
+        Ok(report)
     }
 
-    /// Deletes finished jobs that finished more than `older_than_ms` ago; returns how many.
-    pub async fn purge(&self, older_than_ms: i64) -> QueueResult<u64> {
-        self.transaction("purge", move |tx, ctx| {
+    /// Deletes up to `limit` finished jobs that finished before `now - older_than_ms` (at or
+    /// before, when `inclusive`), in one transaction; returns how many.
+    async fn purge_batch(
+        &self,
+        operation: &'static str,
+        older_than_ms: i64,
+        inclusive: bool,
+        limit: usize,
+    ) -> QueueResult<u64> {
+        self.transaction(operation, move |tx, ctx| {
+            let sql = if inclusive {
+                "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE queue = ?1 AND status \
+                 IN ('completed', 'failed', 'cancelled') AND completed_at <= ?2 LIMIT ?3)"
+            } else {
+                "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE queue = ?1 AND status \
+                 IN ('completed', 'failed', 'cancelled') AND completed_at < ?2 LIMIT ?3)"
+            };
             let removed = tx
-                .execute(
-                    "DELETE FROM jobs WHERE queue = ?1 AND status IN ('completed', 'failed', \
-                     'cancelled') AND completed_at <= ?2",
-                    params![ctx.queue, ctx.now - older_than_ms],
-                )
+                .execute(sql, params![ctx.queue, ctx.now - older_than_ms, limit])
                 .map_err(|e| ctx.error(&e))?;
             Ok(removed as u64)
         })
         .await
     }
+
+    /// Deletes finished jobs that finished more than `older_than_ms` ago, in bounded
+    /// transactions; returns how many.
+    pub async fn purge(&self, older_than_ms: i64) -> QueueResult<u64> {
+        let mut purged = 0;
+        loop {
+            let batch = self
+                .purge_batch("purge", older_than_ms, true, PURGE_CHUNK)
+                .await?;
+            purged += batch;
+            if batch == 0 {
+                return Ok(purged);
+            }
+        }
+    }
+}
+
+/// Jobs deleted per transaction by `purge` (a long delete would hold the write lock).
+const PURGE_CHUNK: usize = 1000;
+
+/// Adds the columns of [`MIGRATIONS`] a database created by an older version lacks.
+fn migrate(connection: &Connection) -> rusqlite::Result<()> {
+    for (table, column, definition) in MIGRATIONS {
+        let present: bool = connection
+            .prepare(&format!(
+                "SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"
+            ))?
+            .exists(params![column])?;
+        if !present {
+            connection.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {definition}"
+            ))?;
+        }
+    }
+    Ok(())
 }
 
 /// What every transaction knows.
@@ -878,7 +1071,7 @@ fn status_of(
 ) -> QueueResult<Option<(JobStatus, u64)>> {
     let row: Option<(String, u64)> = tx
         .query_row(
-            "SELECT status, attempt FROM jobs WHERE queue = ?1 AND id = ?2",
+            "SELECT status, token FROM jobs WHERE queue = ?1 AND id = ?2",
             params![ctx.queue, id],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
@@ -932,30 +1125,96 @@ fn insert_jobs(
     Ok(created)
 }
 
-/// Runs `change` only when `attempt` is the job's current token and it is leased.
+/// Runs `change` only when `token` is the job's current fencing token and it is leased.
 fn fenced(
     tx: &rusqlite::Transaction<'_>,
     ctx: &Ctx,
     id: &str,
-    attempt: u64,
+    token: u64,
     change: impl FnOnce(&rusqlite::Transaction<'_>, &Ctx) -> QueueResult<()>,
 ) -> QueueResult<Ack> {
     match status_of(tx, ctx, id)? {
         None => Ok(Ack::NotFound),
-        Some((status, current)) if status.is_leased() && current == attempt => {
+        Some((status, current)) if status.is_leased() && current == token => {
             change(tx, ctx)?;
             Ok(Ack::Accepted)
         }
         Some((status, current)) => Ok(Ack::Stale {
             status,
-            attempt: current,
+            token: current,
         }),
     }
 }
 
-/// After a failed attempt or an expired lease: retry (with backoff, or at once for an
-/// expired lease) while retries remain, else fail for good.
-#[allow(clippy::too_many_arguments)]
+/// `n` new fencing tokens: returns the last one given before them (the caller adds 1 per
+/// claim). The counter is queue-wide and never goes back.
+fn next_tokens(tx: &rusqlite::Transaction<'_>, ctx: &Ctx, n: usize) -> QueueResult<u64> {
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    let after: i64 = tx
+        .query_row(
+            "INSERT INTO sequences (queue, name, value) VALUES (?1, 'tokens', ?2) \
+             ON CONFLICT (queue, name) DO UPDATE SET value = value + ?2 RETURNING value",
+            params![ctx.queue, n],
+            |row| row.get(0),
+        )
+        .map_err(|e| ctx.error(&e))?;
+    Ok(u64::try_from(after - n).unwrap_or(0))
+}
+
+/// Adds `delta` to the monotonic total `name`.
+fn add_total(tx: &rusqlite::Transaction<'_>, ctx: &Ctx, name: &str, delta: i64) -> QueueResult<()> {
+    exec(
+        tx,
+        ctx,
+        "INSERT INTO totals (queue, name, value) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (queue, name) DO UPDATE SET value = value + excluded.value",
+        params![ctx.queue, name, delta],
+    )
+}
+
+/// An expired lease: back to pending at once, counted in the job's `lease_expiries` (not its
+/// retries); after `max_lease_expiries` of them the job fails for good. True when it failed.
+fn expire_lease(
+    tx: &rusqlite::Transaction<'_>,
+    ctx: &Ctx,
+    id: &str,
+    worker: &str,
+    expiries: u32,
+) -> QueueResult<bool> {
+    let error =
+        format!("lease expired: worker {worker:?} stopped renewing it (crashed, hung or cut off)");
+    add_total(tx, ctx, "expired", 1)?;
+    let expiries = expiries + 1;
+    if expiries >= ctx.options.max_lease_expiries {
+        exec(
+            tx,
+            ctx,
+            "UPDATE jobs SET status = 'failed', error = ?3, completed_at = ?4, \
+             lease_deadline = NULL, lease_expiries = ?5 WHERE queue = ?1 AND id = ?2",
+            params![
+                ctx.queue,
+                id,
+                format!(
+                    "{error}; {expiries} leases of this job expired: it may be crashing or \
+                     hanging its workers"
+                ),
+                ctx.now,
+                expiries
+            ],
+        )?;
+        return Ok(true);
+    }
+    exec(
+        tx,
+        ctx,
+        "UPDATE jobs SET status = 'pending', error = ?3, not_before = ?4, lease_deadline = NULL, \
+         lease_expiries = ?5 WHERE queue = ?1 AND id = ?2",
+        params![ctx.queue, id, error, ctx.now, expiries],
+    )?;
+    Ok(false)
+}
+
+/// After a failed attempt: retry after a backoff while retries remain, else fail for good.
 fn schedule_retry(
     tx: &rusqlite::Transaction<'_>,
     ctx: &Ctx,
@@ -964,27 +1223,21 @@ fn schedule_retry(
     max_retries: u32,
     retryable: bool,
     error: &str,
-    with_backoff: bool,
 ) -> QueueResult<FailOutcome> {
     if retryable && retry_count < max_retries {
-        let delay = if with_backoff {
-            backoff_ms(
-                retry_count + 1,
-                u64::try_from(duration_ms(ctx.options.retry_base)).unwrap_or(0),
-                u64::try_from(duration_ms(ctx.options.retry_cap)).unwrap_or(0),
-                rand::random::<f64>(),
-            )
-        } else {
-            0
-        };
+        let delay = backoff_ms(
+            retry_count + 1,
+            u64::try_from(duration_ms(ctx.options.retry_base)).unwrap_or(0),
+            u64::try_from(duration_ms(ctx.options.retry_cap)).unwrap_or(0),
+            rand::random::<f64>(),
+        );
         let not_before = ctx.now + i64::try_from(delay).unwrap_or(0);
-        let status = if with_backoff { "retrying" } else { "pending" };
         exec(
             tx,
             ctx,
-            "UPDATE jobs SET status = ?3, retry_count = retry_count + 1, error = ?4, \
-             not_before = ?5, lease_deadline = NULL WHERE queue = ?1 AND id = ?2",
-            params![ctx.queue, id, status, error, not_before],
+            "UPDATE jobs SET status = 'retrying', retry_count = retry_count + 1, error = ?3, \
+             not_before = ?4, lease_deadline = NULL WHERE queue = ?1 AND id = ?2",
+            params![ctx.queue, id, error, not_before],
         )?;
         Ok(FailOutcome::Retrying { not_before })
     } else {
@@ -1045,6 +1298,8 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<QueueResult<Job>> {
             crawl_id: row.get(18)?,
             depth: row.get(19)?,
             parent_id: row.get(20)?,
+            token: row.get(21)?,
+            lease_expiries: row.get(22)?,
         })
     })();
     Ok(job.map_err(|e| QueueError::CorruptJob {

@@ -201,12 +201,12 @@ mod tests {
             })
             .collect();
         queue.submit(jobs).await.unwrap();
-        let claimed = queue.claim("w", n).await.unwrap();
+        let claimed = queue.claim("w", n, true).await.unwrap();
         let finished = claimed
             .iter()
             .map(|job| Finished {
                 id: job.id.clone(),
-                attempt: job.attempt,
+                token: job.token,
                 records: Some(format!(
                     r#"[{{"job_id":"{0}","index":0}},{{"job_id":"{0}","index":1}}]"#,
                     job.id

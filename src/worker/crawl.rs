@@ -201,6 +201,8 @@ mod tests {
             result: None,
             error: None,
             attempt: 1,
+            token: 1,
+            lease_expiries: 0,
             lease_deadline: None,
             not_before: None,
             crawl_id: Some("c1".to_owned()),

@@ -12,6 +12,8 @@
 
 pub mod config;
 pub mod crawl;
+mod job;
+mod loops;
 pub mod metrics;
 pub mod pool;
 pub mod server;

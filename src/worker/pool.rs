@@ -1,4 +1,11 @@
-//! The worker loop: claim, run jobs concurrently, finish them in batches, heartbeat, stop.
+//! The worker loop: claim, run jobs concurrently, stop — and what the worker holds.
+//!
+//! The worker keeps the set of claims it holds, `(job id, fencing token)`: a claim enters it
+//! with the claim (under a gate the heartbeat takes too, so a heartbeat never sees a claim
+//! half-recorded) and leaves it when the job is settled, dropped or stopped, whatever path
+//! the job took. The heartbeat renews exactly that set; the queue gives back any other job
+//! leased under the worker's id. A run that is cancelled (its future dropped) still gives its
+//! jobs back and unregisters, from a cleanup task.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -6,20 +13,26 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 
 use super::config::WorkerConfig;
-use super::crawl::{self, JobSettings};
+use super::job::Done;
 use super::metrics::WorkerMetrics;
 use super::{ItemHook, WorkerError, WorkerResult};
 use crate::extract::TemplateRegistry;
 use crate::fetch::Fetcher;
-use crate::queue::{Ack, FailOutcome, Finished, Job, JobQueue, JobStatus, QueueError};
-use crate::resources::sampler::ResourceConfig;
-use crate::resources::{ResourceManager, Thresholds};
+use crate::queue::{Ack, Job, JobQueue, JobStatus, QueueError};
 use crate::sink::JsonlSink;
+
+/// A claim the worker holds: the job's id and the fencing token of the claim.
+pub(super) type Claim = (String, u64);
+
+/// Whether a claim was held, and the task working on it (once spawned).
+enum Held {
+    Yes(Option<AbortHandle>),
+    No,
+}
 
 /// How far a stop request goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -34,19 +47,19 @@ pub enum Stop {
 
 /// Counters a caller can read while the worker runs.
 #[derive(Debug, Default)]
-struct Counters {
-    claimed: AtomicU64,
-    completed: AtomicU64,
-    failed: AtomicU64,
-    retried: AtomicU64,
-    released: AtomicU64,
-    stale: AtomicU64,
-    abandoned: AtomicU64,
-    items: AtomicU64,
-    bytes: AtomicU64,
-    in_flight: AtomicU64,
-    discovered: AtomicU64,
-    exported: AtomicU64,
+pub(super) struct Counters {
+    pub(super) claimed: AtomicU64,
+    pub(super) completed: AtomicU64,
+    pub(super) failed: AtomicU64,
+    pub(super) retried: AtomicU64,
+    pub(super) released: AtomicU64,
+    pub(super) stale: AtomicU64,
+    pub(super) abandoned: AtomicU64,
+    pub(super) items: AtomicU64,
+    pub(super) bytes: AtomicU64,
+    pub(super) in_flight: AtomicU64,
+    pub(super) discovered: AtomicU64,
+    pub(super) exported: AtomicU64,
 }
 
 /// A snapshot of the worker's progress.
@@ -84,56 +97,74 @@ pub struct Progress {
     pub concurrency_limit: usize,
 }
 
-/// Why a job did not produce a result.
-struct Failure {
-    message: String,
-    retryable: bool,
-}
-
-impl Failure {
-    fn permanent(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            retryable: false,
-        }
-    }
-}
-
-/// A job's outcome on its way to the queue.
-struct Done {
-    finished: Finished,
-    items: u64,
-    started: Instant,
-}
-
 /// A scraping worker. Build with [`Worker::new`], drive with [`Worker::run`], stop from any
 /// thread with [`Worker::stop`].
 pub struct Worker {
-    queue: Arc<JobQueue>,
-    fetcher: Arc<Fetcher>,
-    templates: Arc<TemplateRegistry>,
-    config: WorkerConfig,
-    hook: Option<Arc<dyn ItemHook>>,
-    metrics: Arc<WorkerMetrics>,
-    counters: Counters,
+    pub(super) queue: Arc<JobQueue>,
+    pub(super) fetcher: Arc<Fetcher>,
+    pub(super) templates: Arc<TemplateRegistry>,
+    pub(super) config: WorkerConfig,
+    pub(super) hook: Option<Arc<dyn ItemHook>>,
+    pub(super) metrics: Arc<WorkerMetrics>,
+    pub(super) counters: Counters,
     started: Instant,
-    stop: watch::Sender<Stop>,
-    /// Bumped each time the worker could not renew its leases before they ran out.
-    lease_generation: watch::Sender<u64>,
-    /// Jobs claimed and not yet settled: id to fencing token.
-    held: Mutex<HashMap<String, u64>>,
-    /// Jobs dropped after their lease could not be renewed, to give back (fenced) as soon as
-    /// the queue answers: the queue still lists them under this worker, and the next
-    /// heartbeat would otherwise renew leases nobody works on.
-    abandoned: Mutex<Vec<(String, u64)>>,
+    pub(super) stop: watch::Sender<Stop>,
+    /// The claims held: a job's task (to stop it) once it is spawned.
+    held: Mutex<HashMap<Claim, Option<AbortHandle>>>,
+    /// Taken by a claim until its jobs are recorded as held, and by the heartbeat while it
+    /// reads the held set and sends it.
+    pub(super) claim_gate: tokio::sync::Mutex<()>,
     metrics_addr: Mutex<Option<std::net::SocketAddr>>,
     running: AtomicBool,
+    /// The cleanup of a run that was cancelled, which the next run waits for.
+    cleanup: Mutex<Option<JoinHandle<()>>>,
     /// Set once every job of the run is settled or released (the exporter's last pass).
-    settled: AtomicBool,
+    pub(super) settled: AtomicBool,
     /// Jobs allowed at once now (see [`super::throttle`]).
-    limit: AtomicUsize,
+    pub(super) limit: AtomicUsize,
     /// Whether the claim loop found the limit reached since the last adjustment.
-    limit_reached: AtomicBool,
+    pub(super) limit_reached: AtomicBool,
+}
+
+/// Stops a run's background tasks when the run ends — and when its future is dropped
+/// before that (the Python task was cancelled, Ctrl-C), also gives its jobs back and
+/// unregisters the worker from a cleanup task, so nothing stays leased or registered.
+struct RunGuard {
+    worker: Arc<Worker>,
+    tasks: Vec<AbortHandle>,
+    finished: bool,
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        if self.finished {
+            return;
+        }
+        let worker = Arc::clone(&self.worker);
+        let cleanup = crate::runtime::handle().spawn(async move {
+            let id = worker.config.worker_id.clone();
+            tracing::warn!(worker = id, "run cancelled: giving its jobs back");
+            for claim in worker.held_claims() {
+                worker.abandon(&claim);
+            }
+            // Releases every job still leased under the worker's id.
+            match worker.queue.unregister_worker(&id).await {
+                Ok(released) => tracing::info!(worker = id, released, "unregistered"),
+                Err(error) => {
+                    tracing::warn!(worker = id, %error, "could not unregister: its leases will expire");
+                }
+            }
+            worker.reset_after_run();
+        });
+        *self
+            .worker
+            .cleanup
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(cleanup);
+    }
 }
 
 impl Worker {
@@ -159,11 +190,11 @@ impl Worker {
             counters: Counters::default(),
             started: Instant::now(),
             stop: watch::channel(Stop::Running).0,
-            lease_generation: watch::channel(0).0,
             held: Mutex::new(HashMap::new()),
-            abandoned: Mutex::new(Vec::new()),
+            claim_gate: tokio::sync::Mutex::new(()),
             metrics_addr: Mutex::new(None),
             running: AtomicBool::new(false),
+            cleanup: Mutex::new(None),
             settled: AtomicBool::new(false),
             limit: AtomicUsize::new(config.concurrency),
             limit_reached: AtomicBool::new(false),
@@ -232,9 +263,44 @@ impl Worker {
     /// Runs until stopped (or, with `exit_when_done`, until the queue has nothing left), then
     /// lets in-flight jobs finish within the grace period, releases the rest and unregisters.
     pub async fn run(self: Arc<Self>) -> WorkerResult<Progress> {
+        let pending_cleanup = self
+            .cleanup
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(cleanup) = pending_cleanup {
+            let _ = cleanup.await;
+        }
         if self.running.swap(true, Ordering::SeqCst) {
             return Err(WorkerError::AlreadyRunning);
         }
+        let mut guard = RunGuard {
+            worker: Arc::clone(&self),
+            tasks: Vec::new(),
+            finished: false,
+        };
+        let outcome = Arc::clone(&self).run_inner(&mut guard.tasks).await;
+        guard.finished = true;
+        drop(guard);
+        if outcome.is_err() {
+            // An early failure (the queue refused to register, the sink would not open):
+            // nothing may stay leased or registered under this id.
+            if let Err(error) = self.queue.unregister_worker(&self.config.worker_id).await {
+                tracing::warn!(worker = self.config.worker_id, %error, "could not unregister");
+            }
+        }
+        self.reset_after_run();
+        outcome
+    }
+
+    /// Ready for another run.
+    fn reset_after_run(&self) {
+        self.stop.send_replace(Stop::Running);
+        self.settled.store(false, Ordering::SeqCst);
+        self.running.store(false, Ordering::SeqCst);
+    }
+
+    async fn run_inner(self: Arc<Self>, tasks: &mut Vec<AbortHandle>) -> WorkerResult<Progress> {
         let id = self.config.worker_id.clone();
         // A previous run under this id that was killed may still hold leases: give them back
         // now instead of waiting for them to expire.
@@ -243,32 +309,29 @@ impl Worker {
             tracing::info!(worker = id, released, "released the jobs of a previous run");
         }
         self.queue.register_worker(&id).await?;
-        let server = match self.config.metrics_addr {
-            Some(addr) => {
-                let (bound, handle) = super::server::serve(addr, Arc::clone(&self)).await?;
-                *self
-                    .metrics_addr
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(bound);
-                Some(handle)
-            }
-            None => None,
-        };
-        let mut sink = match &self.config.jsonl_path {
+        if let Some(addr) = self.config.metrics_addr {
+            let (bound, handle) = super::server::serve(addr, Arc::clone(&self)).await?;
+            *self
+                .metrics_addr
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(bound);
+            tasks.push(handle.abort_handle());
+        }
+        let sink = match &self.config.jsonl_path {
             Some(path) => Some(JsonlSink::open(path)?),
             None => None,
         };
         let (finish_tx, finish_rx) = mpsc::channel::<Done>(4 * self.config.concurrency);
         let finisher = tokio::spawn(Arc::clone(&self).finisher(finish_rx));
-        let heartbeat = tokio::spawn(Arc::clone(&self).heartbeat_loop());
-        let throttle = self
-            .config
-            .throttle
-            .enabled
-            .then(|| tokio::spawn(Arc::clone(&self).throttle_loop()));
-        let exporter = sink
-            .take()
-            .map(|sink| tokio::spawn(Arc::clone(&self).export_loop(sink)));
+        tasks.push(finisher.abort_handle());
+        tasks.push(tokio::spawn(Arc::clone(&self).heartbeat_loop()).abort_handle());
+        if self.config.throttle.enabled {
+            tasks.push(tokio::spawn(Arc::clone(&self).throttle_loop()).abort_handle());
+        }
+        let exporter = sink.map(|sink| tokio::spawn(Arc::clone(&self).export_loop(sink)));
+        if let Some(exporter) = &exporter {
+            tasks.push(exporter.abort_handle());
+        }
         tracing::info!(
             worker = id,
             queue = self.queue.location(),
@@ -280,16 +343,9 @@ impl Worker {
 
         // Everything sent to the finisher is settled before leftovers are released.
         let _ = finisher.await;
-        let leftovers: Vec<(String, u64)> = self
-            .held
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(|(id, attempt)| (id.clone(), *attempt))
-            .collect();
-        for (job_id, attempt) in leftovers {
-            self.settle(&job_id);
-            match self.queue.release(&job_id, attempt).await {
+        for (job_id, token) in self.held_claims() {
+            self.let_go(&(job_id.clone(), token));
+            match self.queue.release(&job_id, token).await {
                 Ok(Ack::Accepted) => {
                     self.counters.released.fetch_add(1, Ordering::Relaxed);
                     self.metrics.outcome("released");
@@ -298,32 +354,22 @@ impl Worker {
                 Err(error) => tracing::warn!(job_id, %error, "could not release a job"),
             }
         }
-        heartbeat.abort();
-        self.release_abandoned().await;
-        if let Some(throttle) = throttle {
-            throttle.abort();
-        }
         self.settled.store(true, Ordering::SeqCst);
         if let Some(exporter) = exporter {
             // The exporter copies what is left when it sees the stop.
             self.stop(Stop::Graceful);
             match exporter.await {
                 Ok(Err(error)) => tracing::error!(%error, "results export failed"),
-                Err(error) => tracing::error!(%error, "results export stopped"),
-                Ok(Ok(())) => {}
+                Err(error) if !error.is_cancelled() => {
+                    tracing::error!(%error, "results export stopped");
+                }
+                _ => {}
             }
         }
         if let Err(error) = self.queue.unregister_worker(&id).await {
             tracing::warn!(worker = id, %error, "could not unregister");
         }
-        if let Some(server) = server {
-            server.abort();
-        }
         let progress = self.progress();
-        // Ready for another run.
-        self.stop.send_replace(Stop::Running);
-        self.settled.store(false, Ordering::SeqCst);
-        self.running.store(false, Ordering::SeqCst);
         tracing::info!(
             worker = id,
             completed = progress.completed,
@@ -365,11 +411,24 @@ impl Worker {
                 }
                 continue;
             }
-            let jobs = match self
-                .queue
-                .claim(&self.config.worker_id, free.min(self.config.claim_batch))
-                .await
-            {
+            let claimed = {
+                let _gate = self.claim_gate.lock().await;
+                let claimed = self
+                    .queue
+                    .claim(
+                        &self.config.worker_id,
+                        free.min(self.config.claim_batch),
+                        true,
+                    )
+                    .await;
+                if let Ok(jobs) = &claimed {
+                    for job in jobs {
+                        self.hold(job);
+                    }
+                }
+                claimed
+            };
+            let jobs = match claimed {
                 Ok(jobs) => {
                     outage_wait = Duration::from_millis(100);
                     jobs
@@ -402,18 +461,20 @@ impl Worker {
                 .claimed
                 .fetch_add(jobs.len() as u64, Ordering::Relaxed);
             for job in jobs {
+                let claim = (job.id.clone(), job.token);
                 let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
                     // Cannot happen (we claimed at most the free permits); never lose the job.
-                    let _ = self.queue.release(&job.id, job.attempt).await;
+                    self.let_go(&claim);
+                    let _ = self.queue.release(&job.id, job.token).await;
                     continue;
                 };
-                self.hold(&job);
                 let worker = Arc::clone(&self);
                 let finish_tx = finish_tx.clone();
-                tasks.spawn(async move {
+                let task = tasks.spawn(async move {
                     worker.run_job(job, finish_tx).await;
                     drop(permit);
                 });
+                self.attach(&claim, task);
             }
         };
         drop(finish_tx);
@@ -465,24 +526,77 @@ impl Worker {
         }
     }
 
+    /// Records a claim as held.
     fn hold(&self, job: &Job) {
+        let fresh = self
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((job.id.clone(), job.token), None)
+            .is_none();
+        if fresh {
+            self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+            self.metrics.in_flight.inc();
+        }
+    }
+
+    /// Remembers the task working on a held claim (to stop it if the claim is lost).
+    fn attach(&self, claim: &Claim, task: AbortHandle) {
+        if let Some(slot) = self
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(claim)
+        {
+            *slot = Some(task);
+        }
+    }
+
+    /// The claims held now.
+    pub(super) fn held_claims(&self) -> Vec<Claim> {
         self.held
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(job.id.clone(), job.attempt);
-        self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.metrics.in_flight.inc();
+            .keys()
+            .cloned()
+            .collect()
     }
 
-    fn settle(&self, job_id: &str) {
+    /// Stops holding a claim (its job is settled, or dropped: if the job is still leased
+    /// under this worker's id, the next heartbeat gives it back). Returns its entry: whether
+    /// it was held, and the task working on it.
+    fn take(&self, claim: &Claim) -> Held {
         let removed = self
             .held
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(job_id);
-        if removed.is_some() {
-            self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-            self.metrics.in_flight.dec();
+            .remove(claim);
+        match removed {
+            Some(task) => {
+                self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+                self.metrics.in_flight.dec();
+                Held::Yes(task)
+            }
+            None => Held::No,
+        }
+    }
+
+    /// Stops holding a claim whose job is settled or dropped.
+    pub(super) fn let_go(&self, claim: &Claim) {
+        self.take(claim);
+    }
+
+    /// Stops the job of a claim that is no longer ours and lets the claim go; true when the
+    /// claim was held.
+    pub(super) fn abandon(&self, claim: &Claim) -> bool {
+        match self.take(claim) {
+            Held::Yes(task) => {
+                if let Some(task) = task {
+                    task.abort();
+                }
+                true
+            }
+            Held::No => false,
         }
     }
 
@@ -497,381 +611,6 @@ impl Worker {
         ]
         .into_iter()
         .all(|status| stats.count(status) == 0))
-    }
-
-    async fn run_job(self: Arc<Self>, job: Job, finish_tx: mpsc::Sender<Done>) {
-        let started = Instant::now();
-        let mut lease = self.lease_generation.subscribe();
-        lease.borrow_and_update();
-        let settings = JobSettings::of(&job.config);
-        let timeout = settings
-            .as_ref()
-            .ok()
-            .and_then(|s| s.timeout)
-            .unwrap_or(self.config.job_timeout);
-        let work = async {
-            let settings = settings.map_err(Failure::permanent)?;
-            self.work(&job, &settings).await
-        };
-        let outcome = tokio::select! {
-            outcome = tokio::time::timeout(timeout, work) => outcome,
-            _ = lease.changed() => {
-                tracing::warn!(job_id = job.id, "lease could not be renewed in time: abandoning the job");
-                self.counters.abandoned.fetch_add(1, Ordering::Relaxed);
-                self.metrics.outcome("abandoned");
-                self.abandoned
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push((job.id.clone(), job.attempt));
-                self.settle(&job.id);
-                return;
-            }
-        };
-        let failure = match outcome {
-            Ok(Ok(done)) => {
-                let done = Done {
-                    finished: done.0,
-                    items: done.1,
-                    started,
-                };
-                // The finisher settles the job once the queue has it.
-                if finish_tx.send(done).await.is_err() {
-                    self.settle(&job.id);
-                }
-                return;
-            }
-            Ok(Err(failure)) => failure,
-            Err(_) => Failure {
-                message: format!("the job did not finish within {timeout:?}"),
-                retryable: true,
-            },
-        };
-        self.record_failure(&job, &failure).await;
-        self.metrics
-            .job_duration
-            .observe(started.elapsed().as_secs_f64());
-        self.settle(&job.id);
-    }
-
-    async fn record_failure(&self, job: &Job, failure: &Failure) {
-        match self
-            .queue
-            .fail(&job.id, job.attempt, &failure.message, failure.retryable)
-            .await
-        {
-            Ok((Ack::Accepted, Some(FailOutcome::Retrying { .. }))) => {
-                tracing::info!(job_id = job.id, error = failure.message, "job will retry");
-                self.counters.retried.fetch_add(1, Ordering::Relaxed);
-                self.metrics.outcome("retried");
-            }
-            Ok((Ack::Accepted, _)) => {
-                tracing::warn!(job_id = job.id, error = failure.message, "job failed");
-                self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                self.metrics.outcome("failed");
-            }
-            Ok(_) => {
-                self.counters.stale.fetch_add(1, Ordering::Relaxed);
-                self.metrics.outcome("stale");
-            }
-            // The lease runs out and the job comes back: nothing is lost.
-            Err(error) => tracing::warn!(job_id = job.id, %error, "could not record a failure"),
-        }
-    }
-
-    /// Fetch, extract, discover: the job's result, or why not.
-    async fn work(&self, job: &Job, settings: &JobSettings) -> Result<(Finished, u64), Failure> {
-        let template = self
-            .templates
-            .get(&job.template_id)
-            .map_err(|e| Failure::permanent(e.to_string()))?;
-        let fetch_started = Instant::now();
-        let page = match self
-            .fetcher
-            .fetch_with(&job.target_url, settings.request)
-            .await
-        {
-            Ok(page) => page,
-            Err(error) => {
-                self.metrics
-                    .fetch_errors
-                    .with_label_values(&[error.kind.as_str()])
-                    .inc();
-                if let Some(status) = error.status {
-                    self.metrics
-                        .responses
-                        .with_label_values(&[&status.to_string()])
-                        .inc();
-                }
-                return Err(Failure {
-                    message: format!("fetch failed ({}): {error}", error.kind),
-                    retryable: error.is_retryable(),
-                });
-            }
-        };
-        self.metrics
-            .fetch_duration
-            .observe(fetch_started.elapsed().as_secs_f64());
-        self.metrics
-            .responses
-            .with_label_values(&[&page.status.to_string()])
-            .inc();
-        self.metrics.bytes.inc_by(page.wire_bytes);
-        self.counters
-            .bytes
-            .fetch_add(page.wire_bytes, Ordering::Relaxed);
-        let fetched_at = jiff::Timestamp::now().to_string();
-        let (status, final_url) = (page.status, page.final_url.clone());
-        let (text, _encoding) = page.into_text();
-        let (output, engine) = template.analyse_counted(&text, &final_url);
-        self.metrics
-            .pages_parsed
-            .with_label_values(&<[&str; 2]>::from(engine.labels()))
-            .inc();
-        let discovered = crawl::discovered(job, &template, &output, settings.page);
-        let mut records = Vec::with_capacity(output.items.len());
-        for (index, fields) in output.items.into_iter().enumerate() {
-            let record = crawl::record(job, &fetched_at, index, fields);
-            let kept = match &self.hook {
-                Some(hook) => hook.process(record).map_err(|message| Failure {
-                    message: format!("the item callback failed: {message}"),
-                    retryable: true,
-                })?,
-                None => Some(record),
-            };
-            records.extend(kept);
-        }
-        let items = records.len() as u64;
-        let result = serde_json::json!({
-            "status": status,
-            "final_url": final_url,
-            "items": items,
-            "discovered": discovered.len(),
-        });
-        let finished = Finished {
-            id: job.id.clone(),
-            attempt: job.attempt,
-            result: Some(result.to_string()),
-            records: (!records.is_empty()).then(|| Value::Array(records).to_string()),
-            discovered,
-        };
-        Ok((finished, items))
-    }
-
-    /// Settles finished jobs in batches: whatever has arrived while the last batch was in
-    /// flight goes in the next one.
-    async fn finisher(self: Arc<Self>, mut finished: mpsc::Receiver<Done>) {
-        let mut batch: Vec<Done> = Vec::new();
-        while finished.recv_many(&mut batch, 200).await > 0 {
-            let jobs: Vec<Finished> = batch.iter().map(|d| d.finished.clone()).collect();
-            let acks = self.finish_with_retries(jobs).await;
-            for (done, ack) in batch.drain(..).zip(acks) {
-                let id = &done.finished.id;
-                // Stale with our own token and `completed`: an earlier try that timed out
-                // had gone through.
-                let completed = match &ack {
-                    Some(Ack::Accepted) => Some(true),
-                    Some(Ack::Stale {
-                        status: JobStatus::Completed,
-                        attempt,
-                    }) => Some(*attempt == done.finished.attempt),
-                    Some(_) => Some(false),
-                    None => None,
-                };
-                match completed {
-                    Some(true) => {
-                        self.counters.completed.fetch_add(1, Ordering::Relaxed);
-                        self.counters.items.fetch_add(done.items, Ordering::Relaxed);
-                        self.counters
-                            .discovered
-                            .fetch_add(done.finished.discovered.len() as u64, Ordering::Relaxed);
-                        self.metrics.outcome("completed");
-                        self.metrics.items.inc_by(done.items);
-                    }
-                    Some(false) => {
-                        tracing::warn!(
-                            job_id = id,
-                            "result refused: the lease had been taken over"
-                        );
-                        self.counters.stale.fetch_add(1, Ordering::Relaxed);
-                        self.metrics.outcome("stale");
-                    }
-                    None => {
-                        self.counters.abandoned.fetch_add(1, Ordering::Relaxed);
-                        self.metrics.outcome("abandoned");
-                    }
-                }
-                self.metrics
-                    .job_duration
-                    .observe(done.started.elapsed().as_secs_f64());
-                self.settle(id);
-            }
-        }
-    }
-
-    /// `finish_many`, retried while the queue is unreachable, for at most one lease (after
-    /// that the jobs belong to someone else anyway). `None` per job when it gave up.
-    async fn finish_with_retries(&self, jobs: Vec<Finished>) -> Vec<Option<Ack>> {
-        let deadline = Instant::now() + self.queue.options().lease;
-        let mut wait = Duration::from_millis(100);
-        loop {
-            match self.queue.finish_many(jobs.clone()).await {
-                Ok(acks) => return acks.into_iter().map(Some).collect(),
-                Err(error) if Instant::now() + wait < deadline => {
-                    tracing::warn!(%error, jobs = jobs.len(), "could not record finished jobs; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
-                }
-                Err(error) => {
-                    tracing::error!(%error, jobs = jobs.len(), "gave up recording finished jobs: they will run again");
-                    return vec![None; jobs.len()];
-                }
-            }
-        }
-    }
-
-    /// Renews liveness and leases; sees the drain flag; notices when leases ran out.
-    async fn heartbeat_loop(self: Arc<Self>) {
-        let lease = self.queue.options().lease;
-        let mut last_renewal = Instant::now();
-        let mut lost = false;
-        loop {
-            let wait = if lost || last_renewal.elapsed() > self.config.heartbeat {
-                self.config.heartbeat.min(Duration::from_secs(1))
-            } else {
-                self.config.heartbeat
-            };
-            tokio::time::sleep(wait).await;
-            self.release_abandoned().await;
-            match self.queue.heartbeat(&self.config.worker_id).await {
-                Ok((_renewed, draining)) => {
-                    last_renewal = Instant::now();
-                    lost = false;
-                    if draining && *self.stop.borrow() == Stop::Running {
-                        tracing::info!(
-                            "drain requested: finishing in-flight jobs, claiming no more"
-                        );
-                        self.stop(Stop::Graceful);
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "heartbeat failed");
-                    if !lost && last_renewal.elapsed() >= lease {
-                        lost = true;
-                        self.lease_generation.send_modify(|g| *g += 1);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Moves the concurrency limit with the machine's pressure (see [`super::throttle`]).
-    async fn throttle_loop(self: Arc<Self>) {
-        let throttle = self.config.throttle;
-        let resources = match ResourceManager::start(ResourceConfig {
-            thresholds: Thresholds {
-                cpu_max: throttle.cpu_max,
-                memory_max: throttle.memory_max,
-                ..Thresholds::default()
-            },
-            interval: (throttle.interval / 2).max(Duration::from_millis(200)),
-            history_len: 4,
-            ..ResourceConfig::default()
-        }) {
-            Ok(resources) => Arc::new(resources),
-            Err(error) => {
-                tracing::warn!(%error, "cannot watch this machine's resources: concurrency stays fixed");
-                return;
-            }
-        };
-        let mut last_reason: Option<String> = None;
-        loop {
-            tokio::time::sleep(throttle.interval).await;
-            let reader = Arc::clone(&resources);
-            let Ok(snapshot) = tokio::task::spawn_blocking(move || reader.snapshot()).await else {
-                continue;
-            };
-            let reason = throttle.pressure(&snapshot);
-            let saturated = self.limit_reached.swap(false, Ordering::Relaxed);
-            let limit = self.limit.load(Ordering::Relaxed);
-            let next = super::throttle::next_limit(
-                limit,
-                throttle.min_concurrency,
-                self.config.concurrency,
-                reason.is_some(),
-                saturated,
-            );
-            if next != limit {
-                self.limit.store(next, Ordering::Relaxed);
-                self.metrics
-                    .concurrency
-                    .set(i64::try_from(next).unwrap_or(i64::MAX));
-            }
-            if reason != last_reason {
-                match &reason {
-                    Some(why) => tracing::warn!(limit = next, "{why}: lowering concurrency"),
-                    None => {
-                        tracing::info!(limit = next, "pressure gone: raising concurrency again");
-                    }
-                }
-                last_reason = reason;
-            }
-        }
-    }
-
-    /// Gives back the jobs abandoned for want of a lease, if the queue answers (those that
-    /// someone else took over already are refused by their fencing token, as they should).
-    async fn release_abandoned(&self) {
-        let jobs = std::mem::take(
-            &mut *self
-                .abandoned
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        let mut unreachable = Vec::new();
-        for (job_id, attempt) in jobs {
-            if !unreachable.is_empty() {
-                unreachable.push((job_id, attempt));
-                continue;
-            }
-            match self.queue.release(&job_id, attempt).await {
-                Ok(_) => tracing::debug!(job_id, "abandoned job given back"),
-                Err(error) => {
-                    tracing::debug!(job_id, %error, "abandoned job not given back yet");
-                    unreachable.push((job_id, attempt));
-                }
-            }
-        }
-        self.abandoned
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend(unreachable);
-    }
-
-    /// Copies the results log to the JSON Lines file every `export_interval`, and once more
-    /// after the worker stops.
-    async fn export_loop(self: Arc<Self>, mut sink: JsonlSink) -> WorkerResult<()> {
-        let mut stop = self.stop.subscribe();
-        loop {
-            // Read before the pass: a pass that starts after everything settled is the last.
-            let last_pass = self.settled.load(Ordering::SeqCst);
-            let stopping = *stop.borrow_and_update() != Stop::Running;
-            match sink.export(&self.queue).await {
-                Ok(written) => {
-                    self.counters.exported.fetch_add(written, Ordering::Relaxed);
-                }
-                Err(error) if !stopping => {
-                    tracing::warn!(%error, "results export failed; trying again");
-                }
-                Err(error) => return Err(error.into()),
-            }
-            if last_pass {
-                return Ok(());
-            }
-            tokio::select! {
-                () = tokio::time::sleep(self.config.export_interval) => {}
-                _ = stop.changed() => {}
-            }
-        }
     }
 }
 

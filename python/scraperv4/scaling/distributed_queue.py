@@ -9,8 +9,13 @@ What changed underneath, on purpose:
 - ``get_next_job`` claims in one atomic step with a lease (the seed's ZPOPMAX-then-HGET lost
   the job when a worker died in between); jobs of a dead worker come back after one lease
   period (``cleanup_stale_jobs`` runs the reaper), not after two minutes of silence;
-- ``update_job_status`` is fenced with the attempt this client claimed: a worker that was
-  presumed dead and comes back cannot overwrite the job's new owner (it gets ``False``);
+- ``update_job_status`` is fenced with the token of the claim: pass the :class:`ScrapingJob`
+  that ``get_next_job`` returned (or its id, when this client claimed that job once and only
+  once). A worker that was presumed dead and comes back cannot overwrite the job's new owner
+  (it gets ``False``) — not even through the same client object;
+- ``send_heartbeat`` renews exactly the jobs this client claimed for the worker and has not
+  settled; any other job leased under the worker's id (a claim whose reply was lost) goes
+  back to pending;
 - ``FAILED`` retries with exponential backoff until ``max_retries`` *retries* have been used
   (the job then ends ``failed``, listed by :meth:`dead_letters`);
 - ``get_queue_stats`` comes from counters maintained atomically (no scan, nothing mocked),
@@ -22,6 +27,7 @@ What changed underneath, on purpose:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import time
 from typing import Any, Optional, Union
@@ -30,6 +36,8 @@ from scraperv4.exceptions import InvalidJobError
 from scraperv4.queue import Job, JobQueue, JobSpec, JobStatus
 
 __all__ = ["DistributedJobQueue", "JobStatus", "ScrapingJob"]
+
+_log = logging.getLogger("scraperv4.scaling")
 
 
 @dataclasses.dataclass
@@ -52,6 +60,8 @@ class ScrapingJob:
     attempt: int = 0
     error: Optional[str] = None
     result: Any = None
+    #: The fencing token of the claim that returned this job (0: not claimed).
+    token: int = 0
 
     def __post_init__(self) -> None:
         if self.created_at is None:
@@ -76,6 +86,7 @@ class ScrapingJob:
             attempt=job.attempt,
             error=job.error,
             result=job.result,
+            token=job.token,
         )
 
 
@@ -96,8 +107,10 @@ class DistributedJobQueue:
         self.worker_id: Optional[str] = None
         self.heartbeat_interval = 30
         self.job_timeout = 3600
-        # job id -> the attempt (fencing token) this client claimed it with
-        self._claimed: dict[str, int] = {}
+        # job id -> the claims made through this client and not settled: (worker, token)
+        self._claimed: dict[str, list[tuple[str, int]]] = {}
+        # workers this client claimed for (their heartbeats list exactly their claims)
+        self._claimers: set[str] = set()
 
     def register_worker(self, worker_id: str) -> bool:
         """Register this worker."""
@@ -127,22 +140,56 @@ class DistributedJobQueue:
         if not claimed:
             return None
         job = claimed[0]
-        self._claimed[job.id] = job.attempt
+        self._claimed.setdefault(job.id, []).append((worker_id, job.token))
+        self._claimers.add(worker_id)
         return ScrapingJob._from_job(job)
+
+    def _claim_for(self, job: Union[str, ScrapingJob], worker_id: Optional[str]) -> Optional[int]:
+        """The fencing token of the claim ``job`` refers to, or ``None`` when it cannot be
+        known (never the job's current token: that would let a stale holder through)."""
+        if isinstance(job, ScrapingJob) and job.token:
+            return job.token
+        job_id = job.id if isinstance(job, ScrapingJob) else job
+        claims = self._claimed.get(job_id or "", [])
+        if worker_id is not None:
+            claims = [claim for claim in claims if claim[0] == worker_id]
+        if len(claims) == 1:
+            return claims[0][1]
+        if claims:
+            _log.warning(
+                "job %s was claimed %d times through this client: pass the ScrapingJob "
+                "that get_next_job returned to say which claim is done",
+                job_id,
+                len(claims),
+            )
+        return None
+
+    def _forget(self, job_id: str, token: int) -> None:
+        claims = [c for c in self._claimed.get(job_id, []) if c[1] != token]
+        if claims:
+            self._claimed[job_id] = claims
+        else:
+            self._claimed.pop(job_id, None)
 
     def update_job_status(
         self,
-        job_id: str,
+        job_id: Union[str, ScrapingJob],
         status: Union[JobStatus, str],
         error: Optional[str] = None,
         result: Optional[dict[str, Any]] = None,
+        *,
+        worker_id: Optional[str] = None,
     ) -> bool:
-        """Move a job on; ``False`` when the job is unknown or this client no longer owns it.
+        """Move a job on; ``False`` when the job is unknown or the claim is no longer current.
 
         ``RUNNING``, ``COMPLETED``, ``FAILED`` / ``RETRYING`` (a failed attempt: retried with
-        backoff or failed for good), ``PENDING`` (released) are fenced with the attempt this
-        client claimed; ``CANCELLED`` is not.
+        backoff or failed for good), ``PENDING`` (released) are fenced with the claim's token:
+        pass the :class:`ScrapingJob` from ``get_next_job`` (or its id, when this client
+        claimed the job only once; ``worker_id`` picks among several claims). ``CANCELLED``
+        is not fenced.
         """
+        job = job_id
+        job_id = (job.id or "") if isinstance(job, ScrapingJob) else job
         try:
             target = JobStatus(status.value if isinstance(status, JobStatus) else status)
         except ValueError:
@@ -153,31 +200,44 @@ class DistributedJobQueue:
             ) from None
         if target is JobStatus.CANCELLED:
             return self.queue.cancel(job_id).accepted
-        attempt = self._claimed.get(job_id)
-        if attempt is None:
-            current = self.queue.get(job_id)
-            if current is None:
-                return False
-            attempt = current.attempt
-        if target is JobStatus.RUNNING:
-            return self.queue.mark_running(job_id, attempt=attempt).accepted
-        if target is JobStatus.COMPLETED:
-            ack = self.queue.complete(job_id, result, attempt=attempt)
-        elif target in (JobStatus.FAILED, JobStatus.RETRYING):
-            ack = self.queue.fail(job_id, error or "failed", attempt=attempt)
-        elif target is JobStatus.PENDING:
-            ack = self.queue.release(job_id, attempt=attempt)
-        else:  # ASSIGNED: only a claim assigns a job
+        if target is JobStatus.ASSIGNED:  # only a claim assigns a job
             raise InvalidJobError(
                 f"job {job_id}: status 'assigned' is set by get_next_job, not by hand", job_id
             )
-        if ack.accepted or ack.reason != "stale":
-            self._claimed.pop(job_id, None)
+        token = self._claim_for(job, worker_id)
+        if token is None:
+            return False
+        if target is JobStatus.RUNNING:
+            ack = self.queue.mark_running(job_id, token=token)
+            if not ack.accepted:
+                self._forget(job_id, token)
+            return ack.accepted
+        if target is JobStatus.COMPLETED:
+            ack = self.queue.complete(job_id, result, token=token)
+        elif target in (JobStatus.FAILED, JobStatus.RETRYING):
+            ack = self.queue.fail(job_id, error or "failed", token=token)
+        else:  # PENDING: give it back
+            ack = self.queue.release(job_id, token=token)
+        # Settled, or refused because the claim is no longer current: either way it is over.
+        self._forget(job_id, token)
         return ack.accepted
 
     def send_heartbeat(self, worker_id: str) -> None:
-        """Renew the worker's liveness and the leases of the jobs it holds."""
-        self.queue.heartbeat(worker_id)
+        """Renew the worker's liveness and the leases of the jobs it holds: exactly the ones
+        this client claimed for it and has not settled (others leased under its id go back to
+        pending), or every job leased under its id when this client never claimed for it."""
+        if worker_id not in self._claimers:
+            self.queue.heartbeat(worker_id)
+            return
+        held = [
+            (job_id, token)
+            for job_id, claims in self._claimed.items()
+            for worker, token in claims
+            if worker == worker_id
+        ]
+        beat = self.queue.heartbeat(worker_id, held)
+        for job_id, token in beat.lost:
+            self._forget(job_id, token)
 
     def cleanup_stale_jobs(self) -> dict[str, int]:
         """Requeue jobs whose lease expired (the seed's stale-worker sweep), purge old ones."""

@@ -134,6 +134,22 @@ class QueueSection(Settings):
     worker_liveness: Seconds = setting(
         120.0, "Seconds without a heartbeat after which a worker counts as gone.", ge=0.1
     )
+    worker_expiry: Seconds = setting(
+        3600.0,
+        "Seconds without a heartbeat after which the reaper removes a worker from the "
+        "registry (its jobs given back).",
+        ge=0.1,
+    )
+    max_lease_expiries: int = setting(
+        5,
+        "Expired leases after which a job fails for good (they do not use up its retries).",
+        ge=1,
+    )
+    durable_commits: bool = setting(
+        True,
+        "SQLite queue: make every commit survive an operating-system crash "
+        "(synchronous=FULL); off is faster but such a crash can lose the last commits.",
+    )
     operation_timeout: Seconds = setting(
         10.0, "Longest wait for one queue operation, seconds.", ge=0.01
     )
@@ -172,6 +188,9 @@ class QueueSection(Settings):
             "retry_cap": self.retry_cap,
             "retention": self.retention,
             "worker_liveness": self.worker_liveness,
+            "worker_expiry": self.worker_expiry,
+            "max_lease_expiries": self.max_lease_expiries,
+            "durable_commits": self.durable_commits,
             "operation_timeout": self.operation_timeout,
             "allow_insecure_tls": self.allow_insecure_tls,
         }
@@ -180,6 +199,13 @@ class QueueSection(Settings):
         problems = super().cross_check()
         if self.retry_cap < self.retry_base:
             problems.append((("retry_cap", "retry_base"), "retry_cap must be >= retry_base"))
+        if self.worker_expiry < max(self.lease, self.worker_liveness):
+            problems.append(
+                (
+                    ("worker_expiry", "lease", "worker_liveness"),
+                    "worker_expiry must be at least the lease and the worker liveness window",
+                )
+            )
         return problems
 
 

@@ -21,8 +21,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::error::{QueueError, QueueResult};
 use super::job::{
-    Ack, FailOutcome, Finished, Job, JobStatus, NewJob, PRIORITY_LIMIT, QueueStats, QueueTotals,
-    ReapReport, ResultsEntry, WorkerInfo,
+    Ack, FailOutcome, Finished, Heartbeat, Job, JobStatus, NewJob, PRIORITY_LIMIT, QueueStats,
+    QueueTotals, ReapReport, ResultsEntry, WorkerInfo,
 };
 use super::options::{QueueOptions, duration_ms, redact};
 use crate::config::ConfigError;
@@ -56,6 +56,8 @@ static LIST: LazyLock<Script> = script!("list.lua");
 const SUBMIT_CHUNK: usize = 1000;
 /// Finished jobs per script call (each may carry items and discovered links).
 const FINISH_CHUNK: usize = 200;
+/// Jobs deleted per status and script call by `purge` (a script blocks Redis while it runs).
+const PURGE_CHUNK: usize = 1000;
 
 /// The Redis-backed queue.
 pub struct RedisQueue {
@@ -263,12 +265,18 @@ impl RedisQueue {
         Ok(results)
     }
 
-    /// Claims up to `limit` jobs for `worker`.
-    pub async fn claim(&self, worker: String, limit: usize) -> QueueResult<Vec<QueueResult<Job>>> {
+    /// Claims up to `limit` jobs for `worker` (`running` at once when `start`).
+    pub async fn claim(
+        &self,
+        worker: String,
+        limit: usize,
+        start: bool,
+    ) -> QueueResult<Vec<QueueResult<Job>>> {
         let args = vec![
             worker,
             limit.to_string(),
             self.options.lease_ms().to_string(),
+            if start { "running" } else { "assigned" }.to_owned(),
         ];
         let raw: Vec<Vec<Option<String>>> = self.run("claim", &CLAIM, args).await?;
         Ok(raw.into_iter().map(job_from_values).collect())
@@ -278,14 +286,14 @@ impl RedisQueue {
         &self,
         operation: &'static str,
         id: String,
-        attempt: u64,
+        token: u64,
         action: &str,
         text: String,
         retryable: bool,
     ) -> QueueResult<(Ack, String, i64)> {
         let args = vec![
             id.clone(),
-            attempt.to_string(),
+            token.to_string(),
             action.to_owned(),
             text,
             if retryable { "1" } else { "0" }.to_owned(),
@@ -298,26 +306,26 @@ impl RedisQueue {
         Ok((ack(code, &id, &status, current)?, outcome, not_before))
     }
 
-    /// Marks a claimed job as running (fenced by `attempt`).
-    pub async fn mark_running(&self, id: String, attempt: u64) -> QueueResult<Ack> {
+    /// Marks a claimed job as running (fenced by `token`).
+    pub async fn mark_running(&self, id: String, token: u64) -> QueueResult<Ack> {
         let (ack, ..) = self
-            .settle("mark_running", id, attempt, "running", String::new(), false)
+            .settle("mark_running", id, token, "running", String::new(), false)
             .await?;
         Ok(ack)
     }
 
-    /// Completes a job (fenced by `attempt`).
+    /// Completes a job (fenced by `token`).
     pub async fn complete(
         &self,
         id: String,
-        attempt: u64,
+        token: u64,
         result: Option<String>,
     ) -> QueueResult<Ack> {
         let (ack, ..) = self
             .settle(
                 "complete",
                 id,
-                attempt,
+                token,
                 "complete",
                 result.unwrap_or_default(),
                 false,
@@ -326,7 +334,7 @@ impl RedisQueue {
         Ok(ack)
     }
 
-    /// Completes many jobs, each fenced by its attempt (one round trip per 1,000).
+    /// Completes many jobs, each fenced by its token (one round trip per 1,000).
     pub async fn complete_many(
         &self,
         completions: Vec<(String, u64, Option<String>)>,
@@ -335,32 +343,32 @@ impl RedisQueue {
         for chunk in completions.chunks(SUBMIT_CHUNK) {
             let mut args = Vec::with_capacity(1 + chunk.len() * 3);
             args.push(chunk.len().to_string());
-            for (id, attempt, result) in chunk {
+            for (id, token, result) in chunk {
                 args.extend([
                     id.clone(),
-                    attempt.to_string(),
+                    token.to_string(),
                     result.clone().unwrap_or_default(),
                 ]);
             }
             let answers: Vec<(i64, String, u64)> =
                 self.run("complete_many", &COMPLETE_MANY, args).await?;
-            for ((id, ..), (code, status, attempt)) in chunk.iter().zip(answers) {
-                acks.push(ack(code, id, &status, attempt)?);
+            for ((id, ..), (code, status, token)) in chunk.iter().zip(answers) {
+                acks.push(ack(code, id, &status, token)?);
             }
         }
         Ok(acks)
     }
 
-    /// Records a failed attempt (fenced by `attempt`).
+    /// Records a failed attempt (fenced by `token`).
     pub async fn fail(
         &self,
         id: String,
-        attempt: u64,
+        token: u64,
         error: String,
         retryable: bool,
     ) -> QueueResult<(Ack, Option<FailOutcome>)> {
         let (ack, outcome, not_before) = self
-            .settle("fail", id, attempt, "fail", error, retryable)
+            .settle("fail", id, token, "fail", error, retryable)
             .await?;
         let outcome = match outcome.as_str() {
             "retrying" => Some(FailOutcome::Retrying { not_before }),
@@ -370,10 +378,10 @@ impl RedisQueue {
         Ok((ack, outcome))
     }
 
-    /// Gives a claimed job back at once (fenced by `attempt`), not counting a retry.
-    pub async fn release(&self, id: String, attempt: u64) -> QueueResult<Ack> {
+    /// Gives a claimed job back at once (fenced by `token`), not counting a retry.
+    pub async fn release(&self, id: String, token: u64) -> QueueResult<Ack> {
         let (ack, ..) = self
-            .settle("release", id, attempt, "release", String::new(), false)
+            .settle("release", id, token, "release", String::new(), false)
             .await?;
         Ok(ack)
     }
@@ -385,14 +393,14 @@ impl RedisQueue {
         action: &str,
         reason: String,
     ) -> QueueResult<Ack> {
-        let (code, status, attempt): (i64, String, u64) = self
+        let (code, status, token): (i64, String, u64) = self
             .run(
                 operation,
                 &ADMIN,
                 vec![id.clone(), action.to_owned(), reason],
             )
             .await?;
-        ack(code, &id, &status, attempt)
+        ack(code, &id, &status, token)
     }
 
     /// Cancels an unfinished job.
@@ -434,7 +442,7 @@ impl RedisQueue {
             for job in chunk {
                 args.extend([
                     job.id.clone(),
-                    job.attempt.to_string(),
+                    job.token.to_string(),
                     job.result.clone().unwrap_or_default(),
                     job.records.clone().unwrap_or_default(),
                     job.discovered.len().to_string(),
@@ -444,8 +452,8 @@ impl RedisQueue {
                 }
             }
             let answers: Vec<(i64, String, u64)> = self.run("finish", &FINISH, args).await?;
-            for (job, (code, status, attempt)) in chunk.iter().zip(answers) {
-                acks.push(ack(code, &job.id, &status, attempt)?);
+            for (job, (code, status, token)) in chunk.iter().zip(answers) {
+                acks.push(ack(code, &job.id, &status, token)?);
             }
         }
         Ok(acks)
@@ -473,6 +481,7 @@ impl RedisQueue {
             .into_iter()
             .map(|entry| ResultsEntry {
                 job_id: entry.get::<String>("job").unwrap_or_default(),
+                generation: entry.get::<u64>("gen").unwrap_or(0),
                 records: entry
                     .get::<String>("records")
                     .unwrap_or_else(|| "[]".to_owned()),
@@ -603,16 +612,38 @@ impl RedisQueue {
         Ok(())
     }
 
-    /// Renews the worker's liveness and the leases of the jobs it holds.
-    pub async fn heartbeat(&self, worker: String) -> QueueResult<(u64, bool)> {
-        let (renewed, draining): (u64, i64) = self
-            .run(
-                "heartbeat",
-                &HEARTBEAT,
-                vec![worker, self.options.lease_ms().to_string()],
-            )
-            .await?;
-        Ok((renewed, draining == 1))
+    /// Renews the worker's liveness and the leases of the jobs it holds: with `held`, exactly
+    /// those (id, token) claims (the others under its id are given back); without, every job
+    /// leased under its id.
+    pub async fn heartbeat(
+        &self,
+        worker: String,
+        held: Option<Vec<(String, u64)>>,
+    ) -> QueueResult<Heartbeat> {
+        let mut args = vec![
+            worker,
+            self.options.lease_ms().to_string(),
+            if held.is_some() { "held" } else { "all" }.to_owned(),
+        ];
+        for (id, token) in held.unwrap_or_default() {
+            args.push(id);
+            args.push(token.to_string());
+        }
+        let (renewed, draining, lost, released): (u64, i64, Vec<String>, u64) =
+            self.run("heartbeat", &HEARTBEAT, args).await?;
+        let lost = lost
+            .chunks(2)
+            .filter_map(|pair| match pair {
+                [id, token] => Some((id.clone(), token.parse().ok()?)),
+                _ => None,
+            })
+            .collect();
+        Ok(Heartbeat {
+            renewed,
+            draining: draining == 1,
+            lost,
+            released,
+        })
     }
 
     /// Sets or clears a worker's drain flag; false when the worker is unknown.
@@ -664,15 +695,18 @@ impl RedisQueue {
             .collect())
     }
 
-    /// Requeues expired leases (at most `limit`) and deletes finished jobs past retention.
+    /// Requeues expired leases (at most `limit`), removes dead workers and deletes finished
+    /// jobs past retention.
     pub async fn reap(&self, limit: usize) -> QueueResult<ReapReport> {
-        let (requeued, failed, purged): (u64, u64, u64) = self
+        let (requeued, failed, purged, workers_expired): (u64, u64, u64, u64) = self
             .run(
                 "reap",
                 &REAP,
                 vec![
                     limit.to_string(),
                     duration_ms(self.options.retention).to_string(),
+                    self.options.max_lease_expiries.to_string(),
+                    duration_ms(self.options.worker_expiry).to_string(),
                 ],
             )
             .await?;
@@ -680,13 +714,26 @@ impl RedisQueue {
             requeued,
             failed,
             purged,
+            workers_expired,
         })
     }
 
-    /// Deletes finished jobs older than `older_than_ms`.
+    /// Deletes finished jobs older than `older_than_ms`, in bounded script calls.
     pub async fn purge(&self, older_than_ms: i64) -> QueueResult<u64> {
-        self.run("purge", &PURGE, vec![older_than_ms.to_string()])
-            .await
+        let mut purged = 0;
+        loop {
+            let batch: u64 = self
+                .run(
+                    "purge",
+                    &PURGE,
+                    vec![older_than_ms.to_string(), PURGE_CHUNK.to_string()],
+                )
+                .await?;
+            purged += batch;
+            if batch == 0 {
+                return Ok(purged);
+            }
+        }
     }
 }
 
@@ -698,12 +745,12 @@ fn scrub(message: &str, url: &str) -> String {
     message.replace(url, &redact(url))
 }
 
-fn ack(code: i64, id: &str, status: &str, attempt: u64) -> QueueResult<Ack> {
+fn ack(code: i64, id: &str, status: &str, token: u64) -> QueueResult<Ack> {
     match code {
         1 => Ok(Ack::Accepted),
         -1 => Ok(Ack::NotFound),
         _ => JobStatus::parse(status)
-            .map(|status| Ack::Stale { status, attempt })
+            .map(|status| Ack::Stale { status, token })
             .ok_or_else(|| QueueError::CorruptJob {
                 job_id: id.to_owned(),
                 detail: format!("unknown status {status:?}"),
@@ -713,7 +760,7 @@ fn ack(code: i64, id: &str, status: &str, attempt: u64) -> QueueResult<Ack> {
 
 /// The fields of a job's hash in the order scripts return them (after the id); keep in step
 /// with `FIELDS` in `lua/prelude.lua`.
-const JOB_FIELDS: [&str; 13] = [
+const JOB_FIELDS: [&str; 15] = [
     "spec",
     "status",
     "attempt",
@@ -727,6 +774,8 @@ const JOB_FIELDS: [&str; 13] = [
     "not_before",
     "error",
     "result",
+    "token",
+    "lease_expiries",
 ];
 
 /// The immutable part of a job, stored as one JSON field.
@@ -832,6 +881,8 @@ fn job_from_values(values: Vec<Option<String>>) -> QueueResult<Job> {
             not_before: number(next(), "not_before")?,
             error: next(),
             result: next(),
+            token: number(next(), "token")?.unwrap_or(0),
+            lease_expiries: number(next(), "lease_expiries")?.unwrap_or(0),
             crawl_id: spec.crawl_id,
             depth: spec.depth,
             parent_id: spec.parent_id,

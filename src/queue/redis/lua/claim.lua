@@ -1,7 +1,10 @@
 -- Claims up to ARGV[3] runnable jobs for worker ARGV[2] with a lease of ARGV[4] ms, in one
--- atomic step: due retries are promoted first, then the best pending jobs are taken.
+-- atomic step: due retries are promoted first, then the best pending jobs are taken. ARGV[5]
+-- is the status they get: 'running' when the worker starts them at once, else 'assigned'.
+-- Every claim gets a new fencing token from the queue-wide counter `tokens`.
 -- Returns the claimed jobs ({id, FIELDS...} each); nothing while the worker is draining.
 local worker, limit, lease_ms = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local claimed_status = ARGV[5] == 'running' and 'running' or 'assigned'
 local now = now_ms()
 touch_worker(worker, now)
 if redis.call('HGET', key('worker', worker), 'draining') == '1' or limit <= 0 then
@@ -13,6 +16,8 @@ for _, id in ipairs(due) do move(id, 'retrying', 'pending') end
 flush()  -- the promoted retries must be in `pending` before it is popped
 local jobs, held = {}, {}
 local popped = redis.call('ZPOPMIN', key('pending'), limit)
+local token = 0
+if #popped > 0 then token = redis.call('INCRBY', key('tokens'), #popped / 2) - #popped / 2 end
 local started, deadline = int(now), int(now + lease_ms)
 for i = 1, #popped, 2 do
   local id = popped[i]
@@ -22,15 +27,18 @@ for i = 1, #popped, 2 do
   count('pending', -1)  -- it left `pending` whatever its record says
   if status == 'pending' and attempt then
     attempt = int(attempt + 1)
-    count('assigned', 1)
-    redis.call('HSET', jk, 'status', 'assigned', 'attempt', attempt,
+    token = token + 1
+    local fence = int(token)
+    count(claimed_status, 1)
+    redis.call('HSET', jk, 'status', claimed_status, 'attempt', attempt, 'token', fence,
       'assigned_worker', worker, 'started_at', started, 'lease_deadline', deadline)
     queue_zadd(key('leases'), deadline, id)
     held[#held + 1] = id
-    job[3], job[4], job[7], job[9], job[11] = 'assigned', attempt, worker, started, deadline
+    job[3], job[4], job[7], job[9], job[11] = claimed_status, attempt, worker, started, deadline
+    job[15] = fence
     jobs[#jobs + 1] = job
   elseif status == 'pending' then
-    -- Edited by hand: the fencing token is unreadable, so the job cannot be leased safely.
+    -- Edited by hand: the attempt is unreadable, so the job cannot be leased safely.
     count('failed', 1)
     redis.call('HSET', jk, 'status', 'failed', 'completed_at', started,
       'error', 'corrupt job record: field attempt is not a number')

@@ -20,7 +20,8 @@ local function job_key(id) return base .. ':job:' .. id end
 -- client) and the fields that change as separate ones. Jobs are read as HMGET of FIELDS, in
 -- this order (the Rust side decodes by position: keep `JOB_FIELDS` in redis/mod.rs in step).
 local FIELDS = {'spec', 'status', 'attempt', 'max_retries', 'retry_count', 'assigned_worker',
-  'created_at', 'started_at', 'completed_at', 'lease_deadline', 'not_before', 'error', 'result'}
+  'created_at', 'started_at', 'completed_at', 'lease_deadline', 'not_before', 'error', 'result',
+  'token', 'lease_expiries'}
 -- The job as returned to the client: its id, then the FIELDS values.
 local function read_job(id)
   local values = redis.call('HMGET', job_key(id), unpack(FIELDS))
@@ -121,11 +122,10 @@ local function move(id, old, new, score, fields, worker)
   redis.call('HSET', jk, unpack(fields))
 end
 
--- After a failed attempt (backoff = {base_ms, cap_ms, jitter in [0, 1]}) or an expired lease
--- (backoff = nil: no delay): retry while retries remain, else fail for good. The delay of
--- retry k is min(base * 2^(k-1), cap), half fixed and half scaled by the client's jitter
--- (scripts must not draw random numbers themselves). Returns 'retrying', 'pending' or
--- 'failed', and the not-before time.
+-- After a failed attempt (backoff = {base_ms, cap_ms, jitter in [0, 1]}): retry while retries
+-- remain, else fail for good. The delay of retry k is min(base * 2^(k-1), cap), half fixed
+-- and half scaled by the client's jitter (scripts must not draw random numbers themselves).
+-- Returns 'retrying' or 'failed', and the not-before time.
 local function retry_or_fail(id, status, now, retryable, err, backoff)
   local jk = job_key(id)
   local fields = redis.call('HMGET', jk, 'retry_count', 'max_retries')
@@ -133,33 +133,45 @@ local function retry_or_fail(id, status, now, retryable, err, backoff)
   redis.call('HDEL', jk, 'lease_deadline')
   if retryable and retries < max_retries then
     total('retried', 1)
-    local retry = {'error', err, 'retry_count', int(retries + 1)}
-    if backoff then
-      local full = math.min(backoff[1] * math.pow(2, math.min(retries, 30)), backoff[2])
-      local not_before = now + math.floor(full / 2 + backoff[3] * full / 2)
-      retry[#retry + 1] = 'not_before'
-      retry[#retry + 1] = int(not_before)
-      move(id, status, 'retrying', not_before, retry)
-      return 'retrying', not_before
-    end
-    retry[#retry + 1] = 'not_before'
-    retry[#retry + 1] = int(now)
-    move(id, status, 'pending', nil, retry)
-    return 'pending', now
+    local full = math.min(backoff[1] * math.pow(2, math.min(retries, 30)), backoff[2])
+    local not_before = now + math.floor(full / 2 + backoff[3] * full / 2)
+    move(id, status, 'retrying', not_before, {'error', err, 'retry_count', int(retries + 1),
+      'not_before', int(not_before)})
+    return 'retrying', not_before
   end
   move(id, status, 'failed', now, {'error', err, 'completed_at', int(now)})
   return 'failed', now
 end
 
--- Fenced completion: {code, status, attempt} with code 1 done, 0 stale, -1 no such job.
--- `now` is the time as a string of milliseconds.
-local function complete_job(id, attempt, result, now)
+-- An expired lease (the holder died, hung, was cut off — or the server's clock jumped): the
+-- job goes back to pending at once, counted in its own `lease_expiries` (not its retries, so
+-- a clock step cannot fail a healthy job on its last retry); after `max_expiries` of them it
+-- fails for good. Returns 'pending' or 'failed'.
+local function expire_lease(id, status, now, err, max_expiries)
   local jk = job_key(id)
-  local fields = redis.call('HMGET', jk, 'status', 'attempt', 'assigned_worker', 'started_at')
+  local expiries = redis.call('HINCRBY', jk, 'lease_expiries', 1)
+  redis.call('HDEL', jk, 'lease_deadline')
+  total('expired', 1)
+  if expiries >= max_expiries then
+    move(id, status, 'failed', now, {'error', err .. '; ' .. expiries ..
+      ' leases of this job expired: it may be crashing or hanging its workers',
+      'completed_at', int(now)})
+    return 'failed'
+  end
+  move(id, status, 'pending', nil, {'error', err, 'not_before', int(now)})
+  return 'pending'
+end
+
+-- Fenced completion: {code, status, token, generation} with code 1 done, 0 stale, -1 no such
+-- job. `token` is the caller's fencing token; `now` the time as a string of milliseconds.
+local function complete_job(id, token, result, now)
+  local jk = job_key(id)
+  local fields = redis.call('HMGET', jk, 'status', 'token', 'assigned_worker', 'started_at',
+    'gen')
   local status, current = fields[1], fields[2]
-  if not status then return {-1, '', '0'} end
-  if not is_leased(status) or current ~= attempt then
-    return {0, status, current or '0'}
+  if not status then return {-1, '', '0', '0'} end
+  if not is_leased(status) or current ~= token then
+    return {0, status, current or '0', fields[5] or '0'}
   end
   local started = tonumber(fields[4] or '')
   if started then record_duration(math.max(tonumber(now) - started, 0)) end
@@ -170,7 +182,7 @@ local function complete_job(id, attempt, result, now)
     done[6] = result
   end
   move(id, status, 'completed', now, done, fields[3])
-  return {1, 'completed', current}
+  return {1, 'completed', current, fields[5] or '0'}
 end
 
 -- Submits the jobs whose 4 arguments (id, spec, max_retries, priority_rank) start at
@@ -188,8 +200,10 @@ local function submit_jobs(first, n, now)
       seq = seq + 1
       -- Priority first, then submission order: rank * 2^32 + seq stays below 2^53 (exact).
       local pscore = int(tonumber(ARGV[a + 3]) * 4294967296 + (seq % 4294967296))
+      -- `gen`: this incarnation of the job (ids can come back after a purge).
       move(id, nil, 'pending', pscore, {'spec', ARGV[a + 1], 'max_retries', ARGV[a + 2],
-        'created_at', now, 'retry_count', '0', 'attempt', '0', 'pscore', pscore})
+        'created_at', now, 'retry_count', '0', 'attempt', '0', 'pscore', pscore,
+        'gen', int(seq)})
       created[#created + 1] = 1
     end
   end

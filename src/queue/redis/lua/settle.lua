@@ -1,18 +1,18 @@
--- Fenced change of a leased job: ARGV[2] id, ARGV[3] attempt (the caller's fencing token),
--- ARGV[4] action: running | complete | fail | release; ARGV[5] result or error text;
--- ARGV[6] retryable (1/0); ARGV[7..9] retry backoff base ms, cap ms, jitter (0..1).
--- Returns {code, status, attempt, outcome, not_before}: code 1 accepted, 0 stale, -1 no job.
-local id, attempt, action = ARGV[2], ARGV[3], ARGV[4]
+-- Fenced change of a leased job: ARGV[2] id, ARGV[3] the caller's fencing token, ARGV[4]
+-- action: running | complete | fail | release; ARGV[5] result or error text; ARGV[6] retryable
+-- (1/0); ARGV[7..9] retry backoff base ms, cap ms, jitter (0..1).
+-- Returns {code, status, token, outcome, not_before}: code 1 accepted, 0 stale, -1 no job.
+local id, token, action = ARGV[2], ARGV[3], ARGV[4]
 local now = now_ms()
 if action == 'complete' then
-  local answer = complete_job(id, attempt, ARGV[5], int(now))
+  local answer = complete_job(id, token, ARGV[5], int(now))
   return {answer[1], answer[2], answer[3], '', '0'}
 end
 local jk = job_key(id)
-local fields = redis.call('HMGET', jk, 'status', 'attempt')
+local fields = redis.call('HMGET', jk, 'status', 'token')
 local status, current = fields[1], fields[2]
 if not status then return {-1, '', '0', '', '0'} end
-if not is_leased(status) or current ~= attempt then
+if not is_leased(status) or current ~= token then
   return {0, status, current or '0', '', '0'}
 end
 if action == 'running' then
