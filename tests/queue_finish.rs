@@ -65,7 +65,10 @@ async fn check(queue: JobQueue) {
     assert_eq!(results.len(), 1);
     assert_eq!(results[0].job_id, b.id);
     assert_eq!(results[0].records, r#"[{"from":"b"}]"#);
-    assert!(results[0].generation > 0, "the entry names the job's incarnation");
+    assert!(
+        results[0].generation > 0,
+        "the entry names the job's incarnation"
+    );
     let c = queue
         .get("c")
         .await

@@ -358,6 +358,9 @@ def export_jsonl(queue: JobQueue, path: str, trim: bool = False) -> tuple[int, i
     """Copies the queue's results log to a JSON Lines file; returns records written and
     log entries trimmed."""
 
+def results_file_records(path: str) -> int:
+    """Records a results file holds, from its checkpoint."""
+
 @final
 class ScalingPolicy:
     """The autoscaler's decision engine (see ``scraperv4.autoscale``)."""

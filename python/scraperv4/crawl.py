@@ -9,7 +9,6 @@ already scraped are not fetched again and no item is written twice.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sys
 import threading
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, TextIO, Union
 
+from scraperv4 import _core
 from scraperv4.extract import Template
 from scraperv4.fetch import FetchConfig
 from scraperv4.queue import JobQueue, JobStatus
@@ -191,11 +191,7 @@ def run_crawl(
 
 
 def _records_in(output: Path) -> int:
-    checkpoint = Path(f"{output}.checkpoint")
-    try:
-        return int(json.loads(checkpoint.read_text())["records"])
-    except (OSError, ValueError, KeyError):
-        return 0
+    return _core.results_file_records(str(output))
 
 
 def _run_with_progress(

@@ -40,7 +40,7 @@ pub mod _core {
     #[pymodule_export]
     use super::resources::PyResourceManager;
     #[pymodule_export]
-    use super::worker::{PyWorker, crawl_job_id, export_jsonl};
+    use super::worker::{PyWorker, crawl_job_id, export_jsonl, results_file_records};
 
     use pyo3::prelude::*;
 

@@ -228,3 +228,9 @@ pub(crate) fn export_jsonl(
         Ok::<_, crate::worker::WorkerError>((written, trimmed))
     })
 }
+
+/// Records a results file holds, from its checkpoint (0 when it has none).
+#[pyfunction]
+pub(crate) fn results_file_records(path: PathBuf) -> u64 {
+    crate::sink::records_in(&path)
+}

@@ -2,19 +2,28 @@
 //!
 //! Every backend keeps a results log written in the same atomic step that completes a job
 //! (see [`crate::queue::JobQueue::finish_many`]), so the log holds each completed job's items
-//! exactly once. A sink copies the log out. [`JsonlSink`] appends records to a JSON Lines file
-//! and keeps a checkpoint next to it (the log cursor and the file length that goes with it):
-//! after a crash at any point the file is cut back to the checkpointed length and the copy
-//! resumes from the cursor, so no record is written twice or skipped.
+//! once — as long as the backend keeps what it acknowledged. A sink copies the log out.
+//! [`JsonlSink`] appends records to a JSON Lines file and keeps its state in a small SQLite
+//! database next to it (`<file>.checkpoint`): the log cursor, the file length that goes with
+//! it, and the key of every job incarnation whose records the file holds.
+//!
+//! - A crash at any point: the file is cut back to the checkpointed length and the copy
+//!   resumes from the cursor, so no record is written twice or skipped.
+//! - A backend that loses an acknowledged finish (Redis without `appendfsync always`, a
+//!   failover to a replica that had not received it): the job runs again and its records
+//!   reach the log a second time, under the same job id and generation; the key is already
+//!   in the checkpoint, so the file still holds them once. Keys are kept for
+//!   [`DEDUP_WINDOW_MS`] after their export.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::queue::{JobQueue, QueueError};
+use crate::queue::{JobQueue, QueueError, ResultsEntry};
 
 /// What can go wrong writing results.
 #[derive(Debug, thiserror::Error)]
@@ -35,19 +44,36 @@ pub enum SinkError {
 /// Result alias of this module.
 pub type SinkResult<T> = Result<T, SinkError>;
 
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+/// How long the key of an exported job incarnation is kept to recognise its records if they
+/// come again (a backend rolled back and the job ran again): 30 days.
+pub const DEDUP_WINDOW_MS: i64 = 30 * 24 * 3600 * 1000;
+
+const STATE_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS checkpoint (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    cursor TEXT,
+    bytes INTEGER NOT NULL,
+    records INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS exported (key BLOB PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS exported_at ON exported (at);
+";
+
+#[derive(Debug, Default, Clone, Deserialize)]
 struct Checkpoint {
     cursor: Option<String>,
     bytes: u64,
     records: u64,
 }
 
-/// Appends a queue's results log to a JSON Lines file, resumably.
+/// Appends a queue's results log to a JSON Lines file, resumably and without duplicates.
 pub struct JsonlSink {
     path: PathBuf,
-    checkpoint_path: PathBuf,
     file: File,
+    state: Connection,
     checkpoint: Checkpoint,
+    /// Log entries skipped because the file already holds their job incarnation.
+    duplicates: u64,
 }
 
 /// Log entries read per queue call.
@@ -61,48 +87,83 @@ impl JsonlSink {
             path: path.to_owned(),
             detail,
         };
-        let checkpoint_path = checkpoint_path(path);
-        let checkpoint = match std::fs::read(&checkpoint_path) {
-            Ok(bytes) => serde_json::from_slice::<Checkpoint>(&bytes).map_err(|e| {
-                io(format!(
-                    "its checkpoint {} is unreadable ({e}); delete both to start over",
-                    checkpoint_path.display()
-                ))
-            })?,
+        let state_path = checkpoint_path(path);
+        // A checkpoint of an earlier version: JSON with the cursor, bytes and records.
+        let legacy = match std::fs::read(&state_path) {
+            Ok(bytes) if bytes.first() == Some(&b'{') => {
+                Some(serde_json::from_slice::<Checkpoint>(&bytes).map_err(|e| {
+                    io(format!(
+                        "its checkpoint {} is unreadable ({e}); delete both to start over",
+                        state_path.display()
+                    ))
+                })?)
+            }
+            Ok(_) => None,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let existing = std::fs::metadata(path).map_or(0, |m| m.len());
                 if existing > 0 {
                     return Err(io(format!(
                         "exists without a checkpoint ({}); choose another file or delete it",
-                        checkpoint_path.display()
+                        state_path.display()
                     )));
                 }
-                Checkpoint::default()
+                None
             }
             Err(e) => return Err(io(e.to_string())),
         };
+        if legacy.is_some() {
+            std::fs::remove_file(&state_path).map_err(|e| io(e.to_string()))?;
+        }
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| io(e.to_string()))?;
         }
+        let state = open_state(&state_path).map_err(|e| {
+            io(format!(
+                "its checkpoint {} cannot be used ({e}); delete both to start over",
+                state_path.display()
+            ))
+        })?;
+        let checkpoint = match legacy {
+            Some(checkpoint) => {
+                save(&state, &checkpoint).map_err(|e| io(e.to_string()))?;
+                checkpoint
+            }
+            None => load(&state).map_err(|e| io(e.to_string()))?,
+        };
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .map_err(|e| io(e.to_string()))?;
+        sync_directory(path).map_err(|e| io(e.to_string()))?;
+        let length = file.metadata().map_err(|e| io(e.to_string()))?.len();
+        if length < checkpoint.bytes {
+            return Err(io(format!(
+                "is {length} bytes, shorter than the {} its checkpoint records: it lost data \
+                 (a crash of the machine?); export again into a new file",
+                checkpoint.bytes
+            )));
+        }
         // Records written after the last checkpoint are written again from the log.
         file.set_len(checkpoint.bytes)
             .map_err(|e| io(e.to_string()))?;
         Ok(Self {
             path: path.to_owned(),
-            checkpoint_path,
             file,
+            state,
             checkpoint,
+            duplicates: 0,
         })
     }
 
     /// Records in the file so far.
     pub fn records(&self) -> u64 {
         self.checkpoint.records
+    }
+
+    /// Log entries this sink skipped because the file already held their records.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates
     }
 
     /// The results log position the file has caught up to.
@@ -123,58 +184,153 @@ impl JsonlSink {
             let entries = queue
                 .results_after(self.checkpoint.cursor.clone(), PAGE)
                 .await?;
-            let Some(last) = entries.last() else {
+            if entries.is_empty() {
                 return Ok(written);
-            };
-            let cursor = last.cursor.clone();
-            let mut out = BufWriter::new(&self.file);
-            let mut bytes = 0_u64;
-            let mut records = 0_u64;
-            for entry in &entries {
-                let parsed: Vec<&RawValue> =
-                    serde_json::from_str(&entry.records).map_err(|e| SinkError::Io {
-                        path: self.path.clone(),
-                        detail: format!("job {}: unreadable records in the log: {e}", entry.job_id),
-                    })?;
-                for record in parsed {
-                    let line = record.get().as_bytes();
-                    out.write_all(line)
-                        .and_then(|()| out.write_all(b"\n"))
-                        .map_err(|e| self.io_error(&e))?;
-                    bytes += line.len() as u64 + 1;
-                    records += 1;
-                }
             }
-            out.flush().map_err(|e| self.io_error(&e))?;
-            drop(out);
-            self.file.sync_data().map_err(|e| self.io_error(&e))?;
-            self.checkpoint = Checkpoint {
-                cursor: Some(cursor),
-                bytes: self.checkpoint.bytes + bytes,
-                records: self.checkpoint.records + records,
-            };
-            self.save_checkpoint()?;
-            written += records;
+            written += self.append(&entries)?;
             if entries.len() < PAGE {
                 return Ok(written);
             }
         }
     }
 
-    fn save_checkpoint(&self) -> SinkResult<()> {
-        let temporary = self.checkpoint_path.with_extension("checkpoint.tmp");
-        let text = serde_json::to_vec(&self.checkpoint).unwrap_or_default();
-        std::fs::write(&temporary, text)
-            .and_then(|()| std::fs::rename(&temporary, &self.checkpoint_path))
-            .map_err(|e| self.io_error(&e))
-    }
-
-    fn io_error(&self, error: &std::io::Error) -> SinkError {
-        SinkError::Io {
-            path: self.path.clone(),
-            detail: error.to_string(),
+    /// Writes the records of `entries` whose job incarnation the file does not hold yet,
+    /// syncs the file, then records the keys and the new checkpoint in one transaction.
+    fn append(&mut self, entries: &[ResultsEntry]) -> SinkResult<u64> {
+        let now = jiff::Timestamp::now().as_millisecond();
+        let path = self.path.clone();
+        let io = |e: &dyn std::fmt::Display| SinkError::Io {
+            path: path.clone(),
+            detail: e.to_string(),
+        };
+        let tx = self.state.transaction().map_err(|e| io(&e))?;
+        let mut out = BufWriter::new(&self.file);
+        let (mut bytes, mut records, mut duplicates) = (0_u64, 0_u64, 0_u64);
+        {
+            let mut remember = tx
+                .prepare_cached("INSERT OR IGNORE INTO exported (key, at) VALUES (?1, ?2)")
+                .map_err(|e| io(&e))?;
+            for entry in entries {
+                let fresh = remember
+                    .execute(params![entry_key(entry), now])
+                    .map_err(|e| io(&e))?;
+                if fresh == 0 {
+                    duplicates += 1;
+                    continue;
+                }
+                let parsed: Vec<&RawValue> = serde_json::from_str(&entry.records).map_err(|e| {
+                    io(&format!(
+                        "job {}: unreadable records in the log: {e}",
+                        entry.job_id
+                    ))
+                })?;
+                for record in parsed {
+                    let line = record.get().as_bytes();
+                    out.write_all(line)
+                        .and_then(|()| out.write_all(b"\n"))
+                        .map_err(|e| io(&e))?;
+                    bytes += line.len() as u64 + 1;
+                    records += 1;
+                }
+            }
         }
+        out.flush().map_err(|e| io(&e))?;
+        drop(out);
+        self.file.sync_data().map_err(|e| io(&e))?;
+        let checkpoint = Checkpoint {
+            cursor: entries.last().map(|e| e.cursor.clone()),
+            bytes: self.checkpoint.bytes + bytes,
+            records: self.checkpoint.records + records,
+        };
+        save(&tx, &checkpoint).map_err(|e| io(&e))?;
+        tx.execute(
+            "DELETE FROM exported WHERE at < ?1",
+            params![now - DEDUP_WINDOW_MS],
+        )
+        .map_err(|e| io(&e))?;
+        tx.commit().map_err(|e| io(&e))?;
+        self.checkpoint = checkpoint;
+        if duplicates > 0 {
+            tracing::warn!(
+                duplicates,
+                file = %self.path.display(),
+                "results log entries of jobs the file already holds were skipped (the queue \
+                 lost an acknowledged finish and the jobs ran again)"
+            );
+        }
+        self.duplicates += duplicates;
+        Ok(records)
     }
+}
+
+/// The key of a job incarnation: the job id and its generation, hashed (16 bytes).
+fn entry_key(entry: &ResultsEntry) -> Vec<u8> {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(entry.job_id.as_bytes());
+    hasher.update(&[0]);
+    hasher.update(&entry.generation.to_le_bytes());
+    hasher.digest128().to_le_bytes().to_vec()
+}
+
+fn open_state(path: &Path) -> rusqlite::Result<Connection> {
+    let state = Connection::open(path)?;
+    // The checkpoint must survive a crash of the machine: the file was synced before it.
+    state.pragma_update(None, "synchronous", "FULL")?;
+    state.execute_batch(STATE_SCHEMA)?;
+    Ok(state)
+}
+
+fn load(state: &Connection) -> rusqlite::Result<Checkpoint> {
+    Ok(state
+        .query_row(
+            "SELECT cursor, bytes, records FROM checkpoint WHERE id = 1",
+            [],
+            |row| {
+                Ok(Checkpoint {
+                    cursor: row.get(0)?,
+                    bytes: row.get(1)?,
+                    records: row.get(2)?,
+                })
+            },
+        )
+        .optional()?
+        .unwrap_or_default())
+}
+
+fn save(state: &Connection, checkpoint: &Checkpoint) -> rusqlite::Result<()> {
+    state
+        .execute(
+            "INSERT INTO checkpoint (id, cursor, bytes, records) VALUES (1, ?1, ?2, ?3) \
+             ON CONFLICT (id) DO UPDATE SET cursor = ?1, bytes = ?2, records = ?3",
+            params![checkpoint.cursor, checkpoint.bytes, checkpoint.records],
+        )
+        .map(drop)
+}
+
+/// Makes a file's directory entry durable (a file created just before a crash of the
+/// machine could otherwise vanish while its checkpoint stays).
+fn sync_directory(path: &Path) -> std::io::Result<()> {
+    let directory = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => parent.to_owned(),
+        None => PathBuf::from("."),
+    };
+    File::open(directory)?.sync_all()
+}
+
+/// Records a results file holds, from its checkpoint (0 when it has none).
+pub fn records_in(path: &Path) -> u64 {
+    let state_path = checkpoint_path(path);
+    if !state_path.exists() {
+        return 0;
+    }
+    if let Ok(bytes) = std::fs::read(&state_path)
+        && bytes.first() == Some(&b'{')
+    {
+        return serde_json::from_slice::<Checkpoint>(&bytes).map_or(0, |c| c.records);
+    }
+    Connection::open_with_flags(&state_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|state| load(&state))
+        .map_or(0, |c| c.records)
 }
 
 /// `<file>.checkpoint` next to the results file.
@@ -240,6 +396,31 @@ mod tests {
                 .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
         );
         assert_eq!(sink.records(), 6);
+    }
+
+    #[tokio::test]
+    async fn records_of_a_job_that_ran_again_are_written_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("items.jsonl");
+        let queue = queue_with_results(2).await;
+        let mut sink = JsonlSink::open(&path).unwrap();
+        assert_eq!(sink.export(&queue).await.unwrap(), 4);
+        // The same incarnation's records again (the backend lost the finish, the job ran
+        // again), then a new incarnation of the same id (purged and submitted again).
+        let again = queue.results_after(None, 10).await.unwrap();
+        let mut rerun = again[0].clone();
+        rerun.cursor = "later".to_owned();
+        let mut recrawl = again[1].clone();
+        recrawl.generation += 1000;
+        assert_eq!(sink.append(&[rerun, recrawl]).unwrap(), 2);
+        assert_eq!(sink.duplicates(), 1);
+        drop(sink);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 6);
+        assert_eq!(records_in(&path), 6);
+        // The keys survive a restart.
+        let mut sink = JsonlSink::open(&path).unwrap();
+        assert_eq!(sink.append(&[again[0].clone()]).unwrap(), 0);
     }
 
     #[test]

@@ -163,21 +163,33 @@ impl RedisQueue {
         }
     }
 
-    /// One command on the async connection, within the operation timeout.
+    /// One command that reads (or may run twice), on the async connection, within the
+    /// operation timeout. A connection found broken (the server restarted) is replaced and the
+    /// command sent once more.
     async fn query<T: redis::FromRedisValue>(
         &self,
         operation: &'static str,
         command: &redis::Cmd,
         connection: &mut ConnectionManager,
     ) -> QueueResult<T> {
-        let call = command.query_async::<T>(connection);
-        match tokio::time::timeout(self.options.operation_timeout, call).await {
-            Err(_) => Err(QueueError::Unavailable {
-                url: self.redacted_url.clone(),
-                operation,
-                detail: format!("no answer within {:?}", self.options.operation_timeout),
-            }),
-            Ok(result) => result.map_err(|e| self.error(operation, &e)),
+        let mut retried = false;
+        loop {
+            let call = command.query_async::<T>(connection);
+            match tokio::time::timeout(self.options.operation_timeout, call).await {
+                Err(_) => {
+                    return Err(QueueError::Unavailable {
+                        url: self.redacted_url.clone(),
+                        operation,
+                        detail: format!("no answer within {:?}", self.options.operation_timeout),
+                    });
+                }
+                Ok(Err(error))
+                    if !retried && (error.is_connection_dropped() || error.is_io_error()) =>
+                {
+                    retried = true;
+                }
+                Ok(result) => return result.map_err(|e| self.error(operation, &e)),
+            }
         }
     }
 
@@ -187,6 +199,10 @@ impl RedisQueue {
         operation: &'static str,
         invocation: &redis::ScriptInvocation<'_>,
     ) -> QueueResult<T> {
+        // A signal handled by this thread during the round trip would interrupt the read
+        // (EINTR) and turn a call the server applied into a reported failure: signals wait
+        // until the answer is in (another thread takes them meanwhile).
+        let held = SignalsHeld::new();
         let pooled = self
             .blocking
             .lock()
@@ -197,6 +213,7 @@ impl RedisQueue {
             None => self.open_blocking(operation)?,
         };
         let outcome = invocation.invoke::<T>(&mut connection);
+        drop(held);
         match outcome {
             Ok(value) => {
                 self.blocking
@@ -733,6 +750,41 @@ impl RedisQueue {
             if batch == 0 {
                 return Ok(purged);
             }
+        }
+    }
+}
+
+/// Blocks the asynchronous signals on the current thread until dropped (the previous mask is
+/// restored); pending signals are delivered then, or to another thread meanwhile.
+struct SignalsHeld(Option<nix::sys::signal::SigSet>);
+
+impl SignalsHeld {
+    fn new() -> Self {
+        use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+        let mut blocked = SigSet::all();
+        // Faults are delivered to the thread that caused them: never block those.
+        for fault in [
+            Signal::SIGSEGV,
+            Signal::SIGBUS,
+            Signal::SIGFPE,
+            Signal::SIGILL,
+        ] {
+            blocked.remove(fault);
+        }
+        let mut previous = SigSet::empty();
+        let held = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&blocked), Some(&mut previous));
+        Self(held.ok().map(|()| previous))
+    }
+}
+
+impl Drop for SignalsHeld {
+    fn drop(&mut self) {
+        if let Some(previous) = self.0.take() {
+            let _ = nix::sys::signal::pthread_sigmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&previous),
+                None,
+            );
         }
     }
 }
