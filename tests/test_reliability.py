@@ -295,3 +295,53 @@ def test_a_replayed_dead_letter_is_counted_as_replayed(
     assert queue.complete(again).accepted
     totals = queue.stats().totals
     assert (totals.failed, totals.completed, totals.replayed) == (1, 1, 1)
+
+
+def test_a_redis_that_evicts_keys_is_warned_about(tmp_path: Path) -> None:
+    """Item 8: an evicted job record is a lost job; the queue needs `noeviction`."""
+    import subprocess
+    import sys
+
+    script = (
+        "import logging, sys\n"
+        "logging.basicConfig(format='%(name)s|%(levelname)s|%(message)s')\n"
+        "from scraperv4.queue import JobQueue\n"
+        "JobQueue(sys.argv[1]).stats()\n"
+    )
+    for policy, warned in (("allkeys-lru", True), ("noeviction", False)):
+        with RedisServer(["--maxmemory-policy", policy], data_dir=tmp_path / policy) as server:
+            done = subprocess.run(
+                [sys.executable, "-c", script, server.url],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+        lines = [line for line in done.stderr.splitlines() if "maxmemory-policy" in line]
+        assert bool(lines) is warned, done.stderr
+        if warned:
+            assert lines[0].startswith("scraperv4.queue.redis|WARNING|"), lines
+            assert "noeviction" in lines[0]
+
+
+def test_tokens_do_not_repeat_after_redis_comes_back_from_an_older_snapshot(
+    tmp_path: Path,
+) -> None:
+    """A rolled-back `tokens` counter must not hand out a token a worker still holds."""
+    server = RedisServer(data_dir=tmp_path)
+    server.start()
+    try:
+        queue = JobQueue(server.url, operation_timeout=2)
+        queue.submit_many(JobSpec(f"http://127.0.0.1/{n}", id=f"j{n}") for n in range(2))
+        client = redis.Redis.from_url(server.url)
+        client.save()  # the snapshot: no claim yet
+        client.close()
+        [held] = queue.claim("w1")  # handed out, then lost with everything after the snapshot
+        server.kill()
+        server.restart()
+        wait_for(lambda: _answers(queue), 15, "the client to reconnect")
+        [again] = queue.claim("w2")
+        assert again.id == held.id and again.token > held.token
+        assert queue.complete(held).reason == "stale"
+    finally:
+        server.stop()

@@ -1147,14 +1147,17 @@ fn fenced(
 }
 
 /// `n` new fencing tokens: returns the last one given before them (the caller adds 1 per
-/// claim). The counter is queue-wide and never goes back.
+/// claim). The counter is queue-wide and counts up from the larger of itself and the time
+/// (ms * 1024), so a database rolled back by a crash cannot hand out a token again.
 fn next_tokens(tx: &rusqlite::Transaction<'_>, ctx: &Ctx, n: usize) -> QueueResult<u64> {
     let n = i64::try_from(n).unwrap_or(i64::MAX);
+    let floor = ctx.now.saturating_mul(1024);
     let after: i64 = tx
         .query_row(
-            "INSERT INTO sequences (queue, name, value) VALUES (?1, 'tokens', ?2) \
-             ON CONFLICT (queue, name) DO UPDATE SET value = value + ?2 RETURNING value",
-            params![ctx.queue, n],
+            "INSERT INTO sequences (queue, name, value) VALUES (?1, 'tokens', ?3 + ?2) \
+             ON CONFLICT (queue, name) DO UPDATE SET value = MAX(value, ?3) + ?2 \
+             RETURNING value",
+            params![ctx.queue, n, floor],
             |row| row.get(0),
         )
         .map_err(|e| ctx.error(&e))?;

@@ -65,6 +65,7 @@ class RedisServer:
         self.port = port or free_port()
         self._own_dir = data_dir is None
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="scraperv4-redis-"))
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.extra_args = list(extra_args or [])
         self.process: Optional[subprocess.Popen[bytes]] = None
 

@@ -115,6 +115,7 @@ impl RedisQueue {
                 detail: scrub(&e.to_string(), url),
             })?;
         let base = format!("{}:{{{}}}", options.prefix, options.name);
+        warn_if_evicting(&mut connection.clone(), &redacted_url).await;
         Ok(Self {
             connection,
             blocking: std::sync::Mutex::new(Vec::new()),
@@ -751,6 +752,28 @@ impl RedisQueue {
                 return Ok(purged);
             }
         }
+    }
+}
+
+/// Warns when the server may evict keys under memory pressure: an evicted job record is a
+/// lost job (the queue needs `maxmemory-policy noeviction`, which makes writes fail instead).
+/// Servers that refuse `CONFIG` (managed Redis) are not checked.
+async fn warn_if_evicting(connection: &mut ConnectionManager, url: &str) {
+    let answer: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .query_async(connection)
+        .await;
+    if let Ok(pair) = answer
+        && let [_, policy] = pair.as_slice()
+        && policy != "noeviction"
+    {
+        tracing::warn!(
+            queue = url,
+            policy,
+            "this Redis evicts keys when it runs out of memory (maxmemory-policy {policy}): \
+             job records could vanish with their jobs; set maxmemory-policy noeviction"
+        );
     }
 }
 

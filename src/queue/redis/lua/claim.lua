@@ -16,8 +16,13 @@ for _, id in ipairs(due) do move(id, 'retrying', 'pending') end
 flush()  -- the promoted retries must be in `pending` before it is popped
 local jobs, held = {}, {}
 local popped = redis.call('ZPOPMIN', key('pending'), limit)
+-- Tokens count up from the larger of the counter and the time (ms * 1024): if Redis comes
+-- back from a snapshot older than tokens it handed out, it cannot hand them out again.
 local token = 0
-if #popped > 0 then token = redis.call('INCRBY', key('tokens'), #popped / 2) - #popped / 2 end
+if #popped > 0 then
+  token = math.max(tonumber(redis.call('GET', key('tokens')) or '0'), now * 1024)
+  redis.call('SET', key('tokens'), int(token + #popped / 2))
+end
 local started, deadline = int(now), int(now + lease_ms)
 for i = 1, #popped, 2 do
   local id = popped[i]
