@@ -89,8 +89,10 @@ def test_a_claim_whose_reply_was_lost_comes_back_through_the_heartbeat(redis_url
                 "the orphaned claim given back and completed by the worker",
             )
             done = queue.get("p2")
-            assert done is not None and done.lease_expiries == 0, "given back, not expired"
-            assert queue.stats().totals.expired == 0
+            # Given back by the heartbeat, counted as an expired lease (a job that kills its
+            # task cannot come back for ever).
+            assert done is not None and done.lease_expiries == 1
+            assert queue.stats().totals.expired == 1
         finally:
             w.stop()
             thread.join(timeout=30)
@@ -345,3 +347,132 @@ def test_tokens_do_not_repeat_after_redis_comes_back_from_an_older_snapshot(
         assert queue.complete(held).reason == "stale"
     finally:
         server.stop()
+
+
+def test_two_runs_under_one_worker_id_do_not_fight_and_lose_nothing(
+    durable_queue_url: str,
+) -> None:
+    """Jepsen review: two workers sharing an id released each other's jobs on every heartbeat
+    (each gave back what it did not hold) and each run's start released the other's work.
+    Now the later run takes the id over, the earlier one stops with a clear error, and every
+    job is completed once."""
+    url = durable_queue_url
+    with DemoSite(categories=1, products_per_category=12, latency=0.4) as site:
+        queue = JobQueue(url, lease=2.0)
+        queue.submit_many(product(site, n) for n in range(1, 13))
+        first = worker(url, worker_id="shared", concurrency=2)
+        outcome: dict[str, Any] = {}
+
+        def run_first() -> None:
+            try:
+                outcome["progress"] = first.run(handle_signals=False)
+            except Exception as error:
+                outcome["error"] = error
+
+        thread = threading.Thread(target=run_first, daemon=True)
+        thread.start()
+        try:
+            wait_for(lambda: queue.stats().by_status["running"] >= 1, 20, "the first run busy")
+            second = worker(url, worker_id="shared", concurrency=2, exit_when_done=True)
+            progress = second.run(handle_signals=False)
+            thread.join(timeout=30)
+            assert not thread.is_alive(), "the superseded run stopped"
+        finally:
+            first.stop()
+            thread.join(timeout=30)
+        assert "taken over by another run" in str(outcome.get("error")), outcome
+        stats = queue.stats()
+        assert stats.by_status["completed"] == 12, stats.by_status
+        assert progress["completed"] + outcome.get("progress", {}).get("completed", 0) <= 12
+        assert not queue.workers(), "the id left the registry once, by the run that owned it"
+
+
+def test_a_new_session_takes_the_id_over_and_the_old_one_is_told(durable_queue_url: str) -> None:
+    queue = JobQueue(durable_queue_url, lease=30.0)
+    queue.submit_many({"id": f"j{n}", "target_url": f"http://127.0.0.1/{n}"} for n in range(3))
+    assert queue.register_worker("w", session="old") == 0
+    claimed = queue.claim("w", 2)
+    assert len(claimed) == 2
+    # A restart of the worker under the same id: what the old run held comes back now,
+    # counted as expired leases.
+    assert queue.register_worker("w", session="new") == 2
+    stats = queue.stats()
+    assert stats.by_status["pending"] == 3 and stats.totals.expired == 2
+    beat = queue.heartbeat("w", claimed, session="old")
+    assert beat.superseded and beat.renewed == 0 and beat.released == 0
+    assert queue.unregister_worker("w", session="old") is None, "the old run cannot unregister"
+    assert [w["id"] for w in queue.workers()] == ["w"]
+    beat = queue.heartbeat("w", [], session="new")
+    assert not beat.superseded
+    assert queue.unregister_worker("w", session="new") == 0
+    assert not queue.workers()
+
+
+def test_a_job_dropped_again_and_again_fails_instead_of_looping(durable_queue_url: str) -> None:
+    """Jepsen review: a job whose task dies (a panic, a lost claim reply) was given back by
+    the heartbeat without counting, so a job that kills its task came back for ever."""
+    queue = JobQueue(durable_queue_url, lease=30.0, max_lease_expiries=3)
+    queue.submit({"id": "poison", "target_url": "http://127.0.0.1/poison"})
+    for attempt in range(1, 4):
+        [_job] = queue.claim("w")
+        beat = queue.heartbeat("w", [])  # the worker does not hold it any more
+        assert beat.released == 1
+        record = queue.get("poison")
+        assert record is not None
+        if attempt < 3:
+            assert record.status is JobStatus.PENDING and record.lease_expiries == attempt
+    assert record.status is JobStatus.FAILED
+    assert "dropped the job" in (record.error or "")
+    assert queue.claim("w") == []
+
+
+def test_the_seed_queue_heartbeat_thread_never_gives_back_a_claim_in_flight(
+    durable_queue_url: str,
+) -> None:
+    """Jepsen review: `send_heartbeat` from another thread could run between a claim and its
+    record (giving the job back) or iterate the claims while they changed."""
+    seed = DistributedJobQueue(durable_queue_url, lease=30.0)
+    for n in range(200):
+        seed.submit_job(
+            ScrapingJob(
+                id=f"s{n}", name="s", template_id="t", config={},
+                target_url=f"http://127.0.0.1/{n}",
+            )
+        )  # fmt: skip
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def beat() -> None:
+        while not stop.is_set():
+            try:
+                seed.send_heartbeat("w")
+            except BaseException as error:
+                errors.append(error)
+                return
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    claimed = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(claimed) < 200 and time.monotonic() < deadline:
+            job = seed.get_next_job("w")
+            if job is not None:
+                claimed.append(job)
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not errors, errors
+    assert len(claimed) == 200
+    stats = seed.queue.stats()
+    assert stats.by_status["assigned"] == 200, "no claim was given back by a heartbeat"
+    assert stats.totals.expired == 0
+    assert all(seed.update_job_status(job, "completed") for job in claimed)
+
+
+def test_default_worker_ids_differ_within_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scraperv4.worker import default_worker_id
+
+    monkeypatch.delenv("WORKER_ID", raising=False)
+    ids = {default_worker_id() for _ in range(5)}
+    assert len(ids) == 5

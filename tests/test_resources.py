@@ -90,8 +90,13 @@ def test_cgroup_limits_replace_the_host_totals(tmp_path: Path, version: int) -> 
         )
     else:
         root, membership = write_v1_tree(tmp_path, quota=100000, limit=limit, usage=limit * 9 // 10)
+    # The host's load average is the machine's, not the container's (and CI machines are
+    # loaded): out of this test.
     with ResourceManager(
-        sample_interval=0.2, _cgroup_root=str(root), _cgroup_membership=str(membership)
+        {"load_max": 1e9},
+        sample_interval=0.2,
+        _cgroup_root=str(root),
+        _cgroup_membership=str(membership),
     ) as manager:
         status = manager.check_resource_availability()
         optimal = manager.get_optimal_worker_count(current_workers=1, pending_jobs=100)
@@ -109,6 +114,7 @@ def test_the_worker_count_uses_the_container_not_the_host(tmp_path: Path) -> Non
         tmp_path, quota="100000 100000\n", limit=4 * 1024**3, current=0
     )
     with ResourceManager(
+        {"load_max": 1e9},  # the host's load (CI machines are loaded) is out of this test
         sample_interval=0.2,
         cores_per_worker=0.5,
         _cgroup_root=str(root),

@@ -42,7 +42,7 @@ import dataclasses
 import enum
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any, Optional, Union
+from typing import Any, Optional, Union, overload
 
 from scraperv4 import _core
 from scraperv4.exceptions import InvalidJobError
@@ -346,12 +346,15 @@ class Heartbeat:
         lost: ``(job id, token)`` claims the worker listed that are no longer its own (the
             lease expired and the job went back, or it was cancelled): stop working on them.
         released: jobs leased under the worker's id that it did not list, given back.
+        superseded: another run registered the worker's id since this session did: nothing
+            was renewed; stop (the id and its jobs belong to the newer run).
     """
 
     renewed: int
     draining: bool
     lost: list[tuple[str, int]] = dataclasses.field(default_factory=list)
     released: int = 0
+    superseded: bool = False
 
 
 # One encoder for every job: json.dumps builds a new one per call when given options.
@@ -552,31 +555,50 @@ class JobQueue:
         """Counts by reading every job record: slow, only to check :meth:`stats`."""
         return dict(self._inner.recount_by_scan())
 
-    def register_worker(self, worker_id: str) -> None:
-        """Register a worker (clears its drain flag)."""
-        self._inner.register_worker(worker_id)
+    def register_worker(self, worker_id: str, *, session: Optional[str] = None) -> int:
+        """Register a worker (clears its drain flag); returns the jobs given back.
+
+        ``session``: a value unique to this run of the worker (a random UUID). Registering
+        with one takes the id over: jobs still leased under it (an earlier run's, killed
+        before it could give them back) return to pending now — counted as expired leases —
+        and heartbeats sent with the earlier run's session report ``superseded``.
+        """
+        return self._inner.register_worker(worker_id, session)
 
     def heartbeat(
-        self, worker_id: str, held: Optional[Iterable[Union[Job, tuple[str, int]]]] = None
+        self,
+        worker_id: str,
+        held: Optional[Iterable[Union[Job, tuple[str, int]]]] = None,
+        *,
+        session: Optional[str] = None,
     ) -> Heartbeat:
         """Renew the worker's liveness and the leases of the jobs it holds.
 
         ``held``: the jobs (or ``(id, token)`` claims) the worker is working on — exactly
         those are renewed, jobs leased under its id that are not listed (a claim whose reply
-        was lost, a job it dropped) are given back, and listed claims that are no longer its
-        own come back in :attr:`Heartbeat.lost`. Without it, every job leased under the id is
-        renewed (for scripts that do not track their claims).
+        was lost, a job it dropped) are given back (counted as expired leases), and listed
+        claims that are no longer its own come back in :attr:`Heartbeat.lost`. Without it,
+        every job leased under the id is renewed (for scripts that do not track their
+        claims). ``session``: the run's session (see :meth:`register_worker`); when another
+        run has registered the id since, nothing is renewed and :attr:`Heartbeat.superseded`
+        is true.
         """
-        renewed, draining, lost, released = self._inner.heartbeat(worker_id, _held(held))
-        return Heartbeat(renewed, draining, lost, released)
+        answer = self._inner.heartbeat(worker_id, _held(held), session)
+        return Heartbeat(*answer)
 
     def drain(self, worker_id: str, draining: bool = True) -> bool:
         """Ask a worker to stop claiming and leave; False when it is not registered."""
         return self._inner.set_draining(worker_id, draining)
 
-    def unregister_worker(self, worker_id: str) -> int:
-        """Remove a worker; jobs it still holds go back to pending. Returns how many."""
-        return self._inner.unregister_worker(worker_id)
+    @overload
+    def unregister_worker(self, worker_id: str) -> int: ...
+    @overload
+    def unregister_worker(self, worker_id: str, *, session: str) -> Optional[int]: ...
+    def unregister_worker(self, worker_id: str, *, session: Optional[str] = None) -> Optional[int]:
+        """Remove a worker; jobs it still holds go back to pending. Returns how many — or,
+        with the run's ``session``, ``None`` when another run has taken the id over since
+        (then nothing is done: the id and its jobs are that run's)."""
+        return self._inner.unregister_worker(worker_id, session)
 
     def workers(self) -> _WorkerList:
         """Registered workers: id, registered_at, last_heartbeat, draining, jobs, state."""
@@ -688,25 +710,34 @@ class AsyncJobQueue:
         """Maintained counts."""
         return QueueStats._from_native(await self._inner.stats_async())
 
-    async def register_worker(self, worker_id: str) -> None:
-        """Register a worker."""
-        await self._inner.register_worker_async(worker_id)
+    async def register_worker(self, worker_id: str, *, session: Optional[str] = None) -> int:
+        """Register a worker (see :meth:`JobQueue.register_worker`)."""
+        return await self._inner.register_worker_async(worker_id, session)
 
     async def heartbeat(
-        self, worker_id: str, held: Optional[Iterable[Union[Job, tuple[str, int]]]] = None
+        self,
+        worker_id: str,
+        held: Optional[Iterable[Union[Job, tuple[str, int]]]] = None,
+        *,
+        session: Optional[str] = None,
     ) -> Heartbeat:
         """Renew liveness and leases (see :meth:`JobQueue.heartbeat`)."""
-        answer = await self._inner.heartbeat_async(worker_id, _held(held))
-        renewed, draining, lost, released = answer
-        return Heartbeat(renewed, draining, lost, released)
+        answer = await self._inner.heartbeat_async(worker_id, _held(held), session)
+        return Heartbeat(*answer)
 
     async def drain(self, worker_id: str, draining: bool = True) -> bool:
         """Set a worker's drain flag."""
         return await self._inner.set_draining_async(worker_id, draining)
 
-    async def unregister_worker(self, worker_id: str) -> int:
-        """Remove a worker, releasing its jobs."""
-        return await self._inner.unregister_worker_async(worker_id)
+    @overload
+    async def unregister_worker(self, worker_id: str) -> int: ...
+    @overload
+    async def unregister_worker(self, worker_id: str, *, session: str) -> Optional[int]: ...
+    async def unregister_worker(
+        self, worker_id: str, *, session: Optional[str] = None
+    ) -> Optional[int]:
+        """Remove a worker, releasing its jobs (see :meth:`JobQueue.unregister_worker`)."""
+        return await self._inner.unregister_worker_async(worker_id, session)
 
     async def workers(self) -> _WorkerList:
         """Registered workers."""

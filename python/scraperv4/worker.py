@@ -24,6 +24,7 @@ So does the queue's drain flag (``JobQueue.drain(worker_id)``), used to scale a 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import signal
@@ -50,9 +51,19 @@ ItemCallback = Callable[[dict[str, Any]], Optional[dict[str, Any]]]
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+_worker_numbers = itertools.count(1)
+
+
 def default_worker_id() -> str:
-    """``$WORKER_ID``, else ``<hostname>-<pid>`` (unique per process on a host)."""
-    return os.environ.get("WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}"
+    """``$WORKER_ID``, else ``<hostname>-<pid>``, and ``<hostname>-<pid>-<n>`` for the n-th
+    call after the first in one process: two workers in one process never share an id (a run
+    registering an id takes it over from any earlier run still using it)."""
+    configured = os.environ.get("WORKER_ID")
+    if configured:
+        return configured
+    base = f"{socket.gethostname()}-{os.getpid()}"
+    number = next(_worker_numbers)
+    return base if number == 1 else f"{base}-{number}"
 
 
 def crawl_job_id(crawl_id: str, url: str) -> str:

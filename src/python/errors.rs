@@ -123,9 +123,9 @@ impl From<crate::worker::WorkerError> for PyErr {
             WorkerError::Config(config) => config.into(),
             WorkerError::Queue(queue) => queue.into(),
             WorkerError::Sink(sink) => sink.into(),
-            other @ (WorkerError::Server { .. } | WorkerError::AlreadyRunning) => {
-                PyErrorClass::Worker.raise((other.to_string(),))
-            }
+            other @ (WorkerError::Server { .. }
+            | WorkerError::Superseded { .. }
+            | WorkerError::AlreadyRunning) => PyErrorClass::Worker.raise((other.to_string(),)),
         }
     }
 }

@@ -216,7 +216,7 @@ impl PyAck {
 }
 
 /// A heartbeat's answer as a tuple: `(renewed, draining, lost (id, token) claims, released)`.
-type Beat = (u64, bool, Vec<(String, u64)>, u64);
+type Beat = (u64, bool, Vec<(String, u64)>, u64, bool);
 
 fn beat(heartbeat: Heartbeat) -> Beat {
     (
@@ -224,6 +224,7 @@ fn beat(heartbeat: Heartbeat) -> Beat {
         heartbeat.draining,
         heartbeat.lost,
         heartbeat.released,
+        heartbeat.superseded,
     )
 }
 
@@ -647,37 +648,47 @@ impl PyJobQueue {
             .map(|counts| counts.into_iter().map(|(s, n)| (s.as_str(), n)).collect::<Vec<_>>()))
     }
 
-    fn register_worker(&self, py: Python<'_>, worker: String) -> PyResult<()> {
-        run!(sync py, self, |q| q.register_worker(&worker).await)
+    #[pyo3(signature = (worker, session = None))]
+    fn register_worker(
+        &self,
+        py: Python<'_>,
+        worker: String,
+        session: Option<String>,
+    ) -> PyResult<u64> {
+        run!(sync py, self, |q| q.register_worker(&worker, session.as_deref()).await)
     }
 
+    #[pyo3(signature = (worker, session = None))]
     fn register_worker_async<'py>(
         &self,
         py: Python<'py>,
         worker: String,
+        session: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        run!(async py, self, |q| q.register_worker(&worker).await)
+        run!(async py, self, |q| q.register_worker(&worker, session.as_deref()).await)
     }
 
-    /// `(renewed, draining, lost claims, released)`.
-    #[pyo3(signature = (worker, held = None))]
+    /// `(renewed, draining, lost claims, released, superseded)`.
+    #[pyo3(signature = (worker, held = None, session = None))]
     fn heartbeat(
         &self,
         py: Python<'_>,
         worker: String,
         held: Option<Vec<(String, u64)>>,
+        session: Option<String>,
     ) -> PyResult<Beat> {
-        run!(sync py, self, |q| q.heartbeat(&worker, held).await.map(beat))
+        run!(sync py, self, |q| q.heartbeat(&worker, held, session.as_deref()).await.map(beat))
     }
 
-    #[pyo3(signature = (worker, held = None))]
+    #[pyo3(signature = (worker, held = None, session = None))]
     fn heartbeat_async<'py>(
         &self,
         py: Python<'py>,
         worker: String,
         held: Option<Vec<(String, u64)>>,
+        session: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        run!(async py, self, |q| q.heartbeat(&worker, held).await.map(beat))
+        run!(async py, self, |q| q.heartbeat(&worker, held, session.as_deref()).await.map(beat))
     }
 
     fn set_draining(&self, py: Python<'_>, worker: String, draining: bool) -> PyResult<bool> {
@@ -693,16 +704,24 @@ impl PyJobQueue {
         run!(async py, self, |q| q.set_draining(&worker, draining).await)
     }
 
-    fn unregister_worker(&self, py: Python<'_>, worker: String) -> PyResult<u64> {
-        run!(sync py, self, |q| q.unregister_worker(&worker).await)
+    #[pyo3(signature = (worker, session = None))]
+    fn unregister_worker(
+        &self,
+        py: Python<'_>,
+        worker: String,
+        session: Option<String>,
+    ) -> PyResult<Option<u64>> {
+        run!(sync py, self, |q| q.unregister_worker(&worker, session.as_deref()).await)
     }
 
+    #[pyo3(signature = (worker, session = None))]
     fn unregister_worker_async<'py>(
         &self,
         py: Python<'py>,
         worker: String,
+        session: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        run!(async py, self, |q| q.unregister_worker(&worker).await)
+        run!(async py, self, |q| q.unregister_worker(&worker, session.as_deref()).await)
     }
 
     fn workers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyList>> {

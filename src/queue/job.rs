@@ -404,6 +404,10 @@ pub struct Heartbeat {
     /// Jobs claimed under the worker's id that it did not list (a claim whose reply was
     /// lost, say), given back to pending.
     pub released: u64,
+    /// Another run has registered the worker's id since this run did (see
+    /// [`crate::queue::JobQueue::register_worker`]): nothing was renewed or given back, and
+    /// the run must stop — the id and its jobs belong to the newer run.
+    pub superseded: bool,
 }
 
 /// What one reaper pass did.

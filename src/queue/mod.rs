@@ -175,11 +175,20 @@ impl JobQueue {
         dispatch!(self, q => q.results_after(cursor, limit).await)
     }
 
-    /// Deletes the results log up to and including `cursor` (one that [`JobQueue::results_after`]
-    /// returned), so the log does not grow without bound; returns the entries removed.
-    /// Entries after the cursor stay. Every reader of the log must be past the cursor.
+    /// Deletes the results log up to and including `cursor` (one that
+    /// [`JobQueue::results_after`] returned), so the log does not grow without bound; returns
+    /// the entries removed. Entries after the cursor stay. Every reader of the log must be
+    /// past the cursor.
     pub async fn trim_results(&self, cursor: &str) -> QueueResult<u64> {
         dispatch!(self, q => q.trim_results(cursor.to_owned()).await)
+    }
+
+    /// The job id and generation of the results log entry at `cursor`, if the log still has
+    /// it: a reader whose last entry is gone or different knows the log was trimmed or
+    /// rolled back (a backend restored from a backup, a failover to a replica that lagged)
+    /// and reads it again from the start.
+    pub async fn results_entry(&self, cursor: &str) -> QueueResult<Option<(String, u64)>> {
+        dispatch!(self, q => q.results_entry(cursor.to_owned()).await)
     }
 
     /// Records a failed attempt (fenced): `retrying` after a backoff while retries remain and
@@ -234,21 +243,30 @@ impl JobQueue {
         dispatch!(self, q => q.recount_by_scan().await)
     }
 
-    /// Registers a worker (clearing its drain flag).
-    pub async fn register_worker(&self, worker: &str) -> QueueResult<()> {
-        dispatch!(self, q => q.register_worker(worker.to_owned()).await)
+    /// Registers a worker (clearing its drain flag). With a `session` — a value unique to
+    /// one run of the worker — the run takes the id over: jobs still leased under the id (an
+    /// earlier run's that was killed, or that is still running with the same id by mistake)
+    /// go back to pending now, counted as expired leases, and the earlier run's heartbeats
+    /// report [`Heartbeat::superseded`]. Returns how many jobs went back.
+    pub async fn register_worker(&self, worker: &str, session: Option<&str>) -> QueueResult<u64> {
+        let session = session.map(str::to_owned);
+        dispatch!(self, q => q.register_worker(worker.to_owned(), session).await)
     }
 
     /// Heartbeat: renews the leases of the `(id, token)` claims in `held` — exactly those: a
-    /// job leased under `worker`'s id and not listed is given back to pending, and a listed
-    /// one that is no longer the worker's is reported in [`Heartbeat::lost`]. With `None`,
-    /// every job leased under the id is renewed (for clients that do not track claims).
+    /// job leased under `worker`'s id and not listed is given back to pending (counted as an
+    /// expired lease), and a listed one that is no longer the worker's is reported in
+    /// [`Heartbeat::lost`]. With `None`, every job leased under the id is renewed (for
+    /// clients that do not track claims). With the run's `session`, a run another has
+    /// superseded renews nothing (see [`JobQueue::register_worker`]).
     pub async fn heartbeat(
         &self,
         worker: &str,
         held: Option<Vec<(String, u64)>>,
+        session: Option<&str>,
     ) -> QueueResult<Heartbeat> {
-        dispatch!(self, q => q.heartbeat(worker.to_owned(), held).await)
+        let session = session.map(str::to_owned);
+        dispatch!(self, q => q.heartbeat(worker.to_owned(), held, session).await)
     }
 
     /// Sets a worker's drain flag; false when the worker is unknown.
@@ -256,9 +274,16 @@ impl JobQueue {
         dispatch!(self, q => q.set_draining(worker.to_owned(), draining).await)
     }
 
-    /// Removes a worker, releasing the jobs it holds; returns how many were released.
-    pub async fn unregister_worker(&self, worker: &str) -> QueueResult<u64> {
-        dispatch!(self, q => q.unregister_worker(worker.to_owned()).await)
+    /// Removes a worker, releasing the jobs it holds; returns how many were released —
+    /// `None` when `session` is given and another run has taken the id over since (then
+    /// nothing is done: the id and its jobs are that run's).
+    pub async fn unregister_worker(
+        &self,
+        worker: &str,
+        session: Option<&str>,
+    ) -> QueueResult<Option<u64>> {
+        let session = session.map(str::to_owned);
+        dispatch!(self, q => q.unregister_worker(worker.to_owned(), session).await)
     }
 
     /// Registered workers.

@@ -47,6 +47,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     parent_id TEXT,
     token INTEGER NOT NULL DEFAULT 0,
     lease_expiries INTEGER NOT NULL DEFAULT 0,
+    gen INTEGER,
+    root_gen INTEGER,
     UNIQUE (queue, id)
 );
 CREATE INDEX IF NOT EXISTS jobs_claim ON jobs (queue, priority DESC, seq)
@@ -126,6 +128,7 @@ CREATE TABLE IF NOT EXISTS workers (
     registered_at INTEGER NOT NULL,
     last_heartbeat INTEGER NOT NULL,
     draining INTEGER NOT NULL DEFAULT 0,
+    session TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (queue, id)
 );
 ";
@@ -136,10 +139,13 @@ const JOB_COLUMNS: &str = "id, name, template_id, target_url, config, priority, 
     lease_expiries";
 
 /// Columns added after the first release, for databases created before them.
-const MIGRATIONS: [(&str, &str, &str); 3] = [
+const MIGRATIONS: [(&str, &str, &str); 6] = [
     ("jobs", "token", "INTEGER NOT NULL DEFAULT 0"),
     ("jobs", "lease_expiries", "INTEGER NOT NULL DEFAULT 0"),
     ("results", "gen", "INTEGER NOT NULL DEFAULT 0"),
+    ("workers", "session", "TEXT NOT NULL DEFAULT ''"),
+    ("jobs", "gen", "INTEGER"),
+    ("jobs", "root_gen", "INTEGER"),
 ];
 
 /// The SQLite-backed queue.
@@ -265,7 +271,7 @@ impl SqliteQueue {
     /// Submits jobs (validated by the caller); returns `(id, created)` for each, where
     /// `created` is false for an id the queue already had (nothing changes for it).
     pub async fn submit(&self, jobs: Vec<NewJob>) -> QueueResult<Vec<(String, bool)>> {
-        self.transaction("submit", move |tx, ctx| insert_jobs(tx, ctx, &jobs))
+        self.transaction("submit", move |tx, ctx| insert_jobs(tx, ctx, &jobs, None))
             .await
     }
 
@@ -413,11 +419,22 @@ impl SqliteQueue {
                                 tx,
                                 ctx,
                                 "INSERT INTO results (queue, job_id, records, gen) SELECT ?1, ?2, \
-                                 ?3, seq FROM jobs WHERE queue = ?1 AND id = ?2",
+                                 ?3, COALESCE(gen, seq) FROM jobs WHERE queue = ?1 AND id = ?2",
                                 params![ctx.queue, job.id, records],
                             )?;
                         }
-                        insert_jobs(tx, ctx, &job.discovered).map(drop)
+                        if job.discovered.is_empty() {
+                            return Ok(());
+                        }
+                        let root: i64 = tx
+                            .query_row(
+                                "SELECT COALESCE(root_gen, gen, seq) FROM jobs WHERE queue = ?1 \
+                                 AND id = ?2",
+                                params![ctx.queue, job.id],
+                                |row| row.get(0),
+                            )
+                            .map_err(|e| ctx.error(&e))?;
+                        insert_jobs(tx, ctx, &job.discovered, Some(root)).map(drop)
                     })
                 })
                 .collect()
@@ -466,6 +483,21 @@ impl SqliteQueue {
                 params![ctx.queue, through],
             )
             .map(|n| n as u64)
+            .map_err(|e| ctx.error(&e))
+        })
+        .await
+    }
+
+    /// The job id and generation of the results entry at `cursor`, if the log has it.
+    pub async fn results_entry(&self, cursor: String) -> QueueResult<Option<(String, u64)>> {
+        let at = parse_cursor(&cursor)?;
+        self.read("results", move |tx, ctx| {
+            tx.query_row(
+                "SELECT job_id, gen FROM results WHERE queue = ?1 AND seq = ?2",
+                params![ctx.queue, at],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
             .map_err(|e| ctx.error(&e))
         })
         .await
@@ -691,31 +723,75 @@ impl SqliteQueue {
         .await
     }
 
-    /// Registers (or re-registers) a worker.
-    pub async fn register_worker(&self, worker: String) -> QueueResult<()> {
+    /// Registers (or re-registers) a worker; with a `session`, takes the id over (see
+    /// [`crate::queue::JobQueue::register_worker`]). Returns the jobs given back.
+    pub async fn register_worker(
+        &self,
+        worker: String,
+        session: Option<String>,
+    ) -> QueueResult<u64> {
         self.transaction("register_worker", move |tx, ctx| {
-            exec(
-                tx,
-                ctx,
-                "INSERT INTO workers (queue, id, registered_at, last_heartbeat, draining) \
-                 VALUES (?1, ?2, ?3, ?3, 0) ON CONFLICT (queue, id) DO UPDATE SET \
-                 registered_at = ?3, last_heartbeat = ?3, draining = 0",
-                params![ctx.queue, worker, ctx.now],
-            )
+            let mut released = 0;
+            if let Some(session) = &session {
+                let reason = format!(
+                    "worker {worker:?} restarted before finishing the job (its earlier run \
+                     crashed or was replaced)"
+                );
+                let (requeued, failed) = expire_leases_of(tx, ctx, &worker, None, &reason)?;
+                released = requeued + failed;
+                exec(
+                    tx,
+                    ctx,
+                    "INSERT INTO workers (queue, id, registered_at, last_heartbeat, draining, \
+                     session) VALUES (?1, ?2, ?3, ?3, 0, ?4) ON CONFLICT (queue, id) DO UPDATE \
+                     SET registered_at = ?3, last_heartbeat = ?3, draining = 0, session = ?4",
+                    params![ctx.queue, worker, ctx.now, session],
+                )?;
+            } else {
+                exec(
+                    tx,
+                    ctx,
+                    "INSERT INTO workers (queue, id, registered_at, last_heartbeat, draining) \
+                     VALUES (?1, ?2, ?3, ?3, 0) ON CONFLICT (queue, id) DO UPDATE SET \
+                     registered_at = ?3, last_heartbeat = ?3, draining = 0",
+                    params![ctx.queue, worker, ctx.now],
+                )?;
+            }
+            Ok(released)
         })
         .await
     }
 
     /// Heartbeat: renews the worker's liveness and the leases of the `(id, token)` claims in
-    /// `held` (the others leased under its id go back to pending; listed claims that are no
-    /// longer its own are reported lost), or with `None` of every job leased under its id.
+    /// `held` (the others leased under its id go back to pending, counted as expired leases;
+    /// listed claims that are no longer its own are reported lost), or with `None` of every
+    /// job leased under its id. With a `session` another run has replaced: nothing done,
+    /// superseded.
     pub async fn heartbeat(
         &self,
         worker: String,
         held: Option<Vec<(String, u64)>>,
+        session: Option<String>,
     ) -> QueueResult<Heartbeat> {
         self.transaction("heartbeat", move |tx, ctx| {
-            touch_worker(tx, ctx, &worker)?;
+            if let Some(session) = &session {
+                if superseded(tx, ctx, &worker, session)? {
+                    return Ok(Heartbeat {
+                        superseded: true,
+                        ..Heartbeat::default()
+                    });
+                }
+                exec(
+                    tx,
+                    ctx,
+                    "INSERT INTO workers (queue, id, registered_at, last_heartbeat, session) \
+                     VALUES (?1, ?2, ?3, ?3, ?4) ON CONFLICT (queue, id) DO UPDATE SET \
+                     last_heartbeat = ?3, session = ?4",
+                    params![ctx.queue, worker, ctx.now, session],
+                )?;
+            } else {
+                touch_worker(tx, ctx, &worker)?;
+            }
             let deadline = ctx.now + ctx.options.lease_ms();
             let mut beat = Heartbeat::default();
             match held {
@@ -748,14 +824,13 @@ impl SqliteQueue {
                     }
                     // Leased under this id but not listed: given back (the worker does not
                     // know it has them). Renewed leases now carry `deadline`, the others not.
-                    beat.released = tx
-                        .execute(
-                            "UPDATE jobs SET status = 'pending', lease_deadline = NULL, \
-                             not_before = 0 WHERE queue = ?1 AND assigned_worker = ?2 AND \
-                             status IN ('assigned', 'running') AND lease_deadline <> ?3",
-                            params![ctx.queue, worker, deadline],
-                        )
-                        .map_err(|e| ctx.error(&e))? as u64;
+                    let reason = format!(
+                        "worker {worker:?} dropped the job without finishing it (its task died \
+                         or the claim reply was lost)"
+                    );
+                    let (requeued, failed) =
+                        expire_leases_of(tx, ctx, &worker, Some(deadline), &reason)?;
+                    beat.released = requeued + failed;
                 }
             }
             beat.draining = tx
@@ -784,9 +859,19 @@ impl SqliteQueue {
         .await
     }
 
-    /// Removes a worker; the jobs it still holds go back to pending. Returns how many.
-    pub async fn unregister_worker(&self, worker: String) -> QueueResult<u64> {
+    /// Removes a worker; the jobs it still holds go back to pending. Returns how many, or
+    /// `None` when `session` is given and another run has registered the id since.
+    pub async fn unregister_worker(
+        &self,
+        worker: String,
+        session: Option<String>,
+    ) -> QueueResult<Option<u64>> {
         self.transaction("unregister_worker", move |tx, ctx| {
+            if let Some(session) = &session
+                && superseded(tx, ctx, &worker, session)?
+            {
+                return Ok(None);
+            }
             let released = tx
                 .execute(
                     "UPDATE jobs SET status = 'pending', lease_deadline = NULL, not_before = 0 \
@@ -801,7 +886,7 @@ impl SqliteQueue {
                 "DELETE FROM workers WHERE queue = ?1 AND id = ?2",
                 params![ctx.queue, worker],
             )?;
-            Ok(released as u64)
+            Ok(Some(released as u64))
         })
         .await
     }
@@ -868,7 +953,7 @@ impl SqliteQueue {
                         .map_err(|e| ctx.error(&e))?
                 };
                 for (id, worker, expiries) in expired {
-                    if expire_lease(tx, ctx, &id, &worker, expiries)? {
+                    if expire_lease(tx, ctx, &id, expiries, &expired_reason(&worker))? {
                         report.failed += 1;
                     } else {
                         report.requeued += 1;
@@ -888,27 +973,10 @@ impl SqliteQueue {
                         .map_err(|e| ctx.error(&e))?
                 };
                 for worker in dead {
-                    let held: Vec<(String, u32)> = {
-                        let mut select = tx
-                            .prepare_cached(
-                                "SELECT id, lease_expiries FROM jobs WHERE queue = ?1 AND \
-                                 assigned_worker = ?2 AND status IN ('assigned', 'running')",
-                            )
-                            .map_err(|e| ctx.error(&e))?;
-                        select
-                            .query_map(params![ctx.queue, worker], |row| {
-                                Ok((row.get(0)?, row.get(1)?))
-                            })
-                            .and_then(Iterator::collect)
-                            .map_err(|e| ctx.error(&e))?
-                    };
-                    for (id, expiries) in held {
-                        if expire_lease(tx, ctx, &id, &worker, expiries)? {
-                            report.failed += 1;
-                        } else {
-                            report.requeued += 1;
-                        }
-                    }
+                    let (requeued, failed) =
+                        expire_leases_of(tx, ctx, &worker, None, &expired_reason(&worker))?;
+                    report.requeued += requeued;
+                    report.failed += failed;
                     exec(
                         tx,
                         ctx,
@@ -1054,6 +1122,24 @@ fn exec(
         .map_err(|e| ctx.error(&e))
 }
 
+/// Whether another run than `session` has registered `worker` since.
+fn superseded(
+    tx: &rusqlite::Transaction<'_>,
+    ctx: &Ctx,
+    worker: &str,
+    session: &str,
+) -> QueueResult<bool> {
+    let current: Option<String> = tx
+        .query_row(
+            "SELECT session FROM workers WHERE queue = ?1 AND id = ?2",
+            params![ctx.queue, worker],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(|e| ctx.error(&e))?;
+    Ok(current.is_some_and(|current| !current.is_empty() && current != session))
+}
+
 fn touch_worker(tx: &rusqlite::Transaction<'_>, ctx: &Ctx, worker: &str) -> QueueResult<()> {
     exec(
         tx,
@@ -1089,21 +1175,25 @@ fn status_of(
 }
 
 /// Inserts validated jobs; `(id, created)` per job (an id the queue has is left alone).
+/// `root`: the root generation of the crawl the jobs were discovered in (their generations
+/// derive from it, see [`derived_generation`]); `None` for jobs a client submits.
 fn insert_jobs(
     tx: &rusqlite::Transaction<'_>,
     ctx: &Ctx,
     jobs: &[NewJob],
+    root: Option<i64>,
 ) -> QueueResult<Vec<(String, bool)>> {
     let mut insert = tx
         .prepare_cached(
             "INSERT INTO jobs (queue, id, name, template_id, target_url, config, \
-             priority, status, created_at, max_retries, crawl_id, depth, parent_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?12) \
-             ON CONFLICT (queue, id) DO NOTHING",
+             priority, status, created_at, max_retries, crawl_id, depth, parent_id, gen, \
+             root_gen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?12, \
+             ?13, ?14) ON CONFLICT (queue, id) DO NOTHING",
         )
         .map_err(|e| ctx.error(&e))?;
     let mut created = Vec::with_capacity(jobs.len());
     for job in jobs {
+        let generation = root.map(|root| derived_generation(root, job.id()));
         let changed = insert
             .execute(params![
                 ctx.queue,
@@ -1118,11 +1208,26 @@ fn insert_jobs(
                 job.crawl_id,
                 job.depth,
                 job.parent_id,
+                generation,
+                root,
             ])
             .map_err(|e| ctx.error(&e))?;
         created.push((job.id().to_owned(), changed == 1));
     }
     Ok(created)
+}
+
+/// The generation of a job discovered in the crawl whose root incarnation is `root`: the
+/// same for the same (root, id), whichever page found it and however often the discovery is
+/// replayed (a database restored from a backup, the crawl run again from there), so its
+/// results are recognised as the same incarnation. 2^52 plus 52 bits of hash: never a row
+/// number.
+fn derived_generation(root: i64, id: &str) -> i64 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(&root.to_le_bytes());
+    hasher.update(id.as_bytes());
+    let bits = hasher.digest() & ((1 << 52) - 1);
+    (1_i64 << 52) | i64::try_from(bits).unwrap_or(0)
 }
 
 /// Runs `change` only when `token` is the job's current fencing token and it is leased.
@@ -1175,17 +1280,54 @@ fn add_total(tx: &rusqlite::Transaction<'_>, ctx: &Ctx, name: &str, delta: i64) 
     )
 }
 
+/// Why a lease held by `worker` expired.
+fn expired_reason(worker: &str) -> String {
+    format!("lease expired: worker {worker:?} stopped renewing it (crashed, hung or cut off)")
+}
+
+/// Expires every lease held by `worker`, except the leases whose deadline is `keep` (just
+/// renewed); returns (requeued, failed).
+fn expire_leases_of(
+    tx: &rusqlite::Transaction<'_>,
+    ctx: &Ctx,
+    worker: &str,
+    keep: Option<i64>,
+    error: &str,
+) -> QueueResult<(u64, u64)> {
+    let held: Vec<(String, u32)> = {
+        let mut select = tx
+            .prepare_cached(
+                "SELECT id, lease_expiries FROM jobs WHERE queue = ?1 AND assigned_worker = ?2 \
+                 AND status IN ('assigned', 'running') AND (?3 IS NULL OR lease_deadline IS NOT ?3)",
+            )
+            .map_err(|e| ctx.error(&e))?;
+        select
+            .query_map(params![ctx.queue, worker, keep], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .and_then(Iterator::collect)
+            .map_err(|e| ctx.error(&e))?
+    };
+    let (mut requeued, mut failed) = (0, 0);
+    for (id, expiries) in held {
+        if expire_lease(tx, ctx, &id, expiries, error)? {
+            failed += 1;
+        } else {
+            requeued += 1;
+        }
+    }
+    Ok((requeued, failed))
+}
+
 /// An expired lease: back to pending at once, counted in the job's `lease_expiries` (not its
 /// retries); after `max_lease_expiries` of them the job fails for good. True when it failed.
 fn expire_lease(
     tx: &rusqlite::Transaction<'_>,
     ctx: &Ctx,
     id: &str,
-    worker: &str,
     expiries: u32,
+    error: &str,
 ) -> QueueResult<bool> {
-    let error =
-        format!("lease expired: worker {worker:?} stopped renewing it (crashed, hung or cut off)");
     add_total(tx, ctx, "expired", 1)?;
     let expiries = expiries + 1;
     if expiries >= ctx.options.max_lease_expiries {

@@ -7,8 +7,16 @@
 //! database next to it (`<file>.checkpoint`): the log cursor, the file length that goes with
 //! it, and the key of every job incarnation whose records the file holds.
 //!
-//! - A crash at any point: the file is cut back to the checkpointed length and the copy
-//!   resumes from the cursor, so no record is written twice or skipped.
+//! - A crash at any point, or a write that fails half-way (a full disk): the file is cut
+//!   back to the checkpointed length and the copy resumes from the cursor, so no record is
+//!   written twice or skipped.
+//! - A log rolled back under the cursor (a SQLite queue restored from a backup, a Redis
+//!   failover to a replica that lagged): the checkpoint keeps the key of the entry at the
+//!   cursor; when the log no longer holds that entry there (rolled back, or trimmed), the
+//!   copy reads the log from the start, and the keys skip what the file already holds —
+//!   entries written after a rollback are not lost behind a cursor that is now ahead of
+//!   the log.
+//! - Two exporters on one file: the second is refused (an exclusive lock on the file).
 //! - A backend that loses an acknowledged finish (Redis without `appendfsync always`, a
 //!   failover to a replica that had not received it): the job runs again and its records
 //!   reach the log a second time, under the same job id and generation; the key is already
@@ -53,7 +61,8 @@ CREATE TABLE IF NOT EXISTS checkpoint (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     cursor TEXT,
     bytes INTEGER NOT NULL,
-    records INTEGER NOT NULL
+    records INTEGER NOT NULL,
+    last_key BLOB
 );
 CREATE TABLE IF NOT EXISTS exported (key BLOB PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS exported_at ON exported (at);
@@ -64,6 +73,9 @@ struct Checkpoint {
     cursor: Option<String>,
     bytes: u64,
     records: u64,
+    /// The key of the log entry at `cursor` (to see that the log still holds it there).
+    #[serde(default)]
+    last_key: Option<Vec<u8>>,
 }
 
 /// Appends a queue's results log to a JSON Lines file, resumably and without duplicates.
@@ -74,6 +86,8 @@ pub struct JsonlSink {
     checkpoint: Checkpoint,
     /// Log entries skipped because the file already holds their job incarnation.
     duplicates: u64,
+    /// Whether the log was found without the entry at the cursor (said once).
+    rescanned: bool,
 }
 
 /// Log entries read per queue call.
@@ -135,6 +149,14 @@ impl JsonlSink {
             .append(true)
             .open(path)
             .map_err(|e| io(e.to_string()))?;
+        file.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => io(
+                "is being written by another exporter (a worker or export of this machine); \
+                 give each its own file"
+                    .to_owned(),
+            ),
+            std::fs::TryLockError::Error(e) => io(format!("cannot be locked: {e}")),
+        })?;
         sync_directory(path).map_err(|e| io(e.to_string()))?;
         let length = file.metadata().map_err(|e| io(e.to_string()))?.len();
         if length < checkpoint.bytes {
@@ -153,6 +175,7 @@ impl JsonlSink {
             state,
             checkpoint,
             duplicates: 0,
+            rescanned: false,
         })
     }
 
@@ -179,15 +202,39 @@ impl JsonlSink {
     /// Copies every log entry after the checkpoint to the file, then moves the checkpoint.
     /// Returns the number of records written.
     pub async fn export(&mut self, queue: &JobQueue) -> SinkResult<u64> {
+        let mut cursor = self.checkpoint.cursor.clone();
+        if let (Some(at), Some(expected)) = (&cursor, &self.checkpoint.last_key) {
+            let found = queue.results_entry(at).await?;
+            if found
+                .as_ref()
+                .map(|(job, generation)| key(job, *generation))
+                .as_ref()
+                != Some(expected)
+            {
+                // Trimmed (what is left is all after the cursor: reading from the start costs
+                // nothing more) or rolled back (entries now sit under the cursor).
+                if !self.rescanned {
+                    tracing::info!(
+                        file = %self.path.display(),
+                        cursor = at,
+                        "the results log no longer holds the entry this file stopped at (it \
+                         was trimmed, or the queue was restored from an older backup or failed \
+                         over to a replica that lagged): reading the log from the start; \
+                         records the file holds are skipped"
+                    );
+                    self.rescanned = true;
+                }
+                cursor = None;
+            }
+        }
         let mut written = 0;
         loop {
-            let entries = queue
-                .results_after(self.checkpoint.cursor.clone(), PAGE)
-                .await?;
+            let entries = queue.results_after(cursor.clone(), PAGE).await?;
             if entries.is_empty() {
                 return Ok(written);
             }
-            written += self.append(&entries)?;
+            written += blocking(|| self.append(&entries))?;
+            cursor.clone_from(&self.checkpoint.cursor);
             if entries.len() < PAGE {
                 return Ok(written);
             }
@@ -195,14 +242,29 @@ impl JsonlSink {
     }
 
     /// Writes the records of `entries` whose job incarnation the file does not hold yet,
-    /// syncs the file, then records the keys and the new checkpoint in one transaction.
+    /// syncs the file, then records the keys and the new checkpoint in one transaction. A
+    /// failure leaves the file at its checkpointed length.
     fn append(&mut self, entries: &[ResultsEntry]) -> SinkResult<u64> {
+        let outcome = self.try_append(entries);
+        if outcome.is_err() {
+            // Whatever was written before the failure goes: the next try writes it again.
+            let _ = self.file.set_len(self.checkpoint.bytes);
+        }
+        outcome
+    }
+
+    fn try_append(&mut self, entries: &[ResultsEntry]) -> SinkResult<u64> {
         let now = jiff::Timestamp::now().as_millisecond();
         let path = self.path.clone();
         let io = |e: &dyn std::fmt::Display| SinkError::Io {
             path: path.clone(),
             detail: e.to_string(),
         };
+        // Appends go to the end: make the end the checkpointed length (bytes of a try that
+        // failed half-way must not stay before the records written now).
+        self.file
+            .set_len(self.checkpoint.bytes)
+            .map_err(|e| io(&e))?;
         let tx = self.state.transaction().map_err(|e| io(&e))?;
         let mut out = BufWriter::new(&self.file);
         let (mut bytes, mut records, mut duplicates) = (0_u64, 0_u64, 0_u64);
@@ -241,6 +303,7 @@ impl JsonlSink {
             cursor: entries.last().map(|e| e.cursor.clone()),
             bytes: self.checkpoint.bytes + bytes,
             records: self.checkpoint.records + records,
+            last_key: entries.last().map(entry_key),
         };
         save(&tx, &checkpoint).map_err(|e| io(&e))?;
         tx.execute(
@@ -264,32 +327,54 @@ impl JsonlSink {
 }
 
 /// The key of a job incarnation: the job id and its generation, hashed (16 bytes).
-fn entry_key(entry: &ResultsEntry) -> Vec<u8> {
+fn key(job_id: &str, generation: u64) -> Vec<u8> {
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    hasher.update(entry.job_id.as_bytes());
+    hasher.update(job_id.as_bytes());
     hasher.update(&[0]);
-    hasher.update(&entry.generation.to_le_bytes());
+    hasher.update(&generation.to_le_bytes());
     hasher.digest128().to_le_bytes().to_vec()
+}
+
+fn entry_key(entry: &ResultsEntry) -> Vec<u8> {
+    key(&entry.job_id, entry.generation)
+}
+
+/// Runs blocking file work off the async worker threads when the runtime has several
+/// (`block_in_place`), in place on a single-threaded one.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
 }
 
 fn open_state(path: &Path) -> rusqlite::Result<Connection> {
     let state = Connection::open(path)?;
+    state.busy_timeout(std::time::Duration::from_secs(30))?;
     // The checkpoint must survive a crash of the machine: the file was synced before it.
     state.pragma_update(None, "synchronous", "FULL")?;
     state.execute_batch(STATE_SCHEMA)?;
+    // A checkpoint of an earlier version lacks the key of the entry at its cursor.
+    let has_last_key = state
+        .prepare("SELECT 1 FROM pragma_table_info('checkpoint') WHERE name = 'last_key'")?
+        .exists([])?;
+    if !has_last_key {
+        state.execute_batch("ALTER TABLE checkpoint ADD COLUMN last_key BLOB")?;
+    }
     Ok(state)
 }
 
 fn load(state: &Connection) -> rusqlite::Result<Checkpoint> {
     Ok(state
         .query_row(
-            "SELECT cursor, bytes, records FROM checkpoint WHERE id = 1",
+            "SELECT cursor, bytes, records, last_key FROM checkpoint WHERE id = 1",
             [],
             |row| {
                 Ok(Checkpoint {
                     cursor: row.get(0)?,
                     bytes: row.get(1)?,
                     records: row.get(2)?,
+                    last_key: row.get(3)?,
                 })
             },
         )
@@ -300,9 +385,15 @@ fn load(state: &Connection) -> rusqlite::Result<Checkpoint> {
 fn save(state: &Connection, checkpoint: &Checkpoint) -> rusqlite::Result<()> {
     state
         .execute(
-            "INSERT INTO checkpoint (id, cursor, bytes, records) VALUES (1, ?1, ?2, ?3) \
-             ON CONFLICT (id) DO UPDATE SET cursor = ?1, bytes = ?2, records = ?3",
-            params![checkpoint.cursor, checkpoint.bytes, checkpoint.records],
+            "INSERT INTO checkpoint (id, cursor, bytes, records, last_key) VALUES (1, ?1, ?2, \
+             ?3, ?4) ON CONFLICT (id) DO UPDATE SET cursor = ?1, bytes = ?2, records = ?3, \
+             last_key = ?4",
+            params![
+                checkpoint.cursor,
+                checkpoint.bytes,
+                checkpoint.records,
+                checkpoint.last_key
+            ],
         )
         .map(drop)
 }
@@ -329,8 +420,14 @@ pub fn records_in(path: &Path) -> u64 {
         return serde_json::from_slice::<Checkpoint>(&bytes).map_or(0, |c| c.records);
     }
     Connection::open_with_flags(&state_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .and_then(|state| load(&state))
-        .map_or(0, |c| c.records)
+        .and_then(|state| {
+            state
+                .query_row("SELECT records FROM checkpoint WHERE id = 1", [], |row| {
+                    row.get(0)
+                })
+                .optional()
+        })
+        .map_or(0, Option::unwrap_or_default)
 }
 
 /// `<file>.checkpoint` next to the results file.
@@ -421,6 +518,88 @@ mod tests {
         // The keys survive a restart.
         let mut sink = JsonlSink::open(&path).unwrap();
         assert_eq!(sink.append(&[again[0].clone()]).unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn bytes_left_by_a_failed_write_are_cut_before_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("items.jsonl");
+        let queue = queue_with_results(2).await;
+        let entries = queue.results_after(None, 10).await.unwrap();
+        let mut sink = JsonlSink::open(&path).unwrap();
+        assert_eq!(sink.append(&entries[..1]).unwrap(), 2);
+        // A write that failed half-way (a full disk) left part of a record behind, and the
+        // sink stays open: the next append must not write after it.
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"job_id\":\"j1\",\"ind")
+            .unwrap();
+        assert_eq!(sink.append(&entries[1..]).unwrap(), 2);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 4, "{text}");
+        assert!(
+            text.lines()
+                .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_append_leaves_the_file_at_its_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("items.jsonl");
+        let queue = queue_with_results(2).await;
+        let mut entries = queue.results_after(None, 10).await.unwrap();
+        let mut sink = JsonlSink::open(&path).unwrap();
+        // The second entry's records cannot be read: the first entry's lines were written
+        // before the failure and must go again.
+        entries[1].records = "[{".to_owned();
+        let error = sink.append(&entries).unwrap_err().to_string();
+        assert!(error.contains("unreadable records"), "{error}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        assert_eq!(sink.records(), 0);
+    }
+
+    #[test]
+    fn a_second_exporter_on_the_same_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("items.jsonl");
+        let first = JsonlSink::open(&path).unwrap();
+        let error = JsonlSink::open(&path).err().unwrap().to_string();
+        assert!(error.contains("another exporter"), "{error}");
+        drop(first);
+        JsonlSink::open(&path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_without_the_entry_key_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("items.jsonl");
+        let queue = queue_with_results(1).await;
+        {
+            let state = Connection::open(checkpoint_path(&path)).unwrap();
+            state
+                .execute_batch(
+                    "CREATE TABLE checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), cursor \
+                     TEXT, bytes INTEGER NOT NULL, records INTEGER NOT NULL); INSERT INTO \
+                     checkpoint VALUES (1, NULL, 0, 0);",
+                )
+                .unwrap();
+        }
+        assert_eq!(records_in(&path), 0);
+        let mut sink = JsonlSink::open(&path).unwrap();
+        assert_eq!(sink.export(&queue).await.unwrap(), 2);
+        drop(sink);
+        assert_eq!(records_in(&path), 2);
+        let mut sink = JsonlSink::open(&path).unwrap();
+        assert_eq!(sink.export(&queue).await.unwrap(), 0);
+        assert_eq!(
+            sink.duplicates(),
+            0,
+            "the cursor was trusted: nothing read again"
+        );
     }
 
     #[test]

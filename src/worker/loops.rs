@@ -111,11 +111,28 @@ impl Worker {
                 // but not yet recorded as held would be given back.
                 let _gate = self.claim_gate.lock().await;
                 let held = self.held_claims();
+                let session = self.session();
                 self.queue
-                    .heartbeat(&self.config.worker_id, Some(held))
+                    .heartbeat(&self.config.worker_id, Some(held), Some(&session))
                     .await
             };
             match beat {
+                Ok(beat) if beat.superseded => {
+                    tracing::error!(
+                        worker = self.config.worker_id,
+                        "another run registered this worker id (do two workers share it?): \
+                         stopping; its jobs are that run's now"
+                    );
+                    self.superseded.store(true, Ordering::SeqCst);
+                    for claim in self.held_claims() {
+                        if self.abandon(&claim) {
+                            self.counters.stale.fetch_add(1, Ordering::Relaxed);
+                            self.metrics.outcome("stale");
+                        }
+                    }
+                    self.stop(Stop::Immediate);
+                    return;
+                }
                 Ok(beat) => {
                     last_renewal = Instant::now();
                     lost = false;
@@ -213,24 +230,37 @@ impl Worker {
     }
 
     /// Copies the results log to the JSON Lines file every `export_interval`, and once more
-    /// after the worker stops.
+    /// after the worker stops — that last pass retried for up to a lease while it fails (the
+    /// run then fails with its error: the file lacks the last results).
     pub(super) async fn export_loop(self: Arc<Self>, mut sink: JsonlSink) -> WorkerResult<()> {
         let mut stop = self.stop.subscribe();
+        let mut final_deadline: Option<Instant> = None;
+        let mut wait = Duration::from_millis(100);
         loop {
             // Read before the pass: a pass that starts after everything settled is the last.
             let last_pass = self.settled.load(Ordering::SeqCst);
-            let stopping = *stop.borrow_and_update() != Stop::Running;
+            stop.borrow_and_update();
             match sink.export(&self.queue).await {
                 Ok(written) => {
                     self.counters.exported.fetch_add(written, Ordering::Relaxed);
+                    if last_pass {
+                        return Ok(());
+                    }
                 }
-                Err(error) if !stopping => {
+                Err(error) if !last_pass => {
                     tracing::warn!(%error, "results export failed; trying again");
                 }
-                Err(error) => return Err(error.into()),
-            }
-            if last_pass {
-                return Ok(());
+                Err(error) => {
+                    let deadline = *final_deadline
+                        .get_or_insert_with(|| Instant::now() + self.queue.options().lease);
+                    if Instant::now() + wait >= deadline {
+                        return Err(error.into());
+                    }
+                    tracing::warn!(%error, ?wait, "last results export failed; trying again");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                    continue;
+                }
             }
             tokio::select! {
                 () = tokio::time::sleep(self.config.export_interval) => {}

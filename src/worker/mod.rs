@@ -54,6 +54,16 @@ pub enum WorkerError {
         /// What failed.
         detail: String,
     },
+    /// Another run registered this worker's id while this one ran (two workers share an
+    /// id): this run stopped; the id and its jobs are the other run's.
+    #[error(
+        "worker id {worker:?} was taken over by another run (two workers share this id?): \
+         this run stopped"
+    )]
+    Superseded {
+        /// The worker id.
+        worker: String,
+    },
     /// `run` was called while the worker was already running.
     #[error("this worker is already running")]
     AlreadyRunning,

@@ -120,6 +120,11 @@ pub struct Worker {
     cleanup: Mutex<Option<JoinHandle<()>>>,
     /// Set once every job of the run is settled or released (the exporter's last pass).
     pub(super) settled: AtomicBool,
+    /// Set when another run registered this worker's id: this run stops.
+    pub(super) superseded: AtomicBool,
+    /// The current run's session: registering with it takes the worker id over from any
+    /// earlier run (see [`JobQueue::register_worker`]).
+    pub(super) session: Mutex<String>,
     /// Jobs allowed at once now (see [`super::throttle`]).
     pub(super) limit: AtomicUsize,
     /// Whether the claim loop found the limit reached since the last adjustment.
@@ -127,8 +132,9 @@ pub struct Worker {
 }
 
 /// Stops a run's background tasks when the run ends — and when its future is dropped
-/// before that (the Python task was cancelled, Ctrl-C), also gives its jobs back and
-/// unregisters the worker from a cleanup task, so nothing stays leased or registered.
+/// before that (the Python task was cancelled, Ctrl-C) or the run failed, also gives its
+/// jobs back and unregisters the worker from a cleanup task, so nothing stays leased or
+/// registered.
 struct RunGuard {
     worker: Arc<Worker>,
     tasks: Vec<AbortHandle>,
@@ -146,13 +152,16 @@ impl Drop for RunGuard {
         let worker = Arc::clone(&self.worker);
         let cleanup = crate::runtime::handle().spawn(async move {
             let id = worker.config.worker_id.clone();
-            tracing::warn!(worker = id, "run cancelled: giving its jobs back");
+            tracing::warn!(worker = id, "run cancelled or failed: giving its jobs back");
             for claim in worker.held_claims() {
                 worker.abandon(&claim);
             }
-            // Releases every job still leased under the worker's id.
-            match worker.queue.unregister_worker(&id).await {
-                Ok(released) => tracing::info!(worker = id, released, "unregistered"),
+            // Releases every job still leased under the worker's id — unless a newer run
+            // has taken the id over (they are that run's).
+            let session = worker.session();
+            match worker.queue.unregister_worker(&id, Some(&session)).await {
+                Ok(Some(released)) => tracing::info!(worker = id, released, "unregistered"),
+                Ok(None) => {}
                 Err(error) => {
                     tracing::warn!(worker = id, %error, "could not unregister: its leases will expire");
                 }
@@ -196,6 +205,8 @@ impl Worker {
             running: AtomicBool::new(false),
             cleanup: Mutex::new(None),
             settled: AtomicBool::new(false),
+            session: Mutex::new(String::new()),
+            superseded: AtomicBool::new(false),
             limit: AtomicUsize::new(config.concurrency),
             limit_reached: AtomicBool::new(false),
             config,
@@ -280,17 +291,23 @@ impl Worker {
             finished: false,
         };
         let outcome = Arc::clone(&self).run_inner(&mut guard.tasks).await;
-        guard.finished = true;
+        // A failed run (the queue refused to register, the sink would not open, the queue
+        // failed for good) is cleaned up like a cancelled one: nothing may stay leased or
+        // registered under this id. The next run waits for that cleanup.
+        guard.finished = outcome.is_ok();
         drop(guard);
-        if outcome.is_err() {
-            // An early failure (the queue refused to register, the sink would not open):
-            // nothing may stay leased or registered under this id.
-            if let Err(error) = self.queue.unregister_worker(&self.config.worker_id).await {
-                tracing::warn!(worker = self.config.worker_id, %error, "could not unregister");
-            }
+        if outcome.is_ok() {
+            self.reset_after_run();
         }
-        self.reset_after_run();
         outcome
+    }
+
+    /// The current run's session.
+    pub(super) fn session(&self) -> String {
+        self.session
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Ready for another run.
@@ -302,13 +319,22 @@ impl Worker {
 
     async fn run_inner(self: Arc<Self>, tasks: &mut Vec<AbortHandle>) -> WorkerResult<Progress> {
         let id = self.config.worker_id.clone();
-        // A previous run under this id that was killed may still hold leases: give them back
-        // now instead of waiting for them to expire.
-        let released = self.queue.unregister_worker(&id).await?;
+        let session = uuid::Uuid::new_v4().simple().to_string();
+        self.session
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone_from(&session);
+        self.superseded.store(false, Ordering::SeqCst);
+        // Registering with a new session takes the id over: an earlier run under this id
+        // that was killed may still hold leases — they go back now instead of expiring.
+        let released = self.queue.register_worker(&id, Some(&session)).await?;
         if released > 0 {
-            tracing::info!(worker = id, released, "released the jobs of a previous run");
+            tracing::info!(
+                worker = id,
+                released,
+                "gave back the jobs of an earlier run under this id"
+            );
         }
-        self.queue.register_worker(&id).await?;
         if let Some(addr) = self.config.metrics_addr {
             let (bound, handle) = super::server::serve(addr, Arc::clone(&self)).await?;
             *self
@@ -355,18 +381,25 @@ impl Worker {
             }
         }
         self.settled.store(true, Ordering::SeqCst);
+        let mut export_outcome = Ok(());
         if let Some(exporter) = exporter {
-            // The exporter copies what is left when it sees the stop.
+            // The exporter copies what is left when it sees the stop (woken even when the
+            // stop was asked for before).
             self.stop(Stop::Graceful);
-            match exporter.await {
-                Ok(Err(error)) => tracing::error!(%error, "results export failed"),
-                Err(error) if !error.is_cancelled() => {
+            self.stop.send_modify(|_| {});
+            export_outcome = match exporter.await {
+                Ok(outcome) => outcome,
+                Err(error) if error.is_cancelled() => Ok(()),
+                Err(error) => {
                     tracing::error!(%error, "results export stopped");
+                    Ok(())
                 }
-                _ => {}
+            };
+            if let Err(error) = &export_outcome {
+                tracing::error!(%error, "results export failed: the file lacks the last results");
             }
         }
-        if let Err(error) = self.queue.unregister_worker(&id).await {
+        if let Err(error) = self.queue.unregister_worker(&id, Some(&session)).await {
             tracing::warn!(worker = id, %error, "could not unregister");
         }
         let progress = self.progress();
@@ -377,7 +410,10 @@ impl Worker {
             items = progress.items,
             "worker stopped"
         );
-        loop_outcome.map(|()| progress)
+        if self.superseded.load(Ordering::SeqCst) {
+            return Err(WorkerError::Superseded { worker: id });
+        }
+        loop_outcome.and(export_outcome).map(|()| progress)
     }
 
     async fn claim_loop(self: Arc<Self>, finish_tx: mpsc::Sender<Done>) -> WorkerResult<()> {
@@ -445,7 +481,7 @@ impl Worker {
                 Err(error) => break Err(error.into()),
             };
             if jobs.is_empty() {
-                if self.config.exit_when_done && tasks.is_empty() && self.queue_is_done().await? {
+                if self.config.exit_when_done && tasks.is_empty() && self.queue_is_done().await {
                     break Ok(());
                 }
                 tokio::select! {
@@ -540,15 +576,17 @@ impl Worker {
         }
     }
 
-    /// Remembers the task working on a held claim (to stop it if the claim is lost).
+    /// Remembers the task working on a held claim (to stop it if the claim is lost); a claim
+    /// lost before its task started (a heartbeat came in between) stops the task now.
     fn attach(&self, claim: &Claim, task: AbortHandle) {
-        if let Some(slot) = self
+        match self
             .held
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get_mut(claim)
         {
-            *slot = Some(task);
+            Some(slot) => *slot = Some(task),
+            None => task.abort(),
         }
     }
 
@@ -600,17 +638,23 @@ impl Worker {
         }
     }
 
-    /// Nothing pending, delayed or leased is left.
-    async fn queue_is_done(&self) -> WorkerResult<bool> {
-        let stats = self.queue.stats().await?;
-        Ok([
-            JobStatus::Pending,
-            JobStatus::Retrying,
-            JobStatus::Assigned,
-            JobStatus::Running,
-        ]
-        .into_iter()
-        .all(|status| stats.count(status) == 0))
+    /// Nothing pending, delayed or leased is left (false when the queue cannot say: the
+    /// claim loop goes on and asks again).
+    async fn queue_is_done(&self) -> bool {
+        match self.queue.stats().await {
+            Ok(stats) => [
+                JobStatus::Pending,
+                JobStatus::Retrying,
+                JobStatus::Assigned,
+                JobStatus::Running,
+            ]
+            .into_iter()
+            .all(|status| stats.count(status) == 0),
+            Err(error) => {
+                tracing::warn!(%error, "could not read the queue's counts");
+                false
+            }
+        }
     }
 }
 

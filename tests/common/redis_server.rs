@@ -18,6 +18,7 @@ pub(crate) struct RedisServer {
     child: Child,
     pub(crate) port: u16,
     pub(crate) dir: tempfile::TempDir,
+    args: Vec<String>,
 }
 
 impl RedisServer {
@@ -26,37 +27,42 @@ impl RedisServer {
     /// # Panics
     /// When `redis-server` is missing (with [`INSTALL_HINT`]) or does not come up in 10 s.
     pub(crate) fn start(extra_args: &[&str]) -> Self {
-        let binary = find_on_path("redis-server").unwrap_or_else(|| panic!("{INSTALL_HINT}"));
-        let port = free_port();
         let dir = tempfile::tempdir().expect("a temporary directory for redis-server");
-        let child = Command::new(binary)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .args(extra_args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let mut server = Self { child, port, dir };
+        let child = spawn(free_port(), &dir, extra_args);
+        let mut server = Self {
+            port: child.1,
+            child: child.0,
+            dir,
+            args: extra_args.iter().map(|&a| a.to_owned()).collect(),
+        };
+        server.wait_ready();
+        server
+    }
+
+    /// Stops the server and starts it again on the same port with the same directory (it
+    /// loads `dump.rdb` from there, if any) and arguments.
+    pub(crate) fn restart(&mut self) {
+        self.stop();
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        self.child = spawn(self.port, &self.dir, &args).0;
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Some(status) = server.child.try_wait().expect("waitpid") {
+            if let Some(status) = self.child.try_wait().expect("waitpid") {
                 panic!("redis-server exited at start with {status}");
             }
-            if server.ping() {
-                return server;
+            if self.ping() {
+                return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("redis-server did not answer PING on port {port} within 10 s");
+        panic!(
+            "redis-server did not answer PING on port {} within 10 s",
+            self.port
+        );
     }
 
     /// `redis://127.0.0.1:<port>/0`.
@@ -94,6 +100,27 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+fn spawn(port: u16, dir: &tempfile::TempDir, extra_args: &[&str]) -> (Child, u16) {
+    let binary = find_on_path("redis-server").unwrap_or_else(|| panic!("{INSTALL_HINT}"));
+    let child = Command::new(binary)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .args(extra_args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server starts");
+    (child, port)
 }
 
 fn free_port() -> u16 {

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import threading
 import time
 from typing import Any, Optional, Union
 
@@ -111,6 +112,10 @@ class DistributedJobQueue:
         self._claimed: dict[str, list[tuple[str, int]]] = {}
         # workers this client claimed for (their heartbeats list exactly their claims)
         self._claimers: set[str] = set()
+        # Held by a claim until its claim is recorded, and by a heartbeat while it reads the
+        # claims and sends them: a heartbeat from another thread never sees a claim
+        # half-recorded (it would give the job back) nor a dict changing under it.
+        self._claims_lock = threading.Lock()
 
     def register_worker(self, worker_id: str) -> bool:
         """Register this worker."""
@@ -136,12 +141,13 @@ class DistributedJobQueue:
 
     def get_next_job(self, worker_id: str) -> Optional[ScrapingJob]:
         """Claim the highest-priority runnable job for ``worker_id`` (or ``None``)."""
-        claimed = self.queue.claim(worker_id, 1)
-        if not claimed:
-            return None
-        job = claimed[0]
-        self._claimed.setdefault(job.id, []).append((worker_id, job.token))
-        self._claimers.add(worker_id)
+        with self._claims_lock:
+            self._claimers.add(worker_id)
+            claimed = self.queue.claim(worker_id, 1)
+            if not claimed:
+                return None
+            job = claimed[0]
+            self._claimed.setdefault(job.id, []).append((worker_id, job.token))
         return ScrapingJob._from_job(job)
 
     def _claim_for(self, job: Union[str, ScrapingJob], worker_id: Optional[str]) -> Optional[int]:
@@ -150,7 +156,8 @@ class DistributedJobQueue:
         if isinstance(job, ScrapingJob) and job.token:
             return job.token
         job_id = job.id if isinstance(job, ScrapingJob) else job
-        claims = self._claimed.get(job_id or "", [])
+        with self._claims_lock:
+            claims = list(self._claimed.get(job_id or "", []))
         if worker_id is not None:
             claims = [claim for claim in claims if claim[0] == worker_id]
         if len(claims) == 1:
@@ -165,11 +172,12 @@ class DistributedJobQueue:
         return None
 
     def _forget(self, job_id: str, token: int) -> None:
-        claims = [c for c in self._claimed.get(job_id, []) if c[1] != token]
-        if claims:
-            self._claimed[job_id] = claims
-        else:
-            self._claimed.pop(job_id, None)
+        with self._claims_lock:
+            claims = [c for c in self._claimed.get(job_id, []) if c[1] != token]
+            if claims:
+                self._claimed[job_id] = claims
+            else:
+                self._claimed.pop(job_id, None)
 
     def update_job_status(
         self,
@@ -226,16 +234,17 @@ class DistributedJobQueue:
         """Renew the worker's liveness and the leases of the jobs it holds: exactly the ones
         this client claimed for it and has not settled (others leased under its id go back to
         pending), or every job leased under its id when this client never claimed for it."""
-        if worker_id not in self._claimers:
-            self.queue.heartbeat(worker_id)
-            return
-        held = [
-            (job_id, token)
-            for job_id, claims in self._claimed.items()
-            for worker, token in claims
-            if worker == worker_id
-        ]
-        beat = self.queue.heartbeat(worker_id, held)
+        with self._claims_lock:
+            if worker_id not in self._claimers:
+                self.queue.heartbeat(worker_id)
+                return
+            held = [
+                (job_id, token)
+                for job_id, claims in self._claimed.items()
+                for worker, token in claims
+                if worker == worker_id
+            ]
+            beat = self.queue.heartbeat(worker_id, held)
         for job_id, token in beat.lost:
             self._forget(job_id, token)
 

@@ -248,6 +248,9 @@ impl RedisQueue {
             || error.is_connection_refusal()
             || error.is_timeout()
             || error.is_unrecoverable_error()
+            || error
+                .code()
+                .is_some_and(|code| TRANSIENT_CODES.contains(&code))
         {
             QueueError::Unavailable {
                 url: self.redacted_url.clone(),
@@ -511,6 +514,7 @@ impl RedisQueue {
     /// Deletes the results stream up to and including `cursor` (a stream id); returns the
     /// entries removed.
     pub async fn trim_results(&self, cursor: String) -> QueueResult<u64> {
+        let cursor = stream_id(&cursor)?;
         // XTRIM MINID keeps ids >= MINID: the id just after the cursor.
         let next = cursor
             .split_once('-')
@@ -519,13 +523,7 @@ impl RedisQueue {
                 Some(seq) => format!("{ms}-{seq}"),
                 None => format!("{}-0", ms + 1),
             })
-            .ok_or_else(|| {
-                QueueError::Config(crate::config::ConfigError::invalid(
-                    "results cursor",
-                    &cursor,
-                    "a stream id returned by this queue",
-                ))
-            })?;
+            .unwrap_or(cursor);
         let mut command = redis::cmd("XTRIM");
         command
             .arg(format!("{}:results", self.base))
@@ -533,6 +531,25 @@ impl RedisQueue {
             .arg(next);
         let mut connection = self.connection.clone();
         self.query("trim_results", &command, &mut connection).await
+    }
+
+    /// The job id and generation of the results entry at `cursor`, if the log has it.
+    pub async fn results_entry(&self, cursor: String) -> QueueResult<Option<(String, u64)>> {
+        let cursor = stream_id(&cursor)?;
+        let mut command = redis::cmd("XRANGE");
+        command
+            .arg(format!("{}:results", self.base))
+            .arg(&cursor)
+            .arg(&cursor);
+        let mut connection = self.connection.clone();
+        let reply: redis::streams::StreamRangeReply =
+            self.query("results", &command, &mut connection).await?;
+        Ok(reply.ids.into_iter().next().map(|entry| {
+            (
+                entry.get::<String>("job").unwrap_or_default(),
+                entry.get::<u64>("gen").unwrap_or(0),
+            )
+        }))
     }
 
     /// Jobs with `status`, paged (pending in claim order, finished newest first).
@@ -618,36 +635,50 @@ impl RedisQueue {
             .collect())
     }
 
-    /// Registers (or re-registers, clearing the drain flag) a worker.
-    pub async fn register_worker(&self, worker: String) -> QueueResult<()> {
-        let _: i64 = self
-            .run(
-                "register_worker",
-                &WORKERS,
-                vec!["register".to_owned(), worker],
-            )
-            .await?;
-        Ok(())
+    /// Registers (or re-registers, clearing the drain flag) a worker. With a `session` (one
+    /// per run), the run takes the id over: jobs still leased under it go back to pending
+    /// (counted as expired leases) and an earlier session's heartbeats report it superseded.
+    /// Returns the jobs given back.
+    pub async fn register_worker(
+        &self,
+        worker: String,
+        session: Option<String>,
+    ) -> QueueResult<u64> {
+        self.run(
+            "register_worker",
+            &WORKERS,
+            vec![
+                "register".to_owned(),
+                worker,
+                session.unwrap_or_default(),
+                self.options.max_lease_expiries.to_string(),
+            ],
+        )
+        .await
     }
 
     /// Renews the worker's liveness and the leases of the jobs it holds: with `held`, exactly
     /// those (id, token) claims (the others under its id are given back); without, every job
-    /// leased under its id.
+    /// leased under its id. With a `session` another run has since replaced, does nothing
+    /// and says superseded.
     pub async fn heartbeat(
         &self,
         worker: String,
         held: Option<Vec<(String, u64)>>,
+        session: Option<String>,
     ) -> QueueResult<Heartbeat> {
         let mut args = vec![
             worker,
             self.options.lease_ms().to_string(),
             if held.is_some() { "held" } else { "all" }.to_owned(),
+            session.unwrap_or_default(),
+            self.options.max_lease_expiries.to_string(),
         ];
         for (id, token) in held.unwrap_or_default() {
             args.push(id);
             args.push(token.to_string());
         }
-        let (renewed, draining, lost, released): (u64, i64, Vec<String>, u64) =
+        let (renewed, draining, lost, released, superseded): (u64, i64, Vec<String>, u64, i64) =
             self.run("heartbeat", &HEARTBEAT, args).await?;
         let lost = lost
             .chunks(2)
@@ -661,6 +692,7 @@ impl RedisQueue {
             draining: draining == 1,
             lost,
             released,
+            superseded: superseded == 1,
         })
     }
 
@@ -677,14 +709,21 @@ impl RedisQueue {
         Ok(found == 1)
     }
 
-    /// Removes a worker; its held jobs go back to pending. Returns how many.
-    pub async fn unregister_worker(&self, worker: String) -> QueueResult<u64> {
-        self.run(
-            "unregister_worker",
-            &WORKERS,
-            vec!["unregister".to_owned(), worker],
-        )
-        .await
+    /// Removes a worker; its held jobs go back to pending. Returns how many — `None` when
+    /// `session` is given and another run has registered the id since (nothing is done).
+    pub async fn unregister_worker(
+        &self,
+        worker: String,
+        session: Option<String>,
+    ) -> QueueResult<Option<u64>> {
+        let released: i64 = self
+            .run(
+                "unregister_worker",
+                &WORKERS,
+                vec!["unregister".to_owned(), worker, session.unwrap_or_default()],
+            )
+            .await?;
+        Ok(u64::try_from(released).ok())
     }
 
     /// Every registered worker with the jobs it holds.
@@ -809,6 +848,37 @@ impl Drop for SignalsHeld {
                 None,
             );
         }
+    }
+}
+
+/// Server replies that say "not now" rather than "no": the server is loading its data,
+/// was demoted to a replica by a failover, is running a slow script, is out of memory, cannot
+/// persist, or its cluster is failing over. Callers wait and try again instead of giving up.
+const TRANSIENT_CODES: [&str; 9] = [
+    "LOADING",
+    "READONLY",
+    "BUSY",
+    "OOM",
+    "MASTERDOWN",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "NOREPLICAS",
+    "MISCONF",
+];
+
+/// A results cursor: a stream id `<ms>-<seq>`, or why not.
+fn stream_id(cursor: &str) -> QueueResult<String> {
+    let valid = cursor
+        .split_once('-')
+        .is_some_and(|(ms, seq)| ms.parse::<u64>().is_ok() && seq.parse::<u64>().is_ok());
+    if valid {
+        Ok(cursor.to_owned())
+    } else {
+        Err(QueueError::Config(crate::config::ConfigError::invalid(
+            "results cursor",
+            cursor,
+            "a stream id returned by this queue",
+        )))
     }
 }
 

@@ -1,12 +1,22 @@
 -- Worker ARGV[2] is alive: renew the leases (ARGV[3] ms) of the jobs it holds. ARGV[4] 'held':
--- the worker lists what it holds as (id, fencing token) pairs from ARGV[5]; exactly those are
--- renewed, listed jobs that are no longer its own are reported lost (it must stop them), and
+-- the worker lists what it holds as (id, fencing token) pairs from ARGV[7]; exactly those are
+-- renewed, listed claims that are no longer its own are reported lost (it must stop them), and
 -- jobs still leased under its id that it did not list (a claim whose reply it never got, a
--- job it dropped) are given back to pending. ARGV[4] 'all': renew every job leased under the
--- worker's id (for clients that do not track what they hold).
--- Returns {renewed, draining, lost (id, token) pairs flattened, released}.
+-- job whose task died) are given back to pending, counted as expired leases (after ARGV[6]
+-- of them a job fails: a job that kills its task cannot loop for ever). ARGV[4] 'all': renew
+-- every job leased under the worker's id (for clients that do not track what they hold).
+-- ARGV[5]: the run's session ('' for none): when another run has registered the id since,
+-- nothing is renewed or given back and the reply says superseded (that run owns the id).
+-- Returns {renewed, draining, lost (id, token) pairs flattened, released, superseded}.
 local worker, lease_ms, mode = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local session, max_expiries = ARGV[5], tonumber(ARGV[6])
 local now = now_ms()
+local wkey = key('worker', worker)
+if session ~= '' then
+  local current = redis.call('HGET', wkey, 'session')
+  if current and current ~= '' and current ~= session then return {0, 0, {}, 0, 1} end
+  if current ~= session then redis.call('HSET', wkey, 'session', session) end
+end
 touch_worker(worker, now)
 local deadline = int(now + lease_ms)
 local wjobs = key('wjobs', worker)
@@ -16,14 +26,15 @@ local function renew(id)
   queue_zadd(key('leases'), deadline, id)
   renewed = renewed + 1
 end
-local listed = {}
+-- The jobs renewed: by id (a job the worker holds under one token only).
+local kept = {}
 if mode == 'held' then
-  for i = 5, #ARGV, 2 do
+  for i = 7, #ARGV, 2 do
     local id, token = ARGV[i], ARGV[i + 1]
-    listed[id] = true
     local fields = redis.call('HMGET', job_key(id), 'status', 'assigned_worker', 'token')
     if is_leased(fields[1]) and fields[2] == worker and fields[3] == token then
       renew(id)
+      kept[id] = true
     else
       lost[#lost + 1] = id
       lost[#lost + 1] = token
@@ -31,18 +42,19 @@ if mode == 'held' then
   end
 end
 for _, id in ipairs(redis.call('SMEMBERS', wjobs)) do
-  if not listed[id] then
+  if not kept[id] then
     local fields = redis.call('HMGET', job_key(id), 'status', 'assigned_worker')
     if not (is_leased(fields[1]) and fields[2] == worker) then
       queue_member(srems, wjobs, id)
     elseif mode == 'held' then
-      redis.call('HDEL', job_key(id), 'lease_deadline')
-      move(id, fields[1], 'pending', nil, nil, worker)
+      expire_lease(id, fields[1], now, 'worker "' .. worker ..
+        '" dropped the job without finishing it (its task died or the claim reply was lost)',
+        max_expiries)
       released = released + 1
     else
       renew(id)
     end
   end
 end
-local draining = redis.call('HGET', key('worker', worker), 'draining') == '1' and 1 or 0
-return {renewed, draining, lost, released}
+local draining = redis.call('HGET', wkey, 'draining') == '1' and 1 or 0
+return {renewed, draining, lost, released, 0}

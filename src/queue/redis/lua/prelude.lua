@@ -185,9 +185,19 @@ local function complete_job(id, token, result, now)
   return {1, 'completed', current, fields[5] or '0'}
 end
 
+-- The generation of a job discovered in the crawl whose root incarnation is `root`: the same
+-- for the same (root, id), whichever page found the job and however often the discovery is
+-- replayed (a finish lost by a failover and done again), so the results of the job are
+-- recognised as the same incarnation. 2^52 + 52 bits of SHA-1: never a sequence number.
+local function derived_gen(root, id)
+  return int(4503599627370496 + tonumber(string.sub(redis.sha1hex(root .. ':' .. id), 1, 13), 16))
+end
+
 -- Submits the jobs whose 4 arguments (id, spec, max_retries, priority_rank) start at
--- ARGV[first]; an id the queue already has is left alone. Returns 1 (created) or 0 per job.
-local function submit_jobs(first, n, now)
+-- ARGV[first]; an id the queue already has is left alone. `root`: the root generation of the
+-- crawl the jobs were discovered in (nil for jobs submitted by a client). Returns 1 (created)
+-- or 0 per job.
+local function submit_jobs(first, n, now, root)
   local created = {}
   if n == 0 then return created end
   local seq = redis.call('INCRBY', key('seq'), n) - n
@@ -200,10 +210,12 @@ local function submit_jobs(first, n, now)
       seq = seq + 1
       -- Priority first, then submission order: rank * 2^32 + seq stays below 2^53 (exact).
       local pscore = int(tonumber(ARGV[a + 3]) * 4294967296 + (seq % 4294967296))
-      -- `gen`: this incarnation of the job (ids can come back after a purge).
+      -- `gen`: this incarnation of the job (ids can come back after a purge); `rgen`: the
+      -- root generation of its crawl, handed down to the jobs it discovers.
+      local gen = root and derived_gen(root, id) or int(seq)
       move(id, nil, 'pending', pscore, {'spec', ARGV[a + 1], 'max_retries', ARGV[a + 2],
         'created_at', now, 'retry_count', '0', 'attempt', '0', 'pscore', pscore,
-        'gen', int(seq)})
+        'gen', gen, 'rgen', root or gen})
       created[#created + 1] = 1
     end
   end
