@@ -40,6 +40,7 @@ async fn check(queue: JobQueue) {
         token,
         result: Some("{}".to_owned()),
         records: Some(format!(r#"[{{"from":"{id}"}}]"#)),
+        latency: None,
         discovered: vec![job(child), job("a")],
     };
     let acks = queue

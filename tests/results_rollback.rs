@@ -53,6 +53,7 @@ async fn run(queue: &JobQueue, id: &str, discovered: &[&str]) {
             token: mine.token,
             result: None,
             records: Some(format!(r#"[{{"job":"{id}"}}]"#)),
+            latency: None,
             discovered: discovered.iter().map(|d| job(d)).collect(),
         }])
         .await

@@ -236,6 +236,7 @@ impl ApiJob {
             crawl_id: self.crawl_id,
             depth: 0,
             parent_id: None,
+            politeness_key: None,
         }
     }
 }

@@ -58,6 +58,10 @@ pub struct RequestOptions {
     pub delay_range: Option<(f64, f64)>,
     /// Whether robots.txt applies to this request (`respect_robots`).
     pub respect_robots: Option<bool>,
+    /// Whether a 429 or 5xx answer is retried here, after its `Retry-After` (default yes).
+    /// A worker of a queue says no: the answer goes back to the queue, which slows the
+    /// site down for the whole fleet and schedules the retry.
+    pub retry_throttled: Option<bool>,
 }
 
 /// Politeness state of one host.
@@ -180,7 +184,10 @@ impl Fetcher {
             };
             match outcome {
                 Ok((mut page, retry_after)) => {
-                    if retry_after.is_some() && attempt < self.config.retries {
+                    if retry_after.is_some()
+                        && attempt < self.config.retries
+                        && options.retry_throttled.unwrap_or(true)
+                    {
                         attempt += 1;
                         self.wait_before_retry(attempt, retry_after).await;
                         continue;
@@ -192,6 +199,8 @@ impl Fetcher {
                             format!("HTTP {} after {} attempt(s)", page.status, attempt + 1),
                         );
                         error.status = Some(page.status);
+                        // 1 ms stands for "no Retry-After" (see fetch_once).
+                        error.retry_after = retry_after.filter(|d| *d > Duration::from_millis(1));
                         return Err(error);
                     }
                     page.elapsed = started.elapsed();

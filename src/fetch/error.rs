@@ -64,6 +64,8 @@ pub struct FetchError {
     pub message: String,
     /// The HTTP status, for `HttpStatus`.
     pub status: Option<u16>,
+    /// The server's `Retry-After`, for a 429 or 5xx answer that gave one.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl FetchError {
@@ -74,6 +76,7 @@ impl FetchError {
             url: url.to_owned(),
             message: message.into(),
             status: None,
+            retry_after: None,
         }
     }
 

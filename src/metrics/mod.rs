@@ -346,6 +346,8 @@ mod tests {
                 active_workers: 3,
                 total_workers: 4,
                 runnable: 7,
+                paced_keys: 0,
+                waiting_keys: 0,
                 totals: QueueTotals {
                     completed,
                     failed,

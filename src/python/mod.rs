@@ -8,6 +8,7 @@
 pub(crate) mod autoscale;
 pub(crate) mod bridge;
 pub(crate) mod coordinator;
+pub(crate) mod domains;
 pub(crate) mod errors;
 pub(crate) mod extract;
 pub(crate) mod fetch;

@@ -12,10 +12,11 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use super::bridge::{block_on, into_awaitable};
+use super::domains::{self, Domain, Domains, PolicyDict};
 use crate::config::ConfigError;
 use crate::queue::{
-    Ack, FailOutcome, Heartbeat, Job, JobQueue, JobStatus, NewJob, QueueError, QueueOptions,
-    QueueStats, ReapReport, WorkerInfo,
+    Ack, FailOutcome, Heartbeat, Job, JobQueue, JobStatus, KeyMode, NewJob, Policy, QueueError,
+    QueueOptions, QueueStats, ReapReport, WorkerInfo,
 };
 
 fn seconds(ms: i64) -> f64 {
@@ -367,6 +368,7 @@ impl From<Submission> for NewJob {
             crawl_id: s.crawl_id,
             depth: s.depth,
             parent_id: s.parent_id,
+            politeness_key: None,
         }
     }
 }
@@ -404,7 +406,9 @@ impl PyJobQueue {
         lease = 60.0, max_config_bytes = 1_048_576, retry_base = 1.0, retry_cap = 300.0,
         retention = 604_800.0, worker_liveness = 120.0, worker_expiry = 3600.0,
         max_lease_expiries = 5, durable_commits = true, operation_timeout = 10.0,
-        allow_insecure_tls = false))]
+        allow_insecure_tls = false, politeness_key = "domain", domain_delay = None,
+        domain_concurrency = None, autothrottle = None, max_domain_delay = None,
+        runnable_horizon = 10.0))]
     #[allow(clippy::too_many_arguments)]
     fn open(
         py: Python<'_>,
@@ -422,6 +426,12 @@ impl PyJobQueue {
         durable_commits: bool,
         operation_timeout: f64,
         allow_insecure_tls: bool,
+        politeness_key: &str,
+        domain_delay: Option<f64>,
+        domain_concurrency: Option<u32>,
+        autothrottle: Option<f64>,
+        max_domain_delay: Option<f64>,
+        runnable_horizon: f64,
     ) -> PyResult<Self> {
         let options = QueueOptions {
             name: name.to_owned(),
@@ -437,6 +447,20 @@ impl PyJobQueue {
             durable_commits,
             operation_timeout: duration("operation_timeout", operation_timeout)?,
             allow_insecure_tls,
+            politeness_key: KeyMode::parse(politeness_key)?,
+            policy: Policy {
+                delay: domain_delay
+                    .map(|d| duration("domain_delay", d))
+                    .transpose()?,
+                concurrency: domain_concurrency,
+                autothrottle,
+                max_delay: max_domain_delay
+                    .map(|d| duration("max_domain_delay", d))
+                    .transpose()?,
+                max_pause: None,
+            },
+            runnable_horizon: duration("runnable_horizon", runnable_horizon)?,
+            ..QueueOptions::default()
         };
         let queue = block_on(py, async move { JobQueue::open(&url, options).await })?;
         Ok(Self {
@@ -547,7 +571,8 @@ impl PyJobQueue {
         run!(async py, self, |q| q.complete_many(completions).await.map(completed_acks))
     }
 
-    #[pyo3(signature = (id, token, error, retryable = true))]
+    #[pyo3(signature = (id, token, error, retryable = true, feedback = None, retry_after = None))]
+    #[allow(clippy::too_many_arguments)]
     fn fail(
         &self,
         py: Python<'_>,
@@ -555,12 +580,16 @@ impl PyJobQueue {
         token: u64,
         error: String,
         retryable: bool,
+        feedback: Option<&str>,
+        retry_after: Option<f64>,
     ) -> PyResult<PyAck> {
-        run!(sync py, self, |q| q.fail(&id, token, &error, retryable).await
+        let feedback = domains::feedback(feedback, retry_after)?;
+        run!(sync py, self, |q| q.fail(&id, token, &error, retryable, feedback).await
             .map(|(a, outcome)| PyAck::new(&a, None, outcome)))
     }
 
-    #[pyo3(signature = (id, token, error, retryable = true))]
+    #[pyo3(signature = (id, token, error, retryable = true, feedback = None, retry_after = None))]
+    #[allow(clippy::too_many_arguments)]
     fn fail_async<'py>(
         &self,
         py: Python<'py>,
@@ -568,9 +597,100 @@ impl PyJobQueue {
         token: u64,
         error: String,
         retryable: bool,
+        feedback: Option<&str>,
+        retry_after: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        run!(async py, self, |q| q.fail(&id, token, &error, retryable).await
+        let feedback = domains::feedback(feedback, retry_after)?;
+        run!(async py, self, |q| q.fail(&id, token, &error, retryable, feedback).await
             .map(|(a, outcome)| PyAck::new(&a, None, outcome)))
+    }
+
+    #[pyo3(signature = (offset = 0, limit = 100))]
+    fn domains(&self, py: Python<'_>, offset: usize, limit: usize) -> PyResult<Domains> {
+        run!(sync py, self, |q| q.domains(offset, limit).await.map(Domains))
+    }
+
+    #[pyo3(signature = (offset = 0, limit = 100))]
+    fn domains_async<'py>(
+        &self,
+        py: Python<'py>,
+        offset: usize,
+        limit: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        run!(async py, self, |q| q.domains(offset, limit).await.map(Domains))
+    }
+
+    fn domain(&self, py: Python<'_>, key: String) -> PyResult<Option<Domain>> {
+        run!(sync py, self, |q| q.domain(&key).await.map(|d| d.map(Domain)))
+    }
+
+    fn domain_async<'py>(&self, py: Python<'py>, key: String) -> PyResult<Bound<'py, PyAny>> {
+        run!(async py, self, |q| q.domain(&key).await.map(|d| d.map(Domain)))
+    }
+
+    #[pyo3(signature = (key, delay = None, concurrency = None, clear_delay = false,
+        clear_concurrency = false))]
+    fn set_domain(
+        &self,
+        py: Python<'_>,
+        key: String,
+        delay: Option<f64>,
+        concurrency: Option<u32>,
+        clear_delay: bool,
+        clear_concurrency: bool,
+    ) -> PyResult<Domain> {
+        let delay = domains::delay_change(delay, clear_delay)?;
+        let concurrency = domains::concurrency_change(concurrency, clear_concurrency);
+        run!(sync py, self, |q| q.set_domain(&key, delay, concurrency).await.map(Domain))
+    }
+
+    #[pyo3(signature = (key, delay = None, concurrency = None, clear_delay = false,
+        clear_concurrency = false))]
+    fn set_domain_async<'py>(
+        &self,
+        py: Python<'py>,
+        key: String,
+        delay: Option<f64>,
+        concurrency: Option<u32>,
+        clear_delay: bool,
+        clear_concurrency: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let delay = domains::delay_change(delay, clear_delay)?;
+        let concurrency = domains::concurrency_change(concurrency, clear_concurrency);
+        run!(async py, self, |q| q.set_domain(&key, delay, concurrency).await.map(Domain))
+    }
+
+    #[pyo3(signature = (domain_delay = None, domain_concurrency = None, autothrottle = None,
+        max_domain_delay = None))]
+    fn set_policy(
+        &self,
+        py: Python<'_>,
+        domain_delay: Option<f64>,
+        domain_concurrency: Option<u32>,
+        autothrottle: Option<f64>,
+        max_domain_delay: Option<f64>,
+    ) -> PyResult<PolicyDict> {
+        let policy = Policy {
+            delay: domain_delay
+                .map(|d| duration("domain_delay", d))
+                .transpose()?,
+            concurrency: domain_concurrency,
+            autothrottle,
+            max_delay: max_domain_delay
+                .map(|d| duration("max_domain_delay", d))
+                .transpose()?,
+            max_pause: None,
+        };
+        run!(sync py, self, |q| q.set_policy(policy).await.map(PolicyDict))
+    }
+
+    fn policy(&self, py: Python<'_>) -> PyResult<PolicyDict> {
+        run!(sync py, self, |q| q.policy().await.map(PolicyDict))
+    }
+
+    #[pyo3(signature = (url, override_key = None))]
+    fn politeness_key(&self, url: &str, override_key: Option<&str>) -> String {
+        self.queue.politeness_key(url, override_key)
     }
 
     fn release(&self, py: Python<'_>, id: String, token: u64) -> PyResult<PyAck> {

@@ -126,6 +126,9 @@ pub struct Job {
     pub depth: u32,
     /// The job whose page linked here.
     pub parent_id: Option<String>,
+    /// The key the queue paces this job's requests by (see [`super::politeness`]); empty
+    /// for a job stored before keys existed.
+    pub politeness_key: String,
 }
 
 /// What a caller submits.
@@ -151,6 +154,9 @@ pub struct NewJob {
     pub depth: u32,
     /// The job whose page linked here.
     pub parent_id: Option<String>,
+    /// The politeness key, when the job names one (config `"politeness_key"`, or set here);
+    /// otherwise the queue derives it from the URL.
+    pub politeness_key: Option<String>,
 }
 
 /// A job a worker finished, reported with everything that must happen with it atomically.
@@ -164,6 +170,8 @@ pub struct Finished {
     pub result: Option<String>,
     /// The items recorded, a JSON array of records as text, appended to the results log.
     pub records: Option<String>,
+    /// How long the page took (it feeds the politeness key's `AutoThrottle` delay).
+    pub latency: Option<std::time::Duration>,
     /// Jobs discovered on the page, submitted (idempotently, by id).
     pub discovered: Vec<NewJob>,
 }
@@ -213,9 +221,23 @@ impl NewJob {
             )));
         }
         match serde_json::from_str::<serde_json::Value>(&self.config) {
-            Ok(serde_json::Value::Object(_)) => {}
+            Ok(serde_json::Value::Object(config)) => match config.get("politeness_key") {
+                None | Some(serde_json::Value::Null) => {}
+                Some(serde_json::Value::String(key)) => {
+                    super::politeness::check_key(key).map_err(invalid)?;
+                    self.politeness_key.get_or_insert_with(|| key.clone());
+                }
+                Some(other) => {
+                    return Err(invalid(format!(
+                        "config politeness_key must be a string, not {other}"
+                    )));
+                }
+            },
             Ok(_) => return Err(invalid("config must be a JSON object".to_owned())),
             Err(error) => return Err(invalid(format!("config is not valid JSON: {error}"))),
+        }
+        if let Some(key) = &self.politeness_key {
+            super::politeness::check_key(key).map_err(invalid)?;
         }
         if self.priority.abs() > PRIORITY_LIMIT {
             return Err(invalid(format!(
@@ -290,8 +312,16 @@ pub struct QueueStats {
     pub active_workers: u64,
     /// Registered workers.
     pub total_workers: u64,
-    /// Pending jobs whose not-before time has passed (what can run now).
+    /// What workers could start within the queue's `runnable_horizon`: pending jobs of keys
+    /// that need no pacing, due retries, and per paced key what its delay and in-flight
+    /// limit let through in that time (a key limited to one request a second adds about one
+    /// per second of horizon, however many jobs it has). This is what more workers could
+    /// work on; the autoscaler scales on it.
     pub runnable: u64,
+    /// Politeness keys with their own queue (paced, limited or throttled).
+    pub paced_keys: u64,
+    /// Of those, keys waiting for their next allowed time.
+    pub waiting_keys: u64,
     /// Monotonic totals since the queue was created.
     pub totals: QueueTotals,
 }

@@ -25,6 +25,7 @@
 pub mod error;
 pub mod job;
 pub mod options;
+pub mod politeness;
 pub mod redis;
 pub mod sqlite;
 
@@ -34,6 +35,7 @@ pub use job::{
     QueueTotals, ReapReport, ResultsEntry, WorkerInfo, backoff_ms,
 };
 pub use options::{QueueOptions, QueueUrl, redact};
+pub use politeness::{Change, DomainInfo, Feedback, KeyMode, Policy, PolicyState};
 
 use options::duration_ms;
 
@@ -92,13 +94,26 @@ impl JobQueue {
     }
 
     /// Claims up to `limit` jobs for `worker`: `assigned`, or `running` at once when `start`
-    /// (a worker that starts what it claims saves a round trip per job).
+    /// (a worker that starts what it claims saves a round trip per job). Only jobs whose
+    /// politeness key is ready are given (see [`politeness`]).
     ///
     /// A claimed job whose stored record cannot be read (edited by hand, say) is not returned:
     /// it is moved to `failed` with the reason, logged, and the other jobs are claimed as
     /// usual (if moving it fails, it stays leased and its lease runs out).
     pub async fn claim(&self, worker: &str, limit: usize, start: bool) -> QueueResult<Vec<Job>> {
-        let claimed = dispatch!(self, q => q.claim(worker.to_owned(), limit, start).await)?;
+        Ok(self.claim_with_wake(worker, limit, start).await?.0)
+    }
+
+    /// [`JobQueue::claim`], also saying — when fewer jobs than asked were given — in how long
+    /// a paced key or a delayed retry becomes ready (`None`: nothing is scheduled), so a
+    /// worker can ask again then instead of polling.
+    pub async fn claim_with_wake(
+        &self,
+        worker: &str,
+        limit: usize,
+        start: bool,
+    ) -> QueueResult<(Vec<Job>, Option<std::time::Duration>)> {
+        let (claimed, wake) = dispatch!(self, q => q.claim(worker.to_owned(), limit, start).await)?;
         let mut jobs = Vec::with_capacity(claimed.len());
         for job in claimed {
             match job {
@@ -115,7 +130,7 @@ impl JobQueue {
                 Err(other) => return Err(other),
             }
         }
-        Ok(jobs)
+        Ok((jobs, wake))
     }
 
     /// Marks a claimed job as running (fenced by `token`).
@@ -192,15 +207,17 @@ impl JobQueue {
     }
 
     /// Records a failed attempt (fenced): `retrying` after a backoff while retries remain and
-    /// `retryable`, else `failed`.
+    /// `retryable`, else `failed`. `feedback` says what the failure means for the job's
+    /// politeness key (a 429/503 or a failed request slows the key down for the whole fleet).
     pub async fn fail(
         &self,
         id: &str,
         token: u64,
         error: &str,
         retryable: bool,
+        feedback: Option<Feedback>,
     ) -> QueueResult<(Ack, Option<FailOutcome>)> {
-        dispatch!(self, q => q.fail(id.to_owned(), token, error.to_owned(), retryable).await)
+        dispatch!(self, q => q.fail(id.to_owned(), token, error.to_owned(), retryable, feedback).await)
     }
 
     /// Gives a claimed job back at once without counting a retry (fenced by `token`).
@@ -284,6 +301,66 @@ impl JobQueue {
     ) -> QueueResult<Option<u64>> {
         let session = session.map(str::to_owned);
         dispatch!(self, q => q.unregister_worker(worker.to_owned(), session).await)
+    }
+
+    /// The politeness keys the queue keeps a record of (paced, limited, throttled or with
+    /// an override), most recently changed first.
+    pub async fn domains(&self, offset: usize, limit: usize) -> QueueResult<Vec<DomainInfo>> {
+        dispatch!(self, q => q.domains(offset, limit).await)
+    }
+
+    /// One politeness key; `None` when the queue keeps no record of it (it needs no pacing).
+    pub async fn domain(&self, key: &str) -> QueueResult<Option<DomainInfo>> {
+        dispatch!(self, q => q.domain(key.to_owned()).await)
+    }
+
+    /// Sets or clears a key's delay and concurrency overrides.
+    pub async fn set_domain(
+        &self,
+        key: &str,
+        delay: Change<std::time::Duration>,
+        concurrency: Change<u32>,
+    ) -> QueueResult<DomainInfo> {
+        politeness::check_key(key).map_err(|reason| {
+            QueueError::Config(crate::config::ConfigError::invalid(
+                "politeness key",
+                key,
+                reason,
+            ))
+        })?;
+        let delay = match delay {
+            Change::Set(d) => Change::Set(duration_ms(d)),
+            Change::Clear => Change::Clear,
+            Change::Keep => Change::Keep,
+        };
+        dispatch!(self, q => q.set_domain(key.to_owned(), delay, concurrency).await)
+    }
+
+    /// A robots.txt `Crawl-delay` seen for `key`: the key's least delay for the whole fleet,
+    /// for `ttl`.
+    pub async fn set_crawl_delay(
+        &self,
+        key: &str,
+        delay: std::time::Duration,
+        ttl: std::time::Duration,
+    ) -> QueueResult<()> {
+        dispatch!(self, q => q.set_crawl_delay(key.to_owned(), duration_ms(delay), duration_ms(ttl)).await)
+    }
+
+    /// Writes the values of `policy` that are set and returns the queue's policy after it.
+    pub async fn set_policy(&self, policy: Policy) -> QueueResult<PolicyState> {
+        policy.validate()?;
+        dispatch!(self, q => q.set_policy(policy).await)
+    }
+
+    /// The queue's politeness policy.
+    pub async fn policy(&self) -> QueueResult<PolicyState> {
+        dispatch!(self, q => q.set_policy(Policy::default()).await)
+    }
+
+    /// The politeness key of a job for `url` under this queue's key mode.
+    pub fn politeness_key(&self, url: &str, override_key: Option<&str>) -> String {
+        politeness::key_of(url, override_key, self.options().politeness_key)
     }
 
     /// Registered workers.

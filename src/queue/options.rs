@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::config::{ConfigError, ConfigResult};
 
 use super::job::DEFAULT_MAX_CONFIG_BYTES;
+use super::politeness::{KeyMode, Policy};
 
 /// Settings of a queue (the same on every backend).
 #[derive(Debug, Clone)]
@@ -39,6 +40,15 @@ pub struct QueueOptions {
     pub operation_timeout: Duration,
     /// Accept `rediss://...#insecure` (no certificate check). Off: such a URL is refused.
     pub allow_insecure_tls: bool,
+    /// What a job's politeness key is made of (every client of a queue should agree).
+    pub politeness_key: KeyMode,
+    /// Queue-wide politeness settings written to the queue when the queue is opened (the
+    /// values left `None` stay as the queue has them).
+    pub policy: Policy,
+    /// `runnable` in the stats counts what could start within this time.
+    pub runnable_horizon: Duration,
+    /// A politeness key idle this long with nothing to keep is forgotten by the reaper.
+    pub domain_idle: Duration,
 }
 
 impl Default for QueueOptions {
@@ -57,6 +67,10 @@ impl Default for QueueOptions {
             durable_commits: true,
             operation_timeout: Duration::from_secs(10),
             allow_insecure_tls: false,
+            politeness_key: KeyMode::Domain,
+            policy: Policy::default(),
+            runnable_horizon: Duration::from_secs(10),
+            domain_idle: Duration::from_secs(3600),
         }
     }
 }
@@ -86,6 +100,11 @@ impl QueueOptions {
         }
         for (setting, value, minimum) in [
             ("lease", self.lease, Duration::from_millis(100)),
+            (
+                "runnable_horizon",
+                self.runnable_horizon,
+                Duration::from_millis(100),
+            ),
             ("retry_base", self.retry_base, Duration::ZERO),
             ("retention", self.retention, Duration::ZERO),
             (
@@ -114,6 +133,7 @@ impl QueueOptions {
                 "at least the lease and the worker liveness window",
             ));
         }
+        self.policy.validate()?;
         if self.max_lease_expiries == 0 {
             return Err(ConfigError::invalid(
                 "max_lease_expiries",

@@ -90,6 +90,7 @@ impl JobSettings {
             request: RequestOptions {
                 delay_range,
                 respect_robots,
+                retry_throttled: None,
             },
         })
     }
@@ -145,6 +146,7 @@ pub fn discovered(
             crawl_id: Some(crawl.to_owned()),
             depth,
             parent_id: Some(job.id.clone()),
+            politeness_key: None,
         }
     };
     if let Some(links) = &template.links {
@@ -208,6 +210,7 @@ mod tests {
             crawl_id: Some("c1".to_owned()),
             depth,
             parent_id: None,
+            politeness_key: "127.0.0.1".to_owned(),
         }
     }
 

@@ -12,12 +12,15 @@ use tokio::sync::mpsc;
 
 use super::crawl::{self, JobSettings};
 use super::pool::{Claim, Worker};
-use crate::queue::{Ack, FailOutcome, Finished, Job, JobStatus};
+use crate::fetch::{FetchError, FetchErrorKind, RequestOptions};
+use crate::queue::{Ack, FailOutcome, Feedback, Finished, Job, JobStatus};
 
 /// Why a job did not produce a result.
 pub(super) struct Failure {
     pub(super) message: String,
     pub(super) retryable: bool,
+    /// What it says about the site, for the queue's politeness.
+    pub(super) feedback: Option<Feedback>,
 }
 
 impl Failure {
@@ -25,7 +28,20 @@ impl Failure {
         Self {
             message: message.into(),
             retryable: false,
+            feedback: None,
         }
+    }
+}
+
+/// What a failed fetch says about its site: 429 and 503 ask us to slow down (with their
+/// `Retry-After`); timeouts and refused or cut connections suggest an overloaded server.
+fn feedback_of(error: &FetchError) -> Option<Feedback> {
+    match (error.kind, error.status) {
+        (FetchErrorKind::HttpStatus, Some(429 | 503)) => Some(Feedback::Throttled {
+            retry_after: error.retry_after,
+        }),
+        (FetchErrorKind::Timeout | FetchErrorKind::Connect, _) => Some(Feedback::Error),
+        _ => None,
     }
 }
 
@@ -91,6 +107,7 @@ impl Worker {
             Err(_) => Failure {
                 message: format!("the job did not finish within {timeout:?}"),
                 retryable: true,
+                feedback: None,
             },
         };
         self.record_failure(&job, &failure).await;
@@ -102,7 +119,13 @@ impl Worker {
     async fn record_failure(&self, job: &Job, failure: &Failure) {
         let answer = self
             .queue
-            .fail(&job.id, job.token, &failure.message, failure.retryable)
+            .fail(
+                &job.id,
+                job.token,
+                &failure.message,
+                failure.retryable,
+                failure.feedback,
+            )
             .await;
         let outcome = match answer {
             Ok((Ack::Accepted, Some(FailOutcome::Retrying { .. }))) => "retried",
@@ -153,11 +176,11 @@ impl Worker {
             .get(&job.template_id)
             .map_err(|e| Failure::permanent(e.to_string()))?;
         let fetch_started = Instant::now();
-        let page = match self
-            .fetcher
-            .fetch_with(&job.target_url, settings.request)
-            .await
-        {
+        let request = RequestOptions {
+            retry_throttled: Some(false),
+            ..settings.request
+        };
+        let page = match self.fetcher.fetch_with(&job.target_url, request).await {
             Ok(page) => page,
             Err(error) => {
                 self.metrics
@@ -173,12 +196,12 @@ impl Worker {
                 return Err(Failure {
                     message: format!("fetch failed ({}): {error}", error.kind),
                     retryable: error.is_retryable(),
+                    feedback: feedback_of(&error),
                 });
             }
         };
-        self.metrics
-            .fetch_duration
-            .observe(fetch_started.elapsed().as_secs_f64());
+        let latency = fetch_started.elapsed();
+        self.metrics.fetch_duration.observe(latency.as_secs_f64());
         self.metrics
             .responses
             .with_label_values(&[&page.status.to_string()])
@@ -206,6 +229,7 @@ impl Worker {
                     Some(hook) => hook.process(record).map_err(|message| Failure {
                         message: format!("the item callback failed: {message}"),
                         retryable: true,
+                        feedback: None,
                     })?,
                     None => Some(record),
                 };
@@ -232,6 +256,7 @@ impl Worker {
             token: job.token,
             result: Some(result.to_string()),
             records: (!records.is_empty()).then(|| Value::Array(records).to_string()),
+            latency: Some(latency),
             discovered,
         };
         Ok((finished, items))

@@ -447,27 +447,11 @@ impl Worker {
                 }
                 continue;
             }
-            let claimed = {
-                let _gate = self.claim_gate.lock().await;
-                let claimed = self
-                    .queue
-                    .claim(
-                        &self.config.worker_id,
-                        free.min(self.config.claim_batch),
-                        true,
-                    )
-                    .await;
-                if let Ok(jobs) = &claimed {
-                    for job in jobs {
-                        self.hold(job);
-                    }
-                }
-                claimed
-            };
-            let jobs = match claimed {
-                Ok(jobs) => {
+            let claimed = self.claim_some(free).await;
+            let (jobs, wake) = match claimed {
+                Ok(claimed) => {
                     outage_wait = Duration::from_millis(100);
-                    jobs
+                    claimed
                 }
                 Err(QueueError::Unavailable { .. }) => {
                     tracing::warn!(wait = ?outage_wait, "queue unreachable; claiming again later");
@@ -484,8 +468,12 @@ impl Worker {
                 if self.config.exit_when_done && tasks.is_empty() && self.queue_is_done().await {
                     break Ok(());
                 }
+                // A paced key or a retry that becomes ready before the next poll: ask then.
+                let wait = wake.map_or(idle_wait, |w| {
+                    idle_wait.min(w.max(Duration::from_millis(1)))
+                });
                 tokio::select! {
-                    () = tokio::time::sleep(idle_wait) => {}
+                    () = tokio::time::sleep(wait) => {}
                     Some(joined) = tasks.join_next(), if !tasks.is_empty() => log_panic(joined),
                     _ = stop.changed() => {}
                 }
@@ -516,6 +504,26 @@ impl Worker {
         drop(finish_tx);
         self.wind_down(&mut tasks, &mut stop).await;
         outcome
+    }
+
+    /// Claims up to `free` jobs (at most a batch) and records them as held before the
+    /// heartbeat may look (the claim gate).
+    async fn claim_some(&self, free: usize) -> Result<(Vec<Job>, Option<Duration>), QueueError> {
+        let _gate = self.claim_gate.lock().await;
+        let claimed = self
+            .queue
+            .claim_with_wake(
+                &self.config.worker_id,
+                free.min(self.config.claim_batch),
+                true,
+            )
+            .await;
+        if let Ok((jobs, _)) = &claimed {
+            for job in jobs {
+                self.hold(job);
+            }
+        }
+        claimed
     }
 
     /// In-flight jobs get the grace period (none after an immediate stop), then are aborted;

@@ -25,13 +25,18 @@ use super::job::{
     QueueTotals, ReapReport, ResultsEntry, WorkerInfo,
 };
 use super::options::{QueueOptions, duration_ms, redact};
+use super::politeness::{self, Feedback, KeyMode};
 use crate::config::ConfigError;
+
+mod domains;
 
 macro_rules! script {
     ($file:literal) => {
         LazyLock::new(|| {
             Script::new(concat!(
                 include_str!("lua/prelude.lua"),
+                include_str!("lua/politeness.lua"),
+                include_str!("lua/jobs.lua"),
                 include_str!(concat!("lua/", $file)),
                 include_str!("lua/epilogue.lua")
             ))
@@ -51,6 +56,7 @@ static REAP: LazyLock<Script> = script!("reap.lua");
 static PURGE: LazyLock<Script> = script!("purge.lua");
 static STATS: LazyLock<Script> = script!("stats.lua");
 static LIST: LazyLock<Script> = script!("list.lua");
+static DOMAINS: LazyLock<Script> = script!("domains.lua");
 
 /// Jobs per submit script call: big batches are split so no script runs for long.
 const SUBMIT_CHUNK: usize = 1000;
@@ -116,14 +122,36 @@ impl RedisQueue {
             })?;
         let base = format!("{}:{{{}}}", options.prefix, options.name);
         warn_if_evicting(&mut connection.clone(), &redacted_url).await;
-        Ok(Self {
+        let queue = Self {
             connection,
             blocking: std::sync::Mutex::new(Vec::new()),
             client,
             options,
             base,
             redacted_url,
-        })
+        };
+        queue.upgrade().await?;
+        if !queue.options.policy.is_empty() {
+            queue.set_policy(queue.options.policy).await?;
+        }
+        Ok(queue)
+    }
+
+    /// Brings a queue written by an earlier version up to date: the index of every pending
+    /// job (`idx:pending`) is built from the shared queue once.
+    async fn upgrade(&self) -> QueueResult<()> {
+        let mut command = redis::cmd("EVAL");
+        command
+            .arg(
+                "if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('EXISTS', KEYS[1]) == 1 \
+                 then redis.call('ZUNIONSTORE', KEYS[2], 1, KEYS[1]) end return 1",
+            )
+            .arg(2)
+            .arg(format!("{}:pending", self.base))
+            .arg(format!("{}:idx:pending", self.base));
+        let mut connection = self.connection.clone();
+        let _: i64 = self.query("connect", &command, &mut connection).await?;
+        Ok(())
     }
 
     /// The URL without its password.
@@ -270,10 +298,10 @@ impl RedisQueue {
     pub async fn submit(&self, jobs: Vec<NewJob>) -> QueueResult<Vec<(String, bool)>> {
         let mut results = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(SUBMIT_CHUNK) {
-            let mut args = Vec::with_capacity(1 + chunk.len() * 4);
+            let mut args = Vec::with_capacity(1 + chunk.len() * 5);
             args.push(chunk.len().to_string());
             for job in chunk {
-                args.extend(submit_args(job)?);
+                args.extend(submit_args(job, self.options.politeness_key)?);
             }
             let created: Vec<i64> = self.run("submit", &SUBMIT, args).await?;
             results.extend(
@@ -286,23 +314,28 @@ impl RedisQueue {
         Ok(results)
     }
 
-    /// Claims up to `limit` jobs for `worker` (`running` at once when `start`).
+    /// Claims up to `limit` jobs for `worker` (`running` at once when `start`), and when
+    /// fewer were given, in how long a paced key or a retry becomes ready.
     pub async fn claim(
         &self,
         worker: String,
         limit: usize,
         start: bool,
-    ) -> QueueResult<Vec<QueueResult<Job>>> {
+    ) -> QueueResult<(Vec<QueueResult<Job>>, Option<Duration>)> {
         let args = vec![
             worker,
             limit.to_string(),
             self.options.lease_ms().to_string(),
             if start { "running" } else { "assigned" }.to_owned(),
         ];
-        let raw: Vec<Vec<Option<String>>> = self.run("claim", &CLAIM, args).await?;
-        Ok(raw.into_iter().map(job_from_values).collect())
+        let (raw, wake): (Vec<Vec<Option<String>>>, i64) = self.run("claim", &CLAIM, args).await?;
+        Ok((
+            raw.into_iter().map(job_from_values).collect(),
+            u64::try_from(wake).ok().map(Duration::from_millis),
+        ))
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn settle(
         &self,
         operation: &'static str,
@@ -311,7 +344,9 @@ impl RedisQueue {
         action: &str,
         text: String,
         retryable: bool,
+        feedback: Option<Feedback>,
     ) -> QueueResult<(Ack, String, i64)> {
+        let (kind, pause) = feedback.map_or(("", 0), Feedback::encode);
         let args = vec![
             id.clone(),
             token.to_string(),
@@ -321,6 +356,8 @@ impl RedisQueue {
             duration_ms(self.options.retry_base).to_string(),
             duration_ms(self.options.retry_cap).to_string(),
             rand::random::<f64>().to_string(),
+            kind.to_owned(),
+            pause.to_string(),
         ];
         let (code, status, current, outcome, not_before): (i64, String, u64, String, i64) =
             self.run(operation, &SETTLE, args).await?;
@@ -330,7 +367,15 @@ impl RedisQueue {
     /// Marks a claimed job as running (fenced by `token`).
     pub async fn mark_running(&self, id: String, token: u64) -> QueueResult<Ack> {
         let (ack, ..) = self
-            .settle("mark_running", id, token, "running", String::new(), false)
+            .settle(
+                "mark_running",
+                id,
+                token,
+                "running",
+                String::new(),
+                false,
+                None,
+            )
             .await?;
         Ok(ack)
     }
@@ -350,6 +395,7 @@ impl RedisQueue {
                 "complete",
                 result.unwrap_or_default(),
                 false,
+                None,
             )
             .await?;
         Ok(ack)
@@ -387,9 +433,10 @@ impl RedisQueue {
         token: u64,
         error: String,
         retryable: bool,
+        feedback: Option<Feedback>,
     ) -> QueueResult<(Ack, Option<FailOutcome>)> {
         let (ack, outcome, not_before) = self
-            .settle("fail", id, token, "fail", error, retryable)
+            .settle("fail", id, token, "fail", error, retryable, feedback)
             .await?;
         let outcome = match outcome.as_str() {
             "retrying" => Some(FailOutcome::Retrying { not_before }),
@@ -402,7 +449,7 @@ impl RedisQueue {
     /// Gives a claimed job back at once (fenced by `token`), not counting a retry.
     pub async fn release(&self, id: String, token: u64) -> QueueResult<Ack> {
         let (ack, ..) = self
-            .settle("release", id, token, "release", String::new(), false)
+            .settle("release", id, token, "release", String::new(), false, None)
             .await?;
         Ok(ack)
     }
@@ -466,10 +513,13 @@ impl RedisQueue {
                     job.token.to_string(),
                     job.result.clone().unwrap_or_default(),
                     job.records.clone().unwrap_or_default(),
+                    job.latency
+                        .map_or(-1, |l| i64::try_from(l.as_millis()).unwrap_or(i64::MAX))
+                        .to_string(),
                     job.discovered.len().to_string(),
                 ]);
                 for child in &job.discovered {
-                    args.extend(submit_args(child)?);
+                    args.extend(submit_args(child, self.options.politeness_key)?);
                 }
             }
             let answers: Vec<(i64, String, u64)> = self.run("finish", &FINISH, args).await?;
@@ -571,17 +621,15 @@ impl RedisQueue {
     /// Maintained counts (one round trip).
     pub async fn stats(&self) -> QueueResult<QueueStats> {
         let liveness = duration_ms(self.options.worker_liveness).to_string();
-        let (counts, total_workers, active_workers, runnable, totals): (
-            HashMap<String, i64>,
-            u64,
-            u64,
-            u64,
-            HashMap<String, i64>,
-        ) = self.run("stats", &STATS, vec![liveness]).await?;
+        let horizon = duration_ms(self.options.runnable_horizon).to_string();
+        let (counts, total_workers, active_workers, runnable, totals, paced_keys, waiting_keys): StatsReply =
+            self.run("stats", &STATS, vec![liveness, horizon]).await?;
         let mut stats = QueueStats {
             active_workers,
             total_workers,
             runnable,
+            paced_keys,
+            waiting_keys,
             totals: QueueTotals::from_pairs(totals.iter().map(|(k, v)| (k.as_str(), *v))),
             ..QueueStats::default()
         };
@@ -764,6 +812,7 @@ impl RedisQueue {
                     duration_ms(self.options.retention).to_string(),
                     self.options.max_lease_expiries.to_string(),
                     duration_ms(self.options.worker_expiry).to_string(),
+                    duration_ms(self.options.domain_idle).to_string(),
                 ],
             )
             .await?;
@@ -866,6 +915,17 @@ const TRANSIENT_CODES: [&str; 9] = [
     "MISCONF",
 ];
 
+/// What `stats.lua` returns.
+type StatsReply = (
+    HashMap<String, i64>,
+    u64,
+    u64,
+    u64,
+    HashMap<String, i64>,
+    u64,
+    u64,
+);
+
 /// A results cursor: a stream id `<ms>-<seq>`, or why not.
 fn stream_id(cursor: &str) -> QueueResult<String> {
     let valid = cursor
@@ -905,7 +965,7 @@ fn ack(code: i64, id: &str, status: &str, token: u64) -> QueueResult<Ack> {
 
 /// The fields of a job's hash in the order scripts return them (after the id); keep in step
 /// with `FIELDS` in `lua/prelude.lua`.
-const JOB_FIELDS: [&str; 15] = [
+const JOB_FIELDS: [&str; 16] = [
     "spec",
     "status",
     "attempt",
@@ -921,6 +981,7 @@ const JOB_FIELDS: [&str; 15] = [
     "result",
     "token",
     "lease_expiries",
+    "pkey",
 ];
 
 /// The immutable part of a job, stored as one JSON field.
@@ -951,13 +1012,14 @@ struct SpecIn {
     parent_id: Option<String>,
 }
 
-/// The 4 arguments `submit_jobs` in the Lua prelude takes per job.
-fn submit_args(job: &NewJob) -> QueueResult<[String; 4]> {
+/// The 5 arguments `submit_jobs` in the Lua prelude takes per job.
+fn submit_args(job: &NewJob, mode: KeyMode) -> QueueResult<[String; 5]> {
     Ok([
         job.id().to_owned(),
         encode_spec(job)?,
         job.max_retries.to_string(),
         (PRIORITY_LIMIT - job.priority).to_string(),
+        politeness::key_of(&job.target_url, job.politeness_key.as_deref(), mode),
     ])
 }
 
@@ -1028,6 +1090,7 @@ fn job_from_values(values: Vec<Option<String>>) -> QueueResult<Job> {
             result: next(),
             token: number(next(), "token")?.unwrap_or(0),
             lease_expiries: number(next(), "lease_expiries")?.unwrap_or(0),
+            politeness_key: next().unwrap_or_default(),
             crawl_id: spec.crawl_id,
             depth: spec.depth,
             parent_id: spec.parent_id,

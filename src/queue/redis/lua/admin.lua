@@ -27,6 +27,9 @@ elseif action == 'quarantine' then
   if not old then
     -- Unknown status: it sits in no structure we can name; take it out of all of them.
     queue_member(zrems, key('pending'), id)
+    queue_member(zrems, key('idx', 'pending'), id)
+    local k = redis.call('HGET', jk, 'pkey')
+    if k and k ~= '' then queue_member(zrems, key('pk', k), id) end
     queue_member(zrems, key('delayed'), id)
     queue_member(zrems, key('leases'), id)
     count(status, -1)

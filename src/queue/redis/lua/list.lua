@@ -3,7 +3,7 @@ local status, offset, count = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local stop = offset + count - 1
 local ids
 if status == 'pending' then
-  ids = redis.call('ZRANGE', key('pending'), offset, stop)
+  ids = redis.call('ZRANGE', key('idx', 'pending'), offset, stop)
 elseif status == 'retrying' then
   ids = redis.call('ZRANGE', key('delayed'), offset, stop)
 elseif status == 'assigned' or status == 'running' then

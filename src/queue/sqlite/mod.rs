@@ -9,7 +9,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
@@ -19,6 +19,9 @@ use super::job::{
     ReapReport, ResultsEntry, WorkerInfo, backoff_ms,
 };
 use super::options::{QueueOptions, duration_ms};
+use super::politeness::{Change, DomainInfo, Feedback, Policy, PolicyState};
+
+mod politeness;
 
 const SCHEMA: &str = r"
 CREATE TABLE IF NOT EXISTS jobs (
@@ -49,6 +52,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     lease_expiries INTEGER NOT NULL DEFAULT 0,
     gen INTEGER,
     root_gen INTEGER,
+    pkey TEXT NOT NULL DEFAULT '',
+    ikey TEXT,
+    parked INTEGER NOT NULL DEFAULT 0,
     UNIQUE (queue, id)
 );
 CREATE INDEX IF NOT EXISTS jobs_claim ON jobs (queue, priority DESC, seq)
@@ -136,16 +142,19 @@ CREATE TABLE IF NOT EXISTS workers (
 const JOB_COLUMNS: &str = "id, name, template_id, target_url, config, priority, status, \
     assigned_worker, created_at, started_at, completed_at, retry_count, max_retries, result, \
     error, attempt, lease_deadline, not_before, crawl_id, depth, parent_id, token, \
-    lease_expiries";
+    lease_expiries, pkey";
 
 /// Columns added after the first release, for databases created before them.
-const MIGRATIONS: [(&str, &str, &str); 6] = [
+const MIGRATIONS: [(&str, &str, &str); 9] = [
     ("jobs", "token", "INTEGER NOT NULL DEFAULT 0"),
     ("jobs", "lease_expiries", "INTEGER NOT NULL DEFAULT 0"),
     ("results", "gen", "INTEGER NOT NULL DEFAULT 0"),
     ("workers", "session", "TEXT NOT NULL DEFAULT ''"),
     ("jobs", "gen", "INTEGER"),
     ("jobs", "root_gen", "INTEGER"),
+    ("jobs", "pkey", "TEXT NOT NULL DEFAULT ''"),
+    ("jobs", "ikey", "TEXT"),
+    ("jobs", "parked", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
 /// The SQLite-backed queue.
@@ -167,14 +176,14 @@ impl SqliteQueue {
         }
         let location = format!("sqlite://{}", path.display());
         let connection = Connection::open(path).map_err(|e| unavailable(&location, "open", &e))?;
-        Self::init(connection, options, location)
+        Self::init(connection, options, location)?.apply_policy()
     }
 
     /// An in-memory queue (`memory://`), private to this process.
     pub fn in_memory(options: QueueOptions) -> QueueResult<Self> {
         let connection =
             Connection::open_in_memory().map_err(|e| unavailable("memory://", "open", &e))?;
-        Self::init(connection, options, "memory://".to_owned())
+        Self::init(connection, options, "memory://".to_owned())?.apply_policy()
     }
 
     fn init(connection: Connection, options: QueueOptions, location: String) -> QueueResult<Self> {
@@ -191,7 +200,8 @@ impl SqliteQueue {
             };
             connection.pragma_update(None, "synchronous", sync)?;
             connection.execute_batch(SCHEMA)?;
-            migrate(&connection)
+            migrate(&connection)?;
+            connection.execute_batch(politeness::SCHEMA)
         };
         setup().map_err(|e| unavailable(&location, "open", &e))?;
         Ok(Self {
@@ -199,6 +209,18 @@ impl SqliteQueue {
             options,
             location,
         })
+    }
+
+    /// Writes the queue's politeness policy when the options set one (blocking: at open).
+    fn apply_policy(self) -> QueueResult<Self> {
+        if self.options.policy.is_empty() {
+            return Ok(self);
+        }
+        let policy = self.options.policy;
+        self.run_blocking("set_policy", move |tx, ctx| {
+            politeness::set_policy(tx, ctx, &policy).map(drop)
+        })?;
+        Ok(self)
     }
 
     /// Where the data lives (`sqlite:///path` or `memory://`).
@@ -243,29 +265,34 @@ impl SqliteQueue {
         F: FnOnce(&rusqlite::Transaction<'_>, &Ctx) -> QueueResult<T> + Send + 'static,
     {
         let connection = Arc::clone(&self.connection);
-        let ctx = Ctx {
-            queue: self.options.name.clone(),
-            options: self.options.clone(),
-            location: self.location.clone(),
-            operation,
-            now: now_ms(),
-        };
+        let ctx = self.ctx(operation);
         let location = self.location.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            let mut connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
-            let tx = connection
-                .transaction_with_behavior(behavior)
-                .map_err(|e| ctx.error(&e))?;
-            let value = work(&tx, &ctx)?;
-            tx.commit().map_err(|e| ctx.error(&e))?;
-            Ok(value)
-        })
-        .await;
+        let joined =
+            tokio::task::spawn_blocking(move || execute(&connection, &ctx, behavior, work)).await;
         joined.map_err(|e| QueueError::Backend {
             url: location,
             operation,
             detail: format!("the database thread stopped: {e}"),
         })?
+    }
+
+    /// Runs `work` in one immediate transaction on this thread (for `open`).
+    fn run_blocking<T, F>(&self, operation: &'static str, work: F) -> QueueResult<T>
+    where
+        F: FnOnce(&rusqlite::Transaction<'_>, &Ctx) -> QueueResult<T>,
+    {
+        let ctx = self.ctx(operation);
+        execute(&self.connection, &ctx, TransactionBehavior::Immediate, work)
+    }
+
+    fn ctx(&self, operation: &'static str) -> Ctx {
+        Ctx {
+            queue: self.options.name.clone(),
+            options: self.options.clone(),
+            location: self.location.clone(),
+            operation,
+            now: now_ms(),
+        }
     }
 
     /// Submits jobs (validated by the caller); returns `(id, created)` for each, where
@@ -282,7 +309,7 @@ impl SqliteQueue {
         worker: String,
         limit: usize,
         start: bool,
-    ) -> QueueResult<Vec<QueueResult<Job>>> {
+    ) -> QueueResult<(Vec<QueueResult<Job>>, Option<Duration>)> {
         self.transaction("claim", move |tx, ctx| {
             let draining: bool = tx
                 .query_row(
@@ -294,51 +321,44 @@ impl SqliteQueue {
                 .map_err(|e| ctx.error(&e))?
                 .unwrap_or(false);
             if draining || limit == 0 {
-                return Ok(Vec::new());
+                return Ok((Vec::new(), None));
             }
-            let ids: Vec<String> = {
-                let mut select = tx
-                    .prepare_cached(
-                        "SELECT id FROM jobs WHERE queue = ?1 AND status IN ('pending', \
-                         'retrying') AND not_before <= ?2 ORDER BY priority DESC, seq LIMIT ?3",
-                    )
-                    .map_err(|e| ctx.error(&e))?;
-                select
-                    .query_map(params![ctx.queue, ctx.now, limit], |row| row.get(0))
-                    .and_then(Iterator::collect)
-                    .map_err(|e| ctx.error(&e))?
-            };
             let lease_deadline = ctx.now + ctx.options.lease_ms();
-            let mut token = next_tokens(tx, ctx, ids.len())?;
+            let mut token = next_tokens(tx, ctx, limit)?;
             let status = if start { "running" } else { "assigned" };
             let mut update = tx
                 .prepare_cached(
                     "UPDATE jobs SET status = ?6, assigned_worker = ?3, started_at = ?4, \
-                     lease_deadline = ?5, attempt = attempt + 1, token = ?7 \
+                     lease_deadline = ?5, attempt = attempt + 1, token = ?7, ikey = ?8 \
                      WHERE queue = ?1 AND id = ?2",
                 )
                 .map_err(|e| ctx.error(&e))?;
-            let mut claimed = Vec::with_capacity(ids.len());
-            for id in ids {
-                token += 1;
-                update
-                    .execute(params![
-                        ctx.queue,
-                        id,
-                        worker,
-                        ctx.now,
-                        lease_deadline,
-                        status,
-                        token
-                    ])
-                    .map_err(|e| ctx.error(&e))?;
-                claimed.push(
-                    read_job(tx, ctx, &id)
-                        .and_then(|job| job.ok_or_else(|| QueueError::JobNotFound(id.clone()))),
-                );
-            }
+            let mut claimed = Vec::with_capacity(limit);
+            let wake =
+                politeness::claim(tx, ctx, limit, |taken| {
+                    token += 1;
+                    update
+                        .execute(params![
+                            ctx.queue,
+                            taken.id,
+                            worker,
+                            ctx.now,
+                            lease_deadline,
+                            status,
+                            token,
+                            taken.ikey
+                        ])
+                        .map_err(|e| ctx.error(&e))?;
+                    claimed.push(read_job(tx, ctx, &taken.id).and_then(|job| {
+                        job.ok_or_else(|| QueueError::JobNotFound(taken.id.clone()))
+                    }));
+                    Ok(())
+                })?;
             touch_worker(tx, ctx, &worker)?;
-            Ok(claimed)
+            Ok((
+                claimed,
+                wake.map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+            ))
         })
         .await
     }
@@ -393,6 +413,7 @@ impl SqliteQueue {
                 token,
                 result,
                 records: None,
+                latency: None,
                 discovered: Vec::new(),
             })
             .collect();
@@ -407,13 +428,25 @@ impl SqliteQueue {
                 .into_iter()
                 .map(|job| {
                     fenced(tx, ctx, &job.id, job.token, |tx, ctx| {
-                        exec(
-                            tx,
-                            ctx,
-                            "UPDATE jobs SET status = 'completed', completed_at = ?3, result = ?4, \
-                             lease_deadline = NULL WHERE queue = ?1 AND id = ?2",
-                            params![ctx.queue, job.id, ctx.now, job.result],
-                        )?;
+                        let ikey: Option<String> = tx
+                            .prepare_cached(
+                                "UPDATE jobs SET status = 'completed', completed_at = ?3, \
+                                 result = ?4, lease_deadline = NULL WHERE queue = ?1 AND id = ?2 \
+                                 RETURNING ikey",
+                            )
+                            .and_then(|mut update| {
+                                update.query_row(
+                                    params![ctx.queue, job.id, ctx.now, job.result],
+                                    |row| row.get(0),
+                                )
+                            })
+                            .map_err(|e| ctx.error(&e))?;
+                        if let Some(key) = ikey {
+                            let latency = job
+                                .latency
+                                .map(|l| i64::try_from(l.as_millis()).unwrap_or(i64::MAX));
+                            politeness::succeed(tx, ctx, &key, latency)?;
+                        }
                         if let Some(records) = &job.records {
                             exec(
                                 tx,
@@ -511,17 +544,22 @@ impl SqliteQueue {
         token: u64,
         error: String,
         retryable: bool,
+        feedback: Option<Feedback>,
     ) -> QueueResult<(Ack, Option<FailOutcome>)> {
         self.transaction("fail", move |tx, ctx| {
             let mut outcome = None;
             let ack = fenced(tx, ctx, &id, token, |tx, ctx| {
-                let (retry_count, max_retries): (u32, u32) = tx
+                let (retry_count, max_retries, key): (u32, u32, String) = tx
                     .query_row(
-                        "SELECT retry_count, max_retries FROM jobs WHERE queue = ?1 AND id = ?2",
+                        "SELECT retry_count, max_retries, pkey FROM jobs WHERE queue = ?1 AND \
+                         id = ?2",
                         params![ctx.queue, id],
-                        |row| Ok((row.get(0)?, row.get(1)?)),
+                        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
                     )
                     .map_err(|e| ctx.error(&e))?;
+                if let Some(feedback) = feedback {
+                    politeness::penalize(tx, ctx, &key, feedback)?;
+                }
                 outcome = Some(schedule_retry(
                     tx,
                     ctx,
@@ -677,14 +715,7 @@ impl SqliteQueue {
                     |row| Ok((row.get(0)?, row.get(1)?)),
                 )
                 .map_err(|e| ctx.error(&e))?;
-            stats.runnable = tx
-                .query_row(
-                    "SELECT COUNT(*) FROM jobs WHERE queue = ?1 AND status IN ('pending', \
-                     'retrying') AND not_before <= ?2",
-                    params![ctx.queue, ctx.now],
-                    |row| row.get(0),
-                )
-                .map_err(|e| ctx.error(&e))?;
+            (stats.runnable, stats.paced_keys, stats.waiting_keys) = politeness::runnable(tx, ctx)?;
             let totals: Vec<(String, i64)> = tx
                 .prepare_cached("SELECT name, value FROM totals WHERE queue = ?1")
                 .and_then(|mut select| {
@@ -891,6 +922,54 @@ impl SqliteQueue {
         .await
     }
 
+    /// Keys with a record, most recently changed first.
+    pub async fn domains(&self, offset: usize, limit: usize) -> QueueResult<Vec<DomainInfo>> {
+        self.read("domains", move |tx, ctx| {
+            politeness::list(tx, ctx, offset, limit)
+        })
+        .await
+    }
+
+    /// One key, if the queue keeps a record of it.
+    pub async fn domain(&self, key: String) -> QueueResult<Option<DomainInfo>> {
+        self.read("domains", move |tx, ctx| politeness::get(tx, ctx, &key))
+            .await
+    }
+
+    /// Sets or clears a key's overrides (delay in ms).
+    pub async fn set_domain(
+        &self,
+        key: String,
+        delay_ms: Change<i64>,
+        concurrency: Change<u32>,
+    ) -> QueueResult<DomainInfo> {
+        self.transaction("set_domain", move |tx, ctx| {
+            politeness::set(tx, ctx, &key, delay_ms, concurrency)
+        })
+        .await
+    }
+
+    /// A robots.txt `Crawl-delay` for `key`, in force for `ttl_ms`.
+    pub async fn set_crawl_delay(
+        &self,
+        key: String,
+        delay_ms: i64,
+        ttl_ms: i64,
+    ) -> QueueResult<()> {
+        self.transaction("set_crawl_delay", move |tx, ctx| {
+            politeness::set_crawl_delay(tx, ctx, &key, delay_ms, ttl_ms)
+        })
+        .await
+    }
+
+    /// Writes the values of `policy` that are set; the policy after it.
+    pub async fn set_policy(&self, policy: Policy) -> QueueResult<PolicyState> {
+        self.transaction("set_policy", move |tx, ctx| {
+            politeness::set_policy(tx, ctx, &policy)
+        })
+        .await
+    }
+
     /// Every registered worker with the jobs it holds.
     pub async fn workers(&self) -> QueueResult<Vec<WorkerInfo>> {
         self.read("workers", move |tx, ctx| {
@@ -985,6 +1064,8 @@ impl SqliteQueue {
                     )?;
                     report.workers_expired += 1;
                 }
+                let idle_since = ctx.now - duration_ms(ctx.options.domain_idle);
+                politeness::forget_idle(tx, ctx, idle_since, limit)?;
                 Ok(report)
             })
             .await?;
@@ -1036,6 +1117,22 @@ impl SqliteQueue {
 
 /// Jobs deleted per transaction by `purge` (a long delete would hold the write lock).
 const PURGE_CHUNK: usize = 1000;
+
+/// Runs `work` in one transaction on `connection` and commits it.
+fn execute<T>(
+    connection: &Mutex<Connection>,
+    ctx: &Ctx,
+    behavior: TransactionBehavior,
+    work: impl FnOnce(&rusqlite::Transaction<'_>, &Ctx) -> QueueResult<T>,
+) -> QueueResult<T> {
+    let mut connection = connection.lock().unwrap_or_else(PoisonError::into_inner);
+    let tx = connection
+        .transaction_with_behavior(behavior)
+        .map_err(|e| ctx.error(&e))?;
+    let value = work(&tx, ctx)?;
+    tx.commit().map_err(|e| ctx.error(&e))?;
+    Ok(value)
+}
 
 /// Adds the columns of [`MIGRATIONS`] a database created by an older version lacks.
 fn migrate(connection: &Connection) -> rusqlite::Result<()> {
@@ -1187,13 +1284,20 @@ fn insert_jobs(
         .prepare_cached(
             "INSERT INTO jobs (queue, id, name, template_id, target_url, config, \
              priority, status, created_at, max_retries, crawl_id, depth, parent_id, gen, \
-             root_gen) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?12, \
-             ?13, ?14) ON CONFLICT (queue, id) DO NOTHING",
+             root_gen, pkey, parked) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, \
+             ?10, ?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT (queue, id) DO NOTHING",
         )
         .map_err(|e| ctx.error(&e))?;
+    let mut keys = politeness::Inserting::new(tx, ctx)?;
     let mut created = Vec::with_capacity(jobs.len());
     for job in jobs {
         let generation = root.map(|root| derived_generation(root, job.id()));
+        let key = super::politeness::key_of(
+            &job.target_url,
+            job.politeness_key.as_deref(),
+            ctx.options.politeness_key,
+        );
+        let parked = keys.parked(tx, ctx, &key)?;
         let changed = insert
             .execute(params![
                 ctx.queue,
@@ -1210,10 +1314,13 @@ fn insert_jobs(
                 job.parent_id,
                 generation,
                 root,
+                key,
+                parked,
             ])
             .map_err(|e| ctx.error(&e))?;
         created.push((job.id().to_owned(), changed == 1));
     }
+    keys.finish(tx, ctx)?;
     Ok(created)
 }
 
@@ -1445,6 +1552,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<QueueResult<Job>> {
             parent_id: row.get(20)?,
             token: row.get(21)?,
             lease_expiries: row.get(22)?,
+            politeness_key: row.get(23)?,
         })
     })();
     Ok(job.map_err(|e| QueueError::CorruptJob {
