@@ -179,6 +179,10 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "namespace": ("scraping", "scraping"),
     "output": ("out.jsonl", "out.jsonl"),
     "state": ("/var/lib/sv4/state.db", "/var/lib/sv4/state.db"),
+    "domain_delay": ("1500ms", 1.5),
+    "domain_concurrency": ("4", 4),
+    "autothrottle": ("2.5", 2.5),
+    "max_domain_delay": ("2m", 120.0),
 }
 
 

@@ -42,14 +42,17 @@ import dataclasses
 import enum
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any, Optional, Union, overload
+from typing import Any, Literal, Optional, TypedDict, Union, cast, overload
 
 from scraperv4 import _core
 from scraperv4.exceptions import InvalidJobError
 
 __all__ = [
+    "KEEP",
     "Ack",
     "AsyncJobQueue",
+    "DomainState",
+    "Feedback",
     "Heartbeat",
     "Job",
     "JobQueue",
@@ -306,10 +309,16 @@ class QueueStats:
     Attributes:
         by_status: jobs per status (every status present).
         total: all stored jobs.
-        runnable: pending jobs plus retries whose backoff has passed: what can run now.
+        runnable: what workers could start within the queue's ``runnable_horizon``:
+            pending jobs and due retries of sites that need no pacing, and per paced site
+            what its delay and in-flight limit let through in that time (a site limited to
+            one request a second adds about one per second of horizon however many jobs it
+            has). What more workers could work on: the autoscaler scales on it.
         active_workers: workers with a heartbeat within the liveness window.
         total_workers: registered workers.
         totals: counters that only grow (see :class:`QueueTotals`).
+        paced_keys: politeness keys with their own queue (paced, limited or throttled).
+        waiting_keys: of those, keys waiting for their next allowed time.
     """
 
     by_status: dict[str, int]
@@ -318,6 +327,8 @@ class QueueStats:
     active_workers: int
     total_workers: int
     totals: QueueTotals
+    paced_keys: int = 0
+    waiting_keys: int = 0
 
     @property
     def pending(self) -> int:
@@ -333,6 +344,8 @@ class QueueStats:
             active_workers=raw["active_workers"],
             total_workers=raw["total_workers"],
             totals=QueueTotals._from_native(raw["totals"]),
+            paced_keys=raw.get("paced_keys", 0),
+            waiting_keys=raw.get("waiting_keys", 0),
         )
 
 
@@ -423,6 +436,53 @@ def _completions(
     if len(encoded) != len(jobs):
         raise ValueError(f"{len(jobs)} jobs but {len(encoded)} results")
     return [(job.id, job.token, result) for job, result in zip(jobs, encoded)]
+
+
+#: What a failure says about its site (see :meth:`JobQueue.fail`).
+Feedback = Literal["throttled", "error"]
+
+
+class _Keep:
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+#: Leave an override as it is (:meth:`JobQueue.set_domain`).
+KEEP: Any = _Keep()
+
+
+class DomainState(TypedDict):
+    """A politeness key as the queue sees it (times in seconds since the epoch)."""
+
+    key: str
+    waiting: int  # jobs in the key's own queue
+    inflight: int
+    delay: float  # seconds between two requests now (floor or adaptive, the larger)
+    concurrency: int  # requests in flight allowed (0: no limit)
+    ready_at: Optional[float]  # None: ready now
+    throttled: int  # 429/503 answers reported
+    errors: int  # timeouts and connection errors reported
+    last_throttled: Optional[float]
+    last_error: Optional[float]
+    paced: bool  # the key has its own queue
+    delay_override: Optional[float]
+    concurrency_override: Optional[int]
+    crawl_delay: float  # robots.txt Crawl-delay in force (0: none)
+    paused_until: Optional[float]  # a Retry-After pause
+    now: float  # the backend's clock
+
+
+_DomainList = list[DomainState]
+
+
+def _overrides(delay: Any, concurrency: Any) -> tuple[Optional[float], Optional[int], bool, bool]:
+    """``(delay, concurrency, clear_delay, clear_concurrency)`` for the native call."""
+    return (
+        None if delay is KEEP or delay is None else float(delay),
+        None if concurrency is KEEP or concurrency is None else int(concurrency),
+        delay is None,
+        concurrency is None,
+    )
 
 
 def _status_name(status: Union[JobStatus, str]) -> str:
@@ -516,10 +576,18 @@ class JobQueue:
         *,
         retryable: bool = True,
         token: Optional[int] = None,
+        feedback: Optional[Feedback] = None,
+        retry_after: Optional[float] = None,
     ) -> Ack:
-        """Record a failed attempt (fenced): retried after a backoff, or ``failed``."""
+        """Record a failed attempt (fenced): retried after a backoff, or ``failed``.
+
+        ``feedback`` tells the queue what the failure says about the job's site, for the
+        whole fleet: ``"throttled"`` (a 429 or 503 answer; ``retry_after`` its Retry-After
+        seconds, which pauses the site) or ``"error"`` (a timeout or connection failure).
+        Either doubles the site's delay between requests; successes lower it again.
+        """
         job_id, token = _token(job, token)
-        return self._inner.fail(job_id, token, error, retryable)
+        return self._inner.fail(job_id, token, error, retryable, feedback, retry_after)
 
     def release(self, job: JobLike, token: Optional[int] = None) -> Ack:
         """Give the job back at once without counting a retry (graceful shutdown)."""
@@ -616,6 +684,42 @@ class JobQueue:
         """Delete jobs that finished more than ``older_than`` seconds ago."""
         return self._inner.purge(older_than)
 
+    def politeness_key(self, url: str) -> str:
+        """The key this queue paces a job for ``url`` by (see ``docs/politeness.md``)."""
+        return self._inner.politeness_key(url)
+
+    def domains(self, offset: int = 0, limit: int = 100) -> _DomainList:
+        """The politeness keys the queue keeps a record of — paced, limited, throttled or
+        with an override — most recently changed first (keys that need no pacing are not
+        tracked: their jobs flow freely)."""
+        return cast(_DomainList, self._inner.domains(offset, limit))
+
+    def domain(self, key: str) -> Optional[DomainState]:
+        """One politeness key, or ``None`` when the queue keeps no record of it."""
+        return cast(Optional[DomainState], self._inner.domain(key))
+
+    def set_domain(self, key: str, *, delay: Any = KEEP, concurrency: Any = KEEP) -> DomainState:
+        """Set a key's own delay (seconds between two requests) or fleet-wide concurrency;
+        ``None`` removes the override (the queue's value applies again)."""
+        return cast(DomainState, self._inner.set_domain(key, *_overrides(delay, concurrency)))
+
+    def policy(self) -> dict[str, float]:
+        """The queue-wide politeness settings every worker follows."""
+        return self._inner.policy()
+
+    def set_policy(
+        self,
+        *,
+        domain_delay: Optional[float] = None,
+        domain_concurrency: Optional[int] = None,
+        autothrottle: Optional[float] = None,
+        max_domain_delay: Optional[float] = None,
+    ) -> dict[str, float]:
+        """Change the queue-wide politeness settings (those given); returns them all."""
+        return self._inner.set_policy(
+            domain_delay, domain_concurrency, autothrottle, max_domain_delay
+        )
+
 
 class AsyncJobQueue:
     """The asyncio twin of :class:`JobQueue` (same methods, awaitable).
@@ -677,10 +781,12 @@ class AsyncJobQueue:
         *,
         retryable: bool = True,
         token: Optional[int] = None,
+        feedback: Optional[Feedback] = None,
+        retry_after: Optional[float] = None,
     ) -> Ack:
-        """Record a failed attempt (fenced)."""
+        """Record a failed attempt (fenced; see :meth:`JobQueue.fail`)."""
         job_id, token = _token(job, token)
-        return await self._inner.fail_async(job_id, token, error, retryable)
+        return await self._inner.fail_async(job_id, token, error, retryable, feedback, retry_after)
 
     async def release(self, job: JobLike, token: Optional[int] = None) -> Ack:
         """Give the job back without counting a retry (fenced)."""
@@ -750,3 +856,18 @@ class AsyncJobQueue:
     async def purge(self, older_than: float) -> int:
         """Delete jobs finished more than ``older_than`` seconds ago."""
         return await self._inner.purge_async(older_than)
+
+    async def domains(self, offset: int = 0, limit: int = 100) -> _DomainList:
+        """The politeness keys the queue keeps a record of (see :meth:`JobQueue.domains`)."""
+        return cast(_DomainList, await self._inner.domains_async(offset, limit))
+
+    async def domain(self, key: str) -> Optional[DomainState]:
+        """One politeness key, or ``None``."""
+        return cast(Optional[DomainState], await self._inner.domain_async(key))
+
+    async def set_domain(
+        self, key: str, *, delay: Any = KEEP, concurrency: Any = KEEP
+    ) -> DomainState:
+        """Set or clear a key's overrides (see :meth:`JobQueue.set_domain`)."""
+        answer = await self._inner.set_domain_async(key, *_overrides(delay, concurrency))
+        return cast(DomainState, answer)

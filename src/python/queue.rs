@@ -280,6 +280,8 @@ impl<'py> IntoPyObject<'py> for Stats {
         dict.set_item("active_workers", stats.active_workers)?;
         dict.set_item("total_workers", stats.total_workers)?;
         dict.set_item("runnable", stats.runnable)?;
+        dict.set_item("paced_keys", stats.paced_keys)?;
+        dict.set_item("waiting_keys", stats.waiting_keys)?;
         let totals = PyDict::new(py);
         totals.set_item("completed", stats.totals.completed)?;
         totals.set_item("failed", stats.totals.failed)?;

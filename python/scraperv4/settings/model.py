@@ -157,6 +157,50 @@ class QueueSection(Settings):
     allow_insecure_tls: bool = setting(
         False, "Accept rediss://...#insecure (TLS without a certificate check)."
     )
+    politeness_key: Literal["domain", "host"] = setting(
+        "domain",
+        "What jobs are paced by, fleet-wide: their registrable domain (a.example.com and "
+        "b.example.com together) or their host. A job's config may name its own "
+        "(politeness_key). Every client of a queue should use the same.",
+    )
+    domain_delay: Optional[Seconds] = setting(
+        None,
+        "Fleet-wide least seconds between two requests to one politeness key, enforced when "
+        "jobs are claimed. Stored in the queue (every worker follows it); unset keeps the "
+        "queue's value.",
+        default_text="the queue's (0 at first)",
+        ge=0,
+        le=86400,
+    )
+    domain_concurrency: Optional[int] = setting(
+        None,
+        "Fleet-wide most requests in flight at once to one politeness key (0: no limit). "
+        "Stored in the queue; unset keeps the queue's value.",
+        default_text="the queue's (0 at first)",
+        ge=0,
+    )
+    autothrottle: Optional[float] = setting(
+        None,
+        "AutoThrottle: each key's delay follows its observed latency divided by this target "
+        "concurrency (0: off). Stored in the queue; unset keeps the queue's value.",
+        default_text="the queue's (off at first)",
+        ge=0,
+        le=10000,
+    )
+    max_domain_delay: Optional[Seconds] = setting(
+        None,
+        "Largest delay a key reaches after 429/503 answers and failed requests (it doubles "
+        "each time). Stored in the queue; unset keeps the queue's value.",
+        default_text="the queue's (60 at first)",
+        ge=0,
+        le=86400,
+    )
+    runnable_horizon: Seconds = setting(
+        10.0,
+        "The runnable backlog (what the autoscaler scales on) counts the jobs the keys' "
+        "delays and limits let start within this many seconds.",
+        ge=0.1,
+    )
 
     def require_queue_url(self) -> str:
         """The queue URL, or a :class:`~scraperv4.exceptions.ConfigError` saying how to
@@ -193,6 +237,12 @@ class QueueSection(Settings):
             "durable_commits": self.durable_commits,
             "operation_timeout": self.operation_timeout,
             "allow_insecure_tls": self.allow_insecure_tls,
+            "politeness_key": self.politeness_key,
+            "domain_delay": self.domain_delay,
+            "domain_concurrency": self.domain_concurrency,
+            "autothrottle": self.autothrottle,
+            "max_domain_delay": self.max_domain_delay,
+            "runnable_horizon": self.runnable_horizon,
         }
 
     def cross_check(self) -> list[tuple[tuple[str, ...], str]]:
