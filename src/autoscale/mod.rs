@@ -11,9 +11,9 @@
 //! `scale_down_threshold` in runnable jobs per worker, cooldowns, evaluation interval) plus
 //! what the Kubernetes `HorizontalPodAutoscaler` adds to avoid flapping: a stabilization window
 //! per direction (scale up to the *lowest* recommendation of the window, down to the
-//! *highest*) and rate limits per period (at most P percent or N workers, whichever allows
-//! more). The backlog is what can run now: pending jobs plus retries whose backoff passed —
-//! a pile of delayed retries does not buy workers.
+//! *highest*) and rate limits per period (at most P percent of the fleet at the start of the
+//! period, or N workers, whichever allows more). The backlog is what can run now: pending
+//! jobs plus retries whose backoff passed — a pile of delayed retries does not buy workers.
 
 use std::collections::VecDeque;
 
@@ -45,11 +45,11 @@ pub struct ScalingConfig {
     pub scale_down_stabilization: f64,
     /// The period the rate limits count changes over.
     pub rate_period: f64,
-    /// Scale up by at most this percent of the current workers per period ...
+    /// Scale up by at most this percent of the workers at the start of the period ...
     pub scale_up_max_percent: f64,
     /// ... or by this many workers, whichever allows more.
     pub scale_up_max_workers: u32,
-    /// Scale down by at most this percent of the current workers per period ...
+    /// Scale down by at most this percent of the workers at the start of the period ...
     pub scale_down_max_percent: f64,
     /// ... or by this many workers, whichever allows more.
     pub scale_down_max_workers: u32,
@@ -328,6 +328,13 @@ impl Policy {
             );
             return decision;
         }
+        if stable != desired {
+            decision.reason = format!(
+                "{}; the {window:.0} s stabilization window allows {stable} (the {} recommendation within it)",
+                decision.reason,
+                if up { "lowest" } else { "highest" }
+            );
+        }
         let cooldown = if up {
             c.scale_up_cooldown
         } else {
@@ -347,30 +354,43 @@ impl Policy {
             decision.reason = format!("{}; scale-up vetoed: {veto}", decision.reason);
             return decision;
         }
-        // Rate limit: the larger of P % and N workers per period, minus what the period used.
+        // Rate limit, as the HPA computes it: the target may differ from the fleet at the
+        // start of the period (the workers now, minus those added and plus those removed
+        // within it) by at most the larger of P % of that fleet and N workers. Counting P % of
+        // the workers *now* against the changes already made would shrink the allowance with
+        // every step down (6 -> 4 -> 2 at 100 % left no room for 2 -> 1) and grow it with
+        // every step up (100 % per period would compound).
         let (percent, workers) = if up {
             (c.scale_up_max_percent, c.scale_up_max_workers)
         } else {
             (c.scale_down_max_percent, c.scale_down_max_workers)
         };
-        #[allow(clippy::cast_possible_truncation)] // at most u32::MAX * percent / 100
-        let allowed_per_period = ((f64::from(current) * percent / 100.0).ceil() as i64)
-            .max(i64::from(workers))
-            .max(1);
-        let used: i64 = self
+        let (added, removed) = self
             .changes
             .iter()
-            .map(|(_, delta)| *delta)
-            .filter(|delta| (*delta > 0) == up)
-            .map(i64::abs)
-            .sum();
-        let room = (allowed_per_period - used).max(0);
+            .fold((0_i64, 0_i64), |(added, removed), &(_, delta)| {
+                (added + delta.max(0), removed - delta.min(0))
+            });
+        let period_start = (i64::from(current) - added + removed).max(0);
+        #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+        // a fleet size (far below 2^52) times a finite percent
+        let allowed_per_period = ((period_start as f64 * percent / 100.0).ceil() as i64)
+            .max(i64::from(workers))
+            .max(1);
+        let room = if up {
+            period_start + allowed_per_period - i64::from(current)
+        } else {
+            i64::from(current) - (period_start - allowed_per_period)
+        }
+        .max(0);
         let step = (i64::from(stable) - i64::from(current)).abs().min(room);
+        let limit = format!(
+            "{period_start} workers at the start of the {:.0} s period, {}{allowed_per_period} allowed",
+            c.rate_period,
+            if up { "+" } else { "-" }
+        );
         if step == 0 {
-            decision.reason = format!(
-                "{}; rate limit reached ({allowed_per_period} workers per {:.0} s)",
-                decision.reason, c.rate_period
-            );
+            decision.reason = format!("{}; rate limit reached ({limit})", decision.reason);
             return decision;
         }
         let step = u32::try_from(step).unwrap_or(u32::MAX);
@@ -386,8 +406,8 @@ impl Policy {
         };
         if decision.target_workers != stable {
             decision.reason = format!(
-                "{}; limited to {step} by the rate limit ({allowed_per_period} per {:.0} s)",
-                decision.reason, c.rate_period
+                "{}; limited to {} by the rate limit ({limit})",
+                decision.reason, decision.target_workers
             );
         }
         self.act(decision, now)
@@ -546,6 +566,157 @@ mod tests {
         // Later with 20 workers: 50 % = 10 beats N = 2.
         let mut big = policy.clone();
         assert_eq!(big.decide(seen(200.0, 10_000, 20), None).target_workers, 30);
+    }
+
+    #[test]
+    fn scale_down_rate_limit_counts_from_the_fleet_at_the_period_start() {
+        // 100 % per period, no fixed allowance, no cooldown: the whole fleet may go at once,
+        // in as many steps as the load asks for.
+        let mut policy = Policy::new(ScalingConfig {
+            scale_down_max_workers: 0,
+            ..config()
+        })
+        .unwrap();
+        // A few jobs left: 1 per worker, 6 / 2 + 1 = 4 wanted.
+        let first = policy.decide(seen(0.0, 6, 6), None);
+        assert_eq!((first.action, first.target_workers), (Action::ScaleDown, 4));
+        // Idle, same period: the period started with 6, 2 of its 6 removed, room for 4 more.
+        let second = policy.decide(seen(1.0, 0, 4), None);
+        assert_eq!(
+            (second.action, second.target_workers),
+            (Action::ScaleDown, 1),
+            "{}",
+            second.reason
+        );
+        assert!(!second.reason.contains("rate limit"), "{}", second.reason);
+    }
+
+    #[test]
+    fn scale_down_rate_limit_still_holds_within_the_period() {
+        let mut policy = Policy::new(ScalingConfig {
+            scale_down_max_percent: 50.0,
+            scale_down_max_workers: 0,
+            ..config()
+        })
+        .unwrap();
+        // 50 % of 6 = 3 per period, used in two steps: 6 -> 4, then 4 -> 3, then held.
+        assert_eq!(policy.decide(seen(0.0, 6, 6), None).target_workers, 4);
+        let second = policy.decide(seen(1.0, 0, 4), None);
+        assert_eq!(
+            (second.action, second.target_workers),
+            (Action::ScaleDown, 3)
+        );
+        assert!(
+            second
+                .reason
+                .contains("limited to 3 by the rate limit (6 workers at the start of the 60 s period, -3 allowed)"),
+            "{}",
+            second.reason
+        );
+        let held = policy.decide(seen(2.0, 0, 3), None);
+        assert_eq!(held.action, Action::None);
+        assert!(
+            held.reason.contains(
+                "rate limit reached (6 workers at the start of the 60 s period, -3 allowed)"
+            ),
+            "{}",
+            held.reason
+        );
+        // A new period starts from 3: 50 % of 3 rounds up to 2.
+        let next = policy.decide(seen(61.0, 0, 3), None);
+        assert_eq!((next.action, next.target_workers), (Action::ScaleDown, 1));
+    }
+
+    #[test]
+    fn scale_up_rate_limit_counts_from_the_fleet_at_the_period_start() {
+        let mut policy = Policy::new(ScalingConfig {
+            max_workers: 50,
+            scale_up_max_percent: 100.0,
+            scale_up_max_workers: 0,
+            ..config()
+        })
+        .unwrap();
+        // 100 % of 2: +2.
+        let first = policy.decide(seen(0.0, 1000, 2), None);
+        assert_eq!((first.action, first.target_workers), (Action::ScaleUp, 4));
+        // Same period: it started with 2 and grew by 2, the whole allowance. (Counting 100 %
+        // of the 4 present now would allow 2 more, and 4 more after that: growth compounding
+        // within one period.)
+        let held = policy.decide(seen(10.0, 1000, 4), None);
+        assert_eq!(held.action, Action::None, "{}", held.reason);
+        assert!(
+            held.reason.contains(
+                "rate limit reached (2 workers at the start of the 60 s period, +2 allowed)"
+            ),
+            "{}",
+            held.reason
+        );
+        // The next period starts from 4: +4.
+        let next = policy.decide(seen(61.0, 1000, 4), None);
+        assert_eq!((next.action, next.target_workers), (Action::ScaleUp, 8));
+        // Idle: down to 1 in the same period; busy again: the period still started from 4,
+        // so 1 -> 8 is within 100 % of it.
+        let down = policy.decide(seen(62.0, 0, 8), None);
+        assert_eq!((down.action, down.target_workers), (Action::ScaleDown, 1));
+        let up = policy.decide(seen(63.0, 1000, 1), None);
+        assert_eq!(
+            (up.action, up.target_workers),
+            (Action::ScaleUp, 8),
+            "{}",
+            up.reason
+        );
+        assert!(
+            up.reason
+                .contains("limited to 8 by the rate limit (4 workers at the start of the 60 s period, +4 allowed)"),
+            "{}",
+            up.reason
+        );
+    }
+
+    #[test]
+    fn reasons_name_the_stabilization_window_that_holds_the_target() {
+        // The local fleet test's shape: a 3 s down-window evaluated every second while the
+        // backlog runs out; one evaluation sees a few jobs left.
+        let mut policy = Policy::new(ScalingConfig {
+            scale_down_stabilization: 3.0,
+            scale_down_max_workers: 0,
+            ..config()
+        })
+        .unwrap();
+        assert_eq!(policy.decide(seen(0.0, 600, 6), None).action, Action::None);
+        let held = policy.decide(seen(1.0, 6, 6), None);
+        assert_eq!(held.action, Action::None);
+        assert!(
+            held.reason
+                .contains("held by the 3 s stabilization window (recommended 6 within it)"),
+            "{}",
+            held.reason
+        );
+        for now in [2.0, 3.0] {
+            assert_eq!(policy.decide(seen(now, 0, 6), None).action, Action::None);
+        }
+        // t=0 has left the window; its highest is now the 4 recommended at t=1.
+        let partial = policy.decide(seen(4.0, 0, 6), None);
+        assert_eq!(
+            (partial.action, partial.target_workers),
+            (Action::ScaleDown, 4)
+        );
+        assert!(
+            partial.reason.contains(
+                "the 3 s stabilization window allows 4 (the highest recommendation within it)"
+            ),
+            "{}",
+            partial.reason
+        );
+        // t=1 leaves too: down to the minimum in the same rate period.
+        let down = policy.decide(seen(5.0, 0, 4), None);
+        assert_eq!(
+            (down.action, down.target_workers),
+            (Action::ScaleDown, 1),
+            "{}",
+            down.reason
+        );
+        assert!(!down.reason.contains("stabilization"), "{}", down.reason);
     }
 
     #[test]

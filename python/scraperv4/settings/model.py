@@ -587,7 +587,7 @@ class AutoscalerSettings(QueueSection, MetricsSection, LoggingSection):
     )
     scale_up_max_percent: float = setting(
         _SCALING["scale_up_max_percent"],
-        "Scale up by at most this percent of the workers per period...",
+        "Scale up by at most this percent of the workers at the start of the period...",
         ge=0,
     )
     scale_up_max_workers: int = setting(
@@ -595,7 +595,7 @@ class AutoscalerSettings(QueueSection, MetricsSection, LoggingSection):
     )
     scale_down_max_percent: float = setting(
         _SCALING["scale_down_max_percent"],
-        "Scale down by at most this percent of the workers per period...",
+        "Scale down by at most this percent of the workers at the start of the period...",
         ge=0,
     )
     scale_down_max_workers: int = setting(
