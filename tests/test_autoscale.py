@@ -4,6 +4,7 @@ the Swarm and Kubernetes executors against fake ``docker`` / ``kubectl`` on PATH
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import sys
@@ -11,13 +12,14 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import pytest
 
 from scraperv4.autoscale import (
     Autoscaler,
+    Executor,
     KubernetesExecutor,
     LocalExecutor,
     SwarmExecutor,
@@ -137,9 +139,12 @@ def test_collection_loop_and_unknown_rules(tmp_path: Path) -> None:
         DistributedMetricsCollector(queue, recommendation_rules={"nope": 1})
 
 
-def _fake_cli(bin_dir: Path, name: str, log: Path, replicas_file: Path) -> None:
+def _fake_cli(
+    bin_dir: Path, name: str, log: Path, replicas_file: Path, pods: Optional[Path] = None
+) -> None:
     """A stand-in for docker/kubectl: records argv; answers the replica query from a file
-    that `scale` updates."""
+    that `scale` updates; with ``pods`` (a file naming the pods that exist, one a line),
+    `kubectl annotate` fails as the real one does for any other pod."""
     script = bin_dir / name
     script.write_text(
         f"""#!{sys.executable}
@@ -148,25 +153,58 @@ argv = sys.argv[1:]
 with open({str(log)!r}, "a") as out:
     out.write(json.dumps([{name!r}, *argv]) + "\\n")
 state = {str(replicas_file)!r}
+pods = {None if pods is None else str(pods)!r}
 joined = " ".join(argv)
 if joined.startswith("service inspect") or joined.startswith("get deployment"):
     print(open(state).read().strip())
 elif argv[:2] == ["service", "scale"] or argv[:1] == ["scale"]:
     match = re.search(r"(?:=|--replicas=)(\\d+)$", argv[-1])
     open(state, "w").write(match.group(1))
+elif argv[:2] == ["annotate", "pod"] and pods is not None:
+    if argv[2] not in open(pods).read().split():
+        sys.stderr.write(f'Error from server (NotFound): pods "{{argv[2]}}" not found\\n')
+        sys.exit(1)
 """
     )
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
 
 
+def _orchestrator(
+    kind: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    replicas: int,
+    pods: Optional[list[str]] = None,
+) -> tuple[Executor, Path, Path]:
+    """The Swarm or Kubernetes executor with a fake docker/kubectl on PATH (``pods``: the
+    pods that exist, for kubectl); returns it, the call log and the replica file."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log, replica_file = tmp_path / "calls.jsonl", tmp_path / "replicas"
+    replica_file.write_text(str(replicas))
+    pod_file = None
+    if pods is not None:
+        pod_file = tmp_path / "pods"
+        pod_file.write_text("\n".join(pods))
+    _fake_cli(bin_dir, "docker" if kind == "swarm" else "kubectl", log, replica_file, pod_file)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    executor: Executor = (
+        SwarmExecutor("scraperv4_worker") if kind == "swarm"
+        else KubernetesExecutor("scraperv4-worker", "scraping")
+    )  # fmt: skip
+    return executor, log, replica_file
+
+
 def _simulated_fleet(queue: JobQueue, ids: list[str], stop: threading.Event) -> threading.Thread:
-    """Workers that leave when drained, as `scraperv4 worker` does."""
+    """Workers that heartbeat, and leave when drained, as `scraperv4 worker` does."""
     for worker_id in ids:
         queue.register_worker(worker_id)
 
     def run() -> None:
         while not stop.is_set():
             for worker in queue.workers():
+                if worker["id"] not in ids:
+                    continue
                 if worker["draining"]:
                     queue.unregister_worker(worker["id"])
                 else:
@@ -182,17 +220,8 @@ def _simulated_fleet(queue: JobQueue, ids: list[str], stop: threading.Event) -> 
 def test_external_executors_scale_with_the_right_commands_and_drain_idle_workers_first(
     kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str
 ) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    log = tmp_path / "calls.jsonl"
-    replicas = tmp_path / "replicas"
-    replicas.write_text("3")
-    _fake_cli(bin_dir, "docker" if kind == "swarm" else "kubectl", log, replicas)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    executor, log, replicas = _orchestrator(kind, tmp_path, monkeypatch, 3)
     queue = JobQueue(redis_url, lease=30.0)
-    executor = SwarmExecutor("scraperv4_worker") if kind == "swarm" else KubernetesExecutor(
-        "scraperv4-worker", "scraping"
-    )  # fmt: skip
     config = {
         "min_workers": 1, "max_workers": 5, "scale_up_cooldown": 0, "scale_down_cooldown": 0,
         "scale_down_stabilization": 0, "evaluation_interval": 1,
@@ -241,6 +270,103 @@ def test_external_executors_scale_with_the_right_commands_and_drain_idle_workers
         assert all("controller.kubernetes.io/pod-deletion-cost=-1000" in c for c in calls
                    if c[1] == "annotate")  # fmt: skip
     assert replicas.read_text() == "1"
+
+
+def _annotated(log: Path) -> list[str]:
+    """The pods kubectl was asked to annotate, in order."""
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    return [c[3] for c in calls if c[1] == "annotate"]
+
+
+DOWN_AT_ONCE = {
+    "min_workers": 1, "max_workers": 10, "scale_up_cooldown": 0, "scale_down_cooldown": 0,
+    "scale_down_stabilization": 0, "evaluation_interval": 1,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["swarm", "kubernetes"])
+def test_dead_workers_in_the_registry_are_never_victims_and_a_vanished_pod_is_skipped(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    """Five live workers (two busy); in the registry also a SIGKILLed worker that stopped
+    heartbeating (``stale``: idle and the newest, the first pick if it counted) and, for
+    Kubernetes, a worker still heartbeating whose pod is gone (its annotate fails)."""
+    queue = JobQueue(redis_url, lease=30.0, worker_liveness=3.0)
+    live = [f"w{i}" for i in range(1, 6)]
+    pods = live if kind == "kubernetes" else None
+    executor, log, replicas = _orchestrator(kind, tmp_path, monkeypatch, 5, pods)
+    scaler = Autoscaler(queue, executor, DOWN_AT_ONCE, drain_timeout=60)
+    stop = threading.Event()
+    fleet_ids = [*live, "vanished"] if kind == "kubernetes" else live
+    fleet = _simulated_fleet(queue, fleet_ids, stop)
+    try:
+        queue.submit_many(unreachable_jobs(2))
+        queue.claim("w1", 1)
+        queue.claim("w2", 1)
+        time.sleep(0.01)
+        queue.register_worker("dead")  # then SIGKILLed: no heartbeat ever again
+        wait_for(
+            lambda: {w["id"]: w["state"] for w in queue.workers()}.get("dead") == "stale",
+            30, "the dead worker's entry to go stale",
+        )  # fmt: skip
+        assert all(w["state"] == "active" for w in queue.workers() if w["id"] != "dead")
+        started = time.monotonic()
+        down = scaler.evaluate()
+        took = time.monotonic() - started
+        registry = {w["id"]: w for w in queue.workers()}
+    finally:
+        stop.set()
+        fleet.join(timeout=5)
+    # The fleet is the orchestrator's 5 replicas, whatever else the registry holds.
+    assert (down["action"], down["current_workers"], down["target_workers"]) == (
+        "scale_down", 5, 1,
+    ), down["reason"]  # fmt: skip
+    assert replicas.read_text() == "1"
+    # (The queue may have expired the dead entry by now; if not, it was never drained.)
+    assert "dead" not in registry or not registry["dead"]["draining"]
+    # The four removed are live pods, the idle ones and one of the two busy ones.
+    (kept,) = [w for w in live if w in registry]
+    assert kept in ("w1", "w2"), registry
+    assert took < scaler.drain_timeout, "no wait for a dead worker to leave"
+    if kind == "kubernetes":
+        # Each live candidate tried once, idle ones before the busy w2; the vanished pod's
+        # failed annotate only moved the choice on.
+        annotated = _annotated(log)
+        busy = ({"w1", "w2"} - {kept}).pop()
+        assert sorted(annotated[:-1]) == ["vanished", "w3", "w4", "w5"], annotated
+        assert annotated[-1] == busy
+        assert not registry["vanished"]["draining"], "not prepared, not drained"
+
+
+def test_a_scale_down_whose_annotations_all_fail_still_happens(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    redis_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """kubectl cannot annotate any pod (here: none of them is found; RBAC without
+    `patch pods` looks the same): no worker is drained, the ReplicaSet picks which pods go
+    (they get SIGTERM and release their jobs), and the fleet still shrinks."""
+    queue = JobQueue(redis_url, lease=30.0)
+    live = [f"w{i}" for i in range(1, 4)]
+    executor, log, replicas = _orchestrator("kubernetes", tmp_path, monkeypatch, 3, pods=[])
+    scaler = Autoscaler(queue, executor, DOWN_AT_ONCE, drain_timeout=60)
+    stop = threading.Event()
+    fleet = _simulated_fleet(queue, live, stop)
+    try:
+        with caplog.at_level(logging.WARNING, logger="scraperv4.autoscale"):
+            down = scaler.evaluate()
+    finally:
+        stop.set()
+        fleet.join(timeout=5)
+    assert (down["action"], down["target_workers"]) == ("scale_down", 1), down["reason"]
+    assert replicas.read_text() == "1"
+    assert sorted(_annotated(log)) == live, "each live worker was tried once"
+    assert not any(w["draining"] for w in queue.workers())
+    assert (
+        "0 of the 2 workers to remove could be drained first; kubernetes picks the rest"
+        in caplog.text
+    )
 
 
 def test_a_failing_orchestrator_and_a_bad_config_are_clear_errors(

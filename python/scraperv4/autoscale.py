@@ -9,11 +9,14 @@ reason). This module runs it every ``evaluation_interval`` and acts through an e
 - :class:`SwarmExecutor` runs ``docker service scale SERVICE=N``.
 - :class:`KubernetesExecutor` runs ``kubectl scale deployment NAME --replicas=N``.
 
-Scale-down is graceful for all of them: the workers to remove are chosen (idle ones first),
-their drain flag is set in the queue, the autoscaler waits for them to finish their in-flight
-jobs and unregister, and only then asks the executor for the smaller fleet. The queue's
-fencing tokens make the rest safe: a worker stopped anyway (SIGTERM after the drain timeout)
-releases its jobs, and none is recorded twice.
+Scale-down is graceful for all of them: the workers to remove are chosen among the live
+ones (registered with a recent heartbeat: a dead worker's registry entry is never a victim;
+idle ones first), the executor prepares each (Kubernetes: a low pod-deletion cost), their
+drain flag is set in the queue, the autoscaler waits for them to finish their in-flight jobs
+and unregister, and only then asks the executor for the smaller fleet. A worker the executor
+cannot prepare (its pod is gone) is skipped for the next candidate; if too few could be
+prepared, the orchestrator picks the rest. The queue's fencing tokens make that safe: a worker
+stopped anyway (SIGTERM) releases its jobs, and none is recorded twice.
 """
 
 from __future__ import annotations
@@ -78,7 +81,8 @@ class Executor(Protocol):
         ...
 
     def before_removal(self, worker_ids: Sequence[str]) -> None:
-        """Called with the workers chosen for removal, before they are drained."""
+        """Called with workers chosen for removal, before they are drained; raises
+        :class:`ExecutorError` when they cannot be (the autoscaler then picks others)."""
         ...
 
     def close(self) -> None:
@@ -408,13 +412,28 @@ class Autoscaler:
         return decision
 
     def _scale_down(self, current: int, target: int) -> None:
-        victims = self.choose_victims(current - target)
+        count = current - target
+        victims: list[str] = []
+        for worker_id in self._candidates():
+            if len(victims) == count:
+                break
+            try:
+                self.executor.before_removal([worker_id])
+            except ExecutorError as error:
+                log.warning("worker %s cannot be removed gracefully, skipped: %s", worker_id, error)
+            else:
+                victims.append(worker_id)
+        if len(victims) < count:
+            log.warning(
+                "%d of the %d workers to remove could be drained first; %s picks the rest",
+                len(victims), count, self.executor.name,
+            )  # fmt: skip
         if victims:
-            self.executor.before_removal(victims)
             for worker_id in victims:
                 self.queue.drain(worker_id)
             deadline = time.monotonic() + self.drain_timeout
-            while {w["id"] for w in self.queue.workers()} & set(victims):
+            # A victim that dies while draining has left too (its registry entry goes stale).
+            while any(w["id"] in victims and w["state"] == "active" for w in self.queue.workers()):
                 if time.monotonic() >= deadline:
                     log.warning(
                         "drained workers did not all leave within %.0f s", self.drain_timeout
@@ -427,18 +446,17 @@ class Autoscaler:
                 self.executor.stop_workers(victims)
         self.executor.scale_to(target)
 
-    def choose_victims(self, count: int) -> list[str]:
-        """The ``count`` workers to remove: not already draining, idle first (fewest jobs
-        held), then the newest."""
-        if count <= 0:
-            return []
+    def _candidates(self) -> list[str]:
+        """The workers that may be removed, best first: live ones of this fleet (a registry
+        entry without a recent heartbeat is a dead worker's, not a worker), not already
+        draining, idle first (fewest jobs held), then the newest."""
         ours = self.executor.worker_ids()
         candidates = [
             w for w in self.queue.workers()
-            if not w["draining"] and (ours is None or w["id"] in ours)
+            if w["state"] == "active" and not w["draining"] and (ours is None or w["id"] in ours)
         ]  # fmt: skip
         candidates.sort(key=lambda w: (len(w["jobs"]), -w["registered_at"]))
-        return [w["id"] for w in candidates[:count]]
+        return [w["id"] for w in candidates]
 
     def start(self) -> threading.Thread:
         """Evaluate in a background thread until :meth:`stop`."""
