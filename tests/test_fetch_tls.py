@@ -5,19 +5,19 @@ a trusted root."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 import trustme
 from hypercorn.asyncio import serve
-from hypercorn.config import Config
+from hypercorn.config import Config, Sockets
 
 from scraperv4.exceptions import ConfigError, FetchError
 from scraperv4.fetch import Fetcher
-from support.redis_server import free_port
 
 LOCAL = {"allowed_networks": ["127.0.0.0/8"], "respect_robots": False, "retries": 0}
 
@@ -33,8 +33,65 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class _Connection(socket.socket):
+    """An accepted connection that tells its listener when it is closed."""
+
+    def __init__(self, listener: _Listener, fd: int) -> None:
+        super().__init__(listener.family, listener.type, listener.proto, fileno=fd)
+        self._listener: Optional[_Listener] = listener
+
+    def close(self) -> None:
+        super().close()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with listener.changed:
+                listener.open -= 1
+                listener.changed.notify_all()
+
+
+class _Listener(socket.socket):
+    """The server's listening socket on a free loopback port: it counts the connections it
+    accepted that are not closed yet (the event loop accepts and closes through it)."""
+
+    def __init__(self) -> None:
+        super().__init__(socket.AF_INET, socket.SOCK_STREAM)
+        self.bind(("127.0.0.1", 0))
+        self.listen()
+        self.open = 0
+        self.changed = threading.Condition()
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        fd, address = self._accept()  # type: ignore[attr-defined]
+        with self.changed:
+            self.open += 1
+        return _Connection(self, fd), address
+
+    def wait_closed(self, timeout: float) -> bool:
+        """Wait until every accepted connection is closed; False after ``timeout``."""
+        with self.changed:
+            return self.changed.wait_for(lambda: self.open == 0, timeout)
+
+
+class _Config(Config):
+    def __init__(self, listener: _Listener) -> None:
+        super().__init__()
+        self.listener = listener
+
+    def create_sockets(self) -> Sockets:
+        return Sockets(secure_sockets=[self.listener], insecure_sockets=[], quic_sockets=[])
+
+
 class TlsServer:
-    """Hypercorn on a free loopback port in its own thread and event loop."""
+    """Hypercorn on a free loopback port in its own thread and event loop.
+
+    It stops once its clients have closed their connections, not while they close them. A
+    dropped ``Fetcher`` sends an HTTP/2 GOAWAY, then its close_notify; if the server has
+    sent its own close_notify meanwhile, asyncio's SSL transport reads that GOAWAY with
+    ``SSL_shutdown``, which OpenSSL fails with APPLICATION_DATA_AFTER_CLOSE_NOTIFY (data
+    after our close_notify must be read with ``SSL_read``), and Hypercorn raises it out of
+    ``serve``. A connection still open after the wait (a client kept alive) is closed by
+    the server: an idle client answers with its close_notify alone.
+    """
 
     def __init__(self, directory: Path, alpn: list[str]) -> None:
         self.ca = trustme.CA()
@@ -44,9 +101,9 @@ class TlsServer:
         cert_file, key_file = directory / "cert.pem", directory / "key.pem"
         cert.cert_chain_pems[0].write_to_path(str(cert_file))
         cert.private_key_pem.write_to_path(str(key_file))
-        self.port = free_port()
-        self.config = Config()
-        self.config.bind = [f"127.0.0.1:{self.port}"]
+        self.listener = _Listener()  # listening already: clients may connect at once
+        self.port = self.listener.getsockname()[1]
+        self.config = _Config(self.listener)
         self.config.certfile, self.config.keyfile = str(cert_file), str(key_file)
         self.config.alpn_protocols = alpn
         self.config.accesslog = None
@@ -74,8 +131,10 @@ class TlsServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.listener.wait_closed(timeout=10)  # then the server closes what is left
         self.loop.call_soon_threadsafe(self.stopping.set)
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive(), "the TLS server did not stop"
 
     @property
     def url(self) -> str:
@@ -88,35 +147,23 @@ def h2_server(tmp_path: Path) -> Iterator[TlsServer]:
         yield server
 
 
-def fetch_when_listening(fetcher: Fetcher, url: str) -> Any:
-    """The server binds a moment after its loop starts: retry connection refusals briefly."""
-    import time
-
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            return fetcher.fetch(url)
-        except FetchError as error:
-            if error.kind != "connect" or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
 def test_http2_is_negotiated_over_tls(h2_server: TlsServer) -> None:
     fetcher = Fetcher(ca_file=str(h2_server.ca_file), **LOCAL)
-    response = fetch_when_listening(fetcher, h2_server.url)
+    response = fetcher.fetch(h2_server.url)
     assert (response.status, response.http_version) == (200, "HTTP/2.0")
     assert "<p>2</p>" in response.text, "the server saw HTTP/2 too"
+    del fetcher  # a dropped client closes its connection: GOAWAY, close_notify, FIN
+    assert h2_server.listener.wait_closed(timeout=10), "the dropped client kept its connection"
 
 
 def test_http1_servers_still_get_http1(tmp_path: Path) -> None:
     with TlsServer(tmp_path, ["http/1.1"]) as server:
-        response = fetch_when_listening(Fetcher(ca_file=str(server.ca_file), **LOCAL), server.url)
+        response = Fetcher(ca_file=str(server.ca_file), **LOCAL).fetch(server.url)
     assert (response.status, response.http_version) == (200, "HTTP/1.1")
 
 
 def test_an_untrusted_certificate_is_a_tls_error(h2_server: TlsServer) -> None:
-    fetch_when_listening(Fetcher(ca_file=str(h2_server.ca_file), **LOCAL), h2_server.url)
+    Fetcher(ca_file=str(h2_server.ca_file), **LOCAL).fetch(h2_server.url)
     with pytest.raises(FetchError) as caught:
         Fetcher(**LOCAL).fetch(h2_server.url)  # the system's roots only: the test CA is unknown
     assert caught.value.kind == "tls", caught.value
