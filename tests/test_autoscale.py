@@ -310,7 +310,7 @@ def test_dead_workers_in_the_registry_are_never_victims_and_a_vanished_pod_is_sk
         queue.submit_many(unreachable_jobs(2))
         queue.claim("w1", 1)
         queue.claim("w2", 1)
-        time.sleep(0.01)
+        time.sleep(0.01)  # registered last: the newest
         queue.register_worker("dead")  # then SIGKILLed: no heartbeat ever again
         wait_for(
             lambda: {w["id"]: w["state"] for w in queue.workers()}.get("dead") == "stale",
@@ -336,8 +336,8 @@ def test_dead_workers_in_the_registry_are_never_victims_and_a_vanished_pod_is_sk
     assert kept in ("w1", "w2"), registry
     assert took < scaler.drain_timeout, "no wait for a dead worker to leave"
     if kind == "kubernetes":
-        # Each live candidate tried once, idle ones before the busy w2; the vanished pod's
-        # failed annotate only moved the choice on.
+        # Each candidate tried once, the idle ones before the busy one; the vanished pod's
+        # failed annotate only moved the choice on to the next.
         annotated = _annotated(log)
         busy = ({"w1", "w2"} - {kept}).pop()
         assert sorted(annotated[:-1]) == ["vanished", "w3", "w4", "w5"], annotated
