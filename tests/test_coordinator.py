@@ -199,6 +199,7 @@ def test_the_token_guards_mutations_and_never_leaks(redis_url: str) -> None:
         assert_error(call(base, "GET", "/api/jobs", token="wrong"), 403, "forbidden")
         assert call(base, "GET", "/api/queue/stats", token=TOKEN)[0] == 200
         assert call(base, "GET", "/api/health")[0] == 200, "probes stay open"
+        assert call(base, "GET", "/api/live")[0] == 200, "probes stay open"
         assert call(base, "GET", "/metrics")[0] == 200, "scrapes stay open"
         ws_base = base.replace("http://", "ws://")
         with pytest.raises(Exception, match="401"):
@@ -224,6 +225,9 @@ def test_an_unreachable_queue_is_503_without_its_url(caplog: pytest.LogCaptureFi
         base = f"http://{server.address}"
         status, health, _ = call(base, "GET", "/api/health")
         assert status == 503 and health["status"] == "unavailable"
+        # Liveness does not depend on the queue: a Redis outage restarts no coordinator.
+        status, live, _ = call(base, "GET", "/api/live")
+        assert status == 200 and live["status"] == "ok" and live["uptime_seconds"] >= 0
         answer = call(base, "GET", "/api/queue/stats")
         message = assert_error(answer, 503, "queue_unavailable")
         time.sleep(0.5)  # the stats sampler fails and logs too

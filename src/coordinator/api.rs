@@ -177,6 +177,16 @@ pub(super) async fn method_not_allowed() -> ApiError {
     )
 }
 
+/// Liveness: this process serves HTTP. Never asks the queue, so a Redis outage does not get
+/// every coordinator restarted by its liveness probe (`/api/health` is the readiness probe).
+pub(super) async fn live(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": state.started.elapsed().as_secs_f64(),
+    }))
+}
+
 pub(super) async fn health(State(state): State<Arc<AppState>>) -> Response {
     let reachable = matches!(
         tokio::time::timeout(HEALTH_TIMEOUT, state.queue.stats()).await,

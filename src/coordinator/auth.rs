@@ -1,5 +1,5 @@
 //! The bearer-token check: every mutating route needs `Authorization: Bearer <token>` when a
-//! token is configured, and every route (but the health probe, `/metrics` and the static
+//! token is configured, and every route (but the health probes, `/metrics` and the static
 //! dashboard page) when reads are protected too. Compared in constant time.
 
 use std::sync::Arc;
@@ -14,7 +14,13 @@ use super::AppState;
 use super::api::ApiError;
 
 /// Paths anyone may read even when reads are protected: probes, scrapes, the page shell.
-const ALWAYS_OPEN: [&str; 4] = ["/api/health", "/metrics", "/", "/api/openapi.json"];
+const ALWAYS_OPEN: [&str; 5] = [
+    "/api/health",
+    "/api/live",
+    "/metrics",
+    "/",
+    "/api/openapi.json",
+];
 
 /// Whether `offered` is the token (constant time in the token's length).
 pub fn token_matches(expected: &str, offered: &str) -> bool {

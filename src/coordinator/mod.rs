@@ -134,6 +134,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let mut app = Router::new()
         .route("/", get(api::dashboard))
         .route("/api/health", get(api::health))
+        .route("/api/live", get(api::live))
         .route("/api/openapi.json", get(api::openapi))
         .route("/api/scraping/start", post(api::start))
         .route("/api/scraping/status/{id}", get(api::status))
@@ -292,6 +293,7 @@ mod tests {
         let paths = document["paths"].as_object().expect("paths");
         for (path, method) in [
             ("/api/health", "get"),
+            ("/api/live", "get"),
             ("/api/scraping/start", "post"),
             ("/api/scraping/status/{id}", "get"),
             ("/api/jobs", "get"),
@@ -309,7 +311,7 @@ mod tests {
                 "{method} {path} missing from openapi.json"
             );
         }
-        assert_eq!(paths.len(), 12, "no route documented that does not exist");
+        assert_eq!(paths.len(), 13, "no route documented that does not exist");
     }
 
     #[test]
