@@ -1,0 +1,158 @@
+"""Generates the Grafana dashboard of the fleet (``dashboards/scraperv4.json``).
+
+    python monitoring/grafana/dashboard.py > monitoring/grafana/dashboards/scraperv4.json
+
+The JSON is checked in (Grafana provisions it from the file) and ``make test`` regenerates it
+and fails on a difference, so edit this script, never the JSON. The queue's series are
+exported by every coordinator (and the autoscaler) from the same Redis: every panel takes
+``max()`` across them, never ``sum()``. A worker's own series carry its ``worker`` label.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
+WIDTH, HEIGHT = 12, 8
+
+
+def target(expr: str, legend: str, ref: str = "A") -> dict[str, Any]:
+    return {"datasource": DATASOURCE, "expr": expr, "legendFormat": legend, "refId": ref}
+
+
+def timeseries(
+    title: str, targets: list[dict[str, Any]], unit: str, description: str, **options: Any
+) -> dict[str, Any]:
+    return {
+        "type": "timeseries",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "targets": targets,
+        "fieldConfig": {
+            "defaults": {"unit": unit, "min": 0, **options.get("defaults", {})},
+            "overrides": [],
+        },
+        "options": {
+            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        },
+    }
+
+
+def heatmap(title: str, expr: str, description: str) -> dict[str, Any]:
+    return {
+        "type": "heatmap",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "targets": [{**target(expr, "{{le}}"), "format": "heatmap"}],
+        "options": {
+            "calculate": False,
+            "yAxis": {"unit": "s"},
+            "cellGap": 1,
+            "color": {"mode": "scheme", "scheme": "Oranges"},
+        },
+    }
+
+
+def panels() -> list[dict[str, Any]]:
+    found = [
+        timeseries(
+            "Throughput",
+            [
+                target("max(rate(scraperv4_jobs_completed_total[5m]))", "completed"),
+                target("max(rate(scraperv4_jobs_failed_total[5m]))", "failed", "B"),
+                target("max(rate(scraperv4_jobs_retried_total[5m]))", "retried", "C"),
+            ],
+            "ops",
+            "Jobs finished per second, over 5 minutes (max across the exporters).",
+        ),
+        timeseries(
+            "Backlog by status",
+            [
+                target("max by (status) (scraperv4_jobs)", "{{status}}"),
+                target("max(scraperv4_queue_length)", "runnable now", "B"),
+            ],
+            "short",
+            "Jobs stored per status, and the runnable backlog the autoscaler scales on.",
+        ),
+        timeseries(
+            "Workers",
+            [
+                target("max(scraperv4_active_workers)", "alive (heartbeat)"),
+                target("max(scraperv4_total_workers)", "registered", "B"),
+                target('count(up{job="scraperv4-worker"} == 1)', "scraped", "C"),
+            ],
+            "short",
+            "Workers with a recent heartbeat, registered in the queue, and answering scrapes.",
+            defaults={"decimals": 0},
+        ),
+        timeseries(
+            "Error rate",
+            [
+                target(
+                    "max(rate(scraperv4_jobs_failed_total[5m])) / "
+                    "(max(rate(scraperv4_jobs_failed_total[5m])) + "
+                    "max(rate(scraperv4_jobs_completed_total[5m])))",
+                    "failed / finished",
+                )
+            ],
+            "percentunit",
+            "Share of the jobs finishing that fail for good (the alert fires above 10%).",
+            defaults={"max": 1},
+        ),
+        heatmap(
+            "Job duration",
+            "max by (le) (increase(scraperv4_job_duration_seconds_bucket[$__rate_interval]))",
+            "Completed jobs by duration, claim to completion (the queue's histogram).",
+        ),
+        timeseries(
+            "Concurrency per worker",
+            [
+                target("scraperv4_worker_concurrency_limit", "{{worker}} limit"),
+                target("scraperv4_worker_jobs_in_flight", "{{worker}} in flight", "B"),
+            ],
+            "short",
+            "Each worker's adaptive concurrency limit (lowered under memory/CPU pressure) "
+            "and the jobs it is working on.",
+        ),
+    ]
+    for index, panel in enumerate(found):
+        panel["id"] = index + 1
+        panel["gridPos"] = {
+            "h": HEIGHT,
+            "w": WIDTH,
+            "x": (index % 2) * WIDTH,
+            "y": (index // 2) * HEIGHT,
+        }
+    return found
+
+
+def dashboard() -> dict[str, Any]:
+    return {
+        "uid": "scraperv4-fleet",
+        "title": "ScraperV4 fleet",
+        "description": "Generated by monitoring/grafana/dashboard.py: edit that, not this.",
+        "tags": ["scraperv4"],
+        "timezone": "browser",
+        "editable": False,
+        "graphTooltip": 1,
+        "refresh": "30s",
+        "schemaVersion": 39,
+        "time": {"from": "now-6h", "to": "now"},
+        "templating": {"list": []},
+        "annotations": {"list": []},
+        "panels": panels(),
+    }
+
+
+def render() -> str:
+    """The dashboard as the checked-in file holds it."""
+    return json.dumps(dashboard(), indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())
