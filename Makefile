@@ -29,12 +29,12 @@ $(VENV)/.tools: pyproject.toml
 .PHONY: install
 install: $(VENV)/.tools ## create .venv and install the package (debug build) with test tools
 	rm -f python/scraperv4/_core*.so
-	$(VENV)/bin/maturin develop --quiet --extras test
+	$(VENV)/bin/maturin develop --quiet --extras test,deploy
 
 .PHONY: install-release
 install-release: $(VENV)/.tools ## install an optimised build (benchmarks, the demo)
 	rm -f python/scraperv4/_core*.so
-	$(VENV)/bin/maturin develop --quiet --release --extras test
+	$(VENV)/bin/maturin develop --quiet --release --extras test,deploy
 
 .PHONY: demo
 demo: install-release ## set up everything and run the main job (crawl the bundled demo shop)
@@ -81,9 +81,23 @@ lint: install ## all linters: rustfmt, clippy, ruff, stubtest
 test-rust: $(VENV)/.tools ## Rust unit and integration tests
 	LD_LIBRARY_PATH="$(PY_LIBDIR):$$LD_LIBRARY_PATH" cargo test --all-targets
 
+# promtool and the docker CLI, from Debian packages (.ci/deploy-tools says how and why).
+$(VENV)/deploy-tools/.done: .ci/deploy-tools
+	.ci/deploy-tools
+	touch $@
+
+.PHONY: deploy-tools
+deploy-tools: $(VENV)/deploy-tools/.done ## the deployment kit's checkers that come from Debian
+
 .PHONY: test-python
-test-python: install ## pytest
+test-python: install deploy-tools ## pytest (the deployment kit's checks included)
 	$(VPY) -m pytest
+
+.PHONY: test-image
+test-image: install-release deploy-tools ## build the runtime image with buildah from a Debian root filesystem, run it
+	@command -v buildah >/dev/null && command -v mmdebstrap >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq buildah mmdebstrap)
+	$(VPY) -m pytest -p no:cacheprovider -o addopts="" tests/image_build.py
 
 .PHONY: test
 test: lint test-rust test-python ## set up everything and run every check and test
