@@ -15,6 +15,7 @@ def add_all(commands: Any) -> None:
         config,
         coordinator,
         crawl,
+        healthcheck,
         queue,
         resources,
         worker,
@@ -27,3 +28,4 @@ def add_all(commands: Any) -> None:
     coordinator.add(commands)
     resources.add(commands)
     config.add(commands)
+    healthcheck.add(commands)
