@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import stat
+import subprocess
 import sys
 import threading
 import time
@@ -487,8 +488,6 @@ def test_seed_autoscaler_surface(redis_url: str, tmp_path: Path) -> None:
 
 
 def test_stats_plot_draws_queue_depth_workers_and_throughput(tmp_path: Path) -> None:
-    import subprocess
-
     queue_url = f"sqlite://{tmp_path / 'q.db'}"
     JobQueue(queue_url).submit_many(unreachable_jobs(5))
     png = tmp_path / "fleet.png"
@@ -509,3 +508,80 @@ def test_stats_plot_draws_queue_depth_workers_and_throughput(tmp_path: Path) -> 
     )  # fmt: skip
     assert blocked.returncode == 2
     assert "--plot needs matplotlib: pip install matplotlib" in blocked.stderr
+
+
+def _fake_docker_info(bin_dir: Path, answer: str) -> None:
+    """A stand-in for `docker info --format ...` on a host that answers ``answer``."""
+    bin_dir.mkdir(exist_ok=True)
+    script = bin_dir / "docker"
+    script.write_text(f"#!/bin/sh\n[ \"$1\" = info ] && echo '{answer}'\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+
+
+def test_the_executor_follows_where_the_autoscaler_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    from scraperv4 import autoscale
+
+    for variable in ("KUBERNETES_SERVICE_HOST", "DOCKER_HOST", "SCRAPERV4_TEMPLATES",
+                     "SCRAPERV4_EXECUTOR", "SCRAPERV4_NAMESPACE"):  # fmt: skip
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(autoscale, "SERVICE_ACCOUNT_DIR", str(tmp_path / "serviceaccount"))
+    bin_dir = tmp_path / "bin"
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+    # A Swarm manager: `docker info` says the node is an active manager.
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/docker.sock")
+    _fake_docker_info(bin_dir, "active true")
+    assert autoscale.detect_executor() == "swarm"
+    scaler = AutoScaler(redis_url)
+    assert isinstance(scaler.executor, SwarmExecutor)
+    assert scaler.executor.service == "scraperv4_worker"
+    # A Swarm worker node, or Docker without Swarm: not a manager.
+    for answer in ("active false", "inactive false"):
+        _fake_docker_info(bin_dir, answer)
+        assert autoscale.detect_executor() == "local"
+
+    # Inside a pod: the service account is mounted; the namespace is the pod's own.
+    account = tmp_path / "serviceaccount"
+    account.mkdir()
+    (account / "token").write_text("t")
+    (account / "namespace").write_text("scraping\n")
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")  # never contacted
+    scaler = AutoScaler(redis_url)
+    assert isinstance(scaler.executor, KubernetesExecutor)
+    assert (scaler.executor.deployment, scaler.executor.namespace) == (
+        "scraperv4-worker",
+        "scraping",
+    )
+    monkeypatch.setenv("SCRAPERV4_NAMESPACE", "other")
+    executor = AutoScaler(redis_url).executor
+    assert isinstance(executor, KubernetesExecutor) and executor.namespace == "other", "set wins"
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
+
+
+def test_the_guides_autoscaler_constructs_without_templates_until_a_worker_must_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    for variable in ("KUBERNETES_SERVICE_HOST", "DOCKER_HOST", "SCRAPERV4_TEMPLATES",
+                     "SCRAPERV4_EXECUTOR"):  # fmt: skip
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no docker: not a Swarm manager
+    scaler = AutoScaler(redis_url)  # as in the guide
+    assert isinstance(scaler.executor, LocalExecutor)
+    scaler.scaling_config.update(min_workers=0)
+    assert scaler.evaluate()["action"] == "none", "an empty queue starts nobody"
+    scaler.scaling_config.update(min_workers=1)
+    with pytest.raises(ConfigError, match="templates directory"):
+        scaler.evaluate()
+    assert scaler.executor.workers() == 0
+
+    # The command line the same: it starts, then says why it cannot start a worker (exit 2).
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable)}
+    done = subprocess.run(
+        [sys.executable, "-m", "scraperv4", "autoscale", "--executor", "auto", "--queue",
+         redis_url, "--metrics-addr", "off", "--min-workers", "1", "--run-for", "30"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "with the local executor" in done.stderr and "templates directory" in done.stderr

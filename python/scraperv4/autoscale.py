@@ -4,10 +4,13 @@ The decision engine is Rust (``_core.ScalingPolicy``: the scaling guide's thresh
 cooldowns plus HPA-style stabilization windows and rate limits; every decision carries its
 reason). This module runs it every ``evaluation_interval`` and acts through an executor:
 
-- :class:`LocalExecutor` (the default) spawns and stops ``scraperv4 worker`` processes on
-  this machine; the resource manager can veto a scale-up when the machine is full.
+- :class:`LocalExecutor` spawns and stops ``scraperv4 worker`` processes on this machine;
+  the resource manager can veto a scale-up when the machine is full.
 - :class:`SwarmExecutor` runs ``docker service scale SERVICE=N``.
 - :class:`KubernetesExecutor` runs ``kubectl scale deployment NAME --replicas=N``.
+
+The ``executor`` setting ``auto`` (the default) picks one from where the autoscaler runs
+(:func:`detect_executor`): Kubernetes inside a pod, Swarm on a Swarm manager, else local.
 
 Scale-down is graceful for all of them: the workers to remove are chosen among the live
 ones (registered with a recent heartbeat: a dead worker's registry entry is never a victim;
@@ -47,6 +50,7 @@ __all__ = [
     "LocalExecutor",
     "SwarmExecutor",
     "default_scaling_config",
+    "detect_executor",
     "executor_from_settings",
 ]
 
@@ -195,7 +199,8 @@ class LocalExecutor:
 
     Args:
         queue_url: the queue the workers serve (``REDIS_URL``).
-        templates_dir: the workers' templates (``--templates``).
+        templates_dir: the workers' templates (``--templates``); needed only once a worker
+            must be started (a :class:`~scraperv4.exceptions.ConfigError` then).
         worker_args: more ``scraperv4 worker`` arguments (e.g. ``["--concurrency", "4"]``).
         queue_name: the queue's name.
         log_dir: where each worker's stderr goes (default: discarded).
@@ -207,18 +212,13 @@ class LocalExecutor:
     def __init__(
         self,
         queue_url: str,
-        templates_dir: str,
+        templates_dir: Optional[str] = None,
         *,
         worker_args: Sequence[str] = (),
         queue_name: str = "default",
         log_dir: Optional[str] = None,
         stop_timeout: float = 30.0,
     ) -> None:
-        if not templates_dir:
-            raise ConfigError(
-                "the local executor needs a templates directory (--templates or "
-                "SCRAPERV4_TEMPLATES) for the workers it starts"
-            )
         self.queue_url = queue_url
         self.templates_dir = templates_dir
         self.worker_args = list(worker_args)
@@ -261,6 +261,12 @@ class LocalExecutor:
         pass
 
     def _spawn(self) -> None:
+        if not self.templates_dir:
+            # Only now: an autoscaler that never starts a local worker needs no templates.
+            raise ConfigError(
+                "the local executor needs a templates directory (--templates or "
+                "SCRAPERV4_TEMPLATES) for the workers it starts"
+            )
         worker_id = f"{self._prefix}{uuid.uuid4().hex[:8]}"
         argv = [
             sys.executable, "-m", "scraperv4", "worker", "--templates", self.templates_dir,
@@ -297,15 +303,63 @@ class LocalExecutor:
             self._stop(worker_id)
 
 
+#: A pod's service account: its token, CA and namespace (mounted by Kubernetes).
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def _in_kubernetes_pod() -> bool:
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.isfile(
+        os.path.join(SERVICE_ACCOUNT_DIR, "token")
+    )
+
+
+def _on_swarm_manager() -> bool:
+    if not (os.environ.get("DOCKER_HOST") or os.path.exists("/var/run/docker.sock")):
+        return False
+    try:
+        state = _run(
+            ["docker", "info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"],
+            timeout=15.0,
+        )
+    except ExecutorError as error:
+        log.info("not a Swarm manager: %s", error)
+        return False
+    return state.split() == ["active", "true"]
+
+
+def detect_executor() -> str:
+    """The executor for where this process runs: ``kubernetes`` inside a pod (a service
+    account is mounted), ``swarm`` on a Swarm manager (``docker info`` says so), else
+    ``local``."""
+    if _in_kubernetes_pod():
+        return "kubernetes"
+    if _on_swarm_manager():
+        return "swarm"
+    return "local"
+
+
+def _pod_namespace(settings: AutoscalerSettings) -> str:
+    """The ``namespace`` setting, or the pod's own namespace when it was not set."""
+    path = os.path.join(SERVICE_ACCOUNT_DIR, "namespace")
+    if settings.from_default("namespace") and os.path.isfile(path):
+        with open(path, encoding="utf-8") as file:
+            return file.read().strip() or settings.namespace
+    return settings.namespace
+
+
 def executor_from_settings(settings: AutoscalerSettings) -> Executor:
-    """The executor the ``executor`` setting names, configured by the other settings."""
-    if settings.executor == "swarm":
+    """The executor the ``executor`` setting names (``auto``: :func:`detect_executor`),
+    configured by the other settings."""
+    kind = detect_executor() if settings.executor == "auto" else settings.executor
+    if kind != settings.executor:
+        log.info("executor auto: %s", kind)
+    if kind == "swarm":
         return SwarmExecutor(settings.service)
-    if settings.executor == "kubernetes":
-        return KubernetesExecutor(settings.deployment, settings.namespace)
+    if kind == "kubernetes":
+        return KubernetesExecutor(settings.deployment, _pod_namespace(settings))
     return LocalExecutor(
         settings.require_queue_url(),
-        settings.templates or "",
+        settings.templates,
         worker_args=settings.worker_args,
         queue_name=settings.queue_name,
     )

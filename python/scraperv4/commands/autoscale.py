@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from scraperv4.commands._common import EXIT_OK, add_setting_flags, guide
-from scraperv4.exceptions import ScraperV4Error
+from scraperv4.exceptions import ConfigError, ScraperV4Error
 from scraperv4.settings import AutoscalerSettings
 
 
@@ -24,6 +24,7 @@ def add(commands: Any) -> None:
             "done) below --scale-down-threshold. Every decision is logged with its reason.\n"
             "Also serves the cluster metrics on --metrics-addr (/metrics).\n\n"
             "executors:\n"
+            "  auto        (default) kubernetes in a pod, swarm on a Swarm manager, else local\n"
             "  local       start/stop `scraperv4 worker` processes here (needs --templates)\n"
             "  swarm       docker service scale SERVICE=N\n"
             "  kubernetes  kubectl scale deployment NAME --replicas=N\n\n"
@@ -81,6 +82,8 @@ def _autoscale(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                     flush=True,
                 )
+            except ConfigError:
+                raise  # e.g. a local worker to start without templates: exit 2, say why
             except ScraperV4Error as error:
                 print(f"scraperv4: evaluation failed: {error}", file=sys.stderr, flush=True)
             if args.run_for is not None and time.monotonic() - started >= args.run_for:

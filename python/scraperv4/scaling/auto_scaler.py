@@ -2,9 +2,10 @@
 
 Differences from the seed: the decision engine is the Rust policy (the seed's thresholds and
 cooldowns, plus stabilization windows and rate limits; scale on the runnable backlog, not on
-delayed retries); the default executor runs local ``scraperv4 worker`` processes (pass
-``executor=SwarmExecutor()`` or ``KubernetesExecutor()`` for the seed's targets); scale-down
-drains the chosen workers and waits for them instead of killing them mid-job.
+delayed retries); the executor comes from where it runs (Kubernetes inside a pod, Swarm on
+a Swarm manager, else local ``scraperv4 worker`` processes, which need templates only once
+one must start; or pass ``executor=``); scale-down drains the chosen workers and waits for
+them instead of killing them mid-job.
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ class AutoScaler:
     Args:
         redis_url: the queue's URL (default: the ``queue_url`` setting, e.g. ``$REDIS_URL``,
             else ``redis://localhost:6379/0``).
-        executor: how to change the fleet (default: the ``executor`` setting, local worker
-            processes with the templates of ``$SCRAPERV4_TEMPLATES`` unless set).
+        executor: how to change the fleet (default: the ``executor`` setting, ``auto``:
+            Kubernetes in a pod, Swarm on a manager, else local worker processes with the
+            templates of ``$SCRAPERV4_TEMPLATES``).
         **options: more :class:`~scraperv4.autoscale.Autoscaler` options.
     """
 

@@ -547,9 +547,10 @@ class AutoscalerSettings(QueueSection, MetricsSection, LoggingSection):
 
     ROLE = "autoscaler"
 
-    executor: Literal["local", "swarm", "kubernetes"] = setting(
-        "local",
-        "How the fleet is changed: local worker processes, docker service scale, kubectl scale.",
+    executor: Literal["auto", "local", "swarm", "kubernetes"] = setting(
+        "auto",
+        "How the fleet is changed: local worker processes, docker service scale, kubectl "
+        "scale; auto: kubernetes inside a pod, swarm on a Swarm manager, else local.",
     )
     min_workers: int = setting(_SCALING["min_workers"], "Fewest workers.", ge=0)
     max_workers: int = setting(_SCALING["max_workers"], "Most workers.", ge=1)
@@ -602,7 +603,9 @@ class AutoscalerSettings(QueueSection, MetricsSection, LoggingSection):
         _SCALING["scale_down_max_workers"], "...or by this many workers, whichever is more.", ge=0
     )
     templates: Optional[str] = setting(
-        None, "Templates of the workers the local executor starts.", metavar="DIR"
+        None,
+        "Templates of the workers the local executor starts (needed once it starts one).",
+        metavar="DIR",
     )
     worker_args: ArgList = setting(
         [],
