@@ -33,7 +33,7 @@ from scraperv4.fetch import FetchConfig
 from scraperv4.queue import JobQueue
 from scraperv4.settings import WorkerSettings
 from scraperv4.settings import load as load_settings
-from scraperv4.worker import Worker, crawl_job_id, export_jsonl
+from scraperv4.worker import Worker, crawl_job_id, default_worker_id, export_jsonl
 
 __all__ = ["ScrapingService", "ScrapingWorker", "ServiceJob"]
 
@@ -49,7 +49,9 @@ class ScrapingWorker:
 
     Args:
         worker_id: default ``$WORKER_ID`` (or ``$SCRAPERV4_WORKER_ID``), else
-            ``worker-<pid>`` (as in the guide).
+            ``<hostname>-<pid>``: unique per container or pod replica (the guide's
+            ``worker-<pid>`` was the same in every container, where the worker has the same
+            PID).
         redis_url: default ``$SCRAPERV4_QUEUE_URL`` / ``$REDIS_URL`` (or the config file),
             else ``redis://localhost:6379/0``.
         templates_dir: directory of templates (see the module docs).
@@ -70,7 +72,7 @@ class ScrapingWorker:
             WorkerSettings,
             overrides={"worker_id": worker_id, "queue_url": redis_url, "templates": templates_dir},
         )
-        self.worker_id = settings.worker_id or f"worker-{os.getpid()}"
+        self.worker_id = settings.worker_id or default_worker_id()
         self._worker = Worker(
             settings.queue_url or DEFAULT_REDIS_URL,
             worker_id=self.worker_id,
