@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from scraperv4.demo import TEMPLATE_PATH, DemoSite
 from scraperv4.fetch import FetchConfig
@@ -76,3 +80,14 @@ def test_scraping_worker_processes_seed_jobs_and_stops_gracefully(
     assert not thread.is_alive()
     assert queue.stats().by_status["completed"] >= 4
     assert queue.workers() == []
+
+
+def test_scraping_workers_default_id_differs_between_containers(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Replicas of one image run the worker under the same PID (tini is PID 1); their
+    # hostnames differ (a container's is its id, a pod's its name).
+    monkeypatch.delenv("WORKER_ID", raising=False)
+    monkeypatch.delenv("SCRAPERV4_WORKER_ID", raising=False)
+    worker = ScrapingWorker(redis_url=redis_url, templates_dir=str(tmp_path))
+    assert worker.worker_id == f"{socket.gethostname()}-{os.getpid()}"
