@@ -65,15 +65,15 @@ docs: install ## regenerate docs/configuration.md from the settings model
 .PHONY: format
 format: $(VENV)/.tools ## format Rust and Python code
 	cargo fmt --all
-	$(VENV)/bin/ruff format python tests benches examples
-	$(VENV)/bin/ruff check --fix python tests benches examples
+	$(VENV)/bin/ruff format python tests benches examples monitoring
+	$(VENV)/bin/ruff check --fix python tests benches examples monitoring
 
 .PHONY: lint
 lint: install ## all linters: rustfmt, clippy, ruff, stubtest
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
-	$(VENV)/bin/ruff check python tests benches examples
-	$(VENV)/bin/ruff format --check python tests benches examples
+	$(VENV)/bin/ruff check python tests benches examples monitoring
+	$(VENV)/bin/ruff format --check python tests benches examples monitoring
 	$(VPY) -m mypy.stubtest scraperv4._core --allowlist .mypy-stubtest-allowlist
 	$(VPY) -m mypy python/scraperv4
 

@@ -10,12 +10,18 @@ import urllib.request
 from typing import Any, Optional
 
 from scraperv4.commands._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, guide
-from scraperv4.settings import ROLE_ENV, AutoscalerSettings, CoordinatorSettings, WorkerSettings
+from scraperv4.settings import (
+    ROLE_ENV,
+    AutoscalerSettings,
+    CoordinatorSettings,
+    Settings,
+    WorkerSettings,
+)
 from scraperv4.settings import load as load_settings
 
 #: Each role's liveness endpoint: the setting holding its address, and the path. None asks
 #: the queue: a Redis outage must not make every container unhealthy (Swarm restarts those).
-LIVENESS = {
+LIVENESS: dict[str, tuple[type[Settings], str, str]] = {
     "coordinator": (CoordinatorSettings, "addr", "/api/live"),
     "worker": (WorkerSettings, "metrics_addr", "/health"),
     "autoscaler": (AutoscalerSettings, "metrics_addr", "/health"),
