@@ -243,6 +243,13 @@ def test_secrets_and_network(rendered: tuple[str, list[dict[str, Any]]]) -> None
         if "secret" in volume
     }
     assert used == OPERATOR_SECRETS and not defined, "no secret value is kept in the manifests"
+    for name, spec in pod_specs(manifests).items():
+        for volume in spec.get("volumes", []):
+            mode = volume.get("secret", {}).get("defaultMode")
+            if mode is not None and not mode & 0o004:  # not world-readable: the group reads it
+                assert (
+                    spec["securityContext"].get("fsGroup") == spec["securityContext"]["runAsGroup"]
+                ), f"{name} cannot read its secret {volume['name']}"
     coordinator = pod_specs(manifests)["scraperv4-coordinator"]["containers"][0]
     env = {e["name"]: e.get("value") for e in coordinator["env"]}
     assert env["SCRAPERV4_API_TOKEN_FILE"].startswith("/var/run/secrets/scraperv4/")
