@@ -220,3 +220,4 @@ def test_the_images_build_from_a_debian_root_filesystem_and_run_unprivileged() -
         f"images {built - wheels_done:.0f} s, total {time.monotonic() - started:.0f} s",
         file=sys.stderr,
     )
+    clean()  # nothing stays mounted under target/ (a failed run leaves it for a look)
