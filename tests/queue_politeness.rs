@@ -67,6 +67,7 @@ where
     a_queue_wide_delay_paces_every_key(&open).await;
     crawl_delay_is_held_fleet_wide(&open).await;
     unthrottled_keys_are_not_tracked(&open).await;
+    answers_in_flight_together_are_one_signal(&open).await;
 }
 
 async fn a_delay_gives_one_job_per_slot<F, Fut>(open: &F)
@@ -372,6 +373,28 @@ where
     queue.submit(jobs("s2-", "127.0.0.15", 2, 0)).await.unwrap();
     assert!(!queue.domain("127.0.0.15").await.unwrap().unwrap().parked);
     assert_eq!(queue.claim("w", 10, true).await.unwrap().len(), 2);
+}
+
+async fn answers_in_flight_together_are_one_signal<F, Fut>(open: &F)
+where
+    F: Fn(QueueOptions) -> Fut,
+    Fut: std::future::Future<Output = JobQueue>,
+{
+    // 8 requests were in flight when the site started answering 429: the delay doubles once
+    // (to its first step, 1 s), not 8 times.
+    let queue = open(options()).await;
+    queue.submit(jobs("v", "127.0.0.16", 8, 0)).await.unwrap();
+    let claimed = queue.claim("w", 8, true).await.unwrap();
+    assert_eq!(claimed.len(), 8);
+    for job in &claimed {
+        let feedback = Feedback::Throttled { retry_after: None };
+        queue
+            .fail(&job.id, job.token, "HTTP 429", true, Some(feedback))
+            .await
+            .unwrap();
+    }
+    let info = queue.domain("127.0.0.16").await.unwrap().unwrap();
+    assert_eq!((info.delay_ms, info.throttled), (1000, 8), "{info:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -101,7 +101,7 @@ def test_failing_pages_retry_then_fail_visibly_and_can_be_retried(tmp_path: Path
     assert listed.returncode == 0, listed.stderr
     failed = [json.loads(line) for line in listed.stdout.splitlines()]
     assert sorted(j["target_url"].rsplit("/", 1)[1] for j in failed) == ["3", "7"]
-    assert all("503" in j["error"] and j["retry_count"] == 1 for j in failed)
+    assert all("500" in j["error"] and j["retry_count"] == 1 for j in failed)
 
     retried = run_cli("jobs", "retry", failed[0]["id"], "--queue", queue_url)
     assert retried.returncode == 0, retried.stderr

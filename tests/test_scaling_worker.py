@@ -45,7 +45,7 @@ def test_scraping_service_runs_a_job_and_reports_items(tmp_path: Path) -> None:
         service.start_scraping_job(broken.id)
         failed = wait_status(service, broken.id)
     assert failed["status"] == "failed"
-    assert "503" in str(failed["error"])
+    assert "500" in str(failed["error"])
 
 
 def test_scraping_worker_processes_seed_jobs_and_stops_gracefully(

@@ -71,7 +71,8 @@ class DemoSite:
         products_per_category: products in each category.
         page_size: products per listing page.
         latency: seconds each response waits before it is sent (a slow site).
-        failing: product ids whose page always answers 503.
+        failing: product ids whose page always answers 500 (a broken page; 503 and 429 are
+            what a site says to slow down, and slow the whole site for the fleet).
         seed: the generator's seed.
     """
 
@@ -210,7 +211,7 @@ class DemoSite:
             product = self.products.get(int(segments[1]))
             if product is not None:
                 if product.id in self.failing:
-                    return 503, _page("Unavailable", "<p>try again later</p>")
+                    return 500, _page("Internal Server Error", "<p>something broke</p>")
                 return 200, self._product(product)
         return 404, _page("Not found", "<p>no such page</p>")
 

@@ -104,11 +104,20 @@ class SettingSpec:
         return self.env_names[0]
 
 
-def _kind(annotation: Any, metadata: list[Any]) -> str:
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is Union:
+def _unwrap(annotation: Any, metadata: list[Any]) -> tuple[Any, list[Any]]:
+    """``Optional[X]`` as ``X``, and ``Annotated[X, ...]`` as ``X`` with its metadata."""
+    if typing.get_origin(annotation) is Union:
+        args = typing.get_args(annotation)
         annotation = next(a for a in args if a is not type(None))
-        origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if typing.get_origin(annotation) is typing.Annotated:
+        metadata = [*metadata, *annotation.__metadata__]
+        annotation = annotation.__origin__
+    return annotation, metadata
+
+
+def _kind(annotation: Any, metadata: list[Any]) -> str:
+    annotation, metadata = _unwrap(annotation, metadata)
+    origin = typing.get_origin(annotation)
     if origin is typing.Literal:
         return "choice"
     validators = {getattr(m, "func", None) for m in metadata if isinstance(m, BeforeValidator)}
@@ -122,6 +131,7 @@ def _kind(annotation: Any, metadata: list[Any]) -> str:
 
 
 def _accepted(kind: str, annotation: Any, metadata: list[Any]) -> str:
+    annotation, metadata = _unwrap(annotation, metadata)
     bounds: dict[str, Any] = {}
     for m in metadata:
         for limit in ("ge", "gt", "le"):

@@ -660,12 +660,23 @@ pub(super) fn penalize(
     let p = policy(tx, ctx)?;
     let mut d = load(tx, ctx, key)?;
     let now = ctx.now;
-    let max_delay = i64::try_from(p.max_delay_ms).unwrap_or(i64::MAX);
-    let delay = (d.delay(&p, now).saturating_mul(2))
-        .max(1000)
-        .min(max_delay);
-    d.delay = delay;
-    d.next_at = d.next_at.max(now + delay);
+    // Once per delay: answers to requests that were in flight together are one signal.
+    let last: Option<i64> = tx
+        .query_row(
+            "SELECT MAX(last_throttled, last_error) FROM domains WHERE queue = ?1 AND key = ?2",
+            params![ctx.queue, key],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(|e| ctx.error(&e))?
+        .flatten();
+    let current = d.delay(&p, now);
+    if now - last.unwrap_or(0) >= current {
+        let max_delay = i64::try_from(p.max_delay_ms).unwrap_or(i64::MAX);
+        let delay = current.saturating_mul(2).max(1000).min(max_delay);
+        d.delay = delay;
+        d.next_at = d.next_at.max(now + delay);
+    }
     let (kind, pause) = feedback.encode();
     if pause > 0 {
         let pause = i64::try_from(pause.min(p.max_pause_ms)).unwrap_or(i64::MAX);

@@ -201,12 +201,19 @@ end
 
 -- The domain answered "too many requests" / "unavailable" (Retry-After `pause_ms`, 0 when
 -- none), or the request failed (timeout, connection): the key's delay doubles (from at least
--- a second, at most max_delay) for the whole fleet, and a Retry-After pauses it.
+-- a second, at most max_delay) for the whole fleet — once per delay: the answers to requests
+-- that were already in flight together are one signal, not one each — and a Retry-After
+-- pauses it.
 local function penalize(k, now, pause_ms, kind)
   local d, p = dom(k), policy()
-  local delay = math.min(p.max_delay, math.max(1000, key_delay(d, now) * 2))
-  dset(k, 'delay', delay)
-  dset(k, 'next', math.max(d.next, now + delay))
+  local last = redis.call('HMGET', key('dom', k), 'last_throttled', 'last_error')
+  local since = now - math.max(tonumber(last[1] or '0') or 0, tonumber(last[2] or '0') or 0)
+  local current = key_delay(d, now)
+  if since >= current then
+    local delay = math.min(p.max_delay, math.max(1000, current * 2))
+    dset(k, 'delay', delay)
+    dset(k, 'next', math.max(d.next, now + delay))
+  end
   if pause_ms > 0 then
     dset(k, 'pause_until', math.max(d.pause_until, now + math.min(pause_ms, p.max_pause)))
   end
