@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 use super::body::{self, BodyLimits};
 use super::config::FetchConfig;
 use super::error::{FetchError, FetchErrorKind, FetchResult};
-use super::robots::{self, RobotsCache, Rules};
+use super::robots::{self, RobotsCache, RobotsStore, Rules, Shared};
 use super::ssrf::{self, AddressPolicy, BlockedAddress, GuardedResolver, Lookup};
 use crate::config::{ConfigError, ConfigResult};
 
@@ -62,6 +62,11 @@ pub struct RequestOptions {
     /// A worker of a queue says no: the answer goes back to the queue, which slows the
     /// site down for the whole fleet and schedules the retry.
     pub retry_throttled: Option<bool>,
+    /// Whether this process waits out robots.txt's `Crawl-delay` between requests to a host
+    /// (default yes). No: a request whose host's delay has not passed is not sent but
+    /// refused at once ([`FetchErrorKind::Paced`]) — a worker of a queue gives such a job
+    /// back, and the queue holds the delay for the whole fleet.
+    pub wait_for_crawl_delay: Option<bool>,
 }
 
 /// Politeness state of one host.
@@ -78,6 +83,8 @@ pub struct Fetcher {
     global: Semaphore,
     hosts: std::sync::Mutex<HashMap<String, Arc<HostGate>>>,
     robots: RobotsCache,
+    /// Where robots.txt outcomes are shared with the fleet, when set.
+    robots_store: std::sync::OnceLock<Arc<dyn RobotsStore>>,
 }
 
 impl Fetcher {
@@ -155,12 +162,25 @@ impl Fetcher {
             policy,
             hosts: std::sync::Mutex::new(HashMap::new()),
             robots: RobotsCache::default(),
+            robots_store: std::sync::OnceLock::new(),
         })
     }
 
     /// The settings in use.
     pub fn config(&self) -> &FetchConfig {
         &self.config
+    }
+
+    /// Shares robots.txt outcomes through `store` (a queue): each origin's file is then
+    /// fetched about once per TTL for the whole fleet. Only the first store set is used.
+    pub fn share_robots(&self, store: Arc<dyn RobotsStore>) {
+        let _ = self.robots_store.set(store);
+    }
+
+    /// The `Crawl-delay` robots.txt asks of us for `url`'s origin, if its rules are cached.
+    pub fn crawl_delay(&self, url: &str) -> Option<Duration> {
+        let parsed = reqwest::Url::parse(url).ok()?;
+        self.robots.cached(&origin(&parsed))?.crawl_delay()
     }
 
     /// Fetches `url`: robots.txt, politeness, retries and redirects included.
@@ -242,7 +262,7 @@ impl Fetcher {
             let gate = self.gate(&current);
             let _global = self.global.acquire().await.map_err(|_| closed(url))?;
             let _host = gate.permits.acquire().await.map_err(|_| closed(url))?;
-            self.wait_for_slot(&gate, &current, options).await;
+            self.wait_for_slot(&gate, &current, options).await?;
             let response = self
                 .client
                 .get(current.clone())
@@ -388,28 +408,50 @@ impl Fetcher {
         }))
     }
 
-    /// Waits for this host's politeness slot and books the next one.
-    async fn wait_for_slot(&self, gate: &HostGate, url: &reqwest::Url, options: RequestOptions) {
+    /// Waits for this host's politeness slot and books the next one (or, when the caller
+    /// does not wait for robots.txt's `Crawl-delay`, refuses a request that comes too early).
+    async fn wait_for_slot(
+        &self,
+        gate: &HostGate,
+        url: &reqwest::Url,
+        options: RequestOptions,
+    ) -> FetchResult<()> {
         let (low, high) = options.delay_range.unwrap_or(self.config.delay_range);
         let mut delay = low + (high - low) * rand::random::<f64>();
+        let mut crawl_delay = 0.0;
         if options.respect_robots.unwrap_or(self.config.respect_robots)
-            && let Some(crawl_delay) = self
+            && let Some(asked) = self
                 .robots
                 .rules(&origin(url), Duration::MAX, || async { Rules::AllowAll })
                 .await
                 .crawl_delay()
         {
-            delay = delay.max(crawl_delay.as_secs_f64());
+            crawl_delay = asked.as_secs_f64();
         }
-        if delay <= 0.0 {
-            return;
+        let wait_for_crawl_delay = options.wait_for_crawl_delay.unwrap_or(true);
+        if wait_for_crawl_delay {
+            delay = delay.max(crawl_delay);
+        }
+        if delay <= 0.0 && crawl_delay <= 0.0 {
+            return Ok(());
         }
         let mut next = gate.next_slot.lock().await;
         let now = Instant::now();
         if *next > now {
+            if !wait_for_crawl_delay && crawl_delay > 0.0 {
+                return Err(FetchError::new(
+                    FetchErrorKind::Paced,
+                    url.as_str(),
+                    format!(
+                        "robots.txt asks for {crawl_delay} s between requests to this host: not \
+                         sent yet"
+                    ),
+                ));
+            }
             tokio::time::sleep(*next - now).await;
         }
-        *next = Instant::now() + FetchConfig::seconds(delay);
+        *next = Instant::now() + FetchConfig::seconds(delay.max(crawl_delay));
+        Ok(())
     }
 
     async fn check_robots(&self, url: &reqwest::Url) -> FetchResult<()> {
@@ -424,7 +466,49 @@ impl Fetcher {
             .map_err(|(kind, reason)| FetchError::new(kind, url.as_str(), reason))
     }
 
+    /// The rules of `origin`: from the fleet's store when it has them, else fetched here
+    /// (by one worker of the fleet while the others wait for its answer) and shared.
     async fn load_robots(&self, origin: String) -> Rules {
+        let agent = self.config.user_agent.clone();
+        let local = |outcome: Result<Shared, Rules>| match outcome {
+            Ok(shared) => shared.rules(&agent),
+            Err(rules) => rules,
+        };
+        let Some(store) = self.robots_store.get() else {
+            return local(self.fetch_robots(&origin).await);
+        };
+        let stored = |value: Option<String>| {
+            value.and_then(|text| serde_json::from_str::<Shared>(&text).ok())
+        };
+        if let Some(shared) = stored(store.get(&origin).await) {
+            return shared.rules(&agent);
+        }
+        let wait = FetchConfig::seconds(self.config.total_timeout).min(Duration::from_secs(30));
+        if store.claim(&origin, wait).await {
+            let outcome = self.fetch_robots(&origin).await;
+            if let Ok(shared) = &outcome
+                && let Ok(text) = serde_json::to_string(shared)
+            {
+                let ttl = FetchConfig::seconds(self.config.robots_ttl);
+                let lifetime = shared.rules(&agent).lifetime(ttl);
+                store.put(&origin, text, lifetime).await;
+            }
+            return local(outcome);
+        }
+        // Another worker is fetching it: wait for its answer (bounded), else fetch here.
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if let Some(shared) = stored(store.get(&origin).await) {
+                return shared.rules(&agent);
+            }
+        }
+        local(self.fetch_robots(&origin).await)
+    }
+
+    /// Fetches `origin`'s robots.txt: the outcome to share, or (the guard refused the
+    /// address) rules that only hold here.
+    async fn fetch_robots(&self, origin: &str) -> Result<Shared, Rules> {
         let url = format!("{origin}/robots.txt");
         let attempt = async {
             let response = match self.client.get(&url).send().await {
@@ -432,41 +516,45 @@ impl Fetcher {
                 Err(error) => {
                     let error = classify(&url, &error);
                     return Some(if error.kind == FetchErrorKind::BlockedAddress {
-                        Rules::Blocked(error.message)
+                        Err(Rules::Blocked(error.message))
                     } else {
-                        Rules::Unreachable(
-                            error.kind,
-                            format!("robots.txt could not be fetched: {}", error.message),
-                        )
+                        Ok(Shared::Unreachable {
+                            kind: error.kind,
+                            reason: format!("robots.txt could not be fetched: {}", error.message),
+                        })
                     });
                 }
             };
             let status = response.status().as_u16();
             if (400..500).contains(&status) {
-                return Some(Rules::AllowAll);
+                return Some(Ok(Shared::AllowAll));
             }
             if status >= 300 {
-                return Some(Rules::DisallowAll(format!(
-                    "robots.txt answered HTTP {status}: treated as disallow (RFC 9309)"
-                )));
+                return Some(Ok(Shared::DisallowAll {
+                    reason: format!(
+                        "robots.txt answered HTTP {status}: treated as disallow (RFC 9309)"
+                    ),
+                }));
             }
             let limits = BodyLimits {
                 max_bytes: 512 * 1024,
                 max_ratio: self.config.max_decompression_ratio,
             };
             let body = body::read(response, &url, limits).await.ok()?;
-            Some(robots::parse(&self.config.user_agent, &body.bytes))
+            Some(Ok(Shared::Parsed {
+                rules: robots::summary(&body.bytes),
+            }))
         };
         let timeout = FetchConfig::seconds(self.config.total_timeout);
         match tokio::time::timeout(timeout, attempt).await {
-            Ok(Some(rules)) => rules,
-            Ok(None) => Rules::DisallowAll(
-                "robots.txt could not be read: treated as disallow (RFC 9309)".to_owned(),
-            ),
-            Err(_) => Rules::Unreachable(
-                FetchErrorKind::Timeout,
-                format!("robots.txt did not arrive within {timeout:?}"),
-            ),
+            Ok(Some(outcome)) => outcome,
+            Ok(None) => Ok(Shared::DisallowAll {
+                reason: "robots.txt could not be read: treated as disallow (RFC 9309)".to_owned(),
+            }),
+            Err(_) => Ok(Shared::Unreachable {
+                kind: FetchErrorKind::Timeout,
+                reason: format!("robots.txt did not arrive within {timeout:?}"),
+            }),
         }
     }
 }

@@ -3,7 +3,8 @@
 use std::fmt;
 
 /// What went wrong, for programs (`FetchError.kind` in Python).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FetchErrorKind {
     /// A timeout: connect, between bytes, or the whole request.
     Timeout,
@@ -26,6 +27,10 @@ pub enum FetchErrorKind {
     TooManyRedirects,
     /// The body could not be decoded (bad compression, unusable URL in a redirect, ...).
     Decode,
+    /// Not sent: robots.txt asks for a delay between requests to this host that has not
+    /// passed, and the caller asked not to wait (a worker gives the job back to its queue,
+    /// which paces the fleet).
+    Paced,
 }
 
 impl FetchErrorKind {
@@ -42,6 +47,7 @@ impl FetchErrorKind {
             Self::HttpStatus => "http_status",
             Self::TooManyRedirects => "too_many_redirects",
             Self::Decode => "decode",
+            Self::Paced => "paced",
         }
     }
 }
@@ -83,7 +89,7 @@ impl FetchError {
     /// True for failures a retry may cure (timeouts, connection trouble, 429 and 5xx).
     pub fn is_retryable(&self) -> bool {
         match self.kind {
-            FetchErrorKind::Timeout | FetchErrorKind::Connect => true,
+            FetchErrorKind::Timeout | FetchErrorKind::Connect | FetchErrorKind::Paced => true,
             FetchErrorKind::HttpStatus => {
                 matches!(self.status, Some(429 | 500..=599))
             }

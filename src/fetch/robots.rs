@@ -77,6 +77,18 @@ pub struct RobotsCache {
 }
 
 impl RobotsCache {
+    /// The rules of `origin` if they are cached (whatever their age), without loading.
+    pub fn cached(&self, origin: &str) -> Option<Arc<Rules>> {
+        let slot = self
+            .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(origin)
+            .cloned()?;
+        let entry = slot.try_lock().ok()?;
+        entry.as_ref().map(|(_, rules)| Arc::clone(rules))
+    }
+
     /// The rules of `origin`, fetching them with `load` when missing or older than `ttl`.
     pub async fn rules<F, Fut>(&self, origin: &str, ttl: Duration, load: F) -> Arc<Rules>
     where
@@ -99,6 +111,81 @@ impl RobotsCache {
         let rules = Arc::new(load().await);
         *entry = Some((Instant::now(), Arc::clone(&rules)));
         rules
+    }
+}
+
+/// The lines of a robots.txt that can change a decision — `user-agent`, `allow`,
+/// `disallow`, `crawl-delay`, and blank lines — without comments, sitemaps or other fields:
+/// what the fleet shares (parsing it gives the same rules as parsing the whole file).
+pub fn summary(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut out = String::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        let field = line
+            .split_once(':')
+            .map(|(field, _)| field.trim().to_ascii_lowercase());
+        let keep = line.is_empty()
+            || matches!(
+                field.as_deref(),
+                Some("user-agent" | "allow" | "disallow" | "crawl-delay")
+            );
+        if keep {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Where a fleet shares robots.txt outcomes, so each origin's file is fetched about once per
+/// TTL for all workers (the queue implements it).
+pub trait RobotsStore: Send + Sync {
+    /// The stored outcome for `origin` (see [`Shared`]), if any.
+    fn get<'a>(&'a self, origin: &'a str) -> BoxFuture<'a, Option<String>>;
+    /// Stores the outcome for `origin` for `ttl`.
+    fn put<'a>(&'a self, origin: &'a str, value: String, ttl: Duration) -> BoxFuture<'a, ()>;
+    /// True when this caller should fetch `origin`'s robots.txt (nobody else is, for `ttl`).
+    fn claim<'a>(&'a self, origin: &'a str, ttl: Duration) -> BoxFuture<'a, bool>;
+}
+
+/// A future the store returns.
+pub type BoxFuture<'a, T> = futures_util::future::BoxFuture<'a, T>;
+
+/// A robots.txt outcome as the fleet shares it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Shared {
+    /// No robots.txt: everything allowed.
+    AllowAll,
+    /// Nothing allowed for now (5xx, unreadable).
+    DisallowAll {
+        /// Why.
+        reason: String,
+    },
+    /// The rules: the file's [`summary`].
+    Parsed {
+        /// The summary.
+        rules: String,
+    },
+    /// The origin could not be reached.
+    Unreachable {
+        /// The error kind.
+        kind: FetchErrorKind,
+        /// What happened.
+        reason: String,
+    },
+}
+
+impl Shared {
+    /// The rules for `user_agent`.
+    pub fn rules(&self, user_agent: &str) -> Rules {
+        match self {
+            Self::AllowAll => Rules::AllowAll,
+            Self::DisallowAll { reason } => Rules::DisallowAll(reason.clone()),
+            Self::Parsed { rules } => parse(user_agent, rules.as_bytes()),
+            Self::Unreachable { kind, reason } => Rules::Unreachable(*kind, reason.clone()),
+        }
     }
 }
 
@@ -127,6 +214,29 @@ mod tests {
         assert_eq!(rules.crawl_delay(), Some(Duration::from_secs(2)));
         let others = parse("OtherBot/1.0", txt);
         assert!(others.check("https://example.com/public/page").is_err());
+    }
+
+    #[test]
+    fn the_shared_summary_keeps_the_decisions() {
+        let txt = b"# comment\nSitemap: https://x/s.xml\nUser-agent: ScraperV4 # us\nDisallow: /private\nFoo: bar\nCrawl-delay: 2\n\nUser-agent: *\nDisallow: /\n";
+        let short = summary(txt);
+        assert!(!short.contains("Sitemap") && !short.contains("comment") && !short.contains("Foo"));
+        let shared = Shared::Parsed { rules: short };
+        let stored = serde_json::to_string(&shared).unwrap();
+        let back: Shared = serde_json::from_str(&stored).unwrap();
+        let agent = "ScraperV4/0.1";
+        for url in ["https://x/public", "https://x/private/a"] {
+            assert_eq!(
+                back.rules(agent).check(url).is_ok(),
+                parse(agent, txt).check(url).is_ok(),
+                "{url}"
+            );
+        }
+        assert_eq!(
+            back.rules(agent).crawl_delay(),
+            Some(Duration::from_secs(2))
+        );
+        assert!(back.rules("OtherBot").check("https://x/public").is_err());
     }
 
     #[test]

@@ -358,6 +358,27 @@ impl JobQueue {
         dispatch!(self, q => q.set_policy(Policy::default()).await)
     }
 
+    /// The robots.txt outcome the fleet shares for `origin` (see [`crate::fetch::robots`]).
+    pub async fn robots_get(&self, origin: &str) -> QueueResult<Option<String>> {
+        dispatch!(self, q => q.robots_get(origin.to_owned()).await)
+    }
+
+    /// Shares the robots.txt outcome for `origin` for `ttl`.
+    pub async fn robots_put(
+        &self,
+        origin: &str,
+        value: String,
+        ttl: std::time::Duration,
+    ) -> QueueResult<()> {
+        dispatch!(self, q => q.robots_put(origin.to_owned(), value, duration_ms(ttl)).await)
+    }
+
+    /// True when the caller should fetch `origin`'s robots.txt: nobody else has claimed it
+    /// within `ttl`.
+    pub async fn robots_claim(&self, origin: &str, ttl: std::time::Duration) -> QueueResult<bool> {
+        dispatch!(self, q => q.robots_claim(origin.to_owned(), duration_ms(ttl)).await)
+    }
+
     /// The politeness key of a job for `url` under this queue's key mode.
     pub fn politeness_key(&self, url: &str, override_key: Option<&str>) -> String {
         politeness::key_of(url, override_key, self.options().politeness_key)

@@ -91,6 +91,7 @@ impl JobSettings {
                 delay_range,
                 respect_robots,
                 retry_throttled: None,
+                wait_for_crawl_delay: None,
             },
         })
     }

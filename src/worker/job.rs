@@ -21,6 +21,9 @@ pub(super) struct Failure {
     pub(super) retryable: bool,
     /// What it says about the site, for the queue's politeness.
     pub(super) feedback: Option<Feedback>,
+    /// Not a failure: the job goes back to the queue as it is (its site's robots.txt delay
+    /// had not passed; the queue paces it now).
+    pub(super) give_back: bool,
 }
 
 impl Failure {
@@ -29,6 +32,7 @@ impl Failure {
             message: message.into(),
             retryable: false,
             feedback: None,
+            give_back: false,
         }
     }
 }
@@ -108,6 +112,7 @@ impl Worker {
                 message: format!("the job did not finish within {timeout:?}"),
                 retryable: true,
                 feedback: None,
+                give_back: false,
             },
         };
         self.record_failure(&job, &failure).await;
@@ -117,6 +122,17 @@ impl Worker {
     }
 
     async fn record_failure(&self, job: &Job, failure: &Failure) {
+        if failure.give_back {
+            match self.queue.release(&job.id, job.token).await {
+                Ok(Ack::Accepted) => {
+                    tracing::debug!(job_id = job.id, reason = failure.message, "job given back");
+                    self.metrics.outcome("paced");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(job_id = job.id, %error, "could not give a job back"),
+            }
+            return;
+        }
         let answer = self
             .queue
             .fail(
@@ -169,6 +185,26 @@ impl Worker {
         self.metrics.outcome(outcome);
     }
 
+    /// Hands the `Crawl-delay` robots.txt asks for on this job's site to the queue, which
+    /// holds it for the whole fleet (once per key and robots TTL per worker).
+    async fn share_crawl_delay(&self, job: &Job) {
+        let Some(delay) = self.fetcher.crawl_delay(&job.target_url) else {
+            return;
+        };
+        let ttl = crate::fetch::FetchConfig::seconds(self.fetcher.config().robots_ttl);
+        if job.politeness_key.is_empty() || !self.crawl_delays.due(&job.politeness_key, delay, ttl)
+        {
+            return;
+        }
+        if let Err(error) = self
+            .queue
+            .set_crawl_delay(&job.politeness_key, delay, ttl)
+            .await
+        {
+            tracing::warn!(key = job.politeness_key, %error, "could not share a Crawl-delay");
+        }
+    }
+
     /// Fetch, extract, discover: the job's result, or why not.
     async fn work(&self, job: &Job, settings: &JobSettings) -> Result<(Finished, u64), Failure> {
         let template = self
@@ -176,11 +212,16 @@ impl Worker {
             .get(&job.template_id)
             .map_err(|e| Failure::permanent(e.to_string()))?;
         let fetch_started = Instant::now();
+        // The queue paces the fleet: 429/503 and Crawl-delay are its business, not this
+        // process's (see crate::queue::politeness).
         let request = RequestOptions {
             retry_throttled: Some(false),
+            wait_for_crawl_delay: Some(false),
             ..settings.request
         };
-        let page = match self.fetcher.fetch_with(&job.target_url, request).await {
+        let fetched = self.fetcher.fetch_with(&job.target_url, request).await;
+        self.share_crawl_delay(job).await;
+        let page = match fetched {
             Ok(page) => page,
             Err(error) => {
                 self.metrics
@@ -197,6 +238,7 @@ impl Worker {
                     message: format!("fetch failed ({}): {error}", error.kind),
                     retryable: error.is_retryable(),
                     feedback: feedback_of(&error),
+                    give_back: error.kind == FetchErrorKind::Paced,
                 });
             }
         };
@@ -230,6 +272,7 @@ impl Worker {
                         message: format!("the item callback failed: {message}"),
                         retryable: true,
                         feedback: None,
+                        give_back: false,
                     })?,
                     None => Some(record),
                 };

@@ -16,6 +16,7 @@ mod job;
 mod loops;
 pub mod metrics;
 pub mod pool;
+mod robots;
 pub mod server;
 pub mod throttle;
 

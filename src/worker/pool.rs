@@ -129,6 +129,8 @@ pub struct Worker {
     pub(super) limit: AtomicUsize,
     /// Whether the claim loop found the limit reached since the last adjustment.
     pub(super) limit_reached: AtomicBool,
+    /// The robots.txt crawl delays handed to the queue.
+    pub(super) crawl_delays: super::robots::CrawlDelays,
 }
 
 /// Stops a run's background tasks when the run ends — and when its future is dropped
@@ -186,6 +188,7 @@ impl Worker {
         hook: Option<Arc<dyn ItemHook>>,
     ) -> WorkerResult<Self> {
         config.validate(queue.options().lease)?;
+        fetcher.share_robots(Arc::new(super::robots::QueueRobots(Arc::clone(&queue))));
         let metrics = Arc::new(WorkerMetrics::new(&config.worker_id));
         metrics
             .concurrency
@@ -209,6 +212,7 @@ impl Worker {
             superseded: AtomicBool::new(false),
             limit: AtomicUsize::new(config.concurrency),
             limit_reached: AtomicBool::new(false),
+            crawl_delays: super::robots::CrawlDelays::default(),
             config,
         })
     }

@@ -141,6 +141,8 @@ class Server(http.server.ThreadingHTTPServer):
         super().__init__((host, 0), Handler)
         self.robots = robots
         self.hits: Counter[str] = Counter()
+        # path -> arrival times (time.monotonic()) of its requests
+        self.times: dict[str, list[float]] = {}
         self.connections = 0
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
@@ -154,6 +156,7 @@ class Server(http.server.ThreadingHTTPServer):
     def hit(self, path: str) -> int:
         with self._lock:
             self.hits[path] += 1
+            self.times.setdefault(path, []).append(time.monotonic())
             return self.hits[path]
 
     @property

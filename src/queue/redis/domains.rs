@@ -101,6 +101,44 @@ impl RedisQueue {
         Ok(())
     }
 
+    /// The shared robots.txt outcome for `origin`.
+    pub async fn robots_get(&self, origin: String) -> QueueResult<Option<String>> {
+        let mut command = redis::cmd("GET");
+        command.arg(self.robots_key(&origin));
+        let mut connection = self.connection.clone();
+        self.query("robots", &command, &mut connection).await
+    }
+
+    /// Shares the outcome for `origin` for `ttl_ms`.
+    pub async fn robots_put(&self, origin: String, value: String, ttl_ms: i64) -> QueueResult<()> {
+        let mut command = redis::cmd("SET");
+        command
+            .arg(self.robots_key(&origin))
+            .arg(value)
+            .arg("PX")
+            .arg(ttl_ms.max(1));
+        let mut connection = self.connection.clone();
+        self.query("robots", &command, &mut connection).await
+    }
+
+    /// True when nobody has claimed fetching `origin`'s robots.txt within `ttl_ms`.
+    pub async fn robots_claim(&self, origin: String, ttl_ms: i64) -> QueueResult<bool> {
+        let mut command = redis::cmd("SET");
+        command
+            .arg(format!("{}:lock", self.robots_key(&origin)))
+            .arg("1")
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms.max(1));
+        let mut connection = self.connection.clone();
+        let answer: Option<String> = self.query("robots", &command, &mut connection).await?;
+        Ok(answer.is_some())
+    }
+
+    fn robots_key(&self, origin: &str) -> String {
+        format!("{}:robots:{origin}", self.base)
+    }
+
     /// Writes the values of `policy` that are set; the policy after it.
     pub async fn set_policy(&self, policy: Policy) -> QueueResult<PolicyState> {
         let values: Vec<Option<String>> = self

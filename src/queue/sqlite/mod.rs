@@ -970,6 +970,30 @@ impl SqliteQueue {
         .await
     }
 
+    /// The shared robots.txt outcome for `origin`.
+    pub async fn robots_get(&self, origin: String) -> QueueResult<Option<String>> {
+        self.read("robots", move |tx, ctx| {
+            politeness::robots_get(tx, ctx, &origin)
+        })
+        .await
+    }
+
+    /// Shares the outcome for `origin` for `ttl_ms`.
+    pub async fn robots_put(&self, origin: String, value: String, ttl_ms: i64) -> QueueResult<()> {
+        self.transaction("robots", move |tx, ctx| {
+            politeness::robots_put(tx, ctx, &origin, &value, ttl_ms)
+        })
+        .await
+    }
+
+    /// True when nobody has claimed fetching `origin`'s robots.txt within `ttl_ms`.
+    pub async fn robots_claim(&self, origin: String, ttl_ms: i64) -> QueueResult<bool> {
+        self.transaction("robots", move |tx, ctx| {
+            politeness::robots_claim(tx, ctx, &origin, ttl_ms)
+        })
+        .await
+    }
+
     /// Every registered worker with the jobs it holds.
     pub async fn workers(&self) -> QueueResult<Vec<WorkerInfo>> {
         self.read("workers", move |tx, ctx| {

@@ -51,6 +51,14 @@ CREATE TABLE IF NOT EXISTS politeness (
     max_delay INTEGER,
     max_pause INTEGER
 );
+CREATE TABLE IF NOT EXISTS robots (
+    queue TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    value TEXT,
+    expires INTEGER NOT NULL DEFAULT 0,
+    claimed_until INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (queue, origin)
+);
 CREATE INDEX IF NOT EXISTS jobs_shared ON jobs (queue, priority DESC, seq)
     WHERE status IN ('pending', 'retrying') AND parked = 0;
 CREATE INDEX IF NOT EXISTS jobs_key ON jobs (queue, pkey, priority DESC, seq)
@@ -964,4 +972,62 @@ pub(super) fn forget_idle(
         )
         .map_err(|e| ctx.error(&e))?;
     Ok(forgotten as u64)
+}
+
+/// The shared robots.txt outcome for `origin`, while it is fresh.
+pub(super) fn robots_get(
+    tx: &rusqlite::Transaction<'_>,
+    ctx: &Ctx,
+    origin: &str,
+) -> QueueResult<Option<String>> {
+    Ok(tx
+        .query_row(
+            "SELECT value FROM robots WHERE queue = ?1 AND origin = ?2 AND expires > ?3",
+            params![ctx.queue, origin, ctx.now],
+            |row| row.get::<_, Option<String>>(0),
+        )
+        .optional()
+        .map_err(|e| ctx.error(&e))?
+        .flatten())
+}
+
+/// Shares the outcome for `origin` for `ttl_ms` (expired entries are swept as it goes).
+pub(super) fn robots_put(
+    tx: &rusqlite::Transaction<'_>,
+    ctx: &Ctx,
+    origin: &str,
+    value: &str,
+    ttl_ms: i64,
+) -> QueueResult<()> {
+    exec(
+        tx,
+        ctx,
+        "DELETE FROM robots WHERE queue = ?1 AND expires <= ?2 AND claimed_until <= ?2",
+        params![ctx.queue, ctx.now],
+    )?;
+    exec(
+        tx,
+        ctx,
+        "INSERT INTO robots (queue, origin, value, expires) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (queue, origin) DO UPDATE SET value = ?3, expires = ?4",
+        params![ctx.queue, origin, value, ctx.now.saturating_add(ttl_ms)],
+    )
+}
+
+/// True when nobody has claimed fetching `origin`'s robots.txt within `ttl_ms`.
+pub(super) fn robots_claim(
+    tx: &rusqlite::Transaction<'_>,
+    ctx: &Ctx,
+    origin: &str,
+    ttl_ms: i64,
+) -> QueueResult<bool> {
+    let changed = tx
+        .execute(
+            "INSERT INTO robots (queue, origin, claimed_until) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (queue, origin) DO UPDATE SET claimed_until = ?3 \
+             WHERE claimed_until <= ?4",
+            params![ctx.queue, origin, ctx.now.saturating_add(ttl_ms), ctx.now],
+        )
+        .map_err(|e| ctx.error(&e))?;
+    Ok(changed == 1)
 }
