@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
@@ -90,4 +91,10 @@ def test_scraping_workers_default_id_differs_between_containers(
     monkeypatch.delenv("WORKER_ID", raising=False)
     monkeypatch.delenv("SCRAPERV4_WORKER_ID", raising=False)
     worker = ScrapingWorker(redis_url=redis_url, templates_dir=str(tmp_path))
-    assert worker.worker_id == f"{socket.gethostname()}-{os.getpid()}"
+    other = ScrapingWorker(redis_url=redis_url, templates_dir=str(tmp_path))
+    # <hostname>-<pid>, with a per-process number after the first worker of the process
+    # (earlier tests in this process may have made some).
+    base = f"{socket.gethostname()}-{os.getpid()}"
+    for made in (worker, other):
+        assert re.fullmatch(re.escape(base) + r"(-[0-9]+)?", made.worker_id), made.worker_id
+    assert worker.worker_id != other.worker_id
