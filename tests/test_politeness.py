@@ -104,3 +104,51 @@ def test_a_standalone_fetcher_still_retries_a_429_itself() -> None:
         assert Fetcher(LOCAL).fetch(f"{site.base}/429").status == 200
         assert site.hits["/429"] == 2
         assert time.monotonic() - started >= 0.9
+
+
+def test_a_redirect_on_a_site_with_a_crawl_delay_is_followed_not_given_back_for_ever(
+    redis_url: str,
+) -> None:
+    # Each hop of /redirect/1 -> /redirect/0 -> /page comes before the Crawl-delay has passed
+    # since the hop before it. A refused hop gave the job back to start over from the first
+    # URL, which booked the slot again: the job looped and /page was never fetched.
+    with Server("127.0.0.5", robots="User-agent: *\nCrawl-delay: 1\n") as site:
+        queue = JobQueue(redis_url)
+        queue.submit({"id": "r", "template_id": "p", "target_url": f"{site.base}/redirect/1"})
+        (progress,) = run_all([worker(queue, "w", concurrency=2)])
+        job = queue.get("r")
+        assert job is not None and job.status is JobStatus.COMPLETED, job
+        assert progress["completed"] == 1
+        assert site.hits["/page"] == 1 and site.hits["/redirect/1"] == 1, site.hits
+        hops = [site.times[p][0] for p in ("/redirect/1", "/redirect/0", "/page")]
+        assert all(b - a >= 0.9 for a, b in zip(hops, hops[1:])), hops
+
+
+def test_a_failure_followed_by_a_paced_retry_is_reported_as_the_failure(
+    redis_url: str,
+) -> None:
+    # The site's robots.txt (shared through the queue) asks for 1 s between requests; then the
+    # site goes away. The first try is refused a connection; its in-process retry comes before
+    # the Crawl-delay has passed. That retry's "paced" used to hide the failure: the job was
+    # given back without a retry counted nor the site slowed down, again and again until the
+    # robots.txt TTL ran out. The failure must be reported: the job's retries run out, the
+    # site's errors are counted for the fleet.
+    site = Server("127.0.0.6", robots="User-agent: *\nCrawl-delay: 1\n").start()
+    try:
+        queue = JobQueue(redis_url, retry_base=0.05)
+        queue.submit({"id": "ok", "template_id": "p", "target_url": f"{site.base}/page"})
+        (first,) = run_all([worker(queue, "w1", concurrency=2)])
+        assert first["completed"] == 1
+    finally:
+        site.stop()
+    queue.submit(
+        {"id": "gone", "template_id": "p", "target_url": f"{site.base}/page?n=2", "max_retries": 2}
+    )
+    (progress,) = run_all([worker(queue, "w2", concurrency=2)])
+    job = queue.get("gone")
+    assert job is not None and job.status is JobStatus.FAILED, job
+    assert job.retry_count == 2, job
+    assert job.error is not None and "connect" in job.error, job.error
+    assert site.hits["/robots.txt"] == 1, "the second worker read the fleet's copy"
+    state = queue.domain(queue.politeness_key(site.base))
+    assert state is not None and state["errors"] >= 1, state

@@ -192,6 +192,7 @@ impl Fetcher {
     pub async fn fetch_with(&self, url: &str, options: RequestOptions) -> FetchResult<Page> {
         let started = Instant::now();
         let mut attempt = 0;
+        let mut failed: Option<FetchError> = None;
         loop {
             let total = FetchConfig::seconds(self.config.total_timeout);
             let outcome = match tokio::time::timeout(total, self.fetch_once(url, options)).await {
@@ -230,6 +231,13 @@ impl Fetcher {
                     attempt += 1;
                     tracing::debug!(url, attempt, %error, "retrying");
                     self.wait_before_retry(attempt, None).await;
+                    failed = Some(error);
+                }
+                // A retry refused for politeness after a real failure: the failure is the
+                // answer (its kind slows the site down for the fleet and counts as a retry),
+                // not "paced", which would give the job back with the failure forgotten.
+                Err(error) if error.kind == FetchErrorKind::Paced => {
+                    return Err(failed.unwrap_or(error));
                 }
                 Err(error) => return Err(error),
             }
@@ -255,14 +263,25 @@ impl Fetcher {
         let respect_robots = options.respect_robots.unwrap_or(self.config.respect_robots);
         let mut current = self.checked_url(url)?;
         let mut seen = vec![current.to_string()];
-        for _hop in 0..=self.config.max_redirects {
+        for hop in 0..=self.config.max_redirects {
             if respect_robots {
                 self.check_robots(&current).await?;
             }
             let gate = self.gate(&current);
             let _global = self.global.acquire().await.map_err(|_| closed(url))?;
             let _host = gate.permits.acquire().await.map_err(|_| closed(url))?;
-            self.wait_for_slot(&gate, &current, options).await?;
+            // Only the first request of a fetch may be refused for politeness: a redirect's
+            // next hop waits for its slot (refusing it would give the job back to start over
+            // from the first URL, which books the slot again: a loop that never gets there).
+            let hop_options = if hop == 0 {
+                options
+            } else {
+                RequestOptions {
+                    wait_for_crawl_delay: Some(true),
+                    ..options
+                }
+            };
+            self.wait_for_slot(&gate, &current, hop_options).await?;
             let response = self
                 .client
                 .get(current.clone())

@@ -86,10 +86,12 @@ impl FetchError {
         }
     }
 
-    /// True for failures a retry may cure (timeouts, connection trouble, 429 and 5xx).
+    /// True for failures a retry may cure (timeouts, connection trouble, 429 and 5xx). A
+    /// request refused for politeness ([`FetchErrorKind::Paced`]) is not a failure: it is
+    /// given back to the queue as it is, never retried in-process nor counted as a retry.
     pub fn is_retryable(&self) -> bool {
         match self.kind {
-            FetchErrorKind::Timeout | FetchErrorKind::Connect | FetchErrorKind::Paced => true,
+            FetchErrorKind::Timeout | FetchErrorKind::Connect => true,
             FetchErrorKind::HttpStatus => {
                 matches!(self.status, Some(429 | 500..=599))
             }
