@@ -68,6 +68,151 @@ where
     crawl_delay_is_held_fleet_wide(&open).await;
     unthrottled_keys_are_not_tracked(&open).await;
     answers_in_flight_together_are_one_signal(&open).await;
+    retries_not_due_do_not_hide_ready_keys(&open).await;
+    a_key_parked_after_its_jobs_were_queued_is_not_runnable(&open).await;
+    a_large_claim_from_one_key(&open).await;
+    a_shorter_delay_brings_the_next_slot_forward(&open).await;
+    the_longest_crawl_delay_of_a_key_holds(&open).await;
+}
+
+async fn retries_not_due_do_not_hide_ready_keys<F, Fut>(open: &F)
+where
+    F: Fn(QueueOptions) -> Fut,
+    Fut: std::future::Future<Output = JobQueue>,
+{
+    // A key whose best job is a retry due in a minute must not take the place of a ready
+    // key with work (SQLite ranked keys by their best job, due or not, and looked at
+    // `limit` of them: a claim of one job found nothing).
+    let queue = open(QueueOptions {
+        retry_base: Duration::from_secs(60),
+        ..options()
+    })
+    .await;
+    for host in ["127.0.0.30", "127.0.0.31"] {
+        queue
+            .set_domain(host, Change::Keep, Change::Set(5))
+            .await
+            .unwrap();
+    }
+    queue.submit(jobs("a", "127.0.0.30", 1, 0)).await.unwrap();
+    queue.submit(jobs("b", "127.0.0.31", 5, 0)).await.unwrap();
+    let first = queue.claim("w", 1, true).await.unwrap();
+    assert_eq!(first[0].id, "a0");
+    let (ack, _) = queue
+        .fail("a0", first[0].token, "timeout", true, None)
+        .await
+        .unwrap();
+    assert!(matches!(ack, scraperv4::queue::Ack::Accepted), "{ack:?}");
+    let next = queue.claim("w", 1, true).await.unwrap();
+    assert_eq!(next.len(), 1, "the ready key's job, not nothing");
+    assert_eq!(next[0].id, "b0");
+}
+
+async fn a_key_parked_after_its_jobs_were_queued_is_not_runnable<F, Fut>(open: &F)
+where
+    F: Fn(QueueOptions) -> Fut,
+    Fut: std::future::Future<Output = JobQueue>,
+{
+    // 3,000 jobs queued for a key with no policy, then the key limited to one request a
+    // second: `runnable` (what the autoscaler scales on) counts what the key lets through
+    // within the horizon, not its backlog — also before any claim has met its jobs.
+    let queue = open(options()).await;
+    queue
+        .submit(jobs("r", "127.0.0.32", 3000, 0))
+        .await
+        .unwrap();
+    assert_eq!(queue.stats().await.unwrap().runnable, 3000);
+    queue
+        .set_domain(
+            "127.0.0.32",
+            Change::Set(Duration::from_secs(1)),
+            Change::Keep,
+        )
+        .await
+        .unwrap();
+    let horizon = options().runnable_horizon.as_secs();
+    let runnable = queue.stats().await.unwrap().runnable;
+    assert!(runnable <= horizon + 1, "runnable {runnable}");
+    assert!(runnable >= 1, "runnable {runnable}");
+    let info = queue.domain("127.0.0.32").await.unwrap().unwrap();
+    assert_eq!(info.waiting, 3000, "{info:?}");
+}
+
+async fn a_large_claim_from_one_key<F, Fut>(open: &F)
+where
+    F: Fn(QueueOptions) -> Fut,
+    Fut: std::future::Future<Output = JobQueue>,
+{
+    // One claim taking 9,000 jobs of one key (Redis: more values than a Lua unpack() takes,
+    // which failed the script half-way, after it had leased the jobs taken before).
+    let queue = open(options()).await;
+    queue
+        .set_domain("127.0.0.33", Change::Keep, Change::Set(100_000))
+        .await
+        .unwrap();
+    queue.submit(jobs("x", "127.0.0.34", 5, 1)).await.unwrap();
+    queue
+        .submit(jobs("k", "127.0.0.33", 9000, 0))
+        .await
+        .unwrap();
+    let claimed = queue.claim("w", 9005, true).await.unwrap();
+    assert_eq!(claimed.len(), 9005);
+    let stats = queue.stats().await.unwrap();
+    assert_eq!(
+        stats.count(scraperv4::queue::JobStatus::Pending),
+        0,
+        "{stats:?}"
+    );
+    let info = queue.domain("127.0.0.33").await.unwrap().unwrap();
+    assert_eq!((info.inflight, info.waiting), (9000, 0), "{info:?}");
+}
+
+async fn a_shorter_delay_brings_the_next_slot_forward<F, Fut>(open: &F)
+where
+    F: Fn(QueueOptions) -> Fut,
+    Fut: std::future::Future<Output = JobQueue>,
+{
+    // A key set to an hour by mistake and set back is not left waiting the hour; a delay
+    // over a day is refused.
+    let queue = open(options()).await;
+    let hour = Change::Set(Duration::from_secs(3600));
+    queue
+        .set_domain("127.0.0.35", hour, Change::Keep)
+        .await
+        .unwrap();
+    queue.submit(jobs("h", "127.0.0.35", 2, 0)).await.unwrap();
+    assert_eq!(queue.claim("w", 5, true).await.unwrap().len(), 1);
+    assert!(queue.claim("w", 5, true).await.unwrap().is_empty());
+    queue
+        .set_domain("127.0.0.35", Change::Clear, Change::Keep)
+        .await
+        .unwrap();
+    assert_eq!(queue.claim("w", 5, true).await.unwrap().len(), 1);
+    let too_long = Change::Set(Duration::from_secs(2 * 24 * 3600));
+    let error = queue
+        .set_domain("127.0.0.35", too_long, Change::Keep)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("at most a day"), "{error}");
+}
+
+async fn the_longest_crawl_delay_of_a_key_holds<F, Fut>(open: &F)
+where
+    F: Fn(QueueOptions) -> Fut,
+    Fut: std::future::Future<Output = JobQueue>,
+{
+    // Two hosts of one registrable domain ask for 10 s and 1 s: the key keeps 10 s (the
+    // last writer used to win, breaking the first host's robots.txt).
+    let queue = open(options()).await;
+    let ttl = Duration::from_secs(600);
+    for delay in [10, 1] {
+        queue
+            .set_crawl_delay("example.com", Duration::from_secs(delay), ttl)
+            .await
+            .unwrap();
+    }
+    let info = queue.domain("example.com").await.unwrap().unwrap();
+    assert_eq!(info.crawl_delay_ms, 10_000, "{info:?}");
 }
 
 async fn a_delay_gives_one_job_per_slot<F, Fut>(open: &F)

@@ -39,6 +39,9 @@ pub use politeness::{Change, DomainInfo, Feedback, KeyMode, Policy, PolicyState}
 
 use options::duration_ms;
 
+/// The most jobs one claim hands out (a larger `limit` gets this many).
+pub const MAX_CLAIM: usize = 10_000;
+
 /// A queue on any backend.
 // One value per open queue: the size difference between the variants does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -113,6 +116,9 @@ impl JobQueue {
         limit: usize,
         start: bool,
     ) -> QueueResult<(Vec<Job>, Option<std::time::Duration>)> {
+        // One claim is one atomic step on the server: bounded, so it never holds Redis (or
+        // the SQLite write lock) for long.
+        let limit = limit.min(MAX_CLAIM);
         let (claimed, wake) = dispatch!(self, q => q.claim(worker.to_owned(), limit, start).await)?;
         let mut jobs = Vec::with_capacity(claimed.len());
         for job in claimed {
@@ -329,6 +335,13 @@ impl JobQueue {
             ))
         })?;
         let delay = match delay {
+            Change::Set(d) if d > std::time::Duration::from_secs(24 * 3600) => {
+                return Err(QueueError::Config(crate::config::ConfigError::invalid(
+                    "delay",
+                    format!("{d:?}"),
+                    "at most a day",
+                )));
+            }
             Change::Set(d) => Change::Set(duration_ms(d)),
             Change::Clear => Change::Clear,
             Change::Keep => Change::Keep,

@@ -450,14 +450,18 @@ impl<F: FnMut(Taken) -> QueueResult<()>> Claim<'_, '_, F> {
         Ok(())
     }
 
+    /// The best ready keys that have a job due now (a key whose best job is a retry not due
+    /// yet must not take the place of a key that can be served).
     fn load_ready_keys(&mut self) -> QueueResult<()> {
         let (tx, ctx) = (self.tx, self.ctx);
         let mut ready = tx
             .prepare_cached(
                 "SELECT key, head_pri, head_seq FROM domains WHERE queue = ?1 AND parked = 1 \
                  AND head_seq IS NOT NULL AND MAX(next_at, pause_until) <= ?2 AND \
-                 (COALESCE(limit_o, ?3) <= 0 OR inflight < COALESCE(limit_o, ?3)) \
-                 ORDER BY head_pri DESC, head_seq LIMIT ?4",
+                 (COALESCE(limit_o, ?3) <= 0 OR inflight < COALESCE(limit_o, ?3)) AND \
+                 EXISTS (SELECT 1 FROM jobs WHERE jobs.queue = ?1 AND jobs.pkey = domains.key \
+                 AND jobs.status IN ('pending', 'retrying') AND jobs.parked = 1 AND \
+                 jobs.not_before <= ?2) ORDER BY head_pri DESC, head_seq LIMIT ?4",
             )
             .map_err(|e| ctx.error(&e))?;
         let rows = ready
@@ -541,7 +545,7 @@ impl<F: FnMut(Taken) -> QueueResult<()>> Claim<'_, '_, F> {
         let d = self.domains.get_mut(&key).unwrap_or_else(|| unreachable!());
         d.inflight += i64::try_from(got).unwrap_or(0);
         if delay > 0 {
-            d.next_at = now + delay;
+            d.next_at = now.saturating_add(delay);
         }
         if d.ready(&p, now)
             && let Some(first) = head_of(tx, ctx, &key)?
@@ -683,7 +687,7 @@ pub(super) fn penalize(
         let max_delay = i64::try_from(p.max_delay_ms).unwrap_or(i64::MAX);
         let delay = current.saturating_mul(2).max(1000).min(max_delay);
         d.delay = delay;
-        d.next_at = d.next_at.max(now + delay);
+        d.next_at = d.next_at.max(now.saturating_add(delay));
     }
     let (kind, pause) = feedback.encode();
     if pause > 0 {
@@ -907,6 +911,7 @@ pub(super) fn set(
 ) -> QueueResult<DomainInfo> {
     let p = policy(tx, ctx)?;
     let mut d = load(tx, ctx, key)?;
+    let before = d.delay(&p, ctx.now);
     match delay_ms {
         Change::Keep => {}
         Change::Clear => d.delay_o = None,
@@ -916,6 +921,12 @@ pub(super) fn set(
         Change::Keep => {}
         Change::Clear => d.limit_o = None,
         Change::Set(v) => d.limit_o = Some(i64::from(v)),
+    }
+    // A shorter delay counts from the last claim: the next slot comes sooner (a key set to
+    // an hour by mistake and set back is not left waiting the hour).
+    let after = d.delay(&p, ctx.now);
+    if after < before && d.next_at > ctx.now {
+        d.next_at = ctx.now.max(d.next_at.saturating_sub(before - after));
     }
     after_change(tx, ctx, key, &mut d, &p)?;
     get(tx, ctx, key).map(|info| info.unwrap_or_else(|| unreachable!()))
@@ -931,7 +942,13 @@ pub(super) fn set_crawl_delay(
 ) -> QueueResult<()> {
     let p = policy(tx, ctx)?;
     let mut d = load(tx, ctx, key)?;
-    d.crawl_delay = delay_ms;
+    // One key can cover several origins (a registrable domain's hosts): the longest
+    // Crawl-delay in force holds for the key.
+    d.crawl_delay = if d.crawl_until > ctx.now {
+        delay_ms.max(d.crawl_delay)
+    } else {
+        delay_ms
+    };
     d.crawl_until = ctx.now.saturating_add(ttl_ms);
     after_change(tx, ctx, key, &mut d, &p)
 }

@@ -156,7 +156,7 @@ while #jobs < limit do
         ids[#ids + 1] = found[i]
       end
       if #ids > 0 then
-        redis.call('ZREM', key('pk', k), unpack(ids))
+        send('ZREM', key('pk', k), ids)
         local inflight = d.inflight
         for _, id in ipairs(ids) do
           queue_member(zrems, key('idx', 'pending'), id)

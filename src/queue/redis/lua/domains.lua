@@ -9,6 +9,8 @@
 -- as strings (-1 for an override that is not set).
 local action = ARGV[2]
 local now = now_ms()
+-- Shared jobs looked at when a change parks keys (the rest are moved by claims).
+local MIGRATE_SCAN = 50000
 
 local function describe(k)
   local d = dom(k)
@@ -41,19 +43,40 @@ elseif action == 'get' then
   return describe(ARGV[3])
 elseif action == 'set' then
   local k = ARGV[3]
+  local before = key_delay(dom(k), now)
   override(k, 'delay_o', ARGV[4])
   override(k, 'limit_o', ARGV[5])
-  -- A key that needs its own queue now gets one (its jobs in the shared queue are moved
-  -- when a claim meets them); one that no longer does is unparked when its queue is empty.
-  if needs_parking(dom(k), now) then park(k) elseif is_parked(k) then touched[k] = true end
+  -- A shorter delay counts from the last claim: the next slot comes sooner (a key set to an
+  -- hour by mistake and set back is not left waiting the hour).
+  local after = key_delay(dom(k), now)
+  if after < before and dom(k).next > now then
+    dset(k, 'next', math.max(now, dom(k).next - (before - after)))
+  end
+  -- A key that needs its own queue now gets one (its jobs waiting in the shared queue are
+  -- moved to it); one that no longer does is unparked when its queue is empty.
+  if needs_parking(dom(k), now) then
+    local newly = not is_parked(k)
+    park(k)
+    if newly then migrate_parked(now, MIGRATE_SCAN) end
+  elseif is_parked(k) then
+    touched[k] = true
+  end
   if not dirty[k] then dset(k, 'next', dom(k).next) end  -- listed even with nothing set
   flush()
   return describe(k)
 elseif action == 'robots' then
   local k, delay, ttl = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+  local d = dom(k)
+  -- One key can cover several origins (a registrable domain's hosts): the longest
+  -- Crawl-delay in force holds for the key.
+  if d.crawl_until > now then delay = math.max(delay, d.crawl_delay) end
   dset(k, 'crawl_delay', delay)
   dset(k, 'crawl_until', now + ttl)
-  if needs_parking(dom(k), now) then park(k) end
+  if needs_parking(dom(k), now) then
+    local newly = not is_parked(k)
+    park(k)
+    if newly then migrate_parked(now, MIGRATE_SCAN) end
+  end
   flush()
   return describe(k)
 elseif action == 'policy' then
@@ -62,6 +85,9 @@ elseif action == 'policy' then
     local value = ARGV[2 + i]
     if value ~= '' then redis.call('HSET', key('politeness'), name, value) end
   end
+  POLICY = nil
+  migrate_parked(now, MIGRATE_SCAN)
+  flush()
   return redis.call('HMGET', key('politeness'), unpack(names))
 end
 return redis.error_reply('unknown action ' .. action)

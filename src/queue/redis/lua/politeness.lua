@@ -191,6 +191,24 @@ local function enqueue(id, score, k, now)
   end
 end
 
+-- Moves the jobs of parked keys that still wait in the shared queue (queued before their key
+-- was parked) to their keys' own queues, looking at the best `scan` shared jobs at most: after
+-- an admin change parks keys, `runnable` does not count their backlog as free to run. Claims
+-- move such jobs anyway as they meet them; this does it at once.
+local function migrate_parked(now, scan)
+  if redis.call('HLEN', key('parked')) == 0 and not policy().all then return end
+  local found = redis.call('ZRANGE', key('pending'), 0, scan - 1, 'WITHSCORES')
+  for i = 1, #found, 2 do
+    local id = found[i]
+    local k = redis.call('HGET', job_key(id), 'pkey') or ''
+    if k ~= '' and (is_parked(k) or needs_parking(dom(k), now)) then
+      park(k)
+      queue_member(zrems, key('pending'), id)
+      queue_zadd(key('pk', k), found[i + 1], id)
+    end
+  end
+end
+
 -- A job of key `k` left its lease (finished, released, expired, cancelled): one less in
 -- flight; a key that was blocked by its limit is filed again.
 local function release_slot(k)
