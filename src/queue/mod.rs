@@ -289,7 +289,23 @@ impl JobQueue {
         session: Option<&str>,
     ) -> QueueResult<Heartbeat> {
         let session = session.map(str::to_owned);
-        dispatch!(self, q => q.heartbeat(worker.to_owned(), held, session).await)
+        dispatch!(self, q => q.heartbeat(worker.to_owned(), held, session, true).await)
+    }
+
+    /// [`JobQueue::heartbeat`] from a worker that could not reach the queue since its last
+    /// heartbeat: the jobs leased under its id that it does not list are given back without
+    /// counting an expired lease. They were dropped because the queue was unreachable (a
+    /// claim whose reply was lost, leases that could not be renewed, a finish or a failure
+    /// that could not be recorded): the queue's trouble, which must not fail healthy jobs
+    /// after `max_lease_expiries` outages.
+    pub async fn heartbeat_after_outage(
+        &self,
+        worker: &str,
+        held: Vec<(String, u64)>,
+        session: Option<&str>,
+    ) -> QueueResult<Heartbeat> {
+        let session = session.map(str::to_owned);
+        dispatch!(self, q => q.heartbeat(worker.to_owned(), Some(held), session, false).await)
     }
 
     /// Sets a worker's drain flag; false when the worker is unknown.

@@ -129,7 +129,10 @@ impl Worker {
                     self.metrics.outcome("paced");
                 }
                 Ok(_) => {}
-                Err(error) => tracing::warn!(job_id = job.id, %error, "could not give a job back"),
+                Err(error) => {
+                    self.queue_trouble();
+                    tracing::warn!(job_id = job.id, %error, "could not give a job back");
+                }
             }
             return;
         }
@@ -165,6 +168,7 @@ impl Worker {
             Ok(_) => "stale",
             // The claim is let go: the next heartbeat gives the job back, nothing is lost.
             Err(error) => {
+                self.queue_trouble();
                 tracing::warn!(job_id = job.id, %error, "could not record a failure");
                 return;
             }

@@ -85,6 +85,7 @@ impl Worker {
                 }
                 Err(error) => {
                     tracing::error!(%error, jobs = jobs.len(), "gave up recording finished jobs: they will run again");
+                    self.queue_trouble();
                     return vec![None; jobs.len()];
                 }
             }
@@ -112,9 +113,23 @@ impl Worker {
                 let _gate = self.claim_gate.lock().await;
                 let held = self.held_claims();
                 let session = self.session();
-                self.queue
-                    .heartbeat(&self.config.worker_id, Some(held), Some(&session))
-                    .await
+                // Read after the held set: a claim dropped for a failed call was flagged
+                // before it was let go, so it is given back uncounted.
+                let outage = self.queue_trouble.swap(false, Ordering::SeqCst);
+                let worker = &self.config.worker_id;
+                let beat = if outage {
+                    self.queue
+                        .heartbeat_after_outage(worker, held, Some(&session))
+                        .await
+                } else {
+                    self.queue
+                        .heartbeat(worker, Some(held), Some(&session))
+                        .await
+                };
+                if beat.is_err() {
+                    self.queue_trouble();
+                }
+                beat
             };
             match beat {
                 Ok(beat) if beat.superseded => {

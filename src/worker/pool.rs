@@ -131,7 +131,18 @@ pub struct Worker {
     pub(super) limit_reached: AtomicBool,
     /// The robots.txt crawl delays handed to the queue.
     pub(super) crawl_delays: super::robots::CrawlDelays,
+    /// Set when a call to the queue failed since the last heartbeat: the next heartbeat
+    /// gives back what the worker dropped without counting expiries (see
+    /// [`JobQueue::heartbeat_after_outage`]).
+    pub(super) queue_trouble: AtomicBool,
+    /// When a call to the queue last failed: this worker's reaper waits a while after it, so
+    /// that after an outage the holders give their jobs back (uncounted) before a reaper
+    /// counts their expired leases.
+    last_trouble: Mutex<Option<Instant>>,
 }
+
+/// How long a worker's reaper waits after the worker's last failed call to the queue.
+const REAP_HOLD_AFTER_TROUBLE: Duration = Duration::from_secs(10);
 
 /// Stops a run's background tasks when the run ends — and when its future is dropped
 /// before that (the Python task was cancelled, Ctrl-C) or the run failed, also gives its
@@ -213,6 +224,8 @@ impl Worker {
             limit: AtomicUsize::new(config.concurrency),
             limit_reached: AtomicBool::new(false),
             crawl_delays: super::robots::CrawlDelays::default(),
+            queue_trouble: AtomicBool::new(false),
+            last_trouble: Mutex::new(None),
             config,
         })
     }
@@ -431,10 +444,13 @@ impl Worker {
             if *stop.borrow_and_update() != Stop::Running {
                 break Ok(());
             }
-            if last_reap.is_none_or(|at| at.elapsed() >= self.config.reap_interval) {
+            if last_reap.is_none_or(|at| at.elapsed() >= self.config.reap_interval)
+                && !self.troubled_within(REAP_HOLD_AFTER_TROUBLE)
+            {
                 last_reap = Some(Instant::now());
                 if let Err(error) = self.queue.reap(1000).await {
                     tracing::warn!(%error, "reaper pass failed");
+                    self.queue_trouble();
                 }
             }
             while let Some(joined) = tasks.try_join_next() {
@@ -458,6 +474,9 @@ impl Worker {
                     claimed
                 }
                 Err(QueueError::Unavailable { .. }) => {
+                    // The claim may have gone through with its reply lost: the jobs are
+                    // leased to us, unknown; the next heartbeat gives them back.
+                    self.queue_trouble();
                     tracing::warn!(wait = ?outage_wait, "queue unreachable; claiming again later");
                     tokio::select! {
                         () = tokio::time::sleep(outage_wait) => {}
@@ -629,6 +648,24 @@ impl Worker {
             }
             None => Held::No,
         }
+    }
+
+    /// Records that a call to the queue failed (see `queue_trouble`). Called before the
+    /// claims it concerns are let go.
+    pub(super) fn queue_trouble(&self) {
+        self.queue_trouble.store(true, Ordering::SeqCst);
+        *self
+            .last_trouble
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    /// Whether a call to the queue failed within `window`.
+    fn troubled_within(&self, window: Duration) -> bool {
+        self.last_trouble
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|at| at.elapsed() < window)
     }
 
     /// Stops holding a claim whose job is settled or dropped.

@@ -714,11 +714,17 @@ impl RedisQueue {
         worker: String,
         held: Option<Vec<(String, u64)>>,
         session: Option<String>,
+        count_unlisted: bool,
     ) -> QueueResult<Heartbeat> {
+        let mode = match (&held, count_unlisted) {
+            (None, _) => "all",
+            (Some(_), true) => "held",
+            (Some(_), false) => "held_outage",
+        };
         let mut args = vec![
             worker,
             self.options.lease_ms().to_string(),
-            if held.is_some() { "held" } else { "all" }.to_owned(),
+            mode.to_owned(),
             session.unwrap_or_default(),
             self.options.max_lease_expiries.to_string(),
         ];

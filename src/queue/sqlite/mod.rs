@@ -803,6 +803,7 @@ impl SqliteQueue {
         worker: String,
         held: Option<Vec<(String, u64)>>,
         session: Option<String>,
+        count_unlisted: bool,
     ) -> QueueResult<Heartbeat> {
         self.transaction("heartbeat", move |tx, ctx| {
             if let Some(session) = &session {
@@ -855,12 +856,18 @@ impl SqliteQueue {
                     }
                     // Leased under this id but not listed: given back (the worker does not
                     // know it has them). Renewed leases now carry `deadline`, the others not.
-                    let reason = format!(
-                        "worker {worker:?} dropped the job without finishing it (its task died \
-                         or the claim reply was lost)"
-                    );
-                    let (requeued, failed) =
-                        expire_leases_of(tx, ctx, &worker, Some(deadline), &reason)?;
+                    let (requeued, failed) = if count_unlisted {
+                        let reason = format!(
+                            "worker {worker:?} dropped the job without finishing it (its task \
+                             died or the claim reply was lost)"
+                        );
+                        expire_leases_of(tx, ctx, &worker, Some(deadline), &reason)?
+                    } else {
+                        let reason = format!(
+                            "worker {worker:?} could not reach the queue and gave the job back"
+                        );
+                        (return_leases_of(tx, ctx, &worker, deadline, &reason)?, 0)
+                    };
                     beat.released = requeued + failed;
                 }
             }
@@ -1448,6 +1455,32 @@ fn expire_leases_of(
         }
     }
     Ok((requeued, failed))
+}
+
+/// Gives back the leases of `worker` other than those renewed to `keep`, without counting
+/// an expiry (its holder could not reach the queue); how many.
+fn return_leases_of(
+    tx: &rusqlite::Transaction<'_>,
+    ctx: &Ctx,
+    worker: &str,
+    keep: i64,
+    error: &str,
+) -> QueueResult<u64> {
+    let returned = tx
+        .execute(
+            "UPDATE jobs SET status = 'pending', error = ?4, not_before = ?5, \
+             lease_deadline = NULL WHERE queue = ?1 AND assigned_worker = ?2 AND status IN \
+             ('assigned', 'running') AND lease_deadline IS NOT ?3",
+            params![ctx.queue, worker, keep, error, ctx.now],
+        )
+        .map_err(|e| ctx.error(&e))? as u64;
+    add_total(
+        tx,
+        ctx,
+        "expired",
+        i64::try_from(returned).unwrap_or(i64::MAX),
+    )?;
+    Ok(returned)
 }
 
 /// An expired lease: back to pending at once, counted in the job's `lease_expiries` (not its

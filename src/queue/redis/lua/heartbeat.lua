@@ -5,6 +5,8 @@
 -- job whose task died) are given back to pending, counted as expired leases (after ARGV[6]
 -- of them a job fails: a job that kills its task cannot loop for ever). ARGV[4] 'all': renew
 -- every job leased under the worker's id (for clients that do not track what they hold).
+-- ARGV[4] 'held_outage': as 'held', from a worker that could not reach the queue since its
+-- last heartbeat: what it did not list is given back without counting an expiry.
 -- ARGV[5]: the run's session ('' for none): when another run has registered the id since,
 -- nothing is renewed or given back and the reply says superseded (that run owns the id).
 -- Returns {renewed, draining, lost (id, token) pairs flattened, released, superseded}.
@@ -28,7 +30,8 @@ local function renew(id)
 end
 -- The jobs renewed: by id (a job the worker holds under one token only).
 local kept = {}
-if mode == 'held' then
+local listing = mode == 'held' or mode == 'held_outage'
+if listing then
   for i = 7, #ARGV, 2 do
     local id, token = ARGV[i], ARGV[i + 1]
     local fields = redis.call('HMGET', job_key(id), 'status', 'assigned_worker', 'token')
@@ -50,6 +53,10 @@ for _, id in ipairs(redis.call('SMEMBERS', wjobs)) do
       expire_lease(id, fields[1], now, 'worker "' .. worker ..
         '" dropped the job without finishing it (its task died or the claim reply was lost)',
         max_expiries)
+      released = released + 1
+    elseif mode == 'held_outage' then
+      return_lease(id, fields[1], now, 'worker "' .. worker ..
+        '" could not reach the queue and gave the job back')
       released = released + 1
     else
       renew(id)

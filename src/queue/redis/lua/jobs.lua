@@ -90,6 +90,14 @@ local function expire_lease(id, status, now, err, max_expiries)
   return 'pending'
 end
 
+-- A lease given back by its holder after the queue was unreachable (not the job's fault):
+-- back to pending at once, no expiry counted.
+local function return_lease(id, status, now, err)
+  redis.call('HDEL', job_key(id), 'lease_deadline')
+  total('expired', 1)
+  move(id, status, 'pending', nil, {'error', err, 'not_before', int(now)})
+end
+
 -- Fenced completion: {code, status, token, generation} with code 1 done, 0 stale, -1 no such
 -- job. `token` is the caller's fencing token; `now` the time as a string of milliseconds;
 -- `latency_ms` how long the page took (-1: unknown), for the key's adaptive delay.
