@@ -15,6 +15,7 @@ def add_all(commands: Any) -> None:
         config,
         coordinator,
         crawl,
+        domains,
         healthcheck,
         queue,
         resources,
@@ -23,6 +24,7 @@ def add_all(commands: Any) -> None:
 
     crawl.add(commands)
     queue.add(commands)
+    domains.add(commands)
     worker.add(commands)
     autoscale.add(commands)
     coordinator.add(commands)

@@ -131,6 +131,8 @@ def _stats(args: argparse.Namespace) -> int:
                     **stats.by_status,
                     "total": stats.total,
                     "runnable": stats.runnable,
+                    "paced_keys": stats.paced_keys,
+                    "waiting_keys": stats.waiting_keys,
                     "active_workers": stats.active_workers,
                     "totals": dataclasses.asdict(stats.totals),
                 }
@@ -141,7 +143,12 @@ def _stats(args: argparse.Namespace) -> int:
     for status, count in stats.by_status.items():
         print(f"  {status:<10} {count}")
     print(f"  {'total':<10} {stats.total}")
-    print(f"  {'runnable':<10} {stats.runnable}")
+    print(f"  {'runnable':<10} {stats.runnable}  (what workers could start within the horizon)")
+    if stats.paced_keys:
+        print(
+            f"politeness: {stats.paced_keys} paced keys, {stats.waiting_keys} waiting for their "
+            "next slot (scraperv4 domains list)"
+        )
     print(f"workers {stats.active_workers} active of {stats.total_workers}")
     totals = stats.totals
     if totals.duration_count:
