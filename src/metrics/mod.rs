@@ -44,9 +44,15 @@ pub struct ScalingMetrics {
     pub failed_jobs: u64,
     /// Retries waiting for their backoff.
     pub retrying_jobs: u64,
-    /// What can run now: pending plus retries whose backoff has passed (the queue length the
-    /// autoscaler and the HPA read).
+    /// The runnable backlog: what workers could start within the queue's
+    /// `runnable_horizon` — pending jobs and due retries of keys that need no pacing, and per
+    /// paced key what its delay and fleet-wide limit let through in that time (the queue
+    /// length the autoscaler and the HPA read; `QueueStats::runnable`).
     pub queue_length: u64,
+    /// Politeness keys with their own queue (paced, limited or throttled).
+    pub paced_keys: u64,
+    /// Of those, keys waiting for their next allowed time.
+    pub waiting_keys: u64,
     /// Workers with a recent heartbeat.
     pub active_workers: u64,
     /// Registered workers.
@@ -108,6 +114,8 @@ pub fn derive(previous: Option<&Sample>, current: &Sample) -> ScalingMetrics {
         failed_jobs: stats.count(JobStatus::Failed),
         retrying_jobs: stats.count(JobStatus::Retrying),
         queue_length: stats.runnable,
+        paced_keys: stats.paced_keys,
+        waiting_keys: stats.waiting_keys,
         active_workers: stats.active_workers,
         total_workers: stats.total_workers,
         jobs_per_second,
@@ -125,6 +133,9 @@ struct Series {
     total_jobs: IntGauge,
     pending_jobs: IntGauge,
     queue_length: IntGauge,
+    queue_runnable: IntGauge,
+    domains_paced: IntGauge,
+    domains_waiting: IntGauge,
     active_workers: IntGauge,
     total_workers: IntGauge,
     jobs_per_second: Gauge,
@@ -167,7 +178,21 @@ impl Series {
             pending_jobs: int_gauge("pending_jobs", "Jobs waiting to be claimed"),
             queue_length: int_gauge(
                 "queue_length",
-                "Jobs that can run now (pending and due retries)",
+                "Jobs workers could start within the runnable horizon, politeness-aware \
+                 (the guide's name; equal to scraperv4_queue_runnable)",
+            ),
+            queue_runnable: int_gauge(
+                "queue_runnable",
+                "Jobs workers could start within the runnable horizon: unpaced pending jobs \
+                 and due retries, plus what each paced key's delay and limit let through",
+            ),
+            domains_paced: int_gauge(
+                "domains_paced",
+                "Politeness keys with their own queue (paced, limited or throttled)",
+            ),
+            domains_waiting: int_gauge(
+                "domains_waiting",
+                "Paced politeness keys waiting for their next allowed time",
             ),
             active_workers: int_gauge("active_workers", "Workers with a recent heartbeat"),
             total_workers: int_gauge("total_workers", "Registered workers"),
@@ -193,6 +218,9 @@ impl Series {
         self.total_jobs.set(int(metrics.total_jobs));
         self.pending_jobs.set(int(metrics.pending_jobs));
         self.queue_length.set(int(metrics.queue_length));
+        self.queue_runnable.set(int(metrics.queue_length));
+        self.domains_paced.set(int(metrics.paced_keys));
+        self.domains_waiting.set(int(metrics.waiting_keys));
         self.active_workers.set(int(metrics.active_workers));
         self.total_workers.set(int(metrics.total_workers));
         self.jobs_per_second.set(metrics.jobs_per_second);
@@ -345,9 +373,10 @@ mod tests {
                 total: 10 + completed + failed,
                 active_workers: 3,
                 total_workers: 4,
-                runnable: 7,
-                paced_keys: 0,
-                waiting_keys: 0,
+                // Two of the 7 pending jobs wait for a paced key's next slot.
+                runnable: 5,
+                paced_keys: 2,
+                waiting_keys: 1,
                 totals: QueueTotals {
                     completed,
                     failed,
@@ -372,7 +401,11 @@ mod tests {
         assert!((metrics.error_rate - 0.2).abs() < 1e-9);
         assert!((metrics.avg_job_duration - 0.3).abs() < 1e-9, "window mean");
         assert_eq!(metrics.running_jobs, 3);
-        assert_eq!(metrics.queue_length, 7);
+        assert_eq!(
+            metrics.queue_length, 5,
+            "the runnable backlog, not the pending count"
+        );
+        assert_eq!((metrics.paced_keys, metrics.waiting_keys), (2, 1));
     }
 
     #[test]
@@ -384,7 +417,11 @@ mod tests {
         for line in [
             "scraperv4_total_jobs 45",
             "scraperv4_pending_jobs 7",
-            "scraperv4_queue_length 7",
+            "scraperv4_queue_length 5",
+            "scraperv4_queue_runnable 5",
+            "# TYPE scraperv4_queue_runnable gauge",
+            "scraperv4_domains_paced 2",
+            "scraperv4_domains_waiting 1",
             "scraperv4_active_workers 3",
             "scraperv4_jobs_per_second 2",
             "scraperv4_error_rate 0.2",
