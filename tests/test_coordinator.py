@@ -296,6 +296,107 @@ def test_two_coordinators_on_one_redis_give_the_same_answers(redis_url: str) -> 
         assert stats_a["by_status"]["cancelled"] == 1 and stats_a["runnable"] == 29
 
 
+def test_domains_routes_list_show_and_set_keys_and_metrics_count_the_runnable_backlog(
+    api: tuple[str, JobQueue],
+) -> None:
+    base, queue = api
+    status, empty, _ = call(base, "GET", "/api/domains")
+    assert status == 200 and empty["domains"] == [] and empty["more"] is False
+
+    # One site limited to one request in flight with 40 jobs, one paced to a request a
+    # second and then throttled with a Retry-After; 10 jobs of sites that need no pacing.
+    queue.set_domain("busy.example", concurrency=1)
+    queue.set_domain("slow.example", delay=1)
+    queue.submit_many({"target_url": f"https://busy.example/{i}"} for i in range(40))
+    queue.submit_many({"target_url": f"https://slow.example/{i}"} for i in range(3))
+    queue.submit_many({"target_url": f"https://free{i}.example/"} for i in range(10))
+    queue.register_worker("w")
+    claimed = queue.claim("w", 100)
+    slow = next(j for j in claimed if "slow.example" in j.target_url)
+    queue.fail(slow, "HTTP 429", feedback="throttled", retry_after=120)
+
+    status, page, _ = call(base, "GET", "/api/domains?per_page=1")
+    assert status == 200 and page["more"] is True and len(page["domains"]) == 1
+    status, listing, _ = call(base, "GET", "/api/domains?limit=50")
+    by_key = {d["key"]: d for d in listing["domains"]}
+    assert set(by_key) == {"busy.example", "slow.example"}, by_key
+    busy = by_key["busy.example"]
+    assert (busy["waiting"], busy["inflight"], busy["concurrency"]) == (39, 1, 1)
+    assert busy["concurrency_override"] == 1 and busy["paced"] is True
+    throttled = by_key["slow.example"]
+    assert throttled["throttled"] == 1 and throttled["paused_until"] > throttled["now"] + 100
+    assert throttled["waiting"] == 2 and throttled["delay"] >= 2, "doubled by the 429"
+    assert throttled["last_throttled"] is not None and throttled["ready_at"] > throttled["now"]
+    same = queue.domain("slow.example")
+    assert (
+        same is not None
+        and same["throttled"] == 1
+        and same["paused_until"] == pytest.approx(throttled["paused_until"], abs=0.001)
+    ), "the API shows the queue's DomainState"
+
+    status, one, _ = call(base, "GET", "/api/domains/busy.example")
+    assert status == 200 and one["key"] == "busy.example" and one["waiting"] == 39
+    unknown = call(base, "GET", "/api/domains/free1.example")
+    assert "no record" in assert_error(unknown, 404, "not_found")
+    assert_error(call(base, "GET", "/api/domains/" + "k" * 300), 400, "bad_request")
+    assert_error(call(base, "GET", "/api/domains?limit=0"), 400, "bad_request")
+    assert_error(call(base, "GET", "/api/domains?limit=5&page=2"), 400, "bad_request")
+
+    # PUT changes a key for every worker; it needs the token.
+    assert_error(call(base, "PUT", "/api/domains/example.com", {"delay": 2}), 401, "unauthorized")
+    status, changed, _ = call(
+        base, "PUT", "/api/domains/example.com", {"delay": 2, "concurrency": 1}, token=TOKEN
+    )
+    assert status == 200 and (changed["delay_override"], changed["concurrency_override"]) == (2, 1)
+    assert changed["delay"] == 2 and changed["concurrency"] == 1
+    state = queue.domain("example.com")
+    assert state is not None and (state["delay_override"], state["concurrency_override"]) == (2, 1)
+    status, cleared, _ = call(base, "PUT", "/api/domains/example.com", {"delay": None}, token=TOKEN)
+    assert status == 200 and cleared["delay_override"] is None
+    assert cleared["concurrency_override"] == 1, "a field left out is kept"
+    for body, says in [
+        ({}, "nothing to change"),
+        ({"delay": -1}, '"delay" must be'),
+        ({"delay": 86401}, '"delay" must be'),
+        ({"concurrency": 1.5}, '"concurrency" must be'),
+        ({"colour": 1}, "unknown field"),
+        ([1], "the body is an object"),
+    ]:
+        message = assert_error(
+            call(base, "PUT", "/api/domains/example.com", body, token=TOKEN), 400, "bad_request"
+        )
+        assert says in message, (body, message)
+
+    # The runnable backlog: the 9 unpaced jobs left were claimed; busy.example is at its
+    # limit, slow.example paused past the horizon. Pending counts every job.
+    stats = queue.stats()
+    assert stats.by_status["pending"] >= 39 and stats.runnable <= 2, stats
+    status, api_stats, _ = call(base, "GET", "/api/queue/stats")
+    assert api_stats["paced_keys"] >= 2 and api_stats["runnable"] <= 2
+
+    def metric(text: str, name: str) -> float:
+        (line,) = [ln for ln in text.splitlines() if ln.startswith(name + " ")]
+        return float(line.split()[1])
+
+    deadline = time.monotonic() + 10
+    while True:  # the sampler feeds /metrics every 0.2 s
+        text = call(base, "GET", "/metrics")[1]
+        if "scraperv4_domains_paced" in text and metric(text, "scraperv4_domains_paced") >= 2:
+            break
+        assert time.monotonic() < deadline, text
+        time.sleep(0.1)
+    assert metric(text, "scraperv4_pending_jobs") >= 39
+    assert metric(text, "scraperv4_queue_runnable") <= 2
+    assert metric(text, "scraperv4_queue_runnable") == metric(text, "scraperv4_queue_length")
+    assert metric(text, "scraperv4_domains_waiting") >= 1, "slow.example waits out its pause"
+
+    with connect(base.replace("http://", "ws://") + "/ws", open_timeout=5) as socket:
+        pushed = json.loads(socket.recv(timeout=5))
+    summary = pushed["domains"]
+    assert summary["busiest"][0]["key"] == "busy.example", summary
+    assert [d["key"] for d in summary["throttled"]] == ["slow.example"], summary
+
+
 def test_the_websocket_pushes_stats_that_follow_the_queue(api: tuple[str, JobQueue]) -> None:
     base, queue = api
     with connect(base.replace("http://", "ws://") + "/ws", open_timeout=5) as socket:

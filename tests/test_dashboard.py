@@ -63,3 +63,40 @@ def test_dashboard_shows_live_numbers_and_its_buttons_work(redis_url: str) -> No
     assert job is not None and job.status.value == "pending", "retried through the page"
     assert queue.heartbeat("worker-a").draining, "drained through the page"
     assert queue.stats().by_status["pending"] == 13
+
+
+def test_the_domains_panel_shows_the_busiest_and_the_throttled_sites(redis_url: str) -> None:
+    queue = JobQueue(redis_url)
+    queue.set_domain("busy.example", concurrency=1)
+    queue.set_domain("slow.example", delay=1)
+    queue.submit_many({"target_url": f"https://busy.example/{i}"} for i in range(25))
+    queue.submit_many({"target_url": f"https://slow.example/{i}"} for i in range(3))
+    queue.register_worker("w")
+    claimed = queue.claim("w", 10)
+    slow = next(j for j in claimed if "slow.example" in j.target_url)
+    with (
+        Coordinator(queue, "127.0.0.1:0", stats_interval=0.2) as server,
+        sync_playwright() as playwright,
+    ):
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"http://{server.address}/", timeout=15_000)
+            expect(page.locator("#connection")).to_contain_text("live", timeout=10_000)
+            busiest = page.locator("#domains-busiest tr")
+            expect(busiest.first).to_have_attribute("data-key", "busy.example", timeout=10_000)
+            expect(busiest.first).to_contain_text("24")  # waiting; 1 in flight, limit 1
+            throttled = page.locator("#domains-throttled")
+            expect(throttled).to_contain_text("none")
+
+            queue.fail(slow, "HTTP 429", feedback="throttled", retry_after=300)
+            row = page.locator('#domains-throttled tr[data-key="slow.example"]')
+            expect(row).to_contain_text("(Retry-After)", timeout=10_000)
+            expect(row.locator("td").nth(1)).to_have_text("1")  # one 429
+            expect(page.locator('[data-count="paced keys"]')).to_have_text("2", timeout=10_000)
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.locator("#domains").screenshot(path=str(ARTIFACTS / "dashboard-domains.png"))
+        finally:
+            browser.close()

@@ -59,7 +59,7 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
-    fn not_found(message: impl Into<String>) -> Self {
+    pub(super) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 }
@@ -401,6 +401,8 @@ pub(super) async fn queue_stats(State(state): State<Arc<AppState>>) -> ApiResult
         "by_status": by_status,
         "total": counts.total,
         "runnable": counts.runnable,
+        "paced_keys": counts.paced_keys,
+        "waiting_keys": counts.waiting_keys,
         "active_workers": counts.active_workers,
         "total_workers": counts.total_workers,
         "totals": counts.totals,
@@ -486,6 +488,7 @@ async fn snapshot(state: &AppState) -> Result<Value, QueueError> {
     let counts = state.queue.stats().await?;
     let workers = state.queue.workers().await?;
     let failures = state.queue.list(JobStatus::Failed, 0, 10).await?;
+    let domains = super::domains::summary(&state.queue).await?;
     let by_status = by_status_json(&counts);
     let metrics = state.metrics.observe(Sample {
         timestamp: now_seconds(),
@@ -508,6 +511,8 @@ async fn snapshot(state: &AppState) -> Result<Value, QueueError> {
         "time": metrics.timestamp,
         "by_status": by_status,
         "runnable": metrics.queue_length,
+        "paced_keys": metrics.paced_keys,
+        "waiting_keys": metrics.waiting_keys,
         "total": metrics.total_jobs,
         "active_workers": metrics.active_workers,
         "jobs_per_second": metrics.jobs_per_second,
@@ -517,5 +522,6 @@ async fn snapshot(state: &AppState) -> Result<Value, QueueError> {
         "failed_total": metrics.failed_total,
         "workers": workers,
         "failures": failures,
+        "domains": domains,
     }))
 }

@@ -2,7 +2,8 @@
 //!
 //! Stateless by design — every answer comes from the queue (Redis for a fleet), so any number
 //! of replicas can sit behind a load balancer (`docker/nginx/nginx-scale.conf`) and give the
-//! same answers. Owns: the routes ([`api`]), the bearer-token check ([`auth`]), the stats
+//! same answers. Owns: the routes ([`api`]; the politeness keys in [`domains`]), the
+//! bearer-token check ([`auth`]), the stats
 //! feed for `/ws` and `/metrics` (a sampler task per process), the embedded dashboard and the
 //! `OpenAPI` document. The request body limit, the request timeout and CORS come from
 //! `tower-http`; the server stops gracefully (in-flight requests finish) when the shutdown
@@ -10,6 +11,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod domains;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -144,6 +146,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/queue/stats", get(api::queue_stats))
         .route("/api/workers", get(api::workers))
         .route("/api/workers/{id}/drain", post(api::drain))
+        .route("/api/domains", get(domains::list))
+        .route("/api/domains/{key}", get(domains::get).put(domains::put))
         .route("/metrics", get(api::metrics))
         .route("/ws", get(api::websocket))
         .fallback(api::not_found)
@@ -166,7 +170,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         app = app.layer(
             CorsLayer::new()
                 .allow_origin(origins)
-                .allow_methods([Method::GET, Method::POST])
+                .allow_methods([Method::GET, Method::POST, Method::PUT])
                 .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
         );
     }
@@ -302,6 +306,9 @@ mod tests {
             ("/api/queue/stats", "get"),
             ("/api/workers", "get"),
             ("/api/workers/{id}/drain", "post"),
+            ("/api/domains", "get"),
+            ("/api/domains/{key}", "get"),
+            ("/api/domains/{key}", "put"),
             ("/metrics", "get"),
             ("/ws", "get"),
             ("/api/openapi.json", "get"),
@@ -311,7 +318,7 @@ mod tests {
                 "{method} {path} missing from openapi.json"
             );
         }
-        assert_eq!(paths.len(), 13, "no route documented that does not exist");
+        assert_eq!(paths.len(), 15, "no route documented that does not exist");
     }
 
     #[test]
