@@ -471,6 +471,99 @@ def test_local_fleet_scales_up_drains_the_backlog_and_scales_back_down(
     assert all(1 <= d["target_workers"] <= 6 for d in decisions)
 
 
+def test_a_backlog_on_one_site_paced_to_one_request_a_second_does_not_scale_up(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """10,000 jobs of one site limited to one request a second and one in flight, two real
+    workers serving them: neither the autoscaler nor the guide's recommendations add
+    workers (more could not go faster), while the same backlog unpaced does."""
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "demo.json").write_text(TEMPLATE_PATH.read_text())
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    queue = JobQueue(redis_url, lease=30.0)
+    executor = LocalExecutor(
+        redis_url, str(templates), log_dir=str(logs),
+        worker_args=["--concurrency", "4", "--fixed-concurrency", "--allow-private-networks",
+                     "--ignore-robots", "--heartbeat", "0.5", "--grace-period", "5"],
+        stop_timeout=5,
+    )  # fmt: skip
+    config = {
+        "min_workers": 2, "max_workers": 3, "scale_up_threshold": 10, "scale_down_threshold": 1,
+        "scale_up_cooldown": 0, "evaluation_interval": 0.5,
+    }  # fmt: skip
+    collector = DistributedMetricsCollector(queue)
+    with (
+        DemoSite(categories=1, products_per_category=20) as site,
+        ResourceManager(NO_VETO) as resources,
+    ):
+        key = queue.politeness_key(site.url)
+        queue.set_domain(key, delay=1, concurrency=1)
+        queue.submit_many(product_jobs(site, range(1, 10_001), max_retries=0))
+        scaler = Autoscaler(queue, executor, config, resources=resources, drain_timeout=5)
+        try:
+            executor.scale_to(2)
+            wait_for(lambda: queue.stats().active_workers == 2, 30, "two workers")
+            started = time.monotonic()
+            decisions = []
+            while time.monotonic() - started < 6:
+                decisions.append(scaler.evaluate())
+                collector.collect_now()
+                time.sleep(0.5)
+            elapsed = time.monotonic() - started
+            done = queue.stats().totals
+            ran = done.completed + done.failed
+            assert 2 <= ran <= elapsed + 3, f"the workers ran the site at 1/s: {ran}"
+            assert all(d["action"] != "scale_up" for d in decisions), decisions
+            assert all(d["runnable"] <= 1 for d in decisions), "its limit: one in flight"
+            assert executor.workers() == 2
+            advice = collector.get_scaling_recommendations()
+            assert advice["current_state"]["avg_pending_jobs"] > 9_900
+            assert advice["current_state"]["avg_runnable_jobs"] <= 1
+            assert all(r["action"] != "scale_up" for r in advice["recommendations"]), advice
+            text = collector.metrics_text()
+            assert "scraperv4_queue_runnable " in text and "scraperv4_domains_paced 1" in text
+
+        finally:
+            scaler.stop()
+            executor.close()
+
+    # The same backlog with no pacing (the workers stopped, so nothing drains it): every job
+    # could run now, and the same rules with the same two workers scale up.
+    queue.set_domain(key, delay=0, concurrency=0)
+    assert queue.stats().runnable > 9_900
+    for _ in range(5):
+        collector.collect_now()
+    advice = collector.get_scaling_recommendations()
+    assert any(r["action"] == "scale_up" for r in advice["recommendations"]), advice
+
+    class TwoWorkers:
+        name = "recorded"
+
+        def __init__(self) -> None:
+            self.targets: list[int] = []
+
+        def workers(self) -> int:
+            return 2
+
+        def worker_ids(self) -> Optional[set[str]]:
+            return None
+
+        def scale_to(self, target: int) -> None:
+            self.targets.append(target)
+
+        def before_removal(self, worker_ids: Any) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    recorded = TwoWorkers()
+    decision = Autoscaler(queue, recorded, config).evaluate()
+    assert decision["action"] == "scale_up" and recorded.targets == [3], decision
+
+
 def test_seed_autoscaler_surface(redis_url: str, tmp_path: Path) -> None:
     executor = LocalExecutor(redis_url, str(tmp_path))
     scaler = AutoScaler(redis_url, executor=executor, resources=False)

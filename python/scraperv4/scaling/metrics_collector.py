@@ -38,10 +38,15 @@ class ScalingMetrics:
             (with none: over the queue's life).
         error_rate: failed / (completed + failed) since the previous snapshot.
         retrying_jobs: retries waiting for their backoff.
-        queue_length: jobs that can run now (pending plus due retries).
+        queue_length: the runnable backlog — what workers could start within the queue's
+            ``runnable_horizon`` (jobs of a site paced to one request a second count about
+            one per second of horizon, however many wait). What the autoscaler and the
+            recommendations scale on.
         completed_total: jobs ever completed (monotonic).
         failed_total: jobs ever failed (monotonic).
         retried_total: retries ever scheduled (monotonic).
+        paced_keys: politeness keys with their own queue (paced, limited or throttled).
+        waiting_keys: of those, keys waiting for their next allowed time.
     """
 
     timestamp: float
@@ -60,6 +65,8 @@ class ScalingMetrics:
     completed_total: int = 0
     failed_total: int = 0
     retried_total: int = 0
+    paced_keys: int = 0
+    waiting_keys: int = 0
 
     @classmethod
     def _from_native(cls, raw: dict[str, Any]) -> ScalingMetrics:
@@ -70,8 +77,8 @@ class ScalingMetrics:
 #: The seed's recommendation rules, configurable.
 DEFAULT_RECOMMENDATION_RULES: dict[str, float] = {
     "window": 5,  # snapshots averaged
-    "backlog_per_worker": 10,  # scale up above this many pending jobs per worker
-    "jobs_per_suggested_worker": 8,  # suggested workers = pending / this
+    "backlog_per_worker": 10,  # scale up above this many runnable jobs per worker
+    "jobs_per_suggested_worker": 8,  # suggested workers = runnable / this
     "error_rate": 0.1,  # investigate above this
     "idle_jobs_per_second": 0.1,  # scale down below this throughput ...
     "idle_min_workers": 2,  # ... with more workers than this
@@ -189,7 +196,11 @@ class DistributedMetricsCollector:
 
     def get_scaling_recommendations(self) -> dict[str, Any]:
         """The seed's recommendations over the last ``window`` snapshots (its rules, with
-        the thresholds in :attr:`rules`)."""
+        the thresholds in :attr:`rules`).
+
+        Unlike the seed, the backlog is the runnable one (``queue_length``), not every
+        pending job: jobs waiting for a paced or throttled site are work more workers could
+        not do sooner. A scale-up is recommended only with more workers than there are."""
         rules = self.rules
         window = int(rules["window"])
         history = self.metrics_history
@@ -197,16 +208,18 @@ class DistributedMetricsCollector:
             return {"recommendation": "insufficient_data"}
         recent = history[-window:]
         avg_pending = sum(m.pending_jobs for m in recent) / len(recent)
+        avg_runnable = sum(m.queue_length for m in recent) / len(recent)
         avg_workers = sum(m.active_workers for m in recent) / len(recent)
         avg_jps = sum(m.jobs_per_second for m in recent) / len(recent)
         avg_error = sum(m.error_rate for m in recent) / len(recent)
         recommendations: list[dict[str, Any]] = []
-        if avg_pending > avg_workers * rules["backlog_per_worker"]:
+        suggested = int(avg_runnable / rules["jobs_per_suggested_worker"])
+        if avg_runnable > avg_workers * rules["backlog_per_worker"] and suggested > avg_workers:
             recommendations.append(
                 {
                     "action": "scale_up",
                     "reason": "High queue backlog",
-                    "suggested_workers": int(avg_pending / rules["jobs_per_suggested_worker"]),
+                    "suggested_workers": suggested,
                 }
             )
         if avg_error > rules["error_rate"]:
@@ -231,6 +244,7 @@ class DistributedMetricsCollector:
         return {
             "current_state": {
                 "avg_pending_jobs": avg_pending,
+                "avg_runnable_jobs": avg_runnable,
                 "avg_active_workers": avg_workers,
                 "avg_jobs_per_second": avg_jps,
                 "avg_error_rate": avg_error,
