@@ -88,6 +88,7 @@ def test_the_domains_panel_shows_the_busiest_and_the_throttled_sites(redis_url: 
             busiest = page.locator("#domains-busiest tr")
             expect(busiest.first).to_have_attribute("data-key", "busy.example", timeout=10_000)
             expect(busiest.first).to_contain_text("24")  # waiting; 1 in flight, limit 1
+            expect(busiest.first.locator("td").last).to_have_text("at limit")
             throttled = page.locator("#domains-throttled")
             expect(throttled).to_contain_text("none")
 

@@ -77,6 +77,7 @@ def test_domains_list_sorts_limits_and_prints_json(durable_queue_url: str) -> No
     assert busy == {
         "key": "busy.example", "waiting": "30", "inflight": "2", "delay": "-", "limit": "2",
     }, rows[0]  # fmt: skip
+    assert rows[0][5] == "at limit", "ready when one of its two jobs in flight finishes"
     slow = rows[1]
     slow_now = queue.domain("slow.example")
     assert slow_now is not None and slow[1] == str(slow_now["waiting"]) and slow[2] == "0"
@@ -203,9 +204,9 @@ def test_stats_shows_the_runnable_backlog_and_paced_keys(durable_queue_url: str)
     match = re.search(r"^  runnable +(\d+) ", text, re.MULTILINE)
     assert match, text
     # busy.example is at its limit and slow.example paused for 60 s (past the 10 s horizon):
-    # only rare.example's two jobs (one a retry) can start soon. The queue counts a due retry
+    # only rare.example's two jobs (one a retry) can start soon. Redis counts a due retry
     # before its key's pause is looked at, so slow.example's retry adds one once its
-    # backoff has passed (reported to the queue's owner; an overcount of due retries only).
+    # backoff has passed (docs/politeness.md, Limits).
     assert int(match.group(1)) <= 3 and stats.by_status["pending"] == 36, text
     assert "politeness: 3 paced keys" in text and "scraperv4 domains list" in text
     as_json = json.loads(ok("stats", "--json", "--queue", url))

@@ -80,7 +80,8 @@ def add(commands: Any) -> None:
             "override (keys that need no pacing are not tracked: their jobs flow freely).\n\n"
             "columns: WAITING jobs in the key's own queue, IN FLIGHT, DELAY between two\n"
             "requests now, LIMIT requests in flight at once (- none), READY IN until the\n"
-            "next request may start, 429/ERR answers 429/503 and failed requests reported,\n"
+            "next request may start (at limit: when a job in flight finishes), 429/ERR\n"
+            "answers 429/503 and failed requests reported,\n"
             "LAST THROTTLED, FLAGS (p paced: the key has its own queue; d, c: a delay or\n"
             "concurrency override; r: robots.txt Crawl-delay in force; x: paused by a\n"
             "Retry-After)."
@@ -160,7 +161,7 @@ def seconds_text(value: float) -> str:
     if value < 60:
         text = f"{value:.2f}".rstrip("0").rstrip(".")
         return f"{text}s"
-    minutes, secs = divmod(int(round(value)), 60)
+    minutes, secs = divmod(round(value), 60)
     if minutes < 60:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
@@ -176,6 +177,10 @@ def _limit(value: Optional[int]) -> str:
 
 
 def _ready_in(d: dict[str, Any]) -> str:
+    """``now``, the time left, or ``at limit`` (its in-flight limit reached: ready when one
+    of its jobs finishes)."""
+    if d["concurrency"] and d["inflight"] >= d["concurrency"]:
+        return "at limit"
     at = d["ready_at"]
     return "now" if at is None or at <= d["now"] else seconds_text(at - d["now"])
 
@@ -410,7 +415,10 @@ def _policy_text(policy: dict[str, Any]) -> list[tuple[str, str]]:
         ),
         ("autothrottle", "off" if not auto else f"target concurrency {auto:g} per key"),
         ("max_domain_delay", f"{_delay(policy['max_domain_delay'])} (cap of the adaptive delay)"),
-        ("max_domain_pause", f"{_delay(policy['max_domain_pause'])} (longest Retry-After honoured)"),
+        (
+            "max_domain_pause",
+            f"{_delay(policy['max_domain_pause'])} (longest Retry-After honoured)",
+        ),
     ]  # fmt: skip
 
 
@@ -419,9 +427,7 @@ def _policy(args: argparse.Namespace) -> int:
 
     settings = args.settings
     # Opened without the policy settings, so the change below is made (and told) once.
-    options = {
-        k: v for k, v in settings.queue_options().items() if k not in POLICY_SETTINGS
-    }
+    options = {k: v for k, v in settings.queue_options().items() if k not in POLICY_SETTINGS}
     queue = JobQueue(settings.require_queue_url(), **options)
     before = queue.policy()
     given = {name: getattr(settings, name) for name in POLICY_SETTINGS}
