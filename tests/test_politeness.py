@@ -144,7 +144,7 @@ def test_a_failure_followed_by_a_paced_retry_is_reported_as_the_failure(
     queue.submit(
         {"id": "gone", "template_id": "p", "target_url": f"{site.base}/page?n=2", "max_retries": 2}
     )
-    (progress,) = run_all([worker(queue, "w2", concurrency=2)])
+    (_progress,) = run_all([worker(queue, "w2", concurrency=2)])
     job = queue.get("gone")
     assert job is not None and job.status is JobStatus.FAILED, job
     assert job.retry_count == 2, job

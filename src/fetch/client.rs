@@ -255,6 +255,7 @@ impl Fetcher {
 
     /// One attempt: redirects followed. On a retryable status (429, 5xx) returns the page
     /// with the delay to wait (from `Retry-After`, or zero meaning "use the backoff").
+    #[allow(clippy::too_many_lines)] // the redirect loop, one hop after the other
     async fn fetch_once(
         &self,
         url: &str,
