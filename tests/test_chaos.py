@@ -9,23 +9,36 @@ short versions; ``make chaos`` the long ones (``SCRAPERV4_CHAOS=long``). The fig
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import re
+import signal
+import threading
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import pytest
+import redis
 
+from scraperv4.exceptions import QueueError, QueueUnavailableError
 from scraperv4.queue import JobQueue, JobStatus
+from scraperv4.worker import export_jsonl
 from support.chaos import (
     LONG,
+    Findings,
     ProductCrawl,
     Report,
+    ResultsObserver,
     check_counts,
+    completed,
     pick,
     wait_for,
 )
-from support.fleet import Fleet
+from support.fleet import Fleet, WorkerProcess
 from support.redis_server import RedisServer
+from support.tcp_proxy import TcpProxy
 
 pytestmark = [
     pytest.mark.chaos,
@@ -131,3 +144,362 @@ def test_workers_sigkilled_and_replaced_every_2_s_lose_and_double_nothing(tmp_pa
     assert findings.doubled_in_file == 0 and findings.doubled_in_log == 0
     assert findings.records == jobs
     assert by_status["completed"] == jobs and by_status["failed"] == 0
+
+
+REFUSED = re.compile(r'(?:result refused|is no longer ours).* job_id="(?P<job>[^"]+)"')
+
+
+@dataclasses.dataclass
+class Freeze:
+    """One SIGSTOP of a worker for three leases: the claims it held, the jobs whose late
+    outcome it logged as refused or stopped, how far its stale count rose, how long after
+    SIGCONT the last claim was refused."""
+
+    held: list[tuple[str, int]]
+    refused_jobs: set[str]
+    stale: int
+    accepted_late: int
+    seconds: float
+
+
+def freeze_for_three_leases(queue: JobQueue, victim: WorkerProcess) -> Freeze:
+    before = victim.wait_outcomes().get("stale", 0)
+    wait_for(lambda: len(held_by(queue, victim.worker_id)) >= 4, 60, "a batch in flight")
+    victim.signal(signal.SIGSTOP)
+    stopped = time.monotonic()
+    time.sleep(0.3)  # what it had sent before the stop has been applied
+    held = held_by(queue, victim.worker_id)
+    log_offset = victim.log_size()
+
+    def taken_over() -> bool:
+        now = [queue.get(job_id) for job_id, _ in held]
+        return all(j is not None and j.token != token for j, (_, token) in zip(now, held))
+
+    # Three leases at least, and until every claim it holds has been taken over.
+    wait_for(lambda: time.monotonic() - stopped >= 3 * LEASE, 60, "three leases")
+    wait_for(taken_over, 60, "the stopped worker's jobs taken over")
+    victim.signal(signal.SIGCONT)
+
+    def refused() -> set[str]:
+        logged = {m.group("job") for m in REFUSED.finditer(victim.log_since(log_offset))}
+        return logged & {job_id for job_id, _ in held}
+
+    seconds = wait_for(lambda: len(refused()) == len(held), 60, "the late outcomes refused")
+    stale = victim.wait_outcomes().get("stale", 0) - before
+    accepted = sum(1 for job_id, token in held if (job := queue.get(job_id)) and job.token == token)
+    return Freeze(held, refused(), stale, accepted, seconds)
+
+
+def test_a_worker_stopped_for_3_leases_has_every_late_finish_refused(tmp_path: Path) -> None:
+    jobs, cycles = pick(400, 3000), pick(1, 4)
+    report = Report("a worker SIGSTOPped for 3 leases mid-batch, then SIGCONT", jobs=jobs)
+    rng = random.Random(3)
+    with (
+        RedisServer() as server,
+        ProductCrawl(tmp_path, jobs, latency=0.3) as crawl,
+        Fleet(server.url, crawl.templates, crawl.logs, [*WORKER_FLAGS, "--concurrency", "8"])
+        as fleet,
+    ):  # fmt: skip
+        queue = queue_for(server.url)
+        crawl.submit(queue, 1, jobs)
+        workers = [fleet.start() for _ in range(3)]
+        freezes = [freeze_for_three_leases(queue, rng.choice(workers)) for _ in range(cycles)]
+        crawl.wait_done(queue, jobs, pick(120, 600))
+        assert set(fleet.terminate_all().values()) == {0}
+        findings = crawl.verify(queue, server.url, range(1, jobs + 1))
+        by_status = check_counts(queue)
+
+    held = sum(len(f.held) for f in freezes)
+    report.faults = {"SIGSTOP 3 leases": cycles}
+    report.lost = len(findings.lost)
+    report.doubled = findings.doubled_in_file
+    report.recover_s = [f.seconds for f in freezes]
+    report.found = {
+        "claims held by the stopped worker": held,
+        "late outcomes refused (jobs)": sum(len(f.refused_jobs) for f in freezes),
+        "late outcomes accepted": sum(f.accepted_late for f in freezes),
+        'jobs_total{outcome="stale"} rise': sum(f.stale for f in freezes),
+        "duplicates in the results log": findings.doubled_in_log,
+        "recover": "SIGCONT to every late outcome refused",
+    }
+    report.emit()
+    assert held >= 4 * cycles, "the stopped worker held jobs"
+    assert all(len(f.refused_jobs) == len(f.held) and f.accepted_late == 0 for f in freezes)
+    assert all(f.stale >= len(f.held) for f in freezes)
+    assert findings.lost == [] and findings.wrong == []
+    assert findings.doubled_in_file == 0 and findings.doubled_in_log == 0
+    assert by_status["completed"] == jobs and by_status["failed"] == 0
+
+
+class Submitter:
+    """Keeps ``backlog`` jobs pending from a thread while the test injects faults (the crawl
+    lasts as long as the faults, whatever the machine's speed), 10 per call. A batch counts
+    as acknowledged when ``submit_many`` returned; a failed one is sent again (submission is
+    idempotent by id) until it is."""
+
+    def __init__(self, crawl: ProductCrawl, url: str, backlog: int) -> None:
+        self.crawl, self.backlog = crawl, backlog
+        self.queue = queue_for(url)
+        self.acknowledged: list[str] = []
+        self.failures = 0
+        #: Calls answered "loading" (Redis restarting), which the client reports as a backend
+        #: failure (see test_a_worker_rides_out_redis_loading_its_data).
+        self.loading = 0
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="submitter", daemon=True)
+
+    def _run(self) -> None:
+        while not self.stopped.wait(0.1):
+            try:
+                if self.queue.stats().by_status["pending"] < self.backlog:
+                    first = self.crawl.submitted + 1
+                    self.acknowledged.extend(self.crawl.submit(self.queue, first, 10))
+            except QueueUnavailableError:
+                self.failures += 1
+            except QueueError as error:
+                if "BusyLoading" not in str(error):
+                    raise
+                self.loading += 1
+
+    def __enter__(self) -> Submitter:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=60)
+
+
+class Exporter:
+    """Exports the results log every half second from a thread (as ``scraperv4 run`` does),
+    riding out the outages."""
+
+    def __init__(self, queue: JobQueue, path: Path) -> None:
+        self.queue, self.path = queue, path
+        self.passes = self.failures = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="exporter", daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.5):
+            try:
+                export_jsonl(self.queue, self.path)
+                self.passes += 1
+            except QueueUnavailableError:
+                self.failures += 1
+
+    def __enter__(self) -> Exporter:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=60)
+
+
+@pytest.mark.parametrize("fsync", ["always", "everysec"])
+def test_redis_sigkilled_during_a_crawl_loses_no_acknowledged_work(
+    tmp_path: Path, fsync: str
+) -> None:
+    """With ``appendfsync always`` Redis writes every change to its append-only file before
+    it answers, so what it acknowledged survives the kill: 0 submissions or finishes lost.
+    ``everysec`` may lose the last writes: the scenario reports how many, and the export
+    still holds each job's item once."""
+    # Down for less, then for more than a lease (leases lapse while Redis is away).
+    outage_plan = pick([2.5], [0.5, 2.5, 5.0, 1.0, 2.5])
+    report = Report(f"redis-server SIGKILLed mid-crawl, appendfsync {fsync}")
+    server = RedisServer(
+        ["--appendonly", "yes", "--appendfsync", fsync], data_dir=tmp_path / "redis"
+    )
+    (tmp_path / "redis").mkdir()
+    server.start()
+    in_flight: list[int] = []
+    outages: list[float] = []
+    try:
+        with (
+            ProductCrawl(tmp_path, pick(3000, 20_000), latency=0.5) as crawl,
+            Fleet(server.url, crawl.templates, crawl.logs,
+                  [*WORKER_FLAGS, "--concurrency", "8"]) as fleet,
+            ResultsObserver(server.url) as observer,
+        ):  # fmt: skip
+            queue = queue_for(server.url)
+            crawl.submit(queue, 1, 100)
+            for _ in range(3):
+                fleet.start()
+            with (
+                Submitter(crawl, server.url, backlog=100) as submitter,
+                Exporter(queue, crawl.export) as exporter,
+            ):
+                wait_for(lambda: (completed(queue) or 0) >= 50, 120, "the crawl under way")
+                for outage in outage_plan:
+                    wait_for(lambda: queue.stats().by_status["running"] >= 4, 60, "jobs running")
+                    in_flight.append(queue.stats().by_status["running"])
+                    killed = time.monotonic()
+                    server.kill()
+                    time.sleep(outage)
+                    server.restart()
+                    outages.append(time.monotonic() - killed)
+                    report.recover_s.append(
+                        observer.time_to_new_work(queue, 30, "the workers to work again")
+                    )
+                    time.sleep(2)
+            crawl.wait_done(queue, crawl.submitted, pick(120, 600))
+            assert set(fleet.terminate_all().values()) == {0}
+            lost_submissions = [i for i in submitter.acknowledged if queue.get(i) is None]
+            lost_finishes = observer.lost()
+            entries_per_job = Counter(job for _, job in observer.seen)
+            completed_twice = sum(1 for n in entries_per_job.values() if n > 1)
+            findings = crawl.verify(queue, server.url, range(1, crawl.submitted + 1))
+            by_status = check_counts(queue)
+    finally:
+        server.stop()
+
+    crashes = len(outage_plan)
+    report.jobs = crawl.submitted
+    report.faults = {"SIGKILL redis-server": crashes}
+    report.lost = len(findings.lost)
+    report.doubled = findings.doubled_in_file
+    report.found = {
+        "jobs running at each crash": in_flight,
+        "outage (kill to answering again)": ", ".join(f"{o:.2f} s" for o in outages),
+        "acknowledged submissions lost": len(lost_submissions),
+        "finishes seen in the results log": len(observer.seen),
+        "acknowledged finishes lost": len(lost_finishes),
+        "jobs completed twice (ran again after a lost finish)": completed_twice,
+        "submit calls refused during the outage": submitter.failures,
+        "submit calls answered LOADING (QueueError)": submitter.loading,
+        "export passes failed during the outage": exporter.failures,
+        "pages fetched more than once (re-run)": crawl.fetched_more_than_once(),
+        "duplicates in the results log": findings.doubled_in_log,
+        "recover": "Redis answering again to a job claimed after that completed",
+    }
+    report.emit()
+    if fsync == "always":
+        assert lost_submissions == [] and lost_finishes == [] and completed_twice == 0
+    assert max(report.recover_s) < 5, "workers resume within 5 s"
+    assert findings.lost == [] and findings.wrong == []
+    assert findings.doubled_in_file == 0 and findings.doubled_in_log == 0
+    assert by_status["completed"] == crawl.submitted and by_status["failed"] == 0
+
+
+def pause_clients(server: RedisServer, seconds: float) -> None:
+    """``CLIENT PAUSE`` every client for ``seconds`` (Redis ends the pause itself)."""
+    client = redis.Redis.from_url(server.url)
+    try:
+        client.execute_command("CLIENT", "PAUSE", int(seconds * 1000), "ALL")
+    finally:
+        client.close()
+    time.sleep(seconds)
+
+
+def stop_server(server: RedisServer, seconds: float) -> None:
+    """SIGSTOP redis-server (by its PID) for ``seconds``: connections open, no answers."""
+    server.pause()
+    try:
+        time.sleep(seconds)
+    finally:
+        server.resume()
+
+
+Fault = tuple[str, Callable[[], None]]
+
+
+def crawl_through_faults(
+    tmp_path: Path, server: RedisServer, workers_url: str, faults: list[Fault], report: Report
+) -> Findings:
+    """Three workers crawl while ``faults`` are injected one after the other (each while
+    jobs are in flight; the crawl is topped up so it outlasts them), ``rounds`` times; then
+    the crawl finishes and is checked. Fills ``report`` and returns the findings."""
+    recover: dict[str, list[float]] = {name: [] for name, _ in faults}
+    with (
+        ProductCrawl(tmp_path, pick(3000, 20_000), latency=0.5) as crawl,
+        Fleet(workers_url, crawl.templates, crawl.logs, [*WORKER_FLAGS, "--concurrency", "4"])
+        as fleet,
+        ResultsObserver(server.url) as observer,
+    ):  # fmt: skip
+        queue = queue_for(server.url)
+        crawl.submit(queue, 1, 60)
+        workers = [fleet.start() for _ in range(3)]
+        with Submitter(crawl, server.url, backlog=60):
+            for _ in range(pick(1, 3)):
+                for name, inject in faults:
+                    wait_for(lambda: queue.stats().by_status["running"] >= 4, 60, "jobs running")
+                    inject()
+                    recover[name].append(observer.time_to_new_work(queue, 60, f"work after {name}"))
+                    report.faults[name] = report.faults.get(name, 0) + 1
+        crawl.wait_done(queue, crawl.submitted, pick(120, 600))
+        outcomes = [w.wait_outcomes() for w in workers]
+        assert set(fleet.terminate_all().values()) == {0}
+        findings = crawl.verify(queue, server.url, range(1, crawl.submitted + 1))
+        by_status = check_counts(queue)
+        assert by_status["completed"] == crawl.submitted and by_status["failed"] == 0
+        report.jobs = crawl.submitted
+        report.lost = len(findings.lost)
+        report.doubled = findings.doubled_in_file
+        report.recover_s = [s for times in recover.values() for s in times]
+        report.found = {
+            **{f"recover after {name}": f"max {max(t):.2f} s" for name, t in recover.items()},
+            "completed (workers' count)": sum(o.get("completed", 0) for o in outcomes),
+            "abandoned (lease not renewed in time)": sum(o.get("abandoned", 0) for o in outcomes),
+            "late outcomes refused (stale)": sum(o.get("stale", 0) for o in outcomes),
+            "expired leases": queue.stats().totals.expired,
+            "pages fetched more than once (re-run)": crawl.fetched_more_than_once(),
+            "duplicates in the results log": findings.doubled_in_log,
+        }
+    return findings
+
+
+def test_redis_paused_for_less_and_more_than_a_lease_strands_and_doubles_nothing(
+    tmp_path: Path,
+) -> None:
+    report = Report("Redis paused (CLIENT PAUSE, SIGSTOP) for less and more than a lease")
+    with RedisServer() as server:
+        faults: list[Fault] = [
+            ("CLIENT PAUSE 0.5 lease", lambda: pause_clients(server, 0.5 * LEASE)),
+            ("CLIENT PAUSE 2 leases", lambda: pause_clients(server, 2 * LEASE)),
+            ("SIGSTOP redis 0.5 lease", lambda: stop_server(server, 0.5 * LEASE)),
+            ("SIGSTOP redis 2 leases", lambda: stop_server(server, 2 * LEASE)),
+        ]
+        findings = crawl_through_faults(tmp_path, server, server.url, faults, report)
+    report.emit()
+    assert findings.lost == [] and findings.wrong == []
+    assert findings.doubled_in_file == 0 and findings.doubled_in_log == 0
+
+
+def test_a_slow_and_broken_network_to_redis_strands_and_doubles_nothing(tmp_path: Path) -> None:
+    """The workers reach Redis through a TCP proxy that adds latency, resets connections and
+    refuses new ones for a while (a partition)."""
+    report = Report("slow and broken network between the workers and Redis (TCP proxy)")
+    with RedisServer() as server, TcpProxy(server.port) as proxy:
+
+        def slow(seconds: float) -> None:
+            proxy.set_latency(seconds)
+            time.sleep(2 * LEASE)
+            proxy.set_latency(0)
+
+        def cuts() -> None:
+            for _ in range(3):
+                proxy.cut()
+                time.sleep(1)
+
+        def partition() -> None:
+            proxy.refuse()
+            proxy.cut()
+            time.sleep(2 * LEASE)
+            proxy.refuse(False)
+
+        faults: list[Fault] = [
+            # Within the operation timeout (1 s), then beyond it: every call times out
+            # after Redis may have applied it.
+            ("50 ms latency each way", lambda: slow(0.05)),
+            ("600 ms latency each way", lambda: slow(0.6)),
+            ("3 connection resets", cuts),
+            ("partition for 2 leases", partition),
+        ]
+        workers_url = f"redis://127.0.0.1:{proxy.port}/0"
+        findings = crawl_through_faults(tmp_path, server, workers_url, faults, report)
+        report.found["connections reset"] = proxy.cuts
+    report.emit()
+    assert proxy.cuts > 0, "connections were reset"
+    assert findings.lost == [] and findings.wrong == []
+    assert findings.doubled_in_file == 0 and findings.doubled_in_log == 0

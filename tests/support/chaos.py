@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -62,15 +63,6 @@ def completed(queue: JobQueue) -> Optional[int]:
         return queue.stats().totals.completed
     except QueueUnavailableError:
         return None
-
-
-def time_to_progress(queue: JobQueue, timeout: float, what: str) -> float:
-    """Seconds from now until a job completes (the fleet works again)."""
-    first = None
-    while first is None:
-        first = completed(queue)
-    start = first
-    return wait_for(lambda: (completed(queue) or start) > start, timeout, what)
 
 
 @dataclasses.dataclass
@@ -141,6 +133,8 @@ class ProductCrawl:
         self.logs = tmp / "logs"
         self.logs.mkdir(exist_ok=True)
         self.export = tmp / "items.jsonl"
+        #: Jobs p1..p<submitted> were submitted.
+        self.submitted = 0
 
     def __enter__(self) -> ProductCrawl:
         self.site.start()
@@ -159,6 +153,7 @@ class ProductCrawl:
 
     def submit(self, queue: JobQueue, first: int, count: int) -> list[str]:
         ids: list[str] = queue.submit_many(self.job(n) for n in range(first, first + count))
+        self.submitted = max(self.submitted, first + count - 1)
         return ids
 
     def fetched_more_than_once(self) -> int:
@@ -222,7 +217,7 @@ class ProductCrawl:
             while True:
                 page = cast(
                     "list[tuple[str, dict[str, str]]]",
-                    client.xrange("scraperv4:{default}:results", cursor, "+", count=5000),
+                    client.xrange(RESULTS_KEY, cursor, "+", count=5000),
                 )
                 jobs.extend(fields["job"] for _, fields in page)
                 if len(page) < 5000:
@@ -230,6 +225,80 @@ class ProductCrawl:
                 cursor = "(" + page[-1][0]
         finally:
             client.close()
+
+
+RESULTS_KEY = "scraperv4:{default}:results"
+
+
+class ResultsObserver:
+    """Reads the queue's results log as it is written (``XREAD BLOCK`` from a thread), so
+    every finish Redis acknowledged is seen: Redis sends a blocked reader the new entry in
+    the same event-loop pass as the reply to the worker that wrote it. After a crash, an
+    entry seen before it and missing after the restart is an acknowledged finish Redis lost.
+    """
+
+    def __init__(self, redis_url: str) -> None:
+        self.redis_url = redis_url
+        #: (entry id, job id) in the order seen.
+        self.seen: list[tuple[str, str]] = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="results-observer", daemon=True)
+
+    def _run(self) -> None:
+        cursor = "0-0"
+        while not self.stopped.is_set():
+            client = redis.Redis.from_url(
+                self.redis_url, decode_responses=True, socket_timeout=3, socket_connect_timeout=1
+            )
+            try:
+                while not self.stopped.is_set():
+                    answer = cast(
+                        "list[tuple[str, list[tuple[str, dict[str, str]]]]]",
+                        client.xread({RESULTS_KEY: cursor}, count=1000, block=500),
+                    )
+                    for _, entries in answer or []:
+                        self.seen.extend((entry, fields["job"]) for entry, fields in entries)
+                        cursor = entries[-1][0]
+            except redis.RedisError:
+                time.sleep(0.05)
+            finally:
+                client.close()
+
+    def time_to_new_work(self, queue: JobQueue, timeout: float, what: str) -> float:
+        """Seconds from now until a job claimed from now on has completed: the fleet is
+        back to claiming, fetching and finishing."""
+        since = time.time()
+        checked = len(self.seen)
+
+        def fresh() -> bool:
+            nonlocal checked
+            while checked < len(self.seen):
+                try:
+                    job = queue.get(self.seen[checked][1])
+                except QueueUnavailableError:
+                    return False
+                checked += 1
+                if job is not None and (job.started_at or 0) >= since:
+                    return True
+            return False
+
+        return wait_for(fresh, timeout, what)
+
+    def lost(self) -> list[tuple[str, str]]:
+        """Entries seen that the log no longer holds."""
+        client = redis.Redis.from_url(self.redis_url, decode_responses=True)
+        try:
+            return [(e, job) for e, job in self.seen if not client.xrange(RESULTS_KEY, e, e)]
+        finally:
+            client.close()
+
+    def __enter__(self) -> ResultsObserver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=10)
 
 
 def check_counts(queue: JobQueue) -> dict[str, int]:

@@ -111,6 +111,16 @@ class WorkerProcess:
                 )
             time.sleep(0.2)
 
+    def log_size(self) -> int:
+        """Bytes logged so far (an offset for :meth:`log_since`)."""
+        return self.log_path.stat().st_size
+
+    def log_since(self, offset: int) -> str:
+        """What the worker logged after ``offset``."""
+        with open(self.log_path, "rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
