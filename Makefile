@@ -102,6 +102,14 @@ test-image: install-release deploy-tools ## build the runtime image with buildah
 .PHONY: test
 test: lint test-rust test-python ## set up everything and run every check and test
 
+CHAOS_REPORT ?= target/chaos-report.jsonl
+.PHONY: chaos
+chaos: install ## the chaos suite's long versions: faults in a real fleet, figures to CHAOS_REPORT
+	@command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+	mkdir -p $(dir $(CHAOS_REPORT)) && rm -f $(CHAOS_REPORT)
+	SCRAPERV4_CHAOS=long SCRAPERV4_CHAOS_REPORT=$(abspath $(CHAOS_REPORT)) \
+		$(VPY) -m pytest -m chaos -s -rxX tests/test_chaos.py
+
 .PHONY: clean
 clean: ## remove build outputs and the virtualenv
 	cargo clean

@@ -80,8 +80,9 @@ class RedisServer:
         assert self.process is not None, "server not started"
         return self.process.pid
 
-    def start(self, timeout: float = 10.0) -> RedisServer:
-        """Start the server and wait until it answers PING."""
+    def start(self, timeout: float = 10.0, *, wait: bool = True) -> RedisServer:
+        """Start the server and wait until it answers PING (with ``wait``; else see
+        :meth:`wait_ready`)."""
         args = [
             self.binary,
             "--port", str(self.port),
@@ -95,6 +96,11 @@ class RedisServer:
         log = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115 - owned by the process
         self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         log.close()
+        return self.wait_ready(timeout) if wait else self
+
+    def wait_ready(self, timeout: float = 10.0) -> RedisServer:
+        """Wait until the server answers PING (it has loaded its data)."""
+        assert self.process is not None, "server not started"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -135,11 +141,11 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGCONT)
 
-    def restart(self, timeout: float = 10.0) -> RedisServer:
+    def restart(self, timeout: float = 10.0, *, wait: bool = True) -> RedisServer:
         """Start the server again on the same port and directory (after :meth:`kill`)."""
         if self.process is not None and self.process.poll() is None:
             self.kill()
-        return self.start(timeout)
+        return self.start(timeout, wait=wait)
 
     def __enter__(self) -> RedisServer:
         return self.start()

@@ -123,9 +123,11 @@ class TcpProxy:
             writer.transport.abort()
             return
         self._open.update((writer, up_writer))
-        await asyncio.gather(
-            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
-        )
+        # Cancelled when the proxy stops: end normally (a cancelled task here is logged).
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(
+                self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+            )
         for end in (writer, up_writer):
             self._open.discard(end)
             end.transport.abort()
