@@ -41,6 +41,7 @@ from support.chaos import (
     completed,
     http_json,
     pick,
+    running,
     wait_for,
 )
 from support.fleet import CLI, Fleet, WorkerProcess, environment
@@ -339,8 +340,10 @@ def test_redis_sigkilled_during_a_crawl_loses_no_acknowledged_work(
             ):
                 wait_for(lambda: (completed(queue) or 0) >= 50, 120, "the crawl under way")
                 for outage in outage_plan:
-                    wait_for(lambda: queue.stats().by_status["running"] >= 4, 60, "jobs running")
-                    in_flight.append(queue.stats().by_status["running"])
+                    # A client's first call after a restart may fail once (see
+                    # test_a_read_after_a_redis_restart_is_sent_again): running() rides it out.
+                    wait_for(lambda: running(queue) >= 4, 60, "jobs running")
+                    in_flight.append(running(queue))
                     killed = time.monotonic()
                     server.kill()
                     time.sleep(outage)
@@ -419,18 +422,19 @@ def crawl_through_faults(
     the crawl finishes and is checked. Fills ``report`` and returns the findings."""
     recover: dict[str, list[float]] = {name: [] for name, _ in faults}
     with (
-        ProductCrawl(tmp_path, pick(3000, 20_000), latency=0.5) as crawl,
-        Fleet(workers_url, crawl.templates, crawl.logs, [*WORKER_FLAGS, "--concurrency", "4"])
+        ProductCrawl(tmp_path, pick(3000, 20_000), latency=pick(0.5, 0.2)) as crawl,
+        Fleet(workers_url, crawl.templates, crawl.logs, [*WORKER_FLAGS, "--concurrency", "8"])
         as fleet,
         ResultsObserver(server.url) as observer,
     ):  # fmt: skip
         queue = queue_for(server.url)
-        crawl.submit(queue, 1, 60)
+        backlog = pick(60, 300)
+        crawl.submit(queue, 1, backlog)
         workers = [fleet.start() for _ in range(3)]
-        with Submitter(crawl, server.url, backlog=60):
+        with Submitter(crawl, server.url, backlog):
             for _ in range(pick(1, 3)):
                 for name, inject in faults:
-                    wait_for(lambda: queue.stats().by_status["running"] >= 4, 60, "jobs running")
+                    wait_for(lambda: running(queue) >= 4, 60, "jobs running")
                     inject()
                     recover[name].append(observer.time_to_new_work(queue, 60, f"work after {name}"))
                     report.faults[name] = report.faults.get(name, 0) + 1
@@ -767,3 +771,22 @@ def test_a_late_outcome_is_counted_once(tmp_path: Path) -> None:
     outcomes += progress["abandoned"]
     assert progress["claimed"] == 4
     assert (progress["stale"], outcomes) == (4, 4), progress
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="DEFECT (minor): after Redis restarts, the first synchronous stats() on each pooled "
+    "blocking connection raises QueueUnavailableError ('unexpected end of file') although "
+    "Redis is up: RedisQueue::run_blocking (src/queue/redis/mod.rs) drops the broken "
+    "connection but does not send the read-only script again, as query() does for commands "
+    "(get() succeeds at once). Pollers (monitoring, the autoscaler's sampler) see a spurious "
+    "outage",
+)
+def test_a_read_after_a_redis_restart_is_sent_again() -> None:
+    with RedisServer() as server:
+        queue = JobQueue(server.url)
+        queue.stats()
+        server.kill()
+        server.restart()
+        assert queue.get("any") is None, "a command is sent again on a fresh connection"
+        assert queue.stats().total == 0, "so is a read-only script"

@@ -57,6 +57,14 @@ def answers(queue: JobQueue) -> bool:
     return True
 
 
+def running(queue: JobQueue) -> int:
+    """Jobs running now; 0 while the queue does not answer."""
+    try:
+        return queue.stats().by_status["running"]
+    except QueueUnavailableError:
+        return 0
+
+
 def completed(queue: JobQueue) -> Optional[int]:
     """Jobs completed so far (the monotonic total); None while the queue does not answer."""
     try:
