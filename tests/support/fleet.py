@@ -161,8 +161,11 @@ class Fleet:
         return [w for w in self.started if w.alive()]
 
     def terminate_all(self, timeout: float = 60.0) -> dict[str, int]:
-        """SIGTERM every live worker; exit code per worker id."""
+        """SIGTERM every live worker (once it serves its metrics: a process still starting
+        has no handler yet, and SIGTERM would kill it); exit code per worker id."""
         live = self.alive
+        for worker in live:
+            worker.wait_outcomes()
         for worker in live:
             worker.signal(signal.SIGCONT)
             worker.signal(signal.SIGTERM)
