@@ -396,7 +396,7 @@ def pause_clients(server: RedisServer, seconds: float) -> None:
     """``CLIENT PAUSE`` every client for ``seconds`` (Redis ends the pause itself)."""
     client = redis.Redis.from_url(server.url)
     try:
-        client.execute_command("CLIENT", "PAUSE", int(seconds * 1000), "ALL")
+        client.client_pause(int(seconds * 1000), all=True)
     finally:
         client.close()
     time.sleep(seconds)
