@@ -250,9 +250,6 @@ class Submitter:
         self.queue = queue_for(url)
         self.acknowledged: list[str] = []
         self.failures = 0
-        #: Calls answered "loading" (Redis restarting), which the client reports as a backend
-        #: failure (see test_a_worker_rides_out_redis_loading_its_data).
-        self.loading = 0
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="submitter", daemon=True)
 
@@ -264,10 +261,6 @@ class Submitter:
                     self.acknowledged.extend(self.crawl.submit(self.queue, first, 10))
             except QueueUnavailableError:
                 self.failures += 1
-            except QueueError as error:
-                if "BusyLoading" not in str(error):
-                    raise
-                self.loading += 1
 
     def __enter__(self) -> Submitter:
         self.thread.start()
@@ -319,7 +312,6 @@ def test_redis_sigkilled_during_a_crawl_loses_no_acknowledged_work(
     server = RedisServer(
         ["--appendonly", "yes", "--appendfsync", fsync], data_dir=tmp_path / "redis"
     )
-    (tmp_path / "redis").mkdir()
     server.start()
     in_flight: list[int] = []
     outages: list[float] = []
@@ -377,7 +369,6 @@ def test_redis_sigkilled_during_a_crawl_loses_no_acknowledged_work(
         "acknowledged finishes lost": len(lost_finishes),
         "jobs completed twice (ran again after a lost finish)": completed_twice,
         "submit calls refused during the outage": submitter.failures,
-        "submit calls answered LOADING (QueueError)": submitter.loading,
         "export passes failed during the outage": exporter.failures,
         "pages fetched more than once (re-run)": crawl.fetched_more_than_once(),
         "duplicates in the results log": findings.doubled_in_log,
@@ -670,22 +661,17 @@ def test_the_coordinator_answers_503_while_redis_is_gone_and_recovers(tmp_path: 
 # --- Defects the chaos suite found (src/ belongs to others: reported, kept failing) --------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: a Redis that is loading its data after a restart answers LOADING; "
-    "RedisQueue::error (src/queue/redis/mod.rs) classifies BusyLoading as QueueError::Backend, "
-    "not Unavailable, so clients get QueueError instead of QueueUnavailableError and the "
-    "worker's claim loop (src/worker/pool.rs, claim_loop: `Err(error) => break`) ends the run: "
-    "`scraperv4 worker` exits 1 'failed during claim: BusyLoading'",
-)
 def test_a_worker_rides_out_redis_loading_its_data_after_a_restart(tmp_path: Path) -> None:
+    """Found by the chaos suite (a submit during a Redis restart got LOADING as a backend
+    failure, and a worker meeting it exited 1); fixed on main by 13a3e50 (transient Redis
+    refusals are Unavailable). A Redis loading its data is unavailable, nothing worse: a
+    client may retry, and a running worker waits and works on."""
     # 20,000 keys loaded at 100 µs each: Redis answers LOADING for about two seconds.
     server = RedisServer(
         ["--appendonly", "yes", "--appendfsync", "always", "--key-load-delay", "100",
          "--loading-process-events-interval-bytes", "1024"],
         data_dir=tmp_path / "redis",
     )  # fmt: skip
-    (tmp_path / "redis").mkdir()
     server.start()
     try:
         filler = redis.Redis.from_url(server.url)
@@ -703,12 +689,13 @@ def test_a_worker_rides_out_redis_loading_its_data_after_a_restart(tmp_path: Pat
             queue = queue_for(server.url)
             server.kill()
             server.restart(wait=False)
-            errors = []
+            errors, loading = [], 0
             while True:  # while it loads: unavailable (retry later), nothing worse
                 try:
                     queue.stats()
                     break
-                except QueueUnavailableError:
+                except QueueUnavailableError as error:
+                    loading += "loading" in str(error).lower()
                     time.sleep(0.1)
                 except QueueError as error:
                     errors.append(str(error))
@@ -718,9 +705,11 @@ def test_a_worker_rides_out_redis_loading_its_data_after_a_restart(tmp_path: Pat
             wait_for(
                 lambda: not worker.alive() or (completed(queue) or 0) >= 10, 60, "the jobs run"
             )
-            alive, log = worker.alive(), worker.log_tail()
+            alive, log = worker.alive(), worker.log_since(0)
     finally:
         server.stop()
+    assert loading > 0, "Redis answered LOADING for a while"
+    assert "loading the dataset" in log.lower(), "the worker met it"
     assert (errors[:1], alive) == ([], True), log
 
 
@@ -762,6 +751,7 @@ def test_a_late_outcome_is_counted_once(tmp_path: Path) -> None:
             for n in range(1, 5):
                 assert queue.cancel(f"p{n}").accepted
             wait_for(lambda: worker.progress()["in_flight"] == 0, 60, "the claims settled")
+            proxy.set_latency(0)  # the finish is on its way; the rest may be quick
         finally:
             worker.stop()  # the finisher settles what it has before the run returns
             thread.join(timeout=60)
