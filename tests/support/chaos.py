@@ -25,7 +25,7 @@ import redis
 
 from scraperv4.demo import TEMPLATE_PATH, DemoSite
 from scraperv4.exceptions import QueueUnavailableError
-from scraperv4.queue import JobQueue
+from scraperv4.queue import JobQueue, JobStatus
 
 LONG = os.environ.get("SCRAPERV4_CHAOS") == "long"
 
@@ -170,21 +170,26 @@ class ProductCrawl:
         return sum(1 for path, n in hits if path.startswith("/product/") and n > 1)
 
     def wait_done(self, queue: JobQueue, jobs: int, timeout: float) -> float:
-        """Waits until ``jobs`` jobs are completed and nothing else is left to do."""
+        """Waits until all ``jobs`` jobs have ended and nothing else is left to do; every
+        one of them must have completed (a failed job is reported with its error)."""
 
-        def done() -> bool:
+        def settled() -> bool:
             try:
                 by_status = queue.stats().by_status
             except QueueUnavailableError:
                 return False
-            return by_status["completed"] >= jobs and all(
-                by_status[s] == 0 for s in ("pending", "assigned", "running", "retrying")
-            )
+            ended = sum(by_status[s] for s in ("completed", "failed", "cancelled"))
+            active = ("pending", "assigned", "running", "retrying")
+            return ended >= jobs and all(by_status[s] == 0 for s in active)
 
         try:
-            return wait_for(done, timeout, f"{jobs} jobs completed")
+            seconds = wait_for(settled, timeout, f"{jobs} jobs to end")
         except AssertionError as error:
             raise AssertionError(f"{error}: {queue.stats()}") from None
+        stats = queue.stats()
+        failed = [(j.id, j.lease_expiries, j.error) for j in queue.list(JobStatus.FAILED, 0, 3)]
+        assert stats.by_status["completed"] == jobs, f"{stats}; failed: {failed}"
+        return seconds
 
     def verify(self, queue: JobQueue, redis_url: str, numbers: range) -> Findings:
         """Exports the results with ``scraperv4 results export`` (appending to the file the
