@@ -25,7 +25,7 @@ import redis
 
 from scraperv4.demo import TEMPLATE_PATH, DemoSite
 from scraperv4.exceptions import QueueUnavailableError
-from scraperv4.queue import JobQueue, JobStatus
+from scraperv4.queue import JobQueue
 
 LONG = os.environ.get("SCRAPERV4_CHAOS") == "long"
 
@@ -169,27 +169,25 @@ class ProductCrawl:
         hits = self.site.hits.items()
         return sum(1 for path, n in hits if path.startswith("/product/") and n > 1)
 
-    def wait_done(self, queue: JobQueue, jobs: int, timeout: float) -> float:
-        """Waits until all ``jobs`` jobs have ended and nothing else is left to do; every
-        one of them must have completed (a failed job is reported with its error)."""
-
-        def settled() -> bool:
-            try:
-                by_status = queue.stats().by_status
-            except QueueUnavailableError:
-                return False
-            ended = sum(by_status[s] for s in ("completed", "failed", "cancelled"))
-            active = ("pending", "assigned", "running", "retrying")
-            return ended >= jobs and all(by_status[s] == 0 for s in active)
-
+    @staticmethod
+    def settled(queue: JobQueue, jobs: int) -> bool:
+        """All ``jobs`` jobs have ended (completed, failed or cancelled) and nothing is left
+        to do; False while the queue does not answer."""
         try:
-            seconds = wait_for(settled, timeout, f"{jobs} jobs to end")
+            by_status = queue.stats().by_status
+        except QueueUnavailableError:
+            return False
+        ended = sum(by_status[s] for s in ("completed", "failed", "cancelled"))
+        active = ("pending", "assigned", "running", "retrying")
+        return ended >= jobs and all(by_status[s] == 0 for s in active)
+
+    def wait_done(self, queue: JobQueue, jobs: int, timeout: float) -> float:
+        """Waits until all ``jobs`` jobs have ended and nothing else is left to do (the
+        scenario then checks that they all completed)."""
+        try:
+            return wait_for(lambda: self.settled(queue, jobs), timeout, f"{jobs} jobs to end")
         except AssertionError as error:
             raise AssertionError(f"{error}: {queue.stats()}") from None
-        stats = queue.stats()
-        failed = [(j.id, j.lease_expiries, j.error) for j in queue.list(JobStatus.FAILED, 0, 3)]
-        assert stats.by_status["completed"] == jobs, f"{stats}; failed: {failed}"
-        return seconds
 
     def verify(self, queue: JobQueue, redis_url: str, numbers: range) -> Findings:
         """Exports the results with ``scraperv4 results export`` (appending to the file the
@@ -312,6 +310,11 @@ class ResultsObserver:
     def __exit__(self, *exc: object) -> None:
         self.stopped.set()
         self.thread.join(timeout=10)
+
+
+def dead_letters(queue: JobQueue) -> list[str]:
+    """The first failed jobs, with their lease expiries and error."""
+    return [f"{j.id} ({j.lease_expiries} expiries): {j.error}" for j in queue.dead_letters(0, 3)]
 
 
 def check_counts(queue: JobQueue) -> dict[str, int]:
