@@ -805,7 +805,7 @@ def moved_on(queue: JobQueue, claims: set[tuple[str, int]]) -> bool:
     "expire_lease (src/queue/redis/lua/heartbeat.lua), which counts a lease "
     "expiry (src/queue/redis/lua/jobs.lua) and fails the job after max_lease_expiries. A "
     "job in flight at max_lease_expiries stalls of Redis fails although no run of it failed "
-    "(the long pause scenario: 9 of 660 jobs failed, some never fetched)",
+    "(the long pause scenario: 9 of 660 jobs failed, 5 expiries each)",
 )
 def test_jobs_in_flight_through_repeated_redis_stalls_do_not_fail(tmp_path: Path) -> None:
     """Pages that take longer than the test, so both jobs are in flight at each stall;
