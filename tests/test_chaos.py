@@ -805,7 +805,8 @@ def moved_on(queue: JobQueue, claims: set[tuple[str, int]]) -> bool:
     "expire_lease (src/queue/redis/lua/heartbeat.lua), which counts a lease "
     "expiry (src/queue/redis/lua/jobs.lua) and fails the job after max_lease_expiries. A "
     "job in flight at max_lease_expiries stalls of Redis fails although no run of it failed "
-    "(the long pause scenario: 9 of 660 jobs failed, 5 expiries each)",
+    "(the long pause scenario: 9, then 6 of 660 jobs failed, 5 expiries each). The reaper "
+    "(reap.lua) counts the same expiry when it comes first: the heartbeat alone is not the fix",
 )
 def test_jobs_in_flight_through_repeated_redis_stalls_do_not_fail(tmp_path: Path) -> None:
     """Pages that take longer than the test, so both jobs are in flight at each stall;
