@@ -68,7 +68,11 @@ impl TemplateRegistry {
             TemplateError {
                 template: id.to_owned(),
                 field: None,
-                message: format!("no such template; known: {}", known.join(", ")),
+                message: format!(
+                    "no template with this id among the worker's templates (known: {}); add \
+                     it to the templates directory or submit the jobs with a known template id",
+                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                ),
             }
         })
     }

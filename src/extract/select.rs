@@ -6,8 +6,58 @@ use selectors::context::{
     MatchingContext, MatchingForInvalidation, MatchingMode, NeedsSelectorFlags, QuirksMode,
     SelectorCaches,
 };
-use selectors::parser::{ParseRelative, SelectorList};
+use selectors::parser::{ParseRelative, SelectorList, SelectorParseErrorKind};
 use selectors::{Element, OpaqueElement};
+
+/// What is wrong with a selector, in words (the parser's own messages name its internals:
+/// "Unexpected error occurred. Please report this to the developer", `ClassNeedsIdent`).
+fn describe(kind: &cssparser::ParseErrorKind<SelectorParseErrorKind>) -> &'static str {
+    use cssparser::{BasicParseErrorKind as Basic, ParseErrorKind};
+    use SelectorParseErrorKind as Custom;
+    match kind {
+        ParseErrorKind::Basic(Basic::UnexpectedToken) => {
+            "it has a character or word that is not valid there"
+        }
+        ParseErrorKind::Basic(Basic::EndOfInput) => {
+            "it ends too early (an unclosed bracket, quote or parenthesis?)"
+        }
+        ParseErrorKind::Basic(Basic::TooManyNestedBlocks) => "it is nested too deeply",
+        ParseErrorKind::Basic(_) => "it is not a selector",
+        ParseErrorKind::Custom(custom) => match custom {
+            Custom::EmptySelector => "it is empty, or has an empty part between commas",
+            Custom::DanglingCombinator => "a combinator (>, +, ~) must be followed by a selector",
+            Custom::ClassNeedsIdent => "a '.' must be followed by a class name, e.g. .price",
+            Custom::NoQualifiedNameInAttributeSelector
+            | Custom::UnexpectedTokenInAttributeSelector => {
+                "an attribute selector must look like [name], [name=value] or [name^=\"value\"]"
+            }
+            Custom::BadValueInAttr => {
+                "an attribute value must be a name or a quoted string, e.g. [rel=\"next\"]"
+            }
+            Custom::ExpectedNamespace
+            | Custom::ExpectedBarInAttr
+            | Custom::InvalidQualNameInAttr
+            | Custom::ExplicitNamespaceUnexpectedToken => {
+                "namespace prefixes (ns|name) are not supported"
+            }
+            Custom::PseudoElementExpectedColon
+            | Custom::PseudoElementExpectedIdent
+            | Custom::NoIdentForPseudo => {
+                "a ':' must be followed by a pseudo-class name, e.g. :first-child"
+            }
+            Custom::UnsupportedPseudoClassOrElement => {
+                "it uses a pseudo-class or pseudo-element that is not supported \
+                 (supported: :first-child, :nth-child(), :not(), :has(), :is(), ...)"
+            }
+            Custom::NonCompoundSelector => "that pseudo-class takes a simple selector only",
+            Custom::NonPseudoElementAfterSlotted
+            | Custom::InvalidPseudoElementAfterSlotted
+            | Custom::InvalidPseudoElementInsideWhere
+            | Custom::InvalidState => "a pseudo-class or pseudo-element is not allowed there",
+            Custom::UnexpectedIdent => "it has a name where none is expected",
+        },
+    }
+}
 
 /// A compiled selector list (`a, b` included).
 #[derive(Debug, Clone)]
@@ -25,7 +75,7 @@ impl Selector {
                 text: text.to_owned(),
                 list,
             })
-            .map_err(|error| scraper::error::SelectorErrorKind::from(error).to_string())
+            .map_err(|error| describe(&error.kind).to_owned())
     }
 
     /// The selector as written.

@@ -214,10 +214,19 @@ impl Fetcher {
                         continue;
                     }
                     if page.status >= 400 {
+                        let reason = reqwest::StatusCode::from_u16(page.status)
+                            .ok()
+                            .and_then(|s| s.canonical_reason())
+                            .map(|r| format!(" {r}"))
+                            .unwrap_or_default();
+                        let attempts = match attempt {
+                            0 => String::new(),
+                            n => format!(" (after {} attempts)", n + 1),
+                        };
                         let mut error = FetchError::new(
                             FetchErrorKind::HttpStatus,
                             &page.final_url,
-                            format!("HTTP {} after {} attempt(s)", page.status, attempt + 1),
+                            format!("the server answered HTTP {}{reason}{attempts}", page.status),
                         );
                         error.status = Some(page.status);
                         // 1 ms stands for "no Retry-After" (see fetch_once).
@@ -406,9 +415,7 @@ impl Fetcher {
             return Err(FetchError::new(
                 FetchErrorKind::BlockedAddress,
                 url,
-                format!(
-                    "{ip} is {reason}: refused by the SSRF guard (allow it with allow_private_networks or allowed_networks)"
-                ),
+                format!("{ip} is {reason}, refused by the SSRF guard"),
             ));
         }
         Ok(parsed)
@@ -632,11 +639,54 @@ fn classify(url: &str, error: &reqwest::Error) -> FetchError {
     }
     let text = error.to_string();
     if error.is_timeout() {
-        FetchError::new(FetchErrorKind::Timeout, url, text)
+        FetchError::new(FetchErrorKind::Timeout, url, "no answer in time (timed out)")
     } else if text.contains("dns error") || text.contains("failed to lookup") {
-        FetchError::new(FetchErrorKind::Dns, url, text)
+        FetchError::new(FetchErrorKind::Dns, url, format!("name lookup failed: {text}"))
     } else {
-        FetchError::new(FetchErrorKind::Connect, url, format!("{text}: {error:?}"))
+        FetchError::new(FetchErrorKind::Connect, url, connect_reason(url, error))
+    }
+}
+
+/// Why a connection failed, in words: from the operating system's error when there is one
+/// (never the error's `Debug` form, which names crate types).
+fn connect_reason(url: &str, error: &reqwest::Error) -> String {
+    use std::io::ErrorKind;
+    let causes = std::iter::successors(error.source(), |cause| (*cause).source());
+    let address = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+        .unwrap_or_else(|| "that address".to_owned());
+    let mut innermost = None;
+    for cause in causes {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                ErrorKind::ConnectionRefused => {
+                    format!("connection refused (nothing listens on {address})")
+                }
+                ErrorKind::ConnectionReset => "the server reset the connection".to_owned(),
+                ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe | ErrorKind::UnexpectedEof => {
+                    "the server closed the connection early".to_owned()
+                }
+                ErrorKind::HostUnreachable | ErrorKind::NetworkUnreachable => {
+                    format!("no route to {address}")
+                }
+                ErrorKind::AddrNotAvailable => format!("cannot connect to {address}"),
+                _ => without_os_code(&io.to_string()),
+            };
+        }
+        innermost = Some(cause.to_string());
+    }
+    innermost.map_or_else(
+        || "the connection failed".to_owned(),
+        |text| without_os_code(&text),
+    )
+}
+
+/// `Connection refused (os error 111)` without the number.
+fn without_os_code(text: &str) -> String {
+    match text.find(" (os error") {
+        Some(at) => text[..at].to_owned(),
+        None => text.to_owned(),
     }
 }
 

@@ -34,6 +34,20 @@ pub enum FetchErrorKind {
 }
 
 impl FetchErrorKind {
+    /// Every kind.
+    pub const ALL: [Self; 10] = [
+        Self::Timeout,
+        Self::Dns,
+        Self::Connect,
+        Self::Tls,
+        Self::TooLarge,
+        Self::RobotsDenied,
+        Self::BlockedAddress,
+        Self::HttpStatus,
+        Self::TooManyRedirects,
+        Self::Decode,
+    ];
+
     /// The name used in Python and in logs.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -59,8 +73,12 @@ impl fmt::Display for FetchErrorKind {
 }
 
 /// A fetch that did not produce a page.
+///
+/// Shown as one line for people — what failed, where, why, and what to do about it:
+/// `fetching http://127.0.0.1:9/p: connection refused (nothing listens on 127.0.0.1:9);
+/// check that the site is up and the URL's host and port`. Programs read [`FetchError::kind`].
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("fetch {url} failed ({kind}): {message}")]
+#[error("fetching {url}: {message}{}", self.hint().map(|h| format!("; {h}")).unwrap_or_default())]
 pub struct FetchError {
     /// Machine-readable reason.
     pub kind: FetchErrorKind,
@@ -84,6 +102,38 @@ impl FetchError {
             status: None,
             retry_after: None,
         }
+    }
+
+    /// What the user can do about it, when there is something to say.
+    pub fn hint(&self) -> Option<&'static str> {
+        Some(match self.kind {
+            FetchErrorKind::Timeout => {
+                "the site is slow or unreachable: try again later, or raise --total-timeout"
+            }
+            FetchErrorKind::Dns => "check the host name in the URL",
+            FetchErrorKind::Connect => "check that the site is up and the URL's host and port",
+            FetchErrorKind::Tls => {
+                "check the site's certificate (for an internal CA pass --ca-file FILE)"
+            }
+            FetchErrorKind::TooLarge => "raise --max-body-bytes if pages this big are expected",
+            FetchErrorKind::RobotsDenied => {
+                "the site asks crawlers not to fetch it (--ignore-robots only for sites you \
+                 may crawl regardless)"
+            }
+            FetchErrorKind::BlockedAddress => {
+                "to fetch private or local sites pass --allow-private-networks, or \
+                 --allowed-networks CIDR for some (Python: allow_private_networks=True)"
+            }
+            FetchErrorKind::HttpStatus => match self.status? {
+                404 | 410 => "the page does not exist: check the URL or the template's links",
+                401 | 403 => "the server refused the request (blocked, or a login is needed)",
+                429 => "the site is rate limiting: slow down with --delay MIN,MAX",
+                500..=599 => "the server failed: it is retried, or try again later",
+                _ => return None,
+            },
+            FetchErrorKind::TooManyRedirects => "check the URL (or raise --max-redirects)",
+            FetchErrorKind::Decode => return None,
+        })
     }
 
     /// True for failures a retry may cure (timeouts, connection trouble, 429 and 5xx). A
