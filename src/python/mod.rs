@@ -41,7 +41,9 @@ pub mod _core {
     #[pymodule_export]
     use super::resources::PyResourceManager;
     #[pymodule_export]
-    use super::worker::{PyWorker, crawl_job_id, export_jsonl, results_file_records};
+    use super::worker::{
+        PyWorker, crawl_job_id, default_crawl_id, error_kind, export_jsonl, results_file_records,
+    };
 
     use pyo3::prelude::*;
 
@@ -56,6 +58,8 @@ pub mod _core {
             "TEXT_SKIPPED_ELEMENTS",
             crate::extract::text::SKIPPED.to_vec(),
         )?;
+        m.add("JOB_CONFIG_KEYS", crate::worker::crawl::CONFIG_KEYS.to_vec())?;
+        m.add("FAILURE_KINDS", crate::worker::FAILURE_KINDS.to_vec())?;
         super::logging::install(m.py())?;
         Ok(())
     }

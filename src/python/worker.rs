@@ -14,6 +14,7 @@ use super::queue::PyJobQueue;
 use crate::config::ConfigError;
 use crate::extract::TemplateRegistry;
 use crate::fetch::{FetchConfig, Fetcher};
+use crate::worker::throttle::ThrottleScope;
 use crate::worker::{ItemHook, Progress, Stop, ThrottleConfig, Worker, WorkerConfig};
 
 fn duration(setting: &str, seconds: f64) -> Result<Duration, ConfigError> {
@@ -74,7 +75,7 @@ impl PyWorker {
         grace_period = 30.0, job_timeout = 3600.0, idle_poll = 0.5, exit_when_done = false,
         reap_interval = 5.0, metrics_addr = None, jsonl_path = None, export_interval = 1.0,
         on_item = None, adaptive_concurrency = true, min_concurrency = 1, cpu_max = 95.0,
-        memory_max = 85.0, adapt_interval = 2.0))]
+        memory_max = 85.0, adapt_interval = 2.0, adapt_scope = "own", log_stats_interval = 0.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         queue: PyRef<'_, PyJobQueue>,
@@ -99,6 +100,8 @@ impl PyWorker {
         cpu_max: f64,
         memory_max: f64,
         adapt_interval: f64,
+        adapt_scope: &str,
+        log_stats_interval: f64,
     ) -> PyResult<Self> {
         let mut registry = match &templates_dir {
             Some(dir) => TemplateRegistry::load(dir)?,
@@ -136,7 +139,10 @@ impl PyWorker {
             cpu_max,
             memory_max,
             interval: duration("adapt_interval", adapt_interval)?,
+            scope: ThrottleScope::parse(adapt_scope)?,
         };
+        let log_stats_interval = duration("log_stats_interval", log_stats_interval)?;
+        config.log_stats_interval = (!log_stats_interval.is_zero()).then_some(log_stats_interval);
         let hook = on_item.map(|callable| Arc::new(PythonHook { callable }) as Arc<dyn ItemHook>);
         let worker = Worker::new(
             queue.shared(),
@@ -205,6 +211,18 @@ impl PyWorker {
 #[pyfunction]
 pub(crate) fn crawl_job_id(crawl_id: &str, url: &str) -> String {
     crate::worker::crawl::job_id(crawl_id, url)
+}
+
+/// The crawl id of seed `urls` submitted with `template_id` when none is given.
+#[pyfunction]
+pub(crate) fn default_crawl_id(template_id: &str, urls: Vec<String>) -> String {
+    crate::worker::crawl::default_crawl_id(template_id, urls.iter().map(String::as_str))
+}
+
+/// The kind in front of a job's stored error (`other` when there is none).
+#[pyfunction]
+pub(crate) fn error_kind(error: &str) -> &str {
+    crate::worker::error_kind(error)
 }
 
 /// Copies the queue's results log to a JSON Lines file (resumable); returns records written

@@ -36,6 +36,8 @@ pub struct WorkerConfig {
     pub export_interval: Duration,
     /// Lowering the concurrency under memory or CPU pressure.
     pub throttle: ThrottleConfig,
+    /// How often a stats line is logged (`None`: never).
+    pub log_stats_interval: Option<Duration>,
 }
 
 impl WorkerConfig {
@@ -55,6 +57,7 @@ impl WorkerConfig {
             jsonl_path: None,
             export_interval: Duration::from_secs(1),
             throttle: ThrottleConfig::default(),
+            log_stats_interval: None,
         }
     }
 

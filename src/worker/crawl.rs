@@ -34,6 +34,29 @@ pub fn job_id(crawl_id: &str, url: &str) -> String {
     )
 }
 
+/// The crawl id of seed `urls` submitted with `template_id` when no crawl id is given:
+/// `crawl-` and 12 hex digits of the SHA-256 of the template id and the distinct URLs,
+/// sorted. Submitting the same seeds again (from the CLI or the HTTP API) names the same
+/// crawl, whose job ids are the same: nothing is queued twice.
+pub fn default_crawl_id<'a>(template_id: &str, urls: impl IntoIterator<Item = &'a str>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut urls: Vec<&str> = urls.into_iter().collect();
+    urls.sort_unstable();
+    urls.dedup();
+    let mut digest = Sha256::new();
+    digest.update(template_id.as_bytes());
+    for url in urls {
+        digest.update(b"\0");
+        digest.update(url.as_bytes());
+    }
+    let hash = digest.finalize();
+    let hex: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
+    format!("crawl-{hex}")
+}
+
+/// The keys a job's config may set (`_page`, the pagination counter, is the worker's own).
+pub const CONFIG_KEYS: [&str; 3] = ["timeout", "delay_range", "respect_robots"];
+
 /// Settings a job's config may carry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobSettings {
@@ -43,6 +66,9 @@ pub struct JobSettings {
     pub page: u32,
     /// `delay_range` and `respect_robots` from the job's config, over the fetcher's.
     pub request: RequestOptions,
+    /// Keys of the config that are none of [`CONFIG_KEYS`] (kept for the submitter's own
+    /// use, ignored by the worker: the worker says so once per key).
+    pub unknown: Vec<String>,
 }
 
 impl JobSettings {
@@ -84,6 +110,11 @@ impl JobSettings {
                 ));
             }
         };
+        let unknown = value
+            .keys()
+            .filter(|key| *key != PAGE_KEY && !CONFIG_KEYS.contains(&key.as_str()))
+            .cloned()
+            .collect();
         Ok(Self {
             timeout,
             page,
@@ -93,6 +124,7 @@ impl JobSettings {
                 retry_throttled: None,
                 wait_for_crawl_delay: None,
             },
+            unknown,
         })
     }
 }
@@ -237,6 +269,21 @@ mod tests {
     }
 
     #[test]
+    fn default_crawl_ids_match_earlier_versions() {
+        // The ids earlier versions derived in Python (hashlib.sha256): crawls started before
+        // an upgrade resume under the same id.
+        assert_eq!(
+            default_crawl_id("shop", ["http://127.0.0.1:1/", "http://127.0.0.1:1/b"]),
+            default_crawl_id("shop", ["http://127.0.0.1:1/b", "http://127.0.0.1:1/", "http://127.0.0.1:1/"])
+        );
+        assert_eq!(default_crawl_id("t", ["https://a.example/"]), "crawl-14a4e72d2a02");
+        assert_ne!(
+            default_crawl_id("t", ["https://a.example/"]),
+            default_crawl_id("u", ["https://a.example/"])
+        );
+    }
+
+    #[test]
     fn settings_read_timeout_and_page() {
         let settings = JobSettings::of(r#"{"timeout": 2.5, "_page": 3}"#).unwrap();
         assert_eq!(
@@ -245,6 +292,12 @@ mod tests {
         );
         assert_eq!(settings.page, 3);
         assert_eq!(JobSettings::of("{}").unwrap().page, 1);
+        assert_eq!(
+            JobSettings::of(r#"{"delay_rang": [1, 2], "_page": 2, "timeout": 1}"#)
+                .unwrap()
+                .unknown,
+            ["delay_rang"]
+        );
         assert!(
             JobSettings::of(r#"{"timeout": -1}"#)
                 .unwrap_err()

@@ -15,8 +15,12 @@ use super::pool::{Claim, Worker};
 use crate::fetch::{FetchError, FetchErrorKind, RequestOptions};
 use crate::queue::{Ack, FailOutcome, Feedback, Finished, Job, JobStatus};
 
-/// Why a job did not produce a result.
+/// Why a job did not produce a result. It is stored as the job's error in one line,
+/// `<kind>: <what happened, where, why; what to do>`, so people can read it and programs
+/// (the dashboard, `scraperv4 run`'s summary) can group failures by the kind in front.
 pub(super) struct Failure {
+    /// A fetch error's kind (`connect`, `http_status`, ...) or one of [`FAILURE_KINDS`].
+    pub(super) kind: &'static str,
     pub(super) message: String,
     pub(super) retryable: bool,
     /// What it says about the site, for the queue's politeness.
@@ -26,14 +30,38 @@ pub(super) struct Failure {
     pub(super) give_back: bool,
 }
 
+/// The kinds of failure that are not fetch errors: no such template, an unusable job
+/// config, the job's time limit, the item callback raised, extraction stopped.
+pub const FAILURE_KINDS: [&str; 5] = ["template", "config", "job_timeout", "on_item", "extract"];
+
+/// The kind in front of a job's stored error (`connect: fetching ...` gives `connect`), or
+/// `other` for errors written another way (by hand, by older versions, by the seed API).
+pub fn error_kind(error: &str) -> &str {
+    match error.split_once(": ") {
+        Some((kind, _))
+            if (1..=24).contains(&kind.len())
+                && kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') =>
+        {
+            kind
+        }
+        _ => "other",
+    }
+}
+
 impl Failure {
-    fn permanent(message: impl Into<String>) -> Self {
+    fn permanent(kind: &'static str, message: impl Into<String>) -> Self {
         Self {
+            kind,
             message: message.into(),
             retryable: false,
             feedback: None,
             give_back: false,
         }
+    }
+
+    /// The job's stored error: the kind, then the message.
+    fn line(&self) -> String {
+        format!("{}: {}", self.kind, self.message)
     }
 }
 
@@ -53,6 +81,8 @@ fn feedback_of(error: &FetchError) -> Option<Feedback> {
 pub(super) struct Done {
     pub(super) finished: Finished,
     pub(super) items: u64,
+    /// Items the `on_item` callback dropped.
+    pub(super) dropped: u64,
     pub(super) started: Instant,
 }
 
@@ -92,14 +122,16 @@ impl Worker {
             .and_then(|s| s.timeout)
             .unwrap_or(self.config.job_timeout);
         let work = async {
-            let settings = settings.map_err(Failure::permanent)?;
+            let settings = settings.map_err(|e| Failure::permanent("config", e))?;
+            self.warn_unknown_config(&settings.unknown);
             self.work(&job, &settings).await
         };
         let failure = match tokio::time::timeout(timeout, work).await {
-            Ok(Ok((finished, items))) => {
+            Ok(Ok((finished, items, dropped))) => {
                 let done = Done {
                     finished,
                     items,
+                    dropped,
                     started,
                 };
                 if finish_tx.send(done).await.is_ok() {
@@ -109,7 +141,12 @@ impl Worker {
             }
             Ok(Err(failure)) => failure,
             Err(_) => Failure {
-                message: format!("the job did not finish within {timeout:?}"),
+                kind: "job_timeout",
+                message: format!(
+                    "{} did not finish within {timeout:?}; raise --job-timeout or the \
+                     job's config timeout if such pages are expected",
+                    job.target_url
+                ),
                 retryable: true,
                 feedback: None,
                 give_back: false,
@@ -136,12 +173,13 @@ impl Worker {
             }
             return;
         }
+        let line = failure.line();
         let answer = self
             .queue
             .fail(
                 &job.id,
                 job.token,
-                &failure.message,
+                &line,
                 failure.retryable,
                 failure.feedback,
             )
@@ -175,12 +213,12 @@ impl Worker {
         };
         match outcome {
             "retried" => {
-                tracing::info!(job_id = job.id, error = failure.message, "job will retry");
+                tracing::info!(job_id = job.id, error = line, "job will retry");
                 self.counters.retried.fetch_add(1, Ordering::Relaxed);
             }
             "failed" => {
-                tracing::warn!(job_id = job.id, error = failure.message, "job failed");
-                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(job_id = job.id, error = line, "job failed");
+                self.counters.failure(failure.kind);
             }
             _ => {
                 self.counters.stale.fetch_add(1, Ordering::Relaxed);
@@ -210,11 +248,15 @@ impl Worker {
     }
 
     /// Fetch, extract, discover: the job's result, or why not.
-    async fn work(&self, job: &Job, settings: &JobSettings) -> Result<(Finished, u64), Failure> {
+    async fn work(
+        &self,
+        job: &Job,
+        settings: &JobSettings,
+    ) -> Result<(Finished, u64, u64), Failure> {
         let template = self
             .templates
             .get(&job.template_id)
-            .map_err(|e| Failure::permanent(e.to_string()))?;
+            .map_err(|e| Failure::permanent("template", e.to_string()))?;
         let fetch_started = Instant::now();
         // The queue paces the fleet: 429/503 and Crawl-delay are its business, not this
         // process's (see crate::queue::politeness).
@@ -237,9 +279,11 @@ impl Worker {
                         .responses
                         .with_label_values(&[&status.to_string()])
                         .inc();
+                    self.counters.response(status);
                 }
                 return Err(Failure {
-                    message: format!("fetch failed ({}): {error}", error.kind),
+                    kind: error.kind.as_str(),
+                    message: error.to_string(),
                     retryable: error.is_retryable(),
                     feedback: feedback_of(&error),
                     give_back: error.kind == FetchErrorKind::Paced,
@@ -252,6 +296,7 @@ impl Worker {
             .responses
             .with_label_values(&[&page.status.to_string()])
             .inc();
+        self.counters.response(page.status);
         self.metrics.bytes.inc_by(page.wire_bytes);
         self.counters
             .bytes
@@ -268,12 +313,14 @@ impl Worker {
         let blocking = tokio::task::spawn_blocking(move || {
             let (output, engine) = template.analyse_counted(&text, &final_url);
             let discovered = crawl::discovered(&owned_job, &template, &output, page_number);
-            let mut records = Vec::with_capacity(output.items.len());
+            let found = output.items.len();
+            let mut records = Vec::with_capacity(found);
             for (index, fields) in output.items.into_iter().enumerate() {
                 let record = crawl::record(&owned_job, &fetched_at, index, fields);
                 let kept = match &hook {
                     Some(hook) => hook.process(record).map_err(|message| Failure {
-                        message: format!("the item callback failed: {message}"),
+                        kind: "on_item",
+                        message: format!("the on_item callback raised: {message}"),
                         retryable: true,
                         feedback: None,
                         give_back: false,
@@ -282,16 +329,39 @@ impl Worker {
                 };
                 records.extend(kept);
             }
-            Ok((engine, records, discovered, final_url))
+            Ok((engine, records, found, discovered, final_url))
         });
-        let (engine, records, discovered, final_url) = blocking.await.map_err(|error| {
-            Failure::permanent(format!("extraction stopped unexpectedly: {error}"))
+        let (engine, records, found, discovered, final_url) = blocking.await.map_err(|error| {
+            Failure::permanent(
+                "extract",
+                format!("extraction of {} stopped unexpectedly: {error}", job.target_url),
+            )
         })??;
         self.metrics
             .pages_parsed
             .with_label_values(&<[&str; 2]>::from(engine.labels()))
             .inc();
         let items = records.len() as u64;
+        let dropped = found as u64 - items;
+        if dropped > 0 && items == 0 {
+            self.warn_all_dropped(job, found);
+        }
+        tracing::info!(
+            target: "scraperv4::pages",
+            "Crawled ({status}) <GET {final_url}>{} ({items} items{}, {} links, {} ms)",
+            if final_url == job.target_url {
+                String::new()
+            } else {
+                format!(" (from {})", job.target_url)
+            },
+            if dropped > 0 {
+                format!(", {dropped} dropped by on_item")
+            } else {
+                String::new()
+            },
+            discovered.len(),
+            fetch_started.elapsed().as_millis(),
+        );
         let result = serde_json::json!({
             "status": status,
             "final_url": final_url,
@@ -306,6 +376,59 @@ impl Worker {
             latency: Some(latency),
             discovered,
         };
-        Ok((finished, items))
+        Ok((finished, items, dropped))
+    }
+
+    /// Config keys the worker does not read: each said once (a typo such as `delay_rang`
+    /// would otherwise go unnoticed; other keys may be the submitter's own data).
+    fn warn_unknown_config(&self, keys: &[String]) {
+        if keys.is_empty() {
+            return;
+        }
+        let mut warned = self
+            .config_keys_warned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for key in keys {
+            // Bounded: a few dozen distinct keys are enough to make the point.
+            if warned.len() < 64 && warned.insert(key.clone()) {
+                tracing::warn!(
+                    "job config key {key:?} is not a worker setting and is ignored (the \
+                     settings: {}); said once per key",
+                    crawl::CONFIG_KEYS.join(", ")
+                );
+            }
+        }
+    }
+
+    /// Every item of a page was dropped by the `on_item` callback: said once per run as a
+    /// warning with the contract (the usual cause is a callback that returns nothing, such
+    /// as `items.append`), then at debug level.
+    fn warn_all_dropped(&self, job: &Job, found: usize) {
+        if self.drop_warned.swap(true, Ordering::Relaxed) {
+            tracing::debug!(url = job.target_url, found, "on_item dropped every item of the page");
+        } else {
+            tracing::warn!(
+                "on_item dropped all {found} items of {}: the callback must return the record \
+                 to keep it (None drops it); a callback such as items.append returns None. \
+                 Dropped items are counted as `dropped` in the progress (said once)",
+                job.target_url
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kind_is_read_back_from_the_stored_error() {
+        let failure = Failure::permanent("template", "no template with this id");
+        assert_eq!(error_kind(&failure.line()), "template");
+        assert_eq!(error_kind("connect: fetching http://127.0.0.1:9/: refused"), "connect");
+        assert_eq!(error_kind("HTTP 500 from the site"), "other");
+        assert_eq!(error_kind("Boom: x"), "other");
+        assert_eq!(error_kind(""), "other");
     }
 }

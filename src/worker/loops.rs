@@ -43,6 +43,10 @@ impl Worker {
                         self.counters.completed.fetch_add(1, Ordering::Relaxed);
                         self.counters.items.fetch_add(done.items, Ordering::Relaxed);
                         self.counters
+                            .dropped
+                            .fetch_add(done.dropped, Ordering::Relaxed);
+                        self.metrics.items_dropped.inc_by(done.dropped);
+                        self.counters
                             .discovered
                             .fetch_add(done.finished.discovered.len() as u64, Ordering::Relaxed);
                         self.metrics.outcome("completed");
@@ -209,21 +213,25 @@ impl Worker {
                 return;
             }
         };
-        let mut last_reason: Option<String> = None;
+        let mut own = super::throttle::OwnUsage::new();
+        // The state logged last: the resource under pressure, or none. A change of state is
+        // logged once; the limit moving within a state is a debug detail.
+        let mut last_state: Option<&'static str> = None;
         loop {
             tokio::time::sleep(throttle.interval).await;
             let reader = Arc::clone(&resources);
             let Ok(snapshot) = tokio::task::spawn_blocking(move || reader.snapshot()).await else {
                 continue;
             };
-            let reason = throttle.pressure(&snapshot);
+            let usage = own.read(throttle.scope, &snapshot);
+            let pressure = throttle.pressure(&usage);
             let saturated = self.limit_reached.swap(false, Ordering::Relaxed);
             let limit = self.limit.load(Ordering::Relaxed);
             let next = super::throttle::next_limit(
                 limit,
                 throttle.min_concurrency,
                 self.config.concurrency,
-                reason.is_some(),
+                pressure.is_some(),
                 saturated,
             );
             if next != limit {
@@ -231,15 +239,21 @@ impl Worker {
                 self.metrics
                     .concurrency
                     .set(i64::try_from(next).unwrap_or(i64::MAX));
+                tracing::debug!(limit = next, "concurrency limit changed");
             }
-            if reason != last_reason {
-                match &reason {
-                    Some(why) => tracing::warn!(limit = next, "{why}: lowering concurrency"),
-                    None => {
-                        tracing::info!(limit = next, "pressure gone: raising concurrency again");
-                    }
+            let state = pressure.as_ref().map(|(resource, _)| *resource);
+            if state != last_state {
+                match &pressure {
+                    Some((_, why)) => tracing::warn!(
+                        "{why}: lowering concurrency (now {next}; said once until the \
+                         pressure is gone)"
+                    ),
+                    None => tracing::info!(
+                        "pressure gone: raising concurrency again (now {next} of {})",
+                        self.config.concurrency
+                    ),
                 }
-                last_reason = reason;
+                last_state = state;
             }
         }
     }

@@ -27,6 +27,8 @@ pub struct WorkerMetrics {
     pub concurrency: IntGauge,
     /// Items recorded (in completed jobs).
     pub items: IntCounter,
+    /// Items the `on_item` callback dropped (in completed jobs).
+    pub items_dropped: IntCounter,
     /// Pages parsed, by engine (`fast`, `dom`) and the reason a page went to the DOM engine.
     pub pages_parsed: IntCounterVec,
 }
@@ -77,6 +79,11 @@ impl WorkerMetrics {
         let concurrency =
             IntGauge::new("concurrency_limit", "Jobs allowed at once now").expect("valid metric");
         let items = IntCounter::new("items_total", "Items recorded").expect("valid metric");
+        let items_dropped = IntCounter::new(
+            "items_dropped_total",
+            "Items the on_item callback dropped (returned None)",
+        )
+        .expect("valid metric");
         let pages_parsed = IntCounterVec::new(
             Opts::new(
                 "pages_parsed_total",
@@ -95,6 +102,7 @@ impl WorkerMetrics {
             Box::new(in_flight.clone()),
             Box::new(concurrency.clone()),
             Box::new(items.clone()),
+            Box::new(items_dropped.clone()),
             Box::new(pages_parsed.clone()),
         ] {
             // Names are distinct constants: registration cannot collide.
@@ -111,6 +119,7 @@ impl WorkerMetrics {
             in_flight,
             concurrency,
             items,
+            items_dropped,
             pages_parsed,
         }
     }

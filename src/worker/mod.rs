@@ -16,12 +16,15 @@ mod job;
 mod loops;
 pub mod metrics;
 pub mod pool;
+mod progress;
 mod robots;
 pub mod server;
 pub mod throttle;
 
 pub use config::WorkerConfig;
-pub use pool::{Progress, Stop, Worker};
+pub use job::{FAILURE_KINDS, error_kind};
+pub use pool::{Stop, Worker};
+pub use progress::Progress;
 pub use throttle::ThrottleConfig;
 
 use crate::config::ConfigError;
@@ -30,8 +33,8 @@ use crate::sink::SinkError;
 
 /// Post-processing of each item record before it is recorded.
 pub trait ItemHook: Send + Sync {
-    /// The record to keep (possibly changed), `None` to drop it, or an error that fails the
-    /// job (it is retried like any failure).
+    /// The record to keep (possibly changed), `None` to drop it (counted as `dropped`), or
+    /// an error that fails the job (it is retried like any failure).
     fn process(&self, record: serde_json::Value) -> Result<Option<serde_json::Value>, String>;
 }
 
@@ -48,7 +51,7 @@ pub enum WorkerError {
     #[error(transparent)]
     Sink(#[from] SinkError),
     /// The metrics server could not start.
-    #[error("metrics server on {addr}: {detail}")]
+    #[error("cannot serve metrics on {addr}: {detail}")]
     Server {
         /// The address asked for.
         addr: std::net::SocketAddr,
@@ -68,6 +71,33 @@ pub enum WorkerError {
     /// `run` was called while the worker was already running.
     #[error("this worker is already running")]
     AlreadyRunning,
+}
+
+impl WorkerError {
+    /// The metrics server could not listen on `addr`: why, and what to do.
+    pub(crate) fn server(addr: std::net::SocketAddr, error: &std::io::Error) -> Self {
+        let port = addr.port().saturating_add(1);
+        let ip = addr.ip();
+        let detail = match error.kind() {
+            std::io::ErrorKind::AddrInUse => format!(
+                "the port is already in use (another worker on this host?); give each \
+                 worker its own port with --metrics-addr {ip}:{port} (port 0 picks a free \
+                 one, off serves none)"
+            ),
+            std::io::ErrorKind::PermissionDenied => format!(
+                "permission denied (ports below 1024 need privileges); use \
+                 --metrics-addr {ip}:9100 or another port above 1023"
+            ),
+            std::io::ErrorKind::AddrNotAvailable => format!(
+                "{ip} is not an address of this machine; use --metrics-addr 0.0.0.0:{} \
+                 or 127.0.0.1:{}",
+                addr.port(),
+                addr.port()
+            ),
+            _ => error.to_string(),
+        };
+        Self::Server { addr, detail }
+    }
 }
 
 /// Result alias of this module.

@@ -8,17 +8,17 @@
 //! jobs back and unregisters, from a cleanup task.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 
 use super::config::WorkerConfig;
 use super::job::Done;
 use super::metrics::WorkerMetrics;
+use super::progress::{Counters, Progress};
 use super::{ItemHook, WorkerError, WorkerResult};
 use crate::extract::TemplateRegistry;
 use crate::fetch::Fetcher;
@@ -45,58 +45,6 @@ pub enum Stop {
     Immediate,
 }
 
-/// Counters a caller can read while the worker runs.
-#[derive(Debug, Default)]
-pub(super) struct Counters {
-    pub(super) claimed: AtomicU64,
-    pub(super) completed: AtomicU64,
-    pub(super) failed: AtomicU64,
-    pub(super) retried: AtomicU64,
-    pub(super) released: AtomicU64,
-    pub(super) stale: AtomicU64,
-    pub(super) abandoned: AtomicU64,
-    pub(super) items: AtomicU64,
-    pub(super) bytes: AtomicU64,
-    pub(super) in_flight: AtomicU64,
-    pub(super) discovered: AtomicU64,
-    pub(super) exported: AtomicU64,
-}
-
-/// A snapshot of the worker's progress.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct Progress {
-    /// Jobs claimed.
-    pub claimed: u64,
-    /// Jobs completed (their items recorded).
-    pub completed: u64,
-    /// Jobs that failed for good.
-    pub failed: u64,
-    /// Failed attempts scheduled to retry.
-    pub retried: u64,
-    /// Jobs given back unfinished at shutdown.
-    pub released: u64,
-    /// Outcomes refused because the lease had been taken over.
-    pub stale: u64,
-    /// Jobs dropped because the lease could not be renewed in time.
-    pub abandoned: u64,
-    /// Items recorded.
-    pub items: u64,
-    /// Body bytes received.
-    pub bytes: u64,
-    /// Jobs being worked on.
-    pub in_flight: u64,
-    /// Links and next pages submitted (new or already known).
-    pub discovered: u64,
-    /// Records copied to the JSON Lines file.
-    pub exported: u64,
-    /// Seconds since the worker started.
-    pub elapsed: f64,
-    /// Whether the worker is stopping.
-    pub stopping: bool,
-    /// Jobs allowed at once now (below `concurrency` while the machine is under pressure).
-    pub concurrency_limit: usize,
-}
-
 /// A scraping worker. Build with [`Worker::new`], drive with [`Worker::run`], stop from any
 /// thread with [`Worker::stop`].
 pub struct Worker {
@@ -107,7 +55,7 @@ pub struct Worker {
     pub(super) hook: Option<Arc<dyn ItemHook>>,
     pub(super) metrics: Arc<WorkerMetrics>,
     pub(super) counters: Counters,
-    started: Instant,
+    pub(super) started: Instant,
     pub(super) stop: watch::Sender<Stop>,
     /// The claims held: a job's task (to stop it) once it is spawned.
     held: Mutex<HashMap<Claim, Option<AbortHandle>>>,
@@ -139,6 +87,10 @@ pub struct Worker {
     /// that after an outage the holders give their jobs back (uncounted) before a reaper
     /// counts their expired leases.
     last_trouble: Mutex<Option<Instant>>,
+    /// Whether the "on_item dropped every item" warning was given.
+    pub(super) drop_warned: AtomicBool,
+    /// Unknown job config keys already warned about.
+    pub(super) config_keys_warned: Mutex<std::collections::HashSet<String>>,
 }
 
 /// How long a worker's reaper waits after the worker's last failed call to the queue.
@@ -226,6 +178,8 @@ impl Worker {
             crawl_delays: super::robots::CrawlDelays::default(),
             queue_trouble: AtomicBool::new(false),
             last_trouble: Mutex::new(None),
+            drop_warned: AtomicBool::new(false),
+            config_keys_warned: Mutex::default(),
             config,
         })
     }
@@ -263,29 +217,6 @@ impl Worker {
                 false
             }
         });
-    }
-
-    /// The progress so far.
-    pub fn progress(&self) -> Progress {
-        let c = &self.counters;
-        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        Progress {
-            claimed: get(&c.claimed),
-            completed: get(&c.completed),
-            failed: get(&c.failed),
-            retried: get(&c.retried),
-            released: get(&c.released),
-            stale: get(&c.stale),
-            abandoned: get(&c.abandoned),
-            items: get(&c.items),
-            bytes: get(&c.bytes),
-            in_flight: get(&c.in_flight),
-            discovered: get(&c.discovered),
-            exported: get(&c.exported),
-            elapsed: self.started.elapsed().as_secs_f64(),
-            stopping: *self.stop.borrow() != Stop::Running,
-            concurrency_limit: self.limit.load(Ordering::Relaxed),
-        }
     }
 
     /// Runs until stopped (or, with `exit_when_done`, until the queue has nothing left), then
@@ -342,6 +273,16 @@ impl Worker {
             .unwrap_or_else(PoisonError::into_inner)
             .clone_from(&session);
         self.superseded.store(false, Ordering::SeqCst);
+        // The metrics port first: a worker that cannot serve it stops before it registers
+        // (a second worker on a host's default port must not leave a ghost in the registry).
+        if let Some(addr) = self.config.metrics_addr {
+            let (bound, handle) = super::server::serve(addr, Arc::clone(&self)).await?;
+            *self
+                .metrics_addr
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(bound);
+            tasks.push(handle.abort_handle());
+        }
         // Registering with a new session takes the id over: an earlier run under this id
         // that was killed may still hold leases — they go back now instead of expiring.
         let released = self.queue.register_worker(&id, Some(&session)).await?;
@@ -351,14 +292,6 @@ impl Worker {
                 released,
                 "gave back the jobs of an earlier run under this id"
             );
-        }
-        if let Some(addr) = self.config.metrics_addr {
-            let (bound, handle) = super::server::serve(addr, Arc::clone(&self)).await?;
-            *self
-                .metrics_addr
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = Some(bound);
-            tasks.push(handle.abort_handle());
         }
         let sink = match &self.config.jsonl_path {
             Some(path) => Some(JsonlSink::open(path)?),
@@ -370,6 +303,9 @@ impl Worker {
         tasks.push(tokio::spawn(Arc::clone(&self).heartbeat_loop()).abort_handle());
         if self.config.throttle.enabled {
             tasks.push(tokio::spawn(Arc::clone(&self).throttle_loop()).abort_handle());
+        }
+        if self.config.log_stats_interval.is_some() {
+            tasks.push(tokio::spawn(Arc::clone(&self).stats_log_loop()).abort_handle());
         }
         let exporter = sink.map(|sink| tokio::spawn(Arc::clone(&self).export_loop(sink)));
         if let Some(exporter) = &exporter {

@@ -23,14 +23,10 @@ pub async fn serve(
 ) -> WorkerResult<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| WorkerError::Server {
-            addr,
-            detail: e.to_string(),
-        })?;
-    let bound = listener.local_addr().map_err(|e| WorkerError::Server {
-        addr,
-        detail: e.to_string(),
-    })?;
+        .map_err(|e| WorkerError::server(addr, &e))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| WorkerError::server(addr, &e))?;
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
