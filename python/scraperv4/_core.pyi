@@ -351,6 +351,9 @@ class Template:
     ) -> tuple[list[dict[str, Any]], list[str], str | None]: ...
     def extract(self, html: str, base_url: str) -> list[dict[str, Any]]: ...
     def extract_many(self, pages: list[tuple[str, str]]) -> list[list[dict[str, Any]]]: ...
+    def field_report(self, html: str) -> dict[str, Any]: ...
+    @property
+    def fingerprint(self) -> str: ...
     def links(self, html: str, base_url: str) -> list[str]: ...
     def next_page(self, html: str, base_url: str) -> str | None: ...
 
@@ -391,6 +394,8 @@ class Worker:
         cpu_max: float = 95.0,
         memory_max: float = 85.0,
         adapt_interval: float = 2.0,
+        adapt_scope: str = "own",
+        log_stats_interval: float = 0.0,
     ) -> Worker: ...
     def run(self) -> dict[str, Any]: ...
     async def run_async(self) -> str: ...
@@ -407,9 +412,17 @@ def _tree_dumps(html: str) -> tuple[str | None, str | None, str]: ...
 
 TEXT_BLOCK_ELEMENTS: list[str]
 TEXT_SKIPPED_ELEMENTS: list[str]
+JOB_CONFIG_KEYS: list[str]
+FAILURE_KINDS: list[str]
 
 def crawl_job_id(crawl_id: str, url: str) -> str:
     """The id of the job that scrapes ``url`` in crawl ``crawl_id``."""
+
+def default_crawl_id(template_id: str, urls: list[str]) -> str:
+    """The crawl id of seed ``urls`` submitted with ``template_id`` when none is given."""
+
+def error_kind(error: str) -> str:
+    """The kind in front of a job's stored error (``other`` when there is none)."""
 
 def export_jsonl(queue: JobQueue, path: str, trim: bool = False) -> tuple[int, int]:
     """Copies the queue's results log to a JSON Lines file; returns records written and

@@ -14,21 +14,33 @@ and the field.
 >>> template.extract('<div class="card"><h2> Red  Shoe </h2><a href="/p/1">x</a></div>',
 ...                  "https://shop.example/list")
 [{'title': 'Red Shoe', 'link': 'https://shop.example/p/1'}]
+
+Trying a template on a page before a crawl (``scraperv4 parse`` does the same from a shell)
+— the items, the links and next page it would follow, and the fields that matched nothing:
+
+>>> check = template.check('<div class="card"><h2>Shoe</h2></div>', "https://shop.example/")
+>>> check.items, check.unmatched
+([{'title': 'Shoe', 'link': None}], ['link'])
 """
 
 from __future__ import annotations
 
+import dataclasses
+import html as html_text
 import json
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Optional, Union
 
 from scraperv4 import _core
+from scraperv4.exceptions import TemplateError
 
 __all__ = [
     "TEXT_BLOCK_ELEMENTS",
     "TEXT_SKIPPED_ELEMENTS",
+    "FieldCheck",
     "Template",
+    "TemplateCheck",
     "TemplateRegistry",
     "engine_stats",
 ]
@@ -75,10 +87,21 @@ class Template:
 
     @classmethod
     def from_file(cls, path: PathLike) -> Template:
-        """A template from a ``.json``, ``.yaml`` or ``.yml`` file."""
+        """A template from a ``.json``, ``.yaml`` or ``.yml`` file.
+
+        Raises:
+            TemplateError: the file cannot be read, or is not a valid template.
+        """
         name = os.fspath(path)
-        with open(name, encoding="utf-8") as file:
-            text = file.read()
+        try:
+            with open(name, encoding="utf-8") as file:
+                text = file.read()
+        except OSError as error:
+            reason = error.strerror or str(error)
+            hint = "; check the path" if isinstance(error, FileNotFoundError) else ""
+            raise TemplateError(f"template file {name}: {reason}{hint}", name) from None
+        except UnicodeDecodeError:
+            raise TemplateError(f"template file {name}: not UTF-8 text", name) from None
         if name.endswith((".yaml", ".yml")):
             return cls.from_yaml(text, name)
         return cls.from_json(text, name)
@@ -87,6 +110,12 @@ class Template:
     def id(self) -> str:
         """The id jobs refer to as ``template_id``."""
         return self._inner.id
+
+    @property
+    def fingerprint(self) -> str:
+        """32 hex digits that change whenever the template's definition does (not its
+        file's format, layout or comments)."""
+        return self._inner.fingerprint
 
     @property
     def field_names(self) -> list[str]:
@@ -116,8 +145,118 @@ class Template:
         """The next page's URL, when the template has pagination and the page a next link."""
         return self._inner.next_page(html, base_url)
 
+    def check(self, html: str, base_url: str) -> TemplateCheck:
+        """Everything the template does with one page: its items, the links and next page
+        a crawl would follow, and what each field's selector matched (in a notebook the
+        result shows as a table)."""
+        report = self._inner.field_report(html)
+        fields = [
+            FieldCheck(
+                name=f["name"],
+                selector=f["selector"],
+                items_matched=f["items_matched"],
+                page_matches=f["page_matches"],
+            )
+            for f in report["fields"]
+        ]
+        return TemplateCheck(
+            template_id=self.id,
+            url=base_url,
+            items=self.extract(html, base_url),
+            links=self.links(html, base_url),
+            next_page=self.next_page(html, base_url),
+            item_elements=report["item_elements"],
+            fields=fields,
+        )
+
     def __repr__(self) -> str:
         return f"Template(id={self.id!r}, fields={self.field_names!r})"
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldCheck:
+    """What one field's selector matched on a page.
+
+    Attributes:
+        name: the field.
+        selector: its selector.
+        items_matched: item elements in which the selector matched something.
+        page_matches: elements of the whole page it matches, inside items or not.
+    """
+
+    name: str
+    selector: str
+    items_matched: int
+    page_matches: int
+
+    def problem(self, item_elements: int) -> Optional[str]:
+        """Why the field gives nothing on this page, or ``None`` when it matched."""
+        if self.items_matched or not item_elements:
+            return None
+        if self.page_matches:
+            return (
+                f"matched in no item, but {self.page_matches} element(s) outside the items: "
+                "a field's selector is relative to each item"
+            )
+        return "matched nothing on this page"
+
+
+@dataclasses.dataclass(frozen=True)
+class TemplateCheck:
+    """A template tried on one page (:meth:`Template.check`)."""
+
+    template_id: str
+    url: str
+    items: list[dict[str, Any]]
+    links: list[str]
+    next_page: Optional[str]
+    item_elements: int
+    fields: list[FieldCheck]
+
+    @property
+    def unmatched(self) -> list[str]:
+        """The fields that matched nothing in any item."""
+        return [f.name for f in self.fields if f.problem(self.item_elements)]
+
+    def describe(self, *, limit: int = 10) -> str:
+        """The check as text (what ``scraperv4 parse`` prints)."""
+        lines = [f"template {self.template_id} on {self.url}"]
+        lines.append(f"items ({len(self.items)}):")
+        for item in self.items[:limit]:
+            lines.append(f"  {json.dumps(item, ensure_ascii=False)}")
+        if len(self.items) > limit:
+            lines.append(f"  ... and {len(self.items) - limit} more")
+        lines.append(f"links to follow ({len(self.links)}):")
+        lines.extend(f"  {link}" for link in self.links[:limit])
+        if len(self.links) > limit:
+            lines.append(f"  ... and {len(self.links) - limit} more")
+        lines.append(f"next page: {self.next_page or '(none)'}")
+        problems = [(f, f.problem(self.item_elements)) for f in self.fields]
+        problems = [(f, p) for f, p in problems if p]
+        if not self.item_elements:
+            lines.append("the item selector matched nothing on this page: no items")
+        elif problems:
+            lines.append("fields that matched nothing:")
+            lines.extend(f"  {f.name} ({f.selector}): {p}" for f, p in problems)
+        else:
+            lines.append(f"every field matched ({self.item_elements} item element(s))")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        escape = html_text.escape
+        rows = "".join(
+            f"<tr><td>{escape(f.name)}</td><td><code>{escape(f.selector)}</code></td>"
+            f"<td>{f.items_matched} / {self.item_elements}</td><td>{f.page_matches}</td>"
+            f"<td>{escape(f.problem(self.item_elements) or 'ok')}</td></tr>"
+            for f in self.fields
+        )
+        return (
+            f"<p>template <b>{escape(self.template_id)}</b> on {escape(self.url)}: "
+            f"{len(self.items)} items, {len(self.links)} links, next page "
+            f"{escape(self.next_page or '(none)')}</p>"
+            "<table><thead><tr><th>field</th><th>selector</th><th>items matched</th>"
+            f"<th>page matches</th><th></th></tr></thead><tbody>{rows}</tbody></table>"
+        )
 
 
 class TemplateRegistry:

@@ -10,6 +10,7 @@ mod dom;
 pub mod engine;
 pub mod fast;
 pub mod registry;
+pub mod report;
 pub mod select;
 pub mod stats;
 pub mod template;
@@ -18,6 +19,7 @@ pub mod text;
 pub use engine::{Item, PageOutput};
 pub use fast::Fallback;
 pub use registry::TemplateRegistry;
+pub use report::{FieldReport, PageReport};
 pub use stats::{Engine, EngineStats, engine_stats};
 pub use template::{Template, TemplateError, TemplateResult};
 

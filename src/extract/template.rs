@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use regex::Regex;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::select::Selector;
 
@@ -36,7 +36,7 @@ impl TemplateError {
 /// Result alias of templates.
 pub type TemplateResult<T> = Result<T, TemplateError>;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawTemplate {
     id: String,
@@ -49,7 +49,7 @@ struct RawTemplate {
     pagination: Option<RawPagination>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawField {
     name: Option<String>,
@@ -68,7 +68,7 @@ struct RawField {
     absolute_url: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawLinks {
     selector: String,
@@ -82,7 +82,7 @@ struct RawLinks {
     max_depth: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawPagination {
     next: String,
@@ -175,6 +175,9 @@ pub struct Template {
     /// True when a field takes HTML (`html`, `inner_html`): serialising markup is the DOM
     /// engine's, so every page of this template is parsed by html5ever.
     pub needs_dom: bool,
+    /// 32 hex digits that change whenever the template's definition does (whatever the
+    /// file's format, layout or comments): a crawl notices that its template changed.
+    pub fingerprint: String,
 }
 
 impl Template {
@@ -193,6 +196,10 @@ impl Template {
     }
 
     fn compile(raw: RawTemplate) -> TemplateResult<Self> {
+        let fingerprint = format!(
+            "{:032x}",
+            xxhash_rust::xxh3::xxh3_128(serde_json::to_string(&raw).unwrap_or_default().as_bytes())
+        );
         let id = raw.id.trim().to_owned();
         if id.is_empty() {
             return Err(TemplateError::new(
@@ -242,6 +249,7 @@ impl Template {
             links,
             pagination,
             needs_dom,
+            fingerprint,
         })
     }
 }

@@ -146,6 +146,20 @@ impl PyTemplate {
         items_to_python(py, &items)
     }
 
+    /// Changes whenever the template's definition does.
+    #[getter]
+    fn fingerprint(&self) -> &str {
+        &self.template.fingerprint
+    }
+
+    /// What each field matched on one page: `item_elements`, and per field `name`,
+    /// `selector`, `items_matched` and `page_matches` (parsing runs without the GIL).
+    fn field_report<'py>(&self, py: Python<'py>, html: String) -> PyResult<Bound<'py, PyAny>> {
+        let template = Arc::clone(&self.template);
+        let report = py.detach(move || template.field_report(&html));
+        to_python(py, &serde_json::to_value(report).unwrap_or_default())
+    }
+
     /// `"fast"` when pages go to the fast engine first (html5ever takes the pages it cannot
     /// parse exactly), `"dom"` when a field takes HTML and html5ever parses every page.
     #[getter]
