@@ -510,3 +510,48 @@ def test_nginx_balances_two_coordinators_survives_a_sigkill_and_limits_bursts(
                 if process.poll() is None:
                     process.terminate()
                     process.wait(timeout=10)
+
+
+def test_the_api_and_the_cli_share_one_job_model(api: tuple[str, JobQueue]) -> None:
+    """Ids from the crawl and the URL (the same URL posted twice is queued once, with the id
+    `scraperv4 submit` gives it), offset/limit paging with a total, times in seconds."""
+    from scraperv4.crawl import default_crawl_id
+    from scraperv4.worker import crawl_job_id
+
+    base, queue = api
+    url = "http://127.0.0.1:9/same"
+    answers = [
+        call(
+            base,
+            "POST",
+            "/api/scraping/start",
+            {"target_url": url, "template_id": "shop"},
+            token=TOKEN,
+        )[1]
+        for _ in range(2)
+    ]
+    crawl = default_crawl_id("shop", [url])
+    expected_id = crawl_job_id(crawl, url)
+    assert answers == [
+        {"ids": [expected_id], "created": 1, "existing": 0},
+        {"ids": [expected_id], "created": 0, "existing": 1},
+    ]
+    assert queue.stats().total == 1
+    named = call(base, "POST", "/api/scraping/start",
+                 {"jobs": [{"target_url": url, "crawl_id": "mine"}]}, token=TOKEN)[1]  # fmt: skip
+    assert named["ids"] == [crawl_job_id("mine", url)]
+
+    queue.submit_many({"target_url": f"http://127.0.0.1:9/{i}"} for i in range(5))
+    status, page, _ = call(base, "GET", "/api/jobs?status=pending&offset=2&limit=3")
+    assert status == 200, page
+    assert (page["total"], page["offset"], page["limit"], len(page["jobs"])) == (7, 2, 3, 3)
+    status, page, _ = call(base, "GET", "/api/jobs?offset=6&limit=3")
+    assert (page["status"], len(page["jobs"])) == ("pending", 1), "pending by default"
+    assert_error(call(base, "GET", "/api/jobs?offset=0&page=1"), 400, "bad_request")
+
+    job = call(base, "GET", f"/api/scraping/status/{expected_id}")[1]
+    stored = queue.get(expected_id)
+    assert stored is not None
+    assert job["created_at"] == pytest.approx(stored.created_at, abs=0.002)
+    assert abs(job["created_at"] - time.time()) < 600, "seconds since the epoch"
+    assert job["crawl_id"] == crawl

@@ -25,6 +25,21 @@ def test_dashboard_shows_live_numbers_and_its_buttons_work(redis_url: str) -> No
     queue.submit({"id": "broken", "target_url": "http://127.0.0.1:9/x", "max_retries": 0})
     (claimed,) = queue.claim("worker-a", 1)
     queue.fail(claimed, "HTTP 500 from the site", retryable=False)
+    # Failures as workers store them: one readable line each, the kind in front.
+    refused = (
+        "connect: fetching http://127.0.0.1:9/p{}: connection refused (nothing listens on "
+        "127.0.0.1:9); check that the site is up and the URL's host and port"
+    )
+    for i in range(3):
+        queue.submit({"id": f"refused-{i}", "target_url": f"http://127.0.0.1:9/p{i}",
+                      "max_retries": 0})  # fmt: skip
+        (job,) = queue.claim("worker-a", 1)
+        queue.fail(job, refused.format(i), retryable=False)
+    queue.submit({"id": "gone", "target_url": "http://127.0.0.1:9/gone", "max_retries": 0})
+    (job,) = queue.claim("worker-a", 1)
+    queue.fail(job, "http_status: fetching http://127.0.0.1:9/gone: the server answered HTTP "
+               "404 Not Found; the page does not exist: check the URL or the template's links",
+               retryable=False)  # fmt: skip
     with (
         Coordinator(queue, "127.0.0.1:0", token=TOKEN, stats_interval=0.2) as server,
         sync_playwright() as playwright,
@@ -39,15 +54,30 @@ def test_dashboard_shows_live_numbers_and_its_buttons_work(redis_url: str) -> No
             expect(page.locator("#connection")).to_contain_text("live", timeout=10_000)
             pending = page.locator('[data-count="pending"]')
             expect(pending).to_have_text("0", timeout=10_000)
-            expect(page.locator('[data-count="failed"]')).to_have_text("1")
+            expect(page.locator('[data-count="failed"]')).to_have_text("5")
             expect(page.locator("#failures")).to_contain_text("HTTP 500 from the site")
+            # Grouped by kind, most frequent first, each with a readable example.
+            kinds = page.locator("#failure-kinds tr")
+            expect(kinds).to_have_count(3)
+            expect(kinds.nth(0)).to_contain_text("connect")
+            expect(kinds.nth(0).locator("td.count")).to_have_text("3")
+            expect(kinds.nth(0)).to_contain_text("connection refused (nothing listens on")
+            expect(
+                page.locator('#failure-kinds tr[data-kind="http_status"] td.count')
+            ).to_have_text("1")
+            expect(page.locator('#failure-kinds tr[data-kind="other"]')).to_contain_text(
+                "HTTP 500 from the site"
+            )
+            expect(page.locator("#failures")).not_to_contain_text("{ kind:")
             expect(page.locator("#workers")).to_contain_text("worker-a")
 
             queue.submit_many({"target_url": f"http://127.0.0.1:9/{i}"} for i in range(12))
             expect(pending).to_have_text("12", timeout=10_000)
 
             # Retry the failed job from its button (asks for the token), then drain.
-            page.locator("#failures button", has_text="retry").click()
+            page.locator("#failures tr", has_text="HTTP 500 from the site").locator(
+                "button", has_text="retry"
+            ).click()
             expect(pending).to_have_text("13", timeout=10_000)
             page.locator("#workers button", has_text="drain").click()
             expect(page.locator("#workers")).to_contain_text("draining", timeout=10_000)

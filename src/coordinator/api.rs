@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use super::{AppState, DASHBOARD_HTML, OPENAPI_JSON};
 use crate::metrics::Sample;
 use crate::queue::{Ack, Job, JobStatus, NewJob, QueueError, QueueStats};
+use crate::worker::{crawl, error_kind};
 
 /// Most jobs one `POST /api/scraping/start` may submit.
 pub const MAX_BATCH: usize = 1000;
@@ -144,9 +145,23 @@ fn by_status_json(stats: &QueueStats) -> Value {
         .into()
 }
 
-/// A job as the API shows it: the stored fields, the result parsed.
+/// A job as the API shows it: the stored fields, the result parsed, times in seconds since
+/// the epoch (as in Python and the CLI).
 fn job_json(job: &Job) -> Value {
     let mut value = serde_json::to_value(job).unwrap_or_default();
+    for key in [
+        "created_at",
+        "started_at",
+        "completed_at",
+        "lease_deadline",
+        "not_before",
+    ] {
+        if let Some(ms) = value[key].as_i64() {
+            #[allow(clippy::cast_precision_loss)]
+            let seconds = ms as f64 / 1000.0;
+            value[key] = Value::from(seconds);
+        }
+    }
     if let Some(result) = job.result.as_deref() {
         value["result"] = serde_json::from_str(result).unwrap_or_else(|_| Value::from(result));
     }
@@ -232,9 +247,18 @@ fn default_retries() -> u32 {
 }
 
 impl ApiJob {
-    fn into_new_job(self) -> NewJob {
+    /// The job to queue. Without an id, as `scraperv4 submit` does: the job belongs to the
+    /// crawl given, or to the default crawl of its template and the batch's URLs
+    /// (`default_crawl`), and its id derives from the crawl and the URL — so posting the
+    /// same URLs again queues nothing twice.
+    fn into_new_job(self, default_crawl: Option<String>) -> NewJob {
+        let (id, crawl_id) = match (self.id, self.crawl_id.or(default_crawl)) {
+            (Some(id), crawl) => (Some(id), crawl),
+            (None, Some(crawl)) => (Some(crawl::job_id(&crawl, &self.target_url)), Some(crawl)),
+            (None, None) => (None, None),
+        };
         NewJob {
-            id: self.id,
+            id,
             name: self.name,
             template_id: self.template_id,
             target_url: self.target_url,
@@ -243,7 +267,7 @@ impl ApiJob {
                 .map_or_else(|| "{}".to_owned(), |c| Value::Object(c).to_string()),
             priority: self.priority,
             max_retries: self.max_retries,
-            crawl_id: self.crawl_id,
+            crawl_id,
             depth: 0,
             parent_id: None,
             politeness_key: None,
@@ -282,12 +306,28 @@ pub(super) async fn start(
             specs.len()
         )));
     }
-    let mut jobs = Vec::with_capacity(specs.len());
+    let mut parsed = Vec::with_capacity(specs.len());
     for (index, spec) in specs.into_iter().enumerate() {
         let job: ApiJob = serde_json::from_value(spec)
             .map_err(|e| ApiError::bad_request(format!("job {index}: {e}")))?;
-        jobs.push(job.into_new_job());
+        parsed.push(job);
     }
+    let default_crawl = |template: &str| {
+        let urls = parsed
+            .iter()
+            .filter(|j| j.template_id == template && j.id.is_none() && j.crawl_id.is_none())
+            .map(|j| j.target_url.as_str());
+        crawl::default_crawl_id(template, urls)
+    };
+    let crawls: Vec<Option<String>> = parsed
+        .iter()
+        .map(|j| (j.id.is_none() && j.crawl_id.is_none()).then(|| default_crawl(&j.template_id)))
+        .collect();
+    let jobs: Vec<NewJob> = parsed
+        .into_iter()
+        .zip(crawls)
+        .map(|(job, crawl)| job.into_new_job(crawl))
+        .collect();
     let created = state.queue.submit(jobs).await?;
     let new = created.iter().filter(|(_, created)| *created).count();
     let ids: Vec<&str> = created.iter().map(|(id, _)| id.as_str()).collect();
@@ -308,10 +348,13 @@ pub(super) async fn status(
     }
 }
 
+/// `offset` and `limit` as in `scraperv4 jobs list` (or `page` and `per_page`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ListQuery {
     status: Option<String>,
+    offset: Option<usize>,
+    limit: Option<usize>,
     page: Option<usize>,
     per_page: Option<usize>,
 }
@@ -328,17 +371,25 @@ pub(super) async fn list_jobs(
             JobStatus::ALL.map(JobStatus::as_str).join(", ")
         ))
     })?;
+    let per_page = query.limit.or(query.per_page).unwrap_or(50);
     let page = query.page.unwrap_or(1);
-    let per_page = query.per_page.unwrap_or(50);
+    if (query.offset.is_some() || query.limit.is_some())
+        && (query.page.is_some() || query.per_page.is_some())
+    {
+        return Err(ApiError::bad_request(
+            "page with offset and limit, or with page and per_page, not both",
+        ));
+    }
     if page == 0 || !(1..=MAX_PAGE_SIZE).contains(&per_page) {
         return Err(ApiError::bad_request(format!(
-            "page starts at 1; per_page is 1 to {MAX_PAGE_SIZE}"
+            "page starts at 1; limit (per_page) is 1 to {MAX_PAGE_SIZE}"
         )));
     }
-    let jobs = state
-        .queue
-        .list(status, (page - 1).saturating_mul(per_page), per_page)
-        .await?;
+    let offset = query
+        .offset
+        .unwrap_or_else(|| (page - 1).saturating_mul(per_page));
+    let jobs = state.queue.list(status, offset, per_page).await?;
+    let total = state.queue.stats().await?.count(status);
     let jobs: Vec<Value> = jobs
         .into_iter()
         .map(|job| match job {
@@ -348,7 +399,10 @@ pub(super) async fn list_jobs(
         .collect();
     Ok(Json(json!({
         "status": status.as_str(),
-        "page": page,
+        "total": total,
+        "offset": offset,
+        "limit": per_page,
+        "page": offset / per_page + 1,
         "per_page": per_page,
         "jobs": jobs,
     })))
@@ -487,20 +541,23 @@ pub(super) async fn sample_loop(state: Arc<AppState>, stats_tx: watch::Sender<Op
 async fn snapshot(state: &AppState) -> Result<Value, QueueError> {
     let counts = state.queue.stats().await?;
     let workers = state.queue.workers().await?;
-    let failures = state.queue.list(JobStatus::Failed, 0, 10).await?;
+    let failures = state.queue.list(JobStatus::Failed, 0, FAILURES_SCANNED).await?;
     let domains = super::domains::summary(&state.queue).await?;
     let by_status = by_status_json(&counts);
     let metrics = state.metrics.observe(Sample {
         timestamp: now_seconds(),
         stats: counts,
     });
+    let failures: Vec<Job> = failures.into_iter().filter_map(Result::ok).collect();
+    let failure_kinds = failure_kinds(&failures);
     let failures: Vec<Value> = failures
-        .into_iter()
-        .filter_map(Result::ok)
+        .iter()
+        .take(10)
         .map(|job| {
             json!({
                 "id": job.id,
                 "target_url": job.target_url,
+                "kind": error_kind(job.error.as_deref().unwrap_or_default()),
                 "error": job.error,
                 "completed_at": job.completed_at,
                 "retry_count": job.retry_count,
@@ -523,5 +580,28 @@ async fn snapshot(state: &AppState) -> Result<Value, QueueError> {
         "workers": workers,
         "failures": failures,
         "domains": domains,
+        "failure_kinds": failure_kinds,
     }))
+}
+
+/// Most recent failed jobs the dashboard groups by kind.
+const FAILURES_SCANNED: usize = 500;
+
+/// The failures grouped by the kind in front of their error, most frequent first: kind,
+/// count, and the latest error of that kind as an example.
+fn failure_kinds(failures: &[Job]) -> Vec<Value> {
+    let mut groups: Vec<(&str, usize, &str)> = Vec::new();
+    for job in failures {
+        let error = job.error.as_deref().unwrap_or_default();
+        let kind = error_kind(error);
+        match groups.iter_mut().find(|(k, _, _)| *k == kind) {
+            Some(group) => group.1 += 1,
+            None => groups.push((kind, 1, error)),
+        }
+    }
+    groups.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    groups
+        .into_iter()
+        .map(|(kind, count, example)| json!({"kind": kind, "count": count, "example": example}))
+        .collect()
 }
