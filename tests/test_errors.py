@@ -39,3 +39,80 @@ def test_the_hierarchy_matches_what_callers_catch() -> None:
     assert issubclass(TemplateError, ValueError)
     error = FetchError("boom", kind="timeout", url="http://127.0.0.1/")
     assert (error.kind, error.url, str(error)) == ("timeout", "http://127.0.0.1/", "boom")
+
+
+#: Signs of a Rust `Debug` dump, crate internals or a traceback in a message for people.
+DEBUG_SYNTAX = ("{ kind:", "Os {", "Error {", "::", "Some(", "reqwest", "Traceback")
+
+
+def test_every_job_failure_kind_is_stored_as_one_readable_line() -> None:
+    """A worker's failures — fetch errors (every fetch kind is also run in
+    tests/fetch_errors.rs) and the worker's own kinds — are stored as `<kind>: <one line>`."""
+    import socket
+
+    from scraperv4.demo import TEMPLATE_PATH, DemoSite
+    from scraperv4.extract import Template
+    from scraperv4.fetch import FetchConfig
+    from scraperv4.queue import JobQueue
+    from scraperv4.worker import Worker
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]  # nothing listens there once closed
+    queue = JobQueue("memory://")
+
+    def on_item(record: dict[str, object]) -> dict[str, object]:
+        if str(record["url"]).endswith("/product/2"):
+            raise ValueError("the price is not a number")
+        return record
+
+    with DemoSite(categories=1, products_per_category=2) as site, DemoSite(latency=3.0) as slow:
+        jobs = {
+            "http_status": (site.url + "nothing-here", {}),
+            "connect": (f"http://127.0.0.1:{closed}/p37", {}),
+            "blocked_address": ("http://10.1.2.3/", {}),
+            "template": (site.url, {}),
+            "config": (site.url + "product/1", {"timeout": "soon"}),
+            "job_timeout": (slow.url, {"timeout": 0.3}),
+            "on_item": (site.url + "product/2", {}),
+        }
+        for kind, (url, config) in jobs.items():
+            queue.submit({"id": kind, "target_url": url, "config": config, "max_retries": 0,
+                          "template_id": "missing" if kind == "template" else "demo-products",
+                          "depth": 2})  # fmt: skip
+        Worker(queue, templates=[Template.from_file(TEMPLATE_PATH)], exit_when_done=True,
+               fetch=FetchConfig(allowed_networks=["127.0.0.0/8"], retries=0)).run()  # fmt: skip
+    for kind, (url, _) in jobs.items():
+        job = queue.get(kind)
+        assert job is not None and job.status.value == "failed", (kind, job)
+        error = job.error or ""
+        assert _core.error_kind(error) == kind, error
+        assert "\n" not in error, error
+        for syntax in DEBUG_SYNTAX:
+            assert syntax not in error, (syntax, error)
+        if kind in ("http_status", "connect", "blocked_address", "job_timeout"):
+            assert url in error, error
+    assert "nothing listens on 127.0.0.1" in (queue.get("connect").error or "")  # type: ignore[union-attr]
+    assert "--allow-private-networks" in (queue.get("blocked_address").error or "")  # type: ignore[union-attr]
+    assert "HTTP 404 Not Found" in (queue.get("http_status").error or "")  # type: ignore[union-attr]
+    assert "ValueError: the price is not a number" in (queue.get("on_item").error or "")  # type: ignore[union-attr]
+    # Every kind of the worker's own is run but `extract`, which only a panic of the
+    # extraction task gives (extraction never panics: fuzzed, tests/extract_differential.rs).
+    assert set(_core.FAILURE_KINDS) - set(jobs) == {"extract"}
+
+
+def test_an_invalid_selector_is_explained_not_reported_as_a_bug() -> None:
+    from scraperv4.extract import Template
+
+    for selector, explanation in (
+        ("div..x", "a '.' must be followed by a class name"),
+        ("div >", "a combinator (>, +, ~) must be followed by a selector"),
+        ("a:hover-ish", "pseudo-class or pseudo-element that is not supported"),
+        ("a[href", "it ends too early"),
+    ):
+        with pytest.raises(TemplateError) as caught:
+            Template.from_dict({"id": "t", "fields": [{"name": "f", "selector": selector}]})
+        message = str(caught.value)
+        assert explanation in message, message
+        assert "report this to the developer" not in message.lower()
+        assert "ClassNeedsIdent" not in message and "Unexpected" not in message

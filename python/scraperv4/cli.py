@@ -7,20 +7,20 @@ Redis, ``scraperv4 worker`` (one per process or container) scrapes them, ``scrap
 the fleet on the queue's backlog, ``scraperv4 coordinator`` serves the HTTP API and dashboard.
 
 Exit codes: 0 success; 1 the command ran but failed (a job failed, a check did not pass);
-2 bad usage or configuration (unknown option, invalid value); 130 interrupted by Ctrl-C.
+2 bad usage or configuration (unknown option, invalid value, a broken template, a missing
+file); 130 interrupted by Ctrl-C. A user's mistake is one line on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
 from typing import Callable, Optional
 
 import scraperv4
-from scraperv4.exceptions import ConfigError, ScraperV4Error
+from scraperv4.exceptions import ConfigError, ScraperV4Error, TemplateError
 from scraperv4.settings import ROLE_ENV
 
 EXIT_OK = 0
@@ -34,8 +34,7 @@ Handler = Callable[[argparse.Namespace], int]
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``scraperv4`` command (one subcommand per task)."""
     from scraperv4.commands import add_all
-    from scraperv4.commands._common import _SettingFlag
-    from scraperv4.settings import WorkerSettings, specs
+    from scraperv4.commands._common import add_logging_flags
 
     parser = argparse.ArgumentParser(
         prog="scraperv4",
@@ -47,15 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 1 failed, 2 bad usage or configuration, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"scraperv4 {scraperv4.__version__}")
-    parser.add_argument(
-        "--log-level",
-        action=_SettingFlag,
-        dest="setting:log_level",
-        spec=specs(WorkerSettings)["log_level"],
-        metavar="LEVEL",
-        help="trace, debug, info, warning (default), error or off; "
-        f"also read from ${scraperv4.LOG_LEVEL_ENV}",
-    )
+    add_logging_flags(parser)
     parser.add_argument(
         "--config",
         metavar="FILE",
@@ -95,18 +86,16 @@ def _with_role(parser: argparse.ArgumentParser, arguments: list[str]) -> Optiona
 
 def _prepare(args: argparse.Namespace) -> None:
     """Logging, and the command's settings from every layer (``args.settings``)."""
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    model = getattr(args, "settings_model", None)
-    if model is not None:
-        from scraperv4.commands._common import load_settings
+    from scraperv4._logging import configure_cli
+    from scraperv4.commands._common import load_settings
+    from scraperv4.settings.model import LoggingSection
 
-        args.settings = load_settings(args, model)
-        if not args.settings.from_default("log_level"):
-            scraperv4.set_log_level(args.settings.log_level)
-    else:
-        level = vars(args).get("setting:log_level")
-        if level:
-            scraperv4.set_log_level(level[0])
+    configure_cli(os.environ.get("SCRAPERV4_LOG_FORMAT", "text").strip().lower())
+    model = getattr(args, "settings_model", None)
+    args.settings = load_settings(args, model or LoggingSection)
+    configure_cli(args.settings.log_format)
+    if not args.settings.from_default("log_level"):
+        scraperv4.set_log_level(args.settings.log_level)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -128,15 +117,39 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         _prepare(args)
         return handler(args)
-    except ConfigError as error:
-        print(f"scraperv4: configuration error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except ScraperV4Error as error:
-        print(f"scraperv4: {error}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("scraperv4: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
     except BrokenPipeError:  # `scraperv4 ... | head`: the reader has gone, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
+    except (ScraperV4Error, KeyboardInterrupt, OSError) as error:
+        message, code = _explain(error)
+        print(f"scraperv4: {message}", file=sys.stderr)
+        return code
+
+
+def _explain(error: BaseException) -> tuple[str, int]:
+    """The one line a failed command prints, and its exit code."""
+    if isinstance(error, ConfigError):
+        return f"configuration error: {error}", EXIT_USAGE
+    if isinstance(error, TemplateError):
+        return str(error), EXIT_USAGE
+    if isinstance(error, ScraperV4Error):
+        return str(error), EXIT_FAILED
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted", EXIT_INTERRUPTED
+    assert isinstance(error, OSError)
+    # A file the command was pointed at: say which, no traceback.
+    return _os_error(error), EXIT_USAGE if isinstance(error, _PATH_MISTAKES) else EXIT_FAILED
+
+
+#: OS errors that mean the command was pointed at the wrong path (exit code 2).
+_PATH_MISTAKES = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+def _os_error(error: OSError) -> str:
+    """``No such file or directory: 'x/y.csv'`` and what to do."""
+    what = error.strerror or str(error)
+    where = f": {error.filename!r}" if error.filename else ""
+    hint = ""
+    if isinstance(error, FileNotFoundError) and error.filename:
+        hint = " (check the path; a missing directory must be created first)"
+    return f"{what}{where}{hint}"

@@ -4,11 +4,18 @@
 is an embedded SQLite queue next to the output, so a crawl that was stopped (Ctrl-C, a
 crash, a reboot) resumes where it stopped when run again with the same arguments: pages
 already scraped are not fetched again and no item is written twice.
+
+Running again is never a silent no-op. The state remembers what the crawl was started with
+(``<state>.crawl.json``: the template's fingerprint and the options that change what is
+fetched); when the template or those options changed since, the run is refused with a
+:class:`CrawlChangedError` naming the changes, until it is told ``fresh`` (start over: the
+state and the output are replaced) or ``resume`` (go on with the new template and
+options). Pages that failed are retried on every run, and a finished crawl says so.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import os
 import sys
 import threading
@@ -19,20 +26,52 @@ from pathlib import Path
 from typing import Any, Optional, TextIO, Union
 
 from scraperv4 import _core
+from scraperv4.exceptions import ConfigError
 from scraperv4.extract import Template
 from scraperv4.fetch import FetchConfig
 from scraperv4.queue import JobQueue, JobStatus
 from scraperv4.settings import RunSettings, resolve
 from scraperv4.worker import ItemCallback, Worker, crawl_job_id
 
-__all__ = ["CrawlSummary", "default_crawl_id", "run_crawl"]
+__all__ = ["CrawlChangedError", "CrawlSummary", "default_crawl_id", "run_crawl"]
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+#: Fetch settings that change which pages are fetched or what they contain: a crawl started
+#: with other values is a different crawl (``fresh``) unless it is told to ``resume``.
+_SCRAPE_OPTIONS = (
+    "allow_private_networks",
+    "allowed_networks",
+    "allowed_hosts",
+    "respect_robots",
+    "user_agent",
+    "headers",
+    "cookies",
+    "proxy",
+    "ca_file",
+    "max_body_bytes",
+    "max_redirects",
+)
+
+
+class CrawlChangedError(ConfigError):
+    """The template or the options changed since the crawl in this state started: run with
+    ``fresh`` (start over) or ``resume`` (go on with the new ones).
+
+    Attributes:
+        changes: one line per change (``template: changed``, ``allow_private_networks:
+            False -> True``, ...).
+    """
+
+    def __init__(self, message: str, changes: list[str]) -> None:
+        super().__init__(message)
+        self.changes = changes
 
 
 @dataclass
 class CrawlSummary:
-    """What a crawl did (``pages_*`` and ``items`` count every run of the crawl so far)."""
+    """What a crawl did. ``pages_*`` and ``items`` count every run of the crawl so far;
+    ``this_run`` is the worker's :meth:`~scraperv4.worker.Worker.progress` of this run."""
 
     crawl_id: str
     output: Path
@@ -44,38 +83,44 @@ class CrawlSummary:
     seconds: float
     interrupted: bool
     this_run: dict[str, Any] = field(default_factory=dict)
+    #: Failed pages by the kind in front of their error: ``{kind: (count, an error)}``.
+    failures: dict[str, tuple[int, str]] = field(default_factory=dict)
+    #: Pages that had failed in an earlier run and were retried by this one.
+    retried_failed: int = 0
+    #: Failures tolerated before the crawl counts as failed (``max_failures``).
+    max_failures: int = 0
 
     @property
     def finished(self) -> bool:
         """Nothing left to fetch and the crawl was not interrupted."""
         return not self.interrupted and self.pages_left == 0
 
+    @property
+    def ok(self) -> bool:
+        """Finished, with no more failed pages than tolerated."""
+        return self.finished and self.pages_failed <= self.max_failures
+
+    @property
+    def queue_url(self) -> str:
+        """The crawl's state as a queue URL (for ``scraperv4 jobs ... --queue``)."""
+        return f"sqlite://{self.state.resolve()}"
+
     def describe(self) -> str:
         """A few lines for a terminal."""
-        rate = self.this_run.get("completed", 0) / self.seconds if self.seconds > 0 else 0.0
-        state = (
-            "interrupted: run the same command again to resume"
-            if self.interrupted
-            else ("finished" if self.pages_left == 0 else f"{self.pages_left} pages left")
-        )
-        return "\n".join(
-            [
-                f"crawl {self.crawl_id}: {state}",
-                f"  pages   {self.pages_completed} scraped, {self.pages_failed} failed "
-                f"({rate:.0f} pages/s this run, {self.seconds:.1f} s)",
-                f"  items   {self.items} in {self.output}",
-                f"  state   {self.state}",
-            ]
-        )
+        from scraperv4._crawl_report import describe
+
+        return describe(self)
+
+    def _repr_html_(self) -> str:
+        from scraperv4._crawl_report import summary_html
+
+        return summary_html(self)
 
 
 def default_crawl_id(template_id: str, urls: Iterable[str]) -> str:
-    """A crawl id derived from the template and the seed URLs, so that running the same
-    command again continues the same crawl."""
-    digest = hashlib.sha256(template_id.encode())
-    for url in sorted(set(urls)):
-        digest.update(b"\0" + url.encode())
-    return f"crawl-{digest.hexdigest()[:12]}"
+    """A crawl id derived from the template id and the seed URLs, so that running the same
+    command again continues the same crawl (the HTTP API derives the same ids)."""
+    return _core.default_crawl_id(template_id, list(urls))
 
 
 def run_crawl(
@@ -96,6 +141,9 @@ def run_crawl(
     handle_signals: bool = True,
     worker_options: Optional[dict[str, Any]] = None,
     settings: Optional[RunSettings] = None,
+    fresh: bool = False,
+    resume: bool = False,
+    max_failures: Optional[int] = None,
 ) -> CrawlSummary:
     """Crawl from ``urls`` with ``template`` on this machine; items go to ``output``.
 
@@ -115,16 +163,26 @@ def run_crawl(
         max_retries: retries of a failing page before it is recorded as failed.
         retry_base: first retry delay in seconds (doubles each retry).
         grace_period: on Ctrl-C, seconds in-flight pages get to finish.
-        on_item: called with each item record (see :data:`scraperv4.worker.ItemCallback`).
-        progress: a live progress bar (default: when ``stream`` is a terminal); otherwise
+        on_item: called with each item record; it must return the record to keep it
+            (``None`` drops it, see :data:`scraperv4.worker.ItemCallback`).
+        progress: a live progress bar (default: on a terminal or in a notebook); otherwise
             a log line every few seconds.
         handle_signals: stop cleanly on SIGINT/SIGTERM (main thread only).
         worker_options: more :class:`~scraperv4.worker.Worker` settings (e.g.
             ``adaptive_concurrency``, ``memory_max``).
         settings: loaded :class:`~scraperv4.settings.RunSettings` to start from.
+        fresh: start over: the crawl's state and the output file are deleted first.
+        resume: go on although the template or the options changed since the crawl started
+            (pages already scraped keep the items they gave).
+        max_failures: failed pages tolerated: :attr:`CrawlSummary.ok` stays true (and
+            ``scraperv4 run`` exits 0) with at most this many.
 
     Returns:
         A :class:`CrawlSummary`; ``interrupted`` is true when a signal stopped the crawl.
+
+    Raises:
+        CrawlChangedError: the template or the options changed since the crawl in ``state``
+            started, and neither ``fresh`` nor ``resume`` was given.
     """
     overrides = {
         "output": None if output is None else os.fspath(output),
@@ -132,16 +190,29 @@ def run_crawl(
         "concurrency": concurrency,
         "max_retries": max_retries,
         "grace_period": grace_period,
+        "max_failures": max_failures,
     }
     settings = resolve(RunSettings, settings, overrides)
+    if fresh and resume:
+        raise ConfigError("fresh (start over) and resume (go on) cannot be combined: pick one")
     seeds = list(dict.fromkeys(urls))
     if not seeds:
-        from scraperv4.exceptions import ConfigError
-
         raise ConfigError("no URLs to crawl: pass at least one URL")
     output_path = Path(settings.output)
     state_path = Path(settings.state) if settings.state else Path(f"{output_path}.queue.db")
+    for path in (output_path, state_path):
+        if not path.resolve().parent.is_dir():
+            raise ConfigError(
+                f"the directory of {path} does not exist: create it first "
+                f"(mkdir -p {path.resolve().parent})"
+            )
     crawl = crawl_id or default_crawl_id(template.id, seeds)
+    fetch_config = fetch or settings.fetch_config(settings.concurrency)
+    manifest = _Manifest(state_path, crawl, template, fetch_config, seeds)
+    if fresh:
+        _start_over(output_path, state_path)
+    else:
+        manifest.check(resume=resume)
     queue = JobQueue(f"sqlite://{state_path.resolve()}", retry_base=retry_base, lease=60.0)
     queue.submit_many(
         {
@@ -154,11 +225,13 @@ def run_crawl(
         }
         for url in seeds
     )
+    manifest.write()
+    retried = _retry_failed(queue, crawl)
     worker = Worker(
         queue,
         worker_id=f"run-{crawl}",
         templates=[template],
-        fetch=fetch or settings.fetch_config(settings.concurrency),
+        fetch=fetch_config,
         concurrency=settings.concurrency,
         grace_period=settings.grace_period,
         heartbeat=20.0,
@@ -167,6 +240,7 @@ def run_crawl(
         metrics_addr="off",
         jsonl_path=output_path,
         on_item=on_item,
+        log_stats_interval=0,
         **{**settings.adaptive_options(), **(worker_options or {})},
     )
     started = time.monotonic()
@@ -183,15 +257,120 @@ def run_crawl(
         pages_completed=stats.by_status.get("completed", 0),
         pages_failed=stats.by_status.get("failed", 0),
         pages_left=left,
-        items=_records_in(output_path),
+        items=_core.results_file_records(str(output_path)),
         seconds=time.monotonic() - started,
         interrupted=interrupted,
         this_run=worker.progress(),
+        failures=_failures(queue, crawl),
+        retried_failed=retried,
+        max_failures=settings.max_failures,
     )
 
 
-def _records_in(output: Path) -> int:
-    return _core.results_file_records(str(output))
+class _Manifest:
+    """What the crawl in a state file was started with: ``<state>.crawl.json``."""
+
+    def __init__(
+        self,
+        state: Path,
+        crawl: str,
+        template: Template,
+        fetch: FetchConfig,
+        seeds: list[str],
+    ) -> None:
+        self.state = state
+        self.path = Path(f"{state}.crawl.json")
+        options = {name: getattr(fetch, name) for name in _SCRAPE_OPTIONS}
+        if options["proxy"]:
+            options["proxy"] = "(set)"  # may hold a password: only whether there is one
+        self.current = {
+            "crawl_id": crawl,
+            "template_id": template.id,
+            "template": template.fingerprint,
+            "options": options,
+            "seeds": len(seeds),
+        }
+
+    def check(self, *, resume: bool) -> None:
+        """Refuse a changed crawl (unless resuming)."""
+        if not self.state.exists() or not self.path.exists():
+            return  # a new crawl, or a state from before manifests: nothing to compare
+        try:
+            before = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        changes = []
+        if before.get("crawl_id") != self.current["crawl_id"]:
+            changes.append(
+                f"the seeds or the template id: this is crawl {self.current['crawl_id']}, the "
+                f"state holds crawl {before.get('crawl_id')}"
+            )
+        elif before.get("template") != self.current["template"]:
+            changes.append(f"template {self.current['template_id']}: its definition changed")
+        old_options = before.get("options", {})
+        for name, value in self.current["options"].items():  # type: ignore[attr-defined]
+            if name in old_options and old_options[name] != value:
+                changes.append(f"{name}: {old_options[name]!r} -> {value!r}")
+        if changes and not resume:
+            raise CrawlChangedError(
+                f"the crawl in {self.state} was started differently ({'; '.join(changes)}): "
+                "run with --fresh to start over (the state and the output are replaced), or "
+                "with --resume to go on with the new settings (pages already scraped keep "
+                "their items; failed pages are retried)",
+                changes,
+            )
+
+    def write(self) -> None:
+        self.path.write_text(json.dumps(self.current, indent=1), encoding="utf-8")
+
+
+def _start_over(output: Path, state: Path) -> None:
+    """Delete a crawl's state and output (``fresh``)."""
+    for path in (
+        output,
+        Path(f"{output}.checkpoint"),
+        state,
+        Path(f"{state}-wal"),
+        Path(f"{state}-shm"),
+        Path(f"{state}.crawl.json"),
+    ):
+        path.unlink(missing_ok=True)
+
+
+def _retry_failed(queue: JobQueue, crawl: str) -> int:
+    """Put the crawl's failed pages back to pending (a re-run retries them); how many."""
+    retried = 0
+    batch = 500
+    # Failed jobs leave the failed list as they are retried: always read the first page;
+    # bounded by the count at the start (jobs of other crawls stay, so skip past them).
+    left = queue.stats().by_status.get("failed", 0)
+    offset = 0
+    while left > 0:
+        jobs = queue.list(JobStatus.FAILED, offset=offset, limit=min(batch, left))
+        if not jobs:
+            break
+        for job in jobs:
+            left -= 1
+            if (job.crawl_id or job.id) == crawl and queue.retry(job.id).accepted:
+                retried += 1
+            else:
+                offset += 1
+    return retried
+
+
+def _failures(queue: JobQueue, crawl: str, scan: int = 10_000) -> dict[str, tuple[int, str]]:
+    """The crawl's failed pages by kind (at most ``scan`` read): count and one error."""
+    groups: dict[str, tuple[int, str]] = {}
+    total = min(queue.stats().by_status.get("failed", 0), scan)
+    for offset in range(0, total, 500):
+        for job in queue.list(JobStatus.FAILED, offset=offset, limit=500):
+            if (job.crawl_id or job.id) != crawl:
+                continue
+            error = job.error or ""
+            kind = _core.error_kind(error)
+            count, example = groups.get(kind, (0, error))
+            groups[kind] = (count + 1, example)
+    return dict(sorted(groups.items(), key=lambda item: -item[1][0]))
 
 
 def _run_with_progress(
@@ -203,6 +382,8 @@ def _run_with_progress(
 ) -> bool:
     """Runs the worker in a thread while this thread reports progress and takes signals.
     Returns whether a signal stopped it."""
+    from scraperv4._crawl_report import Reporter, wants_bar
+
     outcome: dict[str, BaseException] = {}
 
     def work() -> None:
@@ -231,7 +412,7 @@ def _run_with_progress(
         for signum in (signal_module.SIGINT, signal_module.SIGTERM):
             previous[signum] = signal_module.signal(signum, on_signal)
     thread = threading.Thread(target=work, name="scraperv4-crawl", daemon=True)
-    reporter = _Reporter(queue, worker, stream, stream.isatty() if progress is None else progress)
+    reporter = Reporter(queue, worker, stream, wants_bar(stream) if progress is None else progress)
     try:
         thread.start()
         while thread.is_alive():
@@ -244,48 +425,3 @@ def _run_with_progress(
     if "error" in outcome:
         raise outcome["error"]
     return signals > 0
-
-
-class _Reporter:
-    """A tqdm bar on a terminal; otherwise a log line every 5 seconds."""
-
-    def __init__(self, queue: JobQueue, worker: Worker, stream: TextIO, bar: bool) -> None:
-        self._queue = queue
-        self._worker = worker
-        self._stream = stream
-        self._last_line = time.monotonic()
-        self._bar: Any = None
-        if bar:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=0, unit="page", file=stream, dynamic_ncols=True)
-
-    def update(self) -> None:
-        progress = self._worker.progress()
-        stats = self._queue.stats()
-        done = stats.by_status.get("completed", 0) + stats.by_status.get("failed", 0)
-        total = max(stats.total - stats.by_status.get("cancelled", 0), done)
-        if self._bar is not None:
-            self._bar.total = total
-            self._bar.n = done
-            self._bar.set_postfix(
-                failed=stats.by_status.get("failed", 0), items=progress["items"], refresh=False
-            )
-            self._bar.refresh()
-        elif time.monotonic() - self._last_line >= 5.0:
-            self._last_line = time.monotonic()
-            rate = progress["completed"] / max(progress["elapsed"], 1e-9)
-            left = total - done
-            eta = f"{left / rate:.0f} s" if rate > 0 else "?"
-            print(
-                f"{time.strftime('%H:%M:%S')} pages {done}/{total} done "
-                f"({stats.by_status.get('failed', 0)} failed), {progress['items']} items, "
-                f"{rate:.0f} pages/s, ETA {eta}",
-                file=self._stream,
-                flush=True,
-            )
-
-    def close(self) -> None:
-        self.update()
-        if self._bar is not None:
-            self._bar.close()

@@ -55,11 +55,13 @@ __all__ = [
     "Feedback",
     "Heartbeat",
     "Job",
+    "JobList",
     "JobQueue",
     "JobSpec",
     "JobStatus",
     "QueueStats",
     "QueueTotals",
+    "Submitted",
 ]
 
 #: Answer of a fenced or administrative call: ``accepted`` (truthy), ``reason``
@@ -335,6 +337,20 @@ class QueueStats:
         """Jobs waiting to be claimed (``pending`` status)."""
         return self.by_status["pending"]
 
+    @property
+    def held(self) -> int:
+        """Jobs held by workers: ``assigned`` plus ``running`` (what ``stats --watch`` and
+        the metrics call running jobs)."""
+        return self.by_status.get("assigned", 0) + self.by_status.get("running", 0)
+
+    def _repr_html_(self) -> str:
+        from scraperv4._display import table
+
+        rows = [*self.by_status.items(), ("total", self.total), ("runnable", self.runnable),
+                ("held by workers", self.held),
+                ("workers", f"{self.active_workers} active of {self.total_workers}")]  # fmt: skip
+        return table(["", "jobs"], rows, caption="queue")
+
     @classmethod
     def _from_native(cls, raw: dict[str, Any]) -> QueueStats:
         return cls(
@@ -368,6 +384,46 @@ class Heartbeat:
     lost: list[tuple[str, int]] = dataclasses.field(default_factory=list)
     released: int = 0
     superseded: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Submitted:
+    """What a submission did: the jobs' ids, and for each whether it was new (``False``:
+    the queue already had a job with that id, left as it was)."""
+
+    ids: list[str]
+    created: list[bool]
+
+    @property
+    def new(self) -> int:
+        """Jobs queued by this submission."""
+        return sum(self.created)
+
+    @property
+    def existing(self) -> int:
+        """Jobs the queue already had (idempotent submission)."""
+        return len(self.ids) - self.new
+
+
+class JobList(list[Job]):  # type: ignore[misc,unused-ignore]
+    """A list of jobs that shows as a table in a notebook."""
+
+    def _repr_html_(self) -> str:
+        from scraperv4._display import table, when
+
+        rows = [(j.id, j.status.value, j.target_url, j.retry_count, when(j.created_at),
+                 j.error or "") for j in self]  # fmt: skip
+        headers = ["id", "status", "url", "retries", "created", "error"]
+        return table(headers, rows, caption=f"{len(self)} jobs")
+
+
+class _Closed:
+    """Stands in for a closed queue's handle: every use says so."""
+
+    def __getattr__(self, name: str) -> Any:
+        from scraperv4.exceptions import QueueError
+
+        raise QueueError("this queue is closed: open a new one")
 
 
 # One encoder for every job: json.dumps builds a new one per call when given options.
@@ -521,6 +577,17 @@ class JobQueue:
     def __repr__(self) -> str:
         return f"JobQueue({self._inner.location!r})"
 
+    def close(self) -> None:
+        """Let go of the backend (its connections close once no worker uses them); the
+        queue cannot be used afterwards. Also done by ``with JobQueue(...) as queue:``."""
+        self._inner = _Closed()  # type: ignore[assignment]
+
+    def __enter__(self) -> JobQueue:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     @property
     def url(self) -> str:
         """The backend URL, password removed."""
@@ -541,7 +608,12 @@ class JobQueue:
         Raises:
             InvalidJobError: a job is invalid (nothing of the batch is submitted).
         """
-        return [job_id for job_id, _ in self._inner.submit([_submission(j) for j in jobs])]
+        return self.submit_batch(jobs).ids
+
+    def submit_batch(self, jobs: Iterable[SpecLike]) -> Submitted:
+        """:meth:`submit_many`, also saying which jobs were new."""
+        answer = self._inner.submit([_submission(j) for j in jobs])
+        return Submitted([job_id for job_id, _ in answer], [created for _, created in answer])
 
     def claim(self, worker_id: str, limit: int = 1, *, start: bool = False) -> _JobList:
         """Claim up to ``limit`` jobs in one atomic step (none while the worker drains).
@@ -609,7 +681,7 @@ class JobQueue:
     def list(self, status: Union[JobStatus, str], offset: int = 0, limit: int = 100) -> _JobList:
         """Jobs with ``status``, paged (pending in claim order, finished newest first)."""
         records, _corrupt = self._inner.list(_status_name(status), offset, limit)
-        return [Job(r) for r in records]
+        return JobList(Job(r) for r in records)
 
     def dead_letters(self, offset: int = 0, limit: int = 100) -> _JobList:
         """Failed jobs (out of retries), newest first, each with its last ``error``."""
@@ -741,6 +813,17 @@ class AsyncJobQueue:
     def __repr__(self) -> str:
         return f"AsyncJobQueue({self._inner.location!r})"
 
+    async def close(self) -> None:
+        """Let go of the backend; the queue cannot be used afterwards. Also done by
+        ``async with await AsyncJobQueue.open(url) as queue:``."""
+        self._inner = _Closed()  # type: ignore[assignment]
+
+    async def __aenter__(self) -> AsyncJobQueue:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
     @property
     def url(self) -> str:
         """The backend URL, password removed."""
@@ -752,8 +835,12 @@ class AsyncJobQueue:
 
     async def submit_many(self, jobs: Iterable[SpecLike]) -> _StrList:
         """Submit a batch in one round trip; returns the ids."""
-        created = await self._inner.submit_async([_submission(j) for j in jobs])
-        return [job_id for job_id, _ in created]
+        return (await self.submit_batch(jobs)).ids
+
+    async def submit_batch(self, jobs: Iterable[SpecLike]) -> Submitted:
+        """:meth:`submit_many`, also saying which jobs were new."""
+        answer = await self._inner.submit_async([_submission(j) for j in jobs])
+        return Submitted([job_id for job_id, _ in answer], [created for _, created in answer])
 
     async def claim(self, worker_id: str, limit: int = 1, *, start: bool = False) -> _JobList:
         """Claim up to ``limit`` jobs atomically."""
@@ -810,7 +897,7 @@ class AsyncJobQueue:
     ) -> _JobList:
         """Jobs with ``status``, paged."""
         records, _corrupt = await self._inner.list_async(_status_name(status), offset, limit)
-        return [Job(r) for r in records]
+        return JobList(Job(r) for r in records)
 
     async def stats(self) -> QueueStats:
         """Maintained counts."""

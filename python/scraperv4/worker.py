@@ -41,14 +41,63 @@ from scraperv4.fetch import FetchConfig
 from scraperv4.queue import JobQueue
 from scraperv4.settings import WorkerSettings, resolve
 
-__all__ = ["ItemCallback", "Worker", "crawl_job_id", "default_worker_id", "export_jsonl"]
+__all__ = [
+    "JOB_CONFIG_KEYS",
+    "ItemCallback",
+    "ItemRecord",
+    "Worker",
+    "check_job_config",
+    "crawl_job_id",
+    "default_worker_id",
+    "export_jsonl",
+]
 
-#: Called with each item record (``job_id``, ``crawl_id``, ``url``, ``template_id``,
-#: ``fetched_at``, ``index``, ``fields``); returns the record to keep (changed or not) or
-#: ``None`` to drop it. An exception fails the job (it is retried like any failure).
-ItemCallback = Callable[[dict[str, Any]], Optional[dict[str, Any]]]
+#: An item record: ``job_id``, ``crawl_id``, ``url``, ``template_id``, ``fetched_at``,
+#: ``index`` and ``fields`` (the template's fields).
+ItemRecord = dict[str, Any]
+
+#: The ``on_item`` callback: called with each item record, it **returns the record to keep**
+#: (the same dict, changed or not, or a new one) or ``None`` to drop the item. Dropped items
+#: are not recorded or exported; they are counted as ``dropped`` in :meth:`Worker.progress`
+#: and ``scraperv4_worker_items_dropped_total``, and a page whose every item was dropped is
+#: logged once as a warning. So ``on_item=items.append`` (which returns ``None``) collects
+#: the records *and drops them all*; to look at items and keep them::
+#:
+#:     def keep(record):
+#:         seen.append(record)
+#:         return record
+#:
+#: An exception fails the job (it is retried like any failure).
+ItemCallback = Callable[[ItemRecord], Optional[ItemRecord]]
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+#: What a job's config may set for the worker: ``timeout`` (seconds for the whole job),
+#: ``delay_range`` (``[min, max]`` seconds between two requests to a host) and
+#: ``respect_robots`` (``true``/``false``). Other keys are carried along untouched (the
+#: worker logs each unknown key once); ``scraperv4 submit`` refuses them.
+JOB_CONFIG_KEYS: tuple[str, ...] = tuple(_core.JOB_CONFIG_KEYS)
+
+
+def check_job_config(config: Any, *, source: str = "job config") -> None:
+    """Refuse a job config that is not a JSON object or sets a key the worker does not read
+    (``delay_rang`` for ``delay_range``), naming the closest valid key.
+
+    Raises:
+        ConfigError: the config is not a dict, or has an unknown key.
+    """
+    import difflib
+
+    if not isinstance(config, dict):
+        raise ConfigError(f'{source} must be a JSON object, like {{"timeout": 60}}')
+    for key in config:
+        if key not in JOB_CONFIG_KEYS:
+            close = difflib.get_close_matches(str(key), JOB_CONFIG_KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"{source}: unknown key {key!r}{hint}; a job's config may set "
+                f"{', '.join(JOB_CONFIG_KEYS)}"
+            )
 
 
 _worker_numbers = itertools.count(1)
@@ -122,12 +171,14 @@ class Worker:
             in Python serves them only when this is set here, in a variable, in the config
             file or in ``settings`` (``scraperv4 worker`` defaults to ``0.0.0.0:9100``).
         jsonl_path: copy recorded items to this JSON Lines file as jobs complete.
-        on_item: an :data:`ItemCallback`.
-        adaptive_concurrency: lower the number of jobs in flight while this machine's memory
-            or CPU is past ``memory_max`` / ``cpu_max`` percent (by a quarter every
-            ``adapt_interval`` seconds, down to ``min_concurrency``), and raise it back step
-            by step when the pressure is gone. The current limit is ``concurrency_limit`` in
-            :meth:`progress` and the metrics.
+        on_item: an :data:`ItemCallback`: returns the record to keep it, ``None`` drops it.
+        adaptive_concurrency: lower the number of jobs in flight while memory or CPU use is
+            past ``memory_max`` / ``cpu_max`` percent (by a quarter every ``adapt_interval``
+            seconds, down to ``min_concurrency``), and raise it back step by step when the
+            pressure is gone. Whose use counts is the ``adapt_scope`` setting: ``"own"`` (the
+            default: the container's quota and limit when it has them, else this process's
+            own share, so other programs do not slow the worker down) or ``"machine"``. The
+            current limit is ``concurrency_limit`` in :meth:`progress` and the metrics.
         min_concurrency: the floor of the adaptive limit.
         cpu_max: CPU usage, in percent of the CPU this process may use (its cgroup quota
             in a container), above which the limit shrinks.
@@ -215,6 +266,7 @@ class Worker:
             metrics_addr=serve,
             jsonl_path=os.fspath(jsonl_path) if jsonl_path is not None else None,
             on_item=on_item,
+            log_stats_interval=settings.log_stats_interval,
             **settings.adaptive_options(),
         )
         self.fetch_config = dataclasses.replace(fetch_config)
@@ -264,9 +316,11 @@ class Worker:
 
     def progress(self) -> dict[str, Any]:
         """Counters so far: ``claimed``, ``completed``, ``failed``, ``retried``,
-        ``released``, ``stale``, ``abandoned``, ``items``, ``bytes``, ``in_flight``,
-        ``discovered``, ``exported``, ``elapsed`` (seconds), ``stopping`` and
-        ``concurrency_limit`` (jobs allowed at once now)."""
+        ``released``, ``stale``, ``abandoned``, ``items``, ``dropped`` (items ``on_item``
+        dropped), ``bytes``, ``in_flight``, ``discovered``, ``exported``, ``elapsed``
+        (seconds), ``stopping``, ``concurrency_limit`` (jobs allowed at once now),
+        ``statuses`` (responses by HTTP status, e.g. ``{"200": 310, "404": 1}``) and
+        ``failure_kinds`` (jobs failed for good by kind, e.g. ``{"http_status": 1}``)."""
         return self._inner.progress()
 
     def metrics_text(self) -> str:
@@ -275,6 +329,15 @@ class Worker:
 
     def __repr__(self) -> str:
         return f"Worker({self.worker_id!r}, queue={self.queue.url!r})"
+
+    def _repr_html_(self) -> str:
+        from scraperv4._display import table
+
+        progress = self.progress()
+        rows = [(k, v) for k, v in progress.items() if not isinstance(v, dict)]
+        rows += [(f"HTTP {code}", n) for code, n in progress["statuses"].items()]
+        rows += [(f"failed: {kind}", n) for kind, n in progress["failure_kinds"].items()]
+        return table(["", ""], rows, caption=f"worker {self.worker_id}")
 
 
 class _StopOnSignals:

@@ -17,17 +17,24 @@ def add_all(commands: Any) -> None:
         crawl,
         domains,
         healthcheck,
+        parse,
         queue,
         resources,
+        results,
         worker,
     )
+    from scraperv4.commands._common import add_logging_flags_everywhere
 
     crawl.add(commands)
+    parse.add(commands)
     queue.add(commands)
     domains.add(commands)
+    results.add(commands)
     worker.add(commands)
     autoscale.add(commands)
     coordinator.add(commands)
     resources.add(commands)
     config.add(commands)
     healthcheck.add(commands)
+    for command in set(commands.choices.values()):
+        add_logging_flags_everywhere(command)

@@ -78,10 +78,15 @@ def _help(spec: SettingSpec) -> str:
 
 
 def add_setting_flags(
-    parser: argparse.ArgumentParser, model: type[Settings], *, skip: Sequence[str] = ()
+    parser: argparse.ArgumentParser,
+    model: type[Settings],
+    *,
+    skip: Sequence[str] = (),
+    only_sections: Optional[Sequence[str]] = None,
 ) -> None:
-    """A flag per setting of ``model`` (grouped by section), plus ``--config FILE``; the
-    command's handler receives ``args.settings``, loaded from every layer."""
+    """A flag per setting of ``model`` (grouped by section; ``only_sections``: of those
+    sections only), plus ``--config FILE``; the command's handler receives
+    ``args.settings``, loaded from every layer."""
     parser.add_argument(
         "--config",
         metavar="FILE",
@@ -91,6 +96,8 @@ def add_setting_flags(
     groups: dict[str, Any] = {}
     for spec in in_order(model):
         if spec.name in skip or not spec.flags:
+            continue
+        if only_sections is not None and spec.section not in only_sections:
             continue
         title = "settings" if spec.section == model.ROLE else f"{spec.section} settings"
         group = groups.get(title) or groups.setdefault(title, parser.add_argument_group(title))
@@ -112,6 +119,34 @@ def add_setting_flags(
                 help=_help(spec),
             )  # fmt: skip
     parser.set_defaults(settings_model=model)
+
+
+def add_logging_flags(parser: argparse.ArgumentParser) -> None:
+    """``--log-level`` and ``--log-format``, for a parser without settings flags (they are
+    accepted before the command and after it)."""
+    from scraperv4.settings.model import LoggingSection
+
+    for spec in in_order(LoggingSection):
+        parser.add_argument(
+            *spec.flags,
+            action=_SettingFlag,
+            dest=_DEST + spec.name,
+            spec=spec,
+            metavar=spec.metavar or spec.name.upper(),
+            help=_help(spec),
+        )
+
+
+def add_logging_flags_everywhere(parser: argparse.ArgumentParser) -> None:
+    """Logging flags on every command that has none yet (``scraperv4 demo --log-level info``
+    works like ``scraperv4 --log-level info demo``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in set(action.choices.values()):
+                add_logging_flags_everywhere(command)
+            return
+    if "--log-level" not in parser._option_string_actions:
+        add_logging_flags(parser)
 
 
 def flags_given(args: argparse.Namespace) -> dict[str, tuple[Any, str]]:

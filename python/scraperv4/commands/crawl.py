@@ -33,7 +33,12 @@ def _add_run(commands: Any) -> None:
             "Crawl from seed URLs with a template, on this machine, into a JSON Lines file.\n\n"
             "The template's links and pagination are followed; each page is fetched once.\n"
             "The crawl's state is a SQLite file next to the output: stop with Ctrl-C (in-flight\n"
-            "pages finish first) and run the same command again to resume.\n\n"
+            "pages finish first) and run the same command again to resume. A re-run retries\n"
+            "the pages that failed. When the template or the fetch options changed since the\n"
+            "crawl started, the run is refused until you choose --fresh (start over) or\n"
+            "--resume (go on with the new ones).\n\n"
+            "Try the template on one page first: scraperv4 parse URL --template FILE.\n\n"
+            "Exit code 1 when more pages failed than --max-failures (default 0) allows.\n\n"
             "Every setting also comes from SCRAPERV4_<NAME> or a config file\n"
             "(docs/configuration.md).\n\n"
             "example:\n"
@@ -46,6 +51,18 @@ def _add_run(commands: Any) -> None:
     )
     command.add_argument("--template", required=True, help="template file (.json or .yaml)")
     command.add_argument("--crawl-id", help="name of the crawl (default: derived from the inputs)")
+    again = command.add_mutually_exclusive_group()
+    again.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start over: delete the crawl's state and the output file first",
+    )
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on although the template or the fetch options changed since the crawl "
+        "started (pages already scraped keep their items)",
+    )
     add_setting_flags(command, RunSettings)
     command.set_defaults(handler=_run)
 
@@ -61,11 +78,13 @@ def _run(args: argparse.Namespace) -> int:
         crawl_id=args.crawl_id,
         progress=_PROGRESS[settings.progress],
         settings=settings,
+        fresh=args.fresh,
+        resume=args.resume,
     )
     print(summary.describe())
     if summary.interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_OK if summary.pages_failed == 0 else EXIT_FAILED
+    return EXIT_OK if summary.ok else EXIT_FAILED
 
 
 def _add_demo(commands: Any) -> None:
@@ -106,10 +125,13 @@ def _demo(args: argparse.Namespace) -> int:
         "queue.db",
         "queue.db-wal",
         "queue.db-shm",
+        "queue.db.crawl.json",
     ):
         (directory / stale).unlink(missing_ok=True)
     directory.mkdir(parents=True, exist_ok=True)
     template = Template.from_file(TEMPLATE_PATH)
+    print(f"template {TEMPLATE_PATH}:")
+    print("  " + TEMPLATE_PATH.read_text(encoding="utf-8").strip().replace("\n", "\n  "))
     with DemoSite(categories=args.categories, products_per_category=args.products) as site:
         print(
             f"demo shop on {site.url}: {len(site.categories)} categories, "

@@ -1,14 +1,13 @@
-"""The queue's client commands: ``submit``, ``stats``, ``jobs`` and ``results``."""
+"""The queue's client commands: ``submit``, ``stats`` and ``jobs`` (``results`` is in
+:mod:`scraperv4.commands.results`)."""
 
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from scraperv4.commands._common import (
@@ -27,7 +26,6 @@ def add(commands: Any) -> None:
     _add_submit(commands)
     _add_stats(commands)
     _add_jobs(commands)
-    _add_results(commands)
 
 
 def _queue_flags(command: argparse.ArgumentParser) -> None:
@@ -40,7 +38,11 @@ def _add_submit(commands: Any) -> None:
         help="queue URLs for a fleet of workers",
         **guide(
             "Queue seed URLs as jobs of one crawl (batched, one round trip per 1,000 URLs).\n"
-            "A URL already queued in the crawl is left alone, so submitting twice is safe.\n\n"
+            "A URL already queued in the crawl is left alone, so submitting twice is safe\n"
+            "(the output says how many were new and how many already queued).\n\n"
+            "A job's config may set: timeout (seconds for the whole job), delay_range\n"
+            "([min, max] seconds between requests to a host) and respect_robots (true or\n"
+            "false); other keys are refused here.\n\n"
             "example:\n"
             "  REDIS_URL=redis://localhost:6379/0 scraperv4 submit --template-id shop \\\n"
             "      --urls-file seeds.txt"
@@ -53,7 +55,10 @@ def _add_submit(commands: Any) -> None:
     command.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
     command.add_argument("--max-retries", type=int, default=3, help="retries per page (default 3)")
     command.add_argument(
-        "--job-config", default="{}", metavar="JSON", help="each job's config, a JSON object"
+        "--job-config",
+        default="{}",
+        metavar="JSON",
+        help='each job\'s config, a JSON object, e.g. \'{"delay_range": [1, 3], "timeout": 60}\'',
     )
     _queue_flags(command)
     command.set_defaults(handler=_submit)
@@ -61,17 +66,18 @@ def _add_submit(commands: Any) -> None:
 
 def _submit(args: argparse.Namespace) -> int:
     from scraperv4.crawl import default_crawl_id
-    from scraperv4.worker import crawl_job_id
+    from scraperv4.worker import check_job_config, crawl_job_id
 
     urls = read_urls(args.urls, args.urls_file)
     try:
         config = json.loads(args.job_config)
     except ValueError as error:
         raise ConfigError(f"--job-config is not JSON: {error}") from None
+    check_job_config(config, source="--job-config")
     crawl = args.crawl_id or default_crawl_id(args.template_id, urls)
     queue = args.settings.open_queue()
     started = time.monotonic()
-    ids = queue.submit_many(
+    submitted = queue.submit_batch(
         {
             "id": crawl_job_id(crawl, url),
             "name": crawl,
@@ -85,8 +91,9 @@ def _submit(args: argparse.Namespace) -> int:
         for url in urls
     )
     print(
-        f"submitted {len(ids)} URLs to crawl {crawl} on {queue.url} "
-        f"in {time.monotonic() - started:.2f} s"
+        f"submitted {len(submitted.ids)} URLs to crawl {crawl} on {queue.url}: "
+        f"{submitted.new} new, {submitted.existing} already queued "
+        f"({time.monotonic() - started:.2f} s)"
     )
     return EXIT_OK
 
@@ -124,6 +131,7 @@ def _stats(args: argparse.Namespace) -> int:
     if args.watch or args.plot:
         return _stats_over_time(args, queue)
     stats = queue.stats()
+    workers = queue.workers()
     if args.json:
         print(
             json.dumps(
@@ -133,8 +141,10 @@ def _stats(args: argparse.Namespace) -> int:
                     "runnable": stats.runnable,
                     "paced_keys": stats.paced_keys,
                     "waiting_keys": stats.waiting_keys,
+                    "held": stats.held,
                     "active_workers": stats.active_workers,
                     "totals": dataclasses.asdict(stats.totals),
+                    "workers": workers,
                 }
             )
         )
@@ -144,12 +154,14 @@ def _stats(args: argparse.Namespace) -> int:
         print(f"  {status:<10} {count}")
     print(f"  {'total':<10} {stats.total}")
     print(f"  {'runnable':<10} {stats.runnable}  (what workers could start within the horizon)")
+    print(f"  {'held':<10} {stats.held}   (by workers: assigned + running)")
     if stats.paced_keys:
         print(
             f"politeness: {stats.paced_keys} paced keys, {stats.waiting_keys} waiting for their "
             "next slot (scraperv4 domains list)"
         )
     print(f"workers {stats.active_workers} active of {stats.total_workers}")
+    _print_workers(workers)
     totals = stats.totals
     if totals.duration_count:
         mean = totals.duration_ms_sum / totals.duration_count / 1000
@@ -158,6 +170,19 @@ def _stats(args: argparse.Namespace) -> int:
             f"{totals.retried} retried; mean job {mean:.2f} s"
         )
     return EXIT_OK
+
+
+def _print_workers(workers: list[dict[str, Any]]) -> None:
+    """One line per registered worker: id, state, last heartbeat, jobs held."""
+    if not workers:
+        return
+    now = time.time()
+    width = max(len(w["id"]) for w in workers)
+    print(f"  {'id':<{width}}  {'state':<8}  {'heartbeat':>12}  {'jobs held':>9}")
+    for worker in workers:
+        age = max(0.0, now - worker["last_heartbeat"] / 1000)
+        state = "draining" if worker["draining"] else worker["state"]
+        print(f"  {worker['id']:<{width}}  {state:<8}  {age:>8.0f} s ago  {len(worker['jobs']):>9}")
 
 
 def _stats_over_time(args: argparse.Namespace, queue: Any) -> int:
@@ -185,7 +210,7 @@ def _stats_over_time(args: argparse.Namespace, queue: Any) -> int:
         else:
             print(
                 f"{time.strftime('%H:%M:%S', time.localtime(m.timestamp))}  "
-                f"runnable {m.queue_length:>6}  running {m.running_jobs:>5}  "
+                f"runnable {m.queue_length:>6}  held {m.running_jobs:>5}  "
                 f"workers {m.active_workers:>3}  {m.jobs_per_second:8.2f} jobs/s  "
                 f"errors {m.error_rate:6.1%}  mean job {m.avg_job_duration:6.2f} s",
                 flush=True,
@@ -205,7 +230,7 @@ def _plot(history: dict[str, Any], path: str) -> None:
     elapsed = history["timestamp"] - history["timestamp"][0]
     figure, axes = plt.subplots(3, 1, sharex=True, figsize=(8, 7))
     axes[0].plot(elapsed, history["queue_length"], label="runnable")
-    axes[0].plot(elapsed, history["running_jobs"], label="running")
+    axes[0].plot(elapsed, history["running_jobs"], label="held (assigned + running)")
     axes[0].set_ylabel("jobs")
     axes[0].legend(loc="upper right")
     axes[1].step(elapsed, history["active_workers"], where="post")
@@ -232,10 +257,21 @@ def _add_jobs(commands: Any) -> None:
         ),
     )
     actions = command.add_subparsers(dest="action", metavar="ACTION", required=True)
-    listing = actions.add_parser("list", help="jobs with a status")
-    listing.add_argument("--status", default="failed", help="status to list (default failed)")
-    listing.add_argument("--limit", type=int, default=50)
-    listing.add_argument("--offset", type=int, default=0)
+    listing = actions.add_parser(
+        "list",
+        help="jobs with a status",
+        description="List the jobs with a status, paged with --offset and --limit (the "
+        "coordinator's GET /api/jobs takes the same status, offset and limit). Pending jobs "
+        "come in claim order, finished ones newest first.",
+    )
+    listing.add_argument(
+        "--status",
+        default="pending",
+        choices=[s.value for s in _statuses()],
+        help="status to list (default pending)",
+    )
+    listing.add_argument("--limit", type=int, default=50, help="jobs shown (default 50)")
+    listing.add_argument("--offset", type=int, default=0, help="jobs skipped (default 0)")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     _queue_flags(listing)
     listing.set_defaults(handler=_jobs_list)
@@ -269,7 +305,15 @@ def _job_dict(job: Any) -> dict[str, Any]:
     }
 
 
+def _statuses() -> list[Any]:
+    from scraperv4.queue import JobStatus
+
+    return list(JobStatus)
+
+
 def _jobs_list(args: argparse.Namespace) -> int:
+    if args.limit < 1 or args.offset < 0:
+        raise ConfigError("--limit must be at least 1 and --offset at least 0")
     queue = args.settings.open_queue()
     jobs = queue.list(args.status, offset=args.offset, limit=args.limit)
     for job in jobs:
@@ -282,7 +326,14 @@ def _jobs_list(args: argparse.Namespace) -> int:
                 f"{job.target_url}{error}"
             )
     if not args.json:
-        print(f"({len(jobs)} {args.status} jobs shown)", file=sys.stderr)
+        counts = queue.stats().by_status
+        total = counts.get(args.status, 0)
+        shown = (
+            f"{args.offset + 1}-{args.offset + len(jobs)} of {total}" if jobs else f"0 of {total}"
+        )
+        others = ", ".join(f"{n} {s}" for s, n in counts.items() if n and s != args.status)
+        hint = f"; also {others} (--status STATUS)" if others else ""
+        print(f"({shown} {args.status} jobs shown{hint})", file=sys.stderr)
     return EXIT_OK
 
 
@@ -299,86 +350,11 @@ def _jobs_action(args: argparse.Namespace) -> int:
     if ack.accepted:
         print(f"{args.action_name}: {args.job_id} ok")
         return EXIT_OK
-    print(f"scraperv4: cannot {args.action_name} {args.job_id}: {ack}", file=sys.stderr)
-    return EXIT_FAILED
-
-
-def _add_results(commands: Any) -> None:
-    command = commands.add_parser(
-        "results",
-        help="export recorded items",
-        **guide(
-            "Export the items workers recorded (the queue's results log) to a file.\n"
-            "JSON Lines exports are resumable: running again appends only new items.\n\n"
-            "example:\n  scraperv4 results export --format csv --output items.csv"
-        ),
-    )
-    actions = command.add_subparsers(dest="action", metavar="ACTION", required=True)
-    export = actions.add_parser("export", help="write items to JSONL, CSV or Parquet")
-    export.add_argument("--output", required=True, help="file to write")
-    export.add_argument("--format", choices=["jsonl", "csv", "parquet"], default="jsonl")
-    export.add_argument(
-        "--trim",
-        action="store_true",
-        help="then delete the exported items from the queue's results log, so it stays\n"
-        "small (JSONL only; use it when this file is the log's only consumer)",
-    )
-    _queue_flags(export)
-    export.set_defaults(handler=_results_export)
-
-
-def _results_export(args: argparse.Namespace) -> int:
-    from scraperv4.worker import _export_jsonl_counts
-
-    queue = args.settings.open_queue()
-    if args.format == "jsonl":
-        written, trimmed = _export_jsonl_counts(queue, args.output, args.trim)
-        print(f"exported {written} new items to {args.output}")
-        if args.trim:
-            print(f"trimmed {trimmed} entries from the results log")
-        return EXIT_OK
-    if args.trim:
-        print(
-            "scraperv4: --trim needs --format jsonl (its checkpoint records what was exported)",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    rows = list(_all_records(queue))
-    if args.format == "parquet":
-        try:
-            import pyarrow as pa  # type: ignore[import-not-found,unused-ignore]
-            import pyarrow.parquet as pq  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            print("scraperv4: Parquet export needs pyarrow: pip install pyarrow", file=sys.stderr)
-            return EXIT_USAGE
-        pq.write_table(pa.Table.from_pylist([_flat(r) for r in rows]), args.output)
+    if ack.reason == "not_found":
+        why = f"there is no such job in {queue.url}"
+    elif args.action_name == "retry":
+        why = f"it is {ack.status} (only failed or cancelled jobs can be retried)"
     else:
-        flat = [_flat(r) for r in rows]
-        columns = list(dict.fromkeys(key for row in flat for key in row))
-        with open(args.output, "w", newline="", encoding="utf-8") as out:
-            writer = csv.DictWriter(out, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(flat)
-    print(f"exported {len(rows)} items to {args.output}")
-    return EXIT_OK
-
-
-def _all_records(queue: Any) -> Any:
-    import tempfile
-
-    from scraperv4.worker import export_jsonl
-
-    with tempfile.TemporaryDirectory() as scratch:
-        path = Path(scratch) / "items.jsonl"
-        export_jsonl(queue, path)
-        with open(path, encoding="utf-8") as lines:
-            for line in lines:
-                yield json.loads(line)
-
-
-def _flat(record: dict[str, Any]) -> dict[str, Any]:
-    fields = record.get("fields", {})
-    flat = {k: v for k, v in record.items() if k != "fields"}
-    for key, value in fields.items():
-        flat[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
-    return flat
+        why = f"it is {ack.status} already (only unfinished jobs can be cancelled)"
+    print(f"scraperv4: cannot {args.action_name} {args.job_id}: {why}", file=sys.stderr)
+    return EXIT_FAILED

@@ -391,6 +391,12 @@ class AdaptiveSection(Settings):
         95.0, "CPU threshold, percent of what this process may use.", gt=0, le=100
     )
     adapt_interval: Seconds = setting(2.0, "Seconds between adjustments.", ge=0.2)
+    adapt_scope: Literal["own", "machine"] = setting(
+        "own",
+        "Whose load counts: own (the container's quota and limit when it has them, else this "
+        "process's share: other programs do not slow the worker down) or machine (the whole "
+        "machine's CPU and memory).",
+    )
 
     def adaptive_options(self) -> dict[str, Any]:
         """The adaptive-concurrency keyword arguments of :class:`scraperv4.worker.Worker`."""
@@ -400,6 +406,7 @@ class AdaptiveSection(Settings):
             "memory_max": self.memory_max,
             "cpu_max": self.cpu_max,
             "adapt_interval": self.adapt_interval,
+            "adapt_scope": self.adapt_scope,
         }
 
 
@@ -424,6 +431,11 @@ class LoggingSection(Settings):
             accepted="trace, debug, info, warning, error or off",
             metavar="LEVEL",
         )
+    )
+    log_format: Literal["text", "json"] = setting(
+        "text",
+        "Log lines as text, or as one JSON object per line (for log collectors).",
+        metavar="FORMAT",
     )
 
 
@@ -470,6 +482,12 @@ class WorkerSettings(
     idle_poll: Seconds = setting(0.5, "Longest wait between claims on an empty queue.", gt=0)
     exit_when_done: bool = setting(
         False, "Exit once the queue has nothing pending, retrying or leased."
+    )
+    log_stats_interval: Seconds = setting(
+        60.0,
+        "Seconds between the stats lines logged at info level (pages and items so far, and "
+        "per minute); 0: none.",
+        ge=0,
     )
 
     def effective_heartbeat(self) -> float:
@@ -666,6 +684,12 @@ class RunSettings(FetchSection, PolitenessSection, AdaptiveSection, LoggingSecti
         "auto", "A live bar, or a line every 5 s (auto: a bar on a terminal)."
     )
     grace_period: Seconds = setting(10.0, "On Ctrl-C, seconds in-flight pages get to finish.", ge=0)
+    max_failures: int = setting(
+        0,
+        "Failed pages tolerated: the run still exits 0 with at most this many (a 404 here "
+        "and there on a big site).",
+        ge=0,
+    )
 
     def cross_check(self) -> list[tuple[tuple[str, ...], str]]:
         problems = super().cross_check()
