@@ -36,8 +36,14 @@ install-release: $(VENV)/.tools ## install an optimised build (benchmarks, the d
 	rm -f python/scraperv4/_core*.so
 	$(VENV)/bin/maturin develop --quiet --release --extras test,deploy
 
+# The demo needs the package alone: no test tools (pytest, Playwright, schemathesis, mypy...).
+.PHONY: install-demo
+install-demo: $(VENV)/.tools
+	rm -f python/scraperv4/_core*.so
+	$(VENV)/bin/maturin develop --quiet --release
+
 .PHONY: demo
-demo: install-release ## set up everything and run the main job (crawl the bundled demo shop)
+demo: install-demo ## install the package (optimised) and run the main job: crawl the bundled demo shop
 	$(VENV)/bin/scraperv4 demo
 
 .PHONY: bench
