@@ -287,7 +287,8 @@ def test_the_summary_counts_statuses_and_failures_and_max_failures_tolerates_the
 
 def test_progress_lines_tell_the_crawl_apart_from_this_run(tmp_path: Path) -> None:
     output = tmp_path / "items.jsonl"
-    with DemoSite(categories=2, products_per_category=20, latency=0.05) as site:
+    # About 45 pages of 0.5 s, two at a time: some ten seconds, a line every five.
+    with DemoSite(categories=2, products_per_category=20, latency=0.5) as site:
         done = run_cli(*_run_args(site, TEMPLATE_PATH, output, "--allow-private-networks",
                                   "--concurrency", "2"))  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr

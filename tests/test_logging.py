@@ -70,8 +70,8 @@ def test_log_flags_are_accepted_after_every_command() -> None:
     for command in (["demo", "--help"], ["resources", "--json"], ["stats", "--help"],
                     ["config", "show", "--role", "worker"]):  # fmt: skip
         done = subprocess.run(
-            [sys.executable, "-m", "scraperv4", *command[:1], "--log-level", "info",
-             "--log-format", "json", *command[1:]],
+            [sys.executable, "-m", "scraperv4", *command, "--log-level", "info",
+             "--log-format", "json"],
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert "unrecognized arguments" not in done.stderr, (command, done.stderr)

@@ -22,6 +22,15 @@ def _outputs_text(notebook: object) -> str:
     return "\n".join(texts)
 
 
+def _output_types(notebook: object) -> set[str]:
+    return {
+        kind
+        for cell in notebook.cells  # type: ignore[attr-defined]
+        for output in cell.get("outputs", [])
+        for kind in output.get("data", {})
+    }
+
+
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_in_a_headless_kernel(
@@ -30,7 +39,6 @@ def test_notebook_runs_in_a_headless_kernel(
     # jupyter_core warns (DeprecationWarning) unless told to use the platform directories.
     monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")
     monkeypatch.setenv("SCRAPERV4_QUEUE_URL", redis_url)  # the fleet notebook's queue
-    monkeypatch.setenv("MPLBACKEND", "Agg")
     import nbformat
     from nbclient import NotebookClient
 
@@ -47,6 +55,7 @@ def test_notebook_runs_in_a_headless_kernel(
     if path.name == "quickstart.ipynb":
         assert "done: 24 items" in text, text[-2000:]
         assert "<table>" in text, "the crawl summary, stats and job list show as tables"
+        assert "image/png" in _output_types(notebook), "the throughput plot is drawn"
     else:
         assert "again: 0 new, 1 already queued" in text, text[-2000:]
         assert "http_status" in text

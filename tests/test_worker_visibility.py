@@ -110,10 +110,11 @@ def test_info_logs_a_line_per_page_and_a_stats_line(tmp_path: Path) -> None:
                         "--log-level", "info"),
             capture_output=True, text=True, timeout=180, check=False,
         )  # fmt: skip
+        url = site.url
     assert done.returncode == 0, done.stderr
     crawled = [line for line in done.stderr.splitlines() if "Crawled (200) <GET " in line]
     assert len(crawled) == site.page_count, done.stderr
-    assert any(f"Crawled (200) <GET {site.url}product/3> (1 items, 0 links, " in line
+    assert any(f"Crawled (200) <GET {url}product/3> (1 items, 0 links, " in line
                for line in crawled), crawled  # fmt: skip
     stats = [line for line in done.stderr.splitlines() if "pages/min), scraped" in line]
     assert stats, done.stderr

@@ -3,6 +3,7 @@
 //! and a field whose selector matches the page but never inside an item is the other one
 //! (selectors are relative to each item).
 
+use selectors::Element;
 use selectors::context::SelectorCaches;
 use serde::Serialize;
 

@@ -128,7 +128,7 @@ impl FetchError {
                 404 | 410 => "the page does not exist: check the URL or the template's links",
                 401 | 403 => "the server refused the request (blocked, or a login is needed)",
                 429 => "the site is rate limiting: slow down with --delay MIN,MAX",
-                500..=599 => "the server failed: it is retried, or try again later",
+                500..=599 => "the server had an error: try again later",
                 _ => return None,
             },
             FetchErrorKind::TooManyRedirects => "check the URL (or raise --max-redirects)",
