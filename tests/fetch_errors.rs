@@ -14,7 +14,14 @@ use tokio::net::TcpListener;
 
 /// Signs of `Debug` output or internals in a message meant for people.
 const DEBUG_SYNTAX: [&str; 8] = [
-    "{ kind:", "Os {", "Error {", "::", "Some(", "reqwest", "hyper", "(os error",
+    "{ kind:",
+    "Os {",
+    "Error {",
+    "::",
+    "Some(",
+    "reqwest",
+    "hyper",
+    "(os error",
 ];
 
 /// A raw HTTP/1.1 server: one response per connection, chosen by the request path.
@@ -48,12 +55,8 @@ async fn serve() -> SocketAddr {
                         tokio::time::sleep(Duration::from_secs(5)).await;
                         ok("late")
                     }
-                    "/big" => {
-                        b"HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\nxxxx".to_vec()
-                    }
-                    "/missing" => {
-                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec()
-                    }
+                    "/big" => b"HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\nxxxx".to_vec(),
+                    "/missing" => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
                     "/loop" => {
                         b"HTTP/1.1 302 Found\r\nLocation: /loop\r\nContent-Length: 0\r\n\r\n"
                             .to_vec()
@@ -193,7 +196,10 @@ async fn every_fetch_error_kind_reads_as_one_line_with_what_to_do() {
     let error = guarded.fetch("http://shop.test/p").await.unwrap_err();
     assert_eq!(error.kind, FetchErrorKind::BlockedAddress, "{error}");
     assert_readable(&error, "http://shop.test/p");
-    assert!(error.to_string().contains("--allow-private-networks"), "{error}");
+    assert!(
+        error.to_string().contains("--allow-private-networks"),
+        "{error}"
+    );
     let refused = fetcher(addr, |_| {})
         .fetch(&format!("http://{closed}/p37"))
         .await

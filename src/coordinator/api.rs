@@ -541,7 +541,10 @@ pub(super) async fn sample_loop(state: Arc<AppState>, stats_tx: watch::Sender<Op
 async fn snapshot(state: &AppState) -> Result<Value, QueueError> {
     let counts = state.queue.stats().await?;
     let workers = state.queue.workers().await?;
-    let failures = state.queue.list(JobStatus::Failed, 0, FAILURES_SCANNED).await?;
+    let failures = state
+        .queue
+        .list(JobStatus::Failed, 0, FAILURES_SCANNED)
+        .await?;
     let domains = super::domains::summary(&state.queue).await?;
     let by_status = by_status_json(&counts);
     let metrics = state.metrics.observe(Sample {

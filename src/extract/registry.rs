@@ -71,7 +71,11 @@ impl TemplateRegistry {
                 message: format!(
                     "no template with this id among the worker's templates (known: {}); add \
                      it to the templates directory or submit the jobs with a known template id",
-                    if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
                 ),
             }
         })

@@ -97,11 +97,20 @@ mod tests {
         let report = template.field_report(html);
         assert_eq!(report.item_elements, 2);
         let by_name = |name: &str| report.fields.iter().find(|f| f.name == name).unwrap();
-        assert_eq!((by_name("name").items_matched, by_name("name").page_matches), (2, 2));
         assert_eq!(
-            (by_name("canonical").items_matched, by_name("canonical").page_matches),
+            (by_name("name").items_matched, by_name("name").page_matches),
+            (2, 2)
+        );
+        assert_eq!(
+            (
+                by_name("canonical").items_matched,
+                by_name("canonical").page_matches
+            ),
             (0, 1)
         );
-        assert_eq!((by_name("sku").items_matched, by_name("sku").page_matches), (0, 0));
+        assert_eq!(
+            (by_name("sku").items_matched, by_name("sku").page_matches),
+            (0, 0)
+        );
     }
 }

@@ -12,8 +12,8 @@ use selectors::{Element, OpaqueElement};
 /// What is wrong with a selector, in words (the parser's own messages name its internals:
 /// "Unexpected error occurred. Please report this to the developer", `ClassNeedsIdent`).
 fn describe(kind: &cssparser::ParseErrorKind<SelectorParseErrorKind>) -> &'static str {
-    use cssparser::{BasicParseErrorKind as Basic, ParseErrorKind};
     use SelectorParseErrorKind as Custom;
+    use cssparser::{BasicParseErrorKind as Basic, ParseErrorKind};
     match kind {
         ParseErrorKind::Basic(Basic::UnexpectedToken) => {
             "it has a character or word that is not valid there"

@@ -639,9 +639,17 @@ fn classify(url: &str, error: &reqwest::Error) -> FetchError {
     }
     let text = error.to_string();
     if error.is_timeout() {
-        FetchError::new(FetchErrorKind::Timeout, url, "no answer in time (timed out)")
+        FetchError::new(
+            FetchErrorKind::Timeout,
+            url,
+            "no answer in time (timed out)",
+        )
     } else if text.contains("dns error") || text.contains("failed to lookup") {
-        FetchError::new(FetchErrorKind::Dns, url, format!("name lookup failed: {text}"))
+        FetchError::new(
+            FetchErrorKind::Dns,
+            url,
+            format!("name lookup failed: {text}"),
+        )
     } else {
         FetchError::new(FetchErrorKind::Connect, url, connect_reason(url, error))
     }

@@ -58,7 +58,10 @@ pub mod _core {
             "TEXT_SKIPPED_ELEMENTS",
             crate::extract::text::SKIPPED.to_vec(),
         )?;
-        m.add("JOB_CONFIG_KEYS", crate::worker::crawl::CONFIG_KEYS.to_vec())?;
+        m.add(
+            "JOB_CONFIG_KEYS",
+            crate::worker::crawl::CONFIG_KEYS.to_vec(),
+        )?;
         m.add("FAILURE_KINDS", crate::worker::FAILURE_KINDS.to_vec())?;
         super::logging::install(m.py())?;
         Ok(())

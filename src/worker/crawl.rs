@@ -50,8 +50,13 @@ pub fn default_crawl_id<'a>(template_id: &str, urls: impl IntoIterator<Item = &'
         digest.update(url.as_bytes());
     }
     let hash = digest.finalize();
-    let hex: String = hash[..6].iter().map(|b| format!("{b:02x}")).collect();
-    format!("crawl-{hex}")
+    hash[..6]
+        .iter()
+        .fold(String::from("crawl-"), |mut id, byte| {
+            use std::fmt::Write;
+            let _ = write!(id, "{byte:02x}");
+            id
+        })
 }
 
 /// The keys a job's config may set (`_page`, the pagination counter, is the worker's own).
@@ -274,9 +279,19 @@ mod tests {
         // an upgrade resume under the same id.
         assert_eq!(
             default_crawl_id("shop", ["http://127.0.0.1:1/", "http://127.0.0.1:1/b"]),
-            default_crawl_id("shop", ["http://127.0.0.1:1/b", "http://127.0.0.1:1/", "http://127.0.0.1:1/"])
+            default_crawl_id(
+                "shop",
+                [
+                    "http://127.0.0.1:1/b",
+                    "http://127.0.0.1:1/",
+                    "http://127.0.0.1:1/"
+                ]
+            )
         );
-        assert_eq!(default_crawl_id("t", ["https://a.example/"]), "crawl-14a4e72d2a02");
+        assert_eq!(
+            default_crawl_id("t", ["https://a.example/"]),
+            "crawl-14a4e72d2a02"
+        );
         assert_ne!(
             default_crawl_id("t", ["https://a.example/"]),
             default_crawl_id("u", ["https://a.example/"])

@@ -331,37 +331,24 @@ impl Worker {
             }
             Ok((engine, records, found, discovered, final_url))
         });
-        let (engine, records, found, discovered, final_url) = blocking.await.map_err(|error| {
-            Failure::permanent(
-                "extract",
-                format!("extraction of {} stopped unexpectedly: {error}", job.target_url),
-            )
-        })??;
+        let (engine, records, found, discovered, final_url) =
+            blocking.await.map_err(|error| {
+                Failure::permanent(
+                    "extract",
+                    format!(
+                        "extraction of {} stopped unexpectedly: {error}",
+                        job.target_url
+                    ),
+                )
+            })??;
         self.metrics
             .pages_parsed
             .with_label_values(&<[&str; 2]>::from(engine.labels()))
             .inc();
         let items = records.len() as u64;
         let dropped = found as u64 - items;
-        if dropped > 0 && items == 0 {
-            self.warn_all_dropped(job, found);
-        }
-        tracing::info!(
-            target: "scraperv4::pages",
-            "Crawled ({status}) <GET {final_url}>{} ({items} items{}, {} links, {} ms)",
-            if final_url == job.target_url {
-                String::new()
-            } else {
-                format!(" (from {})", job.target_url)
-            },
-            if dropped > 0 {
-                format!(", {dropped} dropped by on_item")
-            } else {
-                String::new()
-            },
-            discovered.len(),
-            fetch_started.elapsed().as_millis(),
-        );
+        let counts = (items, dropped, discovered.len());
+        self.page_done(job, status, &final_url, counts, fetch_started.elapsed());
         let result = serde_json::json!({
             "status": status,
             "final_url": final_url,
@@ -377,6 +364,37 @@ impl Worker {
             discovered,
         };
         Ok((finished, items, dropped))
+    }
+
+    /// A scraped page in the log (a line per page at info, Scrapy's "Crawled (200) <GET
+    /// ...>"), and the warning when the item callback dropped every item of it.
+    fn page_done(
+        &self,
+        job: &Job,
+        status: u16,
+        final_url: &str,
+        (items, dropped, links): (u64, u64, usize),
+        took: std::time::Duration,
+    ) {
+        if dropped > 0 && items == 0 {
+            self.warn_all_dropped(job, dropped);
+        }
+        let from = if final_url == job.target_url {
+            String::new()
+        } else {
+            format!(" (from {})", job.target_url)
+        };
+        let dropped = if dropped > 0 {
+            format!(", {dropped} dropped by on_item")
+        } else {
+            String::new()
+        };
+        tracing::info!(
+            target: "scraperv4::pages",
+            "Crawled ({status}) <GET {final_url}>{from} ({items} items{dropped}, {links} links, \
+             {} ms)",
+            took.as_millis()
+        );
     }
 
     /// Config keys the worker does not read: each said once (a typo such as `delay_rang`
@@ -404,9 +422,13 @@ impl Worker {
     /// Every item of a page was dropped by the `on_item` callback: said once per run as a
     /// warning with the contract (the usual cause is a callback that returns nothing, such
     /// as `items.append`), then at debug level.
-    fn warn_all_dropped(&self, job: &Job, found: usize) {
+    fn warn_all_dropped(&self, job: &Job, found: u64) {
         if self.drop_warned.swap(true, Ordering::Relaxed) {
-            tracing::debug!(url = job.target_url, found, "on_item dropped every item of the page");
+            tracing::debug!(
+                url = job.target_url,
+                found,
+                "on_item dropped every item of the page"
+            );
         } else {
             tracing::warn!(
                 "on_item dropped all {found} items of {}: the callback must return the record \
@@ -426,7 +448,10 @@ mod tests {
     fn the_kind_is_read_back_from_the_stored_error() {
         let failure = Failure::permanent("template", "no template with this id");
         assert_eq!(error_kind(&failure.line()), "template");
-        assert_eq!(error_kind("connect: fetching http://127.0.0.1:9/: refused"), "connect");
+        assert_eq!(
+            error_kind("connect: fetching http://127.0.0.1:9/: refused"),
+            "connect"
+        );
         assert_eq!(error_kind("HTTP 500 from the site"), "other");
         assert_eq!(error_kind("Boom: x"), "other");
         assert_eq!(error_kind(""), "other");

@@ -243,15 +243,16 @@ impl Worker {
             }
             let state = pressure.as_ref().map(|(resource, _)| *resource);
             if state != last_state {
-                match &pressure {
-                    Some((_, why)) => tracing::warn!(
+                if let Some((_, why)) = &pressure {
+                    tracing::warn!(
                         "{why}: lowering concurrency (now {next}; said once until the \
                          pressure is gone)"
-                    ),
-                    None => tracing::info!(
+                    );
+                } else {
+                    tracing::info!(
                         "pressure gone: raising concurrency again (now {next} of {})",
                         self.config.concurrency
-                    ),
+                    );
                 }
                 last_state = state;
             }

@@ -87,7 +87,7 @@ pub struct Worker {
     /// that after an outage the holders give their jobs back (uncounted) before a reaper
     /// counts their expired leases.
     last_trouble: Mutex<Option<Instant>>,
-    /// Whether the "on_item dropped every item" warning was given.
+    /// Whether the "`on_item` dropped every item" warning was given.
     pub(super) drop_warned: AtomicBool,
     /// Unknown job config keys already warned about.
     pub(super) config_keys_warned: Mutex<std::collections::HashSet<String>>,

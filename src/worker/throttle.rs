@@ -339,7 +339,10 @@ mod tests {
         assert_eq!(usage.cpu_of, "this process");
         assert!((usage.cpu - 25.0).abs() < 1e-9, "{usage:?}");
         assert_eq!(usage.memory_of, "this process");
-        assert!((usage.memory - 100.0 / 1024.0 * 100.0).abs() < 1e-9, "{usage:?}");
+        assert!(
+            (usage.memory - 100.0 / 1024.0 * 100.0).abs() < 1e-9,
+            "{usage:?}"
+        );
         assert_eq!(ThrottleConfig::default().pressure(&usage), None);
         // A cgroup without limits (a desktop session's slice) changes nothing.
         let unlimited = CgroupReading {
@@ -348,7 +351,11 @@ mod tests {
         };
         assert_eq!(Usage::own(&busy, Some(&unlimited), 1 << 30, process), usage);
         // The same machine seen whole is under pressure.
-        assert!(ThrottleConfig::default().pressure(&Usage::machine(&busy)).is_some());
+        assert!(
+            ThrottleConfig::default()
+                .pressure(&Usage::machine(&busy))
+                .is_some()
+        );
     }
 
     #[test]
@@ -377,13 +384,19 @@ mod tests {
             ..limited
         };
         let usage = Usage::own(&snapshot, Some(&loose), 1 << 30, Some((5.0, 1 << 20)));
-        assert_eq!((usage.cpu_of, usage.memory_of), ("this process", "this process"));
+        assert_eq!(
+            (usage.cpu_of, usage.memory_of),
+            ("this process", "this process")
+        );
     }
 
     #[test]
     fn scopes_parse() {
         assert_eq!(ThrottleScope::parse("own").unwrap(), ThrottleScope::Own);
-        assert_eq!(ThrottleScope::parse("Machine").unwrap(), ThrottleScope::Machine);
+        assert_eq!(
+            ThrottleScope::parse("Machine").unwrap(),
+            ThrottleScope::Machine
+        );
         assert!(ThrottleScope::parse("everything").is_err());
     }
 
