@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use scraperv4::fetch::ssrf::Lookup;
-use scraperv4::fetch::{FetchConfig, FetchError, FetchErrorKind, Fetcher};
+use scraperv4::fetch::{FetchConfig, FetchError, FetchErrorKind, Fetcher, RequestOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -24,8 +24,9 @@ const DEBUG_SYNTAX: [&str; 8] = [
     "(os error",
 ];
 
-/// A raw HTTP/1.1 server: one response per connection, chosen by the request path.
-async fn serve() -> SocketAddr {
+/// A raw HTTP/1.1 server: one response per connection, chosen by the request path; its
+/// robots.txt is `robots`.
+async fn serve(robots: &'static str) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -50,7 +51,7 @@ async fn serve() -> SocketAddr {
                 let text = String::from_utf8_lossy(&head);
                 let path = text.split_whitespace().nth(1).unwrap_or("/").to_owned();
                 let response: Vec<u8> = match path.as_str() {
-                    "/robots.txt" => ok("User-agent: *\nDisallow: /private\n"),
+                    "/robots.txt" => ok(robots),
                     "/slow" => {
                         tokio::time::sleep(Duration::from_secs(5)).await;
                         ok("late")
@@ -123,7 +124,7 @@ fn assert_readable(error: &FetchError, url: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fetch_error_kind_reads_as_one_line_with_what_to_do() {
-    let addr = serve().await;
+    let addr = serve("User-agent: *\nDisallow: /private\n").await;
     let base = format!("http://{addr}");
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -210,6 +211,24 @@ async fn every_fetch_error_kind_reads_as_one_line_with_what_to_do() {
             .contains(&format!("connection refused (nothing listens on {closed})")),
         "{refused}"
     );
+    // A worker's request that comes before the host's robots.txt Crawl-delay has passed is
+    // not sent (the worker gives the job back to its queue).
+    let paced_site = serve("User-agent: *\nCrawl-delay: 60\n").await;
+    let polite = fetcher(paced_site, |c| c.respect_robots = true);
+    let no_wait = RequestOptions {
+        wait_for_crawl_delay: Some(false),
+        ..RequestOptions::default()
+    };
+    let first = format!("http://{paced_site}/a");
+    polite.fetch_with(&first, no_wait).await.expect(&first);
+    let second = format!("http://{paced_site}/b");
+    let error = tokio::time::timeout(Duration::from_secs(20), polite.fetch_with(&second, no_wait))
+        .await
+        .expect("refused at once, not after the delay")
+        .expect_err(&second);
+    assert_eq!(error.kind, FetchErrorKind::Paced, "{error}");
+    assert_readable(&error, &second);
+    seen.insert(error.kind.as_str());
     let all: HashSet<&str> = FetchErrorKind::ALL.iter().map(|k| k.as_str()).collect();
     assert_eq!(seen, all, "every kind is exercised");
 }

@@ -35,7 +35,7 @@ pub enum FetchErrorKind {
 
 impl FetchErrorKind {
     /// Every kind.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Timeout,
         Self::Dns,
         Self::Connect,
@@ -46,6 +46,7 @@ impl FetchErrorKind {
         Self::HttpStatus,
         Self::TooManyRedirects,
         Self::Decode,
+        Self::Paced,
     ];
 
     /// The name used in Python and in logs.
@@ -133,6 +134,10 @@ impl FetchError {
             },
             FetchErrorKind::TooManyRedirects => "check the URL (or raise --max-redirects)",
             FetchErrorKind::Decode => return None,
+            FetchErrorKind::Paced => {
+                "nothing to do: a worker gives the job back to its queue, which spaces the \
+                 fleet's requests to the host"
+            }
         })
     }
 
