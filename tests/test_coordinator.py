@@ -432,14 +432,57 @@ def test_stop_lets_an_in_flight_request_finish(redis_server: Any) -> None:
         urllib.request.urlopen(f"{base}/api/health", timeout=2)  # noqa: S310
 
 
+def test_the_access_log_has_a_line_per_request_with_its_id(redis_url: str, tmp_path: Path) -> None:
+    """`scraperv4 coordinator --log-level info` as a user runs it: a line per request with the
+    client, the request, the status, the size, the time and an id that the answer carries
+    back (a proxy's id is kept); refusals are warnings (shown at the default level), probes
+    that succeed are not at info, and a token in a query never reaches the log."""
+    port = free_port()
+    log = tmp_path / "coordinator.log"
+    process = _coordinator_process(redis_url, port, log, "--log-level", "info")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        status, _, refused = call(base, "POST", "/api/scraping/start", {"target_url": "x"})
+        assert status == 401
+        request = urllib.request.Request(  # noqa: S310
+            f"{base}/api/jobs?status=failed&limit=5", headers={"X-Request-Id": "proxy-id-42"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            assert response.status == 200
+            assert response.headers["X-Request-Id"] == "proxy-id-42", "a proxy's id is kept"
+        with connect(f"ws://127.0.0.1:{port}/ws?token={TOKEN}", open_timeout=5) as socket:
+            socket.recv(timeout=5)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    lines = log.read_text().splitlines()
+    access = [line for line in lines if " scraperv4.access: " in line]
+    refused_id = refused["x-request-id"]
+    assert len(refused_id) == 32 and all(c in "0123456789abcdef" for c in refused_id), refused
+    (unauthorized,) = [line for line in access if f"id={refused_id}" in line]
+    assert " WARNING scraperv4.access: 127.0.0.1:" in unauthorized, unauthorized
+    assert '"POST /api/scraping/start HTTP/1.1" 401 ' in unauthorized, unauthorized
+    (listed,) = [line for line in access if line.endswith(" id=proxy-id-42")]
+    assert " INFO " in listed and '"GET /api/jobs?status=failed&limit=5 HTTP/1.1" 200 ' in listed
+    assert any('"GET /ws?token=<hidden> HTTP/1.1" 101 ' in line for line in access), access
+    assert not any("/api/health" in line for line in access), "probes stay at debug"
+    assert TOKEN not in log.read_text()
+
+
 # --- nginx in front of two coordinator processes -------------------------------------------
 
 
-def _coordinator_process(redis_url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+def _coordinator_process(
+    redis_url: str, port: int, log: Path, *flags: str
+) -> subprocess.Popen[bytes]:
     env = {**os.environ, "REDIS_URL": redis_url, "SCRAPERV4_API_TOKEN": TOKEN}
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "scraperv4", "coordinator", "--addr", f"127.0.0.1:{port}"],
+            [sys.executable, "-m", "scraperv4", "coordinator", "--addr", f"127.0.0.1:{port}",
+             *flags],
             env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     deadline = time.monotonic() + 20

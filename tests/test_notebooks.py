@@ -56,6 +56,8 @@ def test_notebook_runs_in_a_headless_kernel(
         assert "done: 24 items" in text, text[-2000:]
         assert "<table>" in text, "the crawl summary, stats and job list show as tables"
         assert "image/png" in _output_types(notebook), "the throughput plot is drawn"
+        # tqdm.auto: in a kernel with ipywidgets the crawl's progress is a live widget.
+        assert "application/vnd.jupyter.widget-view+json" in _output_types(notebook)
     else:
         assert "again: 0 new, 1 already queued" in text, text[-2000:]
         assert "http_status" in text

@@ -5,10 +5,11 @@
 //! same answers. Owns: the routes ([`api`]; the politeness keys in [`domains`]), the
 //! bearer-token check ([`auth`]), the stats
 //! feed for `/ws` and `/metrics` (a sampler task per process), the embedded dashboard and the
-//! `OpenAPI` document. The request body limit, the request timeout and CORS come from
+//! `OpenAPI` document, and the access log ([`access`]). The request body limit, the request timeout and CORS come from
 //! `tower-http`; the server stops gracefully (in-flight requests finish) when the shutdown
 //! signal fires.
 
+pub mod access;
 pub mod api;
 pub mod auth;
 pub mod domains;
@@ -174,7 +175,8 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
         );
     }
-    app.with_state(state)
+    app.layer(axum::middleware::from_fn(access::log))
+        .with_state(state)
 }
 
 /// A running coordinator: its address, and how to stop it.
@@ -246,6 +248,7 @@ async fn accept_loop(
     use hyper_util::server::conn::auto::Builder;
     use hyper_util::server::graceful::GracefulShutdown;
     use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt;
 
     let graceful = GracefulShutdown::new();
     let mut builder = Builder::new(TokioExecutor::new());
@@ -254,9 +257,9 @@ async fn accept_loop(
         .timer(TokioTimer::new())
         .header_read_timeout(state.config.header_timeout);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors and the like: wait, do not spin.
                     tracing::warn!(%error, "accept failed");
@@ -266,7 +269,12 @@ async fn accept_loop(
             },
             () = stop_requested(&mut stopping) => break,
         };
-        let service = TowerToHyperService::new(app.clone());
+        let service = TowerToHyperService::new(app.clone().map_request(
+            move |mut request: axum::http::Request<_>| {
+                request.extensions_mut().insert(access::Peer(peer));
+                request
+            },
+        ));
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
