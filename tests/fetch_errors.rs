@@ -122,6 +122,25 @@ fn assert_readable(error: &FetchError, url: &str) {
     }
 }
 
+/// A worker's request that comes before its host's robots.txt `Crawl-delay` has passed is
+/// not sent (the worker gives the job back to its queue): the error, and the URL.
+async fn paced() -> (FetchError, String) {
+    let site = serve("User-agent: *\nCrawl-delay: 60\n").await;
+    let polite = fetcher(site, |c| c.respect_robots = true);
+    let no_wait = RequestOptions {
+        wait_for_crawl_delay: Some(false),
+        ..RequestOptions::default()
+    };
+    let first = format!("http://{site}/a");
+    polite.fetch_with(&first, no_wait).await.expect(&first);
+    let second = format!("http://{site}/b");
+    let error = tokio::time::timeout(Duration::from_secs(20), polite.fetch_with(&second, no_wait))
+        .await
+        .expect("refused at once, not after the delay")
+        .expect_err(&second);
+    (error, second)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fetch_error_kind_reads_as_one_line_with_what_to_do() {
     let addr = serve("User-agent: *\nDisallow: /private\n").await;
@@ -211,23 +230,9 @@ async fn every_fetch_error_kind_reads_as_one_line_with_what_to_do() {
             .contains(&format!("connection refused (nothing listens on {closed})")),
         "{refused}"
     );
-    // A worker's request that comes before the host's robots.txt Crawl-delay has passed is
-    // not sent (the worker gives the job back to its queue).
-    let paced_site = serve("User-agent: *\nCrawl-delay: 60\n").await;
-    let polite = fetcher(paced_site, |c| c.respect_robots = true);
-    let no_wait = RequestOptions {
-        wait_for_crawl_delay: Some(false),
-        ..RequestOptions::default()
-    };
-    let first = format!("http://{paced_site}/a");
-    polite.fetch_with(&first, no_wait).await.expect(&first);
-    let second = format!("http://{paced_site}/b");
-    let error = tokio::time::timeout(Duration::from_secs(20), polite.fetch_with(&second, no_wait))
-        .await
-        .expect("refused at once, not after the delay")
-        .expect_err(&second);
+    let (error, url) = paced().await;
     assert_eq!(error.kind, FetchErrorKind::Paced, "{error}");
-    assert_readable(&error, &second);
+    assert_readable(&error, &url);
     seen.insert(error.kind.as_str());
     let all: HashSet<&str> = FetchErrorKind::ALL.iter().map(|k| k.as_str()).collect();
     assert_eq!(seen, all, "every kind is exercised");

@@ -247,6 +247,29 @@ impl Worker {
         }
     }
 
+    /// A fetch that failed, counted (its status too, when the site answered one), as the
+    /// job's failure.
+    fn fetch_failed(&self, error: &FetchError) -> Failure {
+        self.metrics
+            .fetch_errors
+            .with_label_values(&[error.kind.as_str()])
+            .inc();
+        if let Some(status) = error.status {
+            self.metrics
+                .responses
+                .with_label_values(&[&status.to_string()])
+                .inc();
+            self.counters.response(status);
+        }
+        Failure {
+            kind: error.kind.as_str(),
+            message: error.to_string(),
+            retryable: error.is_retryable(),
+            feedback: feedback_of(error),
+            give_back: error.kind == FetchErrorKind::Paced,
+        }
+    }
+
     /// Fetch, extract, discover: the job's result, or why not.
     async fn work(
         &self,
@@ -267,29 +290,7 @@ impl Worker {
         };
         let fetched = self.fetcher.fetch_with(&job.target_url, request).await;
         self.share_crawl_delay(job).await;
-        let page = match fetched {
-            Ok(page) => page,
-            Err(error) => {
-                self.metrics
-                    .fetch_errors
-                    .with_label_values(&[error.kind.as_str()])
-                    .inc();
-                if let Some(status) = error.status {
-                    self.metrics
-                        .responses
-                        .with_label_values(&[&status.to_string()])
-                        .inc();
-                    self.counters.response(status);
-                }
-                return Err(Failure {
-                    kind: error.kind.as_str(),
-                    message: error.to_string(),
-                    retryable: error.is_retryable(),
-                    feedback: feedback_of(&error),
-                    give_back: error.kind == FetchErrorKind::Paced,
-                });
-            }
-        };
+        let page = fetched.map_err(|error| self.fetch_failed(&error))?;
         let latency = fetch_started.elapsed();
         self.metrics.fetch_duration.observe(latency.as_secs_f64());
         self.metrics
