@@ -272,9 +272,9 @@ def test_the_summary_counts_statuses_and_failures_and_max_failures_tolerates_the
         first = run_cli(*args)
         assert first.returncode == 1, first.stdout + first.stderr
         out = first.stdout
-        assert "HTTP    200 x6, 503 x1" in out, out
+        assert "HTTP    200 x6, 500 x1" in out, out
         assert "failed  http_status x1, e.g. http_status: fetching " in out, out
-        assert "the server answered HTTP 503 Service Unavailable" in out
+        assert "the server answered HTTP 500 Internal Server Error" in out
         assert "1 failed pages > --max-failures 0: exit code 1" in out
         assert "  run     6 scraped, 1 failed in " in out, out
 
