@@ -102,6 +102,9 @@ impl Worker {
                     items,
                     started,
                 };
+                // Marked before it is sent: a heartbeat that finds the claim lost meanwhile
+                // leaves it to the finisher, which counts its one outcome.
+                self.hand_over(&(job.id.clone(), job.token));
                 if finish_tx.send(done).await.is_ok() {
                     guard.hand_over();
                 }
