@@ -120,7 +120,7 @@ class Worker:
         metrics_addr: ``host:port`` for ``/metrics``, ``/health`` and ``/ready`` (port 0
             picks a free port; see :attr:`metrics_address`; ``"off"``: none). A worker built
             in Python serves them only when this is set here, in a variable, in the config
-            file or in ``settings`` (``scraperv4 worker`` defaults to ``0.0.0.0:9100``).
+            file or in ``settings`` (``scraperv4 worker`` defaults to ``127.0.0.1:9100``).
         jsonl_path: copy recorded items to this JSON Lines file as jobs complete.
         on_item: an :data:`ItemCallback`.
         adaptive_concurrency: lower the number of jobs in flight while this machine's memory

@@ -360,7 +360,7 @@ impl Worker {
                 .metrics_addr
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner) = Some(bound);
-            tasks.push(handle.abort_handle());
+            tasks.push(handle);
         }
         let sink = match &self.config.jsonl_path {
             Some(path) => Some(JsonlSink::open(path)?),

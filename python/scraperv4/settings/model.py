@@ -407,8 +407,9 @@ class MetricsSection(Settings):
     SECTION = "metrics"
 
     metrics_addr: Address = setting(
-        "0.0.0.0:9100",
-        "Serve /metrics (and a worker's /health and /ready) on this address; off: no server.",
+        "127.0.0.1:9100",
+        "Serve /metrics (and a worker's /health and /ready) on this address; off: no server. "
+        "In a container, 0.0.0.0:9100 lets Prometheus and the probes reach it.",
         accepted="IP:PORT (port 0: any free port) or off",
         metavar="ADDR",
     )
@@ -504,23 +505,48 @@ class CoordinatorSettings(QueueSection, LoggingSection):
     )
     api_token: Optional[str] = setting(
         None,
-        "Bearer token required on every mutating route (and on reads with protect_reads).",
+        "Bearer token required on every mutating route (and on reads with protect_reads). "
+        "Without one the coordinator listens on a loopback address only (see insecure_no_auth).",
         accepted="at least 16 characters",
         secret=True,
         min_length=16,
     )
-    protect_reads: bool = setting(False, "Require the token for reads too.")
+    protect_reads: bool = setting(
+        True,
+        "With a token, require it for reads too (all but /api/health, /metrics, "
+        "/api/openapi.json and the dashboard page).",
+    )
+    insecure_no_auth: bool = setting(
+        False,
+        "Serve without a token on a non-loopback address anyway: anyone who reaches it can "
+        "submit jobs and drain workers.",
+    )
+    allowed_hosts: StrList = setting(
+        [],
+        "Host names the Host header may carry besides IP addresses and localhost (DNS "
+        "rebinding); empty: any name when a token is set, none without one.",
+        accepted="host names, comma-separated or a JSON array (the flag repeats)",
+        flags=("--allowed-host",),
+        metavar="HOST",
+    )
     cors_origins: StrList = setting(
         [],
-        "Origins allowed to call the API from a browser.",
+        "Origins allowed to call the API from a browser (and to write and open /ws).",
         accepted="origins, comma-separated or a JSON array (the flag repeats)",
         flags=("--cors-origin",),
         metavar="ORIGIN",
     )
-    body_limit: int = setting(1048576, "Largest request body, bytes.", ge=1)
+    body_limit: int = setting(1048576, "Largest request body, bytes.", ge=1024)
     request_timeout: Seconds = setting(30.0, "Longest request, seconds.", gt=0)
     header_timeout: Seconds = setting(
         10.0, "Longest time a client may take to send its request headers.", gt=0
+    )
+    max_connections: int = setting(1024, "Most connections open at once (/ws apart).", ge=1)
+    ws_max_connections: int = setting(64, "Most /ws connections open at once.", ge=1)
+    ws_idle_timeout: Seconds = setting(
+        60.0,
+        "Seconds a /ws client may stay silent (it is pinged every third of it) or not read.",
+        ge=0.3,
     )
     stats_interval: Seconds = setting(1.0, "Seconds between the stats pushed on /ws.", gt=0)
 
@@ -626,7 +652,7 @@ class AutoscalerSettings(QueueSection, MetricsSection, LoggingSection):
         True, "Local executor: no scale-up while this machine is past its resource thresholds."
     )
     metrics_addr: Address = FieldInfo.merge_field_infos(  # type: ignore[assignment]
-        MetricsSection.model_fields["metrics_addr"], default="0.0.0.0:9200"
+        MetricsSection.model_fields["metrics_addr"], default="127.0.0.1:9200"
     )
 
     def scaling_rules(self) -> dict[str, Any]:
