@@ -379,6 +379,7 @@ class Worker:
         heartbeat: float = 30.0,
         grace_period: float = 30.0,
         job_timeout: float = 3600.0,
+        extract_timeout: float = 60.0,
         idle_poll: float = 0.5,
         exit_when_done: bool = False,
         reap_interval: float = 5.0,

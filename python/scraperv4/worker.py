@@ -115,6 +115,8 @@ class Worker:
             or half the lease when that is shorter).
         grace_period: seconds in-flight jobs get to finish when stopping.
         job_timeout: longest seconds for a job unless its config says ``timeout``.
+        extract_timeout: longest seconds extracting one page may take (a page over it, or
+            over the per-page caps on items, links and output, fails for good).
         exit_when_done: return once nothing is pending, retrying or leased (a one-machine
             crawl); otherwise run until stopped.
         metrics_addr: ``host:port`` for ``/metrics``, ``/health`` and ``/ready`` (port 0
@@ -157,6 +159,7 @@ class Worker:
         heartbeat: Optional[float] = None,
         grace_period: Optional[float] = None,
         job_timeout: Optional[float] = None,
+        extract_timeout: Optional[float] = None,
         idle_poll: Optional[float] = None,
         exit_when_done: Optional[bool] = None,
         metrics_addr: Optional[str] = None,
@@ -178,6 +181,7 @@ class Worker:
             "heartbeat": heartbeat,
             "grace_period": grace_period,
             "job_timeout": job_timeout,
+            "extract_timeout": extract_timeout,
             "idle_poll": idle_poll,
             "exit_when_done": exit_when_done,
             "metrics_addr": metrics_addr,
@@ -210,6 +214,7 @@ class Worker:
             heartbeat=beat,
             grace_period=settings.grace_period,
             job_timeout=settings.job_timeout,
+            extract_timeout=settings.extract_timeout,
             idle_poll=settings.idle_poll,
             exit_when_done=settings.exit_when_done,
             metrics_addr=serve,

@@ -292,7 +292,15 @@ pub(super) async fn start(
     for (index, spec) in specs.into_iter().enumerate() {
         let job: ApiJob = serde_json::from_value(spec)
             .map_err(|e| ApiError::bad_request(format!("job {index}: {e}")))?;
-        jobs.push(job.into_new_job());
+        let job = job.into_new_job();
+        crate::worker::crawl::check_config(&job.config).map_err(|reason| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_job",
+                format!("job {index}: {reason}"),
+            )
+        })?;
+        jobs.push(job);
     }
     let created = state.queue.submit(jobs).await?;
     let new = created.iter().filter(|(_, created)| *created).count();

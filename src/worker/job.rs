@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::crawl::{self, JobSettings};
 use super::pool::{Claim, Worker};
+use crate::extract::{LimitError, Limits};
 use crate::fetch::{FetchError, FetchErrorKind, RequestOptions};
 use crate::queue::{Ack, FailOutcome, Feedback, Finished, Job, JobStatus};
 
@@ -91,9 +92,10 @@ impl Worker {
             .ok()
             .and_then(|s| s.timeout)
             .unwrap_or(self.config.job_timeout);
+        let deadline = started.checked_add(timeout);
         let work = async {
             let settings = settings.map_err(Failure::permanent)?;
-            self.work(&job, &settings).await
+            self.work(&job, &settings, deadline).await
         };
         let failure = match tokio::time::timeout(timeout, work).await {
             Ok(Ok((finished, items))) => {
@@ -212,8 +214,15 @@ impl Worker {
         }
     }
 
-    /// Fetch, extract, discover: the job's result, or why not.
-    async fn work(&self, job: &Job, settings: &JobSettings) -> Result<(Finished, u64), Failure> {
+    /// Fetch, extract, discover: the job's result, or why not. Extraction runs within the
+    /// page caps and stops by itself at the earlier of the job's deadline and
+    /// `extract_timeout` from its start (the job's timeout alone cannot stop a blocking task).
+    async fn work(
+        &self,
+        job: &Job,
+        settings: &JobSettings,
+        job_deadline: Option<Instant>,
+    ) -> Result<(Finished, u64), Failure> {
         let template = self
             .templates
             .get(&job.template_id)
@@ -268,8 +277,15 @@ impl Worker {
         let hook = self.hook.clone();
         let owned_job = job.clone();
         let page_number = settings.page;
+        let mut limits = Limits::within(self.config.extract_timeout);
+        limits.deadline = match (limits.deadline, job_deadline) {
+            (Some(own), Some(job)) => Some(own.min(job)),
+            (own, job) => own.or(job),
+        };
         let blocking = tokio::task::spawn_blocking(move || {
-            let (output, engine) = template.analyse_counted(&text, &final_url);
+            let (output, engine) = template
+                .analyse_within(&text, &final_url, &limits)
+                .map_err(|error| extraction_refused(&error))?;
             let discovered = crawl::discovered(&owned_job, &template, &output, page_number);
             let mut records = Vec::with_capacity(output.items.len());
             for (index, fields) in output.items.into_iter().enumerate() {
@@ -311,4 +327,11 @@ impl Worker {
         };
         Ok((finished, items))
     }
+}
+
+/// A page over its caps fails for good: the next worker would meet the same page. (When the
+/// job's own deadline stops extraction, the job's timeout has fired already and this failure
+/// is not the one recorded.)
+fn extraction_refused(error: &LimitError) -> Failure {
+    Failure::permanent(format!("extraction refused: {error}"))
 }

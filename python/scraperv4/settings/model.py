@@ -468,6 +468,12 @@ class WorkerSettings(
     job_timeout: Seconds = setting(
         3600.0, "Longest seconds for one job unless its config says timeout.", gt=0
     )
+    extract_timeout: Seconds = setting(
+        60.0,
+        "Longest seconds extracting one page may take; a page over it (or over the per-page "
+        "caps on items, links and output) fails for good.",
+        gt=0,
+    )
     idle_poll: Seconds = setting(0.5, "Longest wait between claims on an empty queue.", gt=0)
     exit_when_done: bool = setting(
         False, "Exit once the queue has nothing pending, retrying or leased."
