@@ -38,7 +38,8 @@ fn nested_items_copying_the_page_text_break_the_output_cap() {
     // The issue's page (its 50,000 levels are refused for depth, below): 1,000 nested items,
     // each with the same 5 MB heading as its field.
     let html = nested(1_000, &format!("<h2>{}", "A".repeat(5_000_000)));
-    let fast = template(r#"{"id": "t", "item": ".p", "fields": [{"name": "h", "selector": "h2"}]}"#);
+    let fast =
+        template(r#"{"id": "t", "item": ".p", "fields": [{"name": "h", "selector": "h2"}]}"#);
     assert!(matches!(
         refused(&fast, &html, &Limits::DEFAULT),
         LimitError::Output { .. }
@@ -52,9 +53,8 @@ fn nested_items_copying_the_page_text_break_the_output_cap() {
         LimitError::Output { .. }
     ));
     // `all` fields over nested elements: every value counts.
-    let all = template(
-        r#"{"id": "t", "fields": [{"name": "every", "selector": "div", "all": true}]}"#,
-    );
+    let all =
+        template(r#"{"id": "t", "fields": [{"name": "every", "selector": "div", "all": true}]}"#);
     let small = nested(1_000, &"B".repeat(200_000));
     assert!(matches!(
         refused(&all, &small, &Limits::DEFAULT),
@@ -111,7 +111,8 @@ fn too_many_item_elements_or_links_are_refused() {
 fn elements_nested_tens_of_thousands_deep_are_refused_or_stopped() {
     // The issue's page: parsing alone is quadratic in the depth, in both engines.
     let html = nested(50_000, &format!("<h2>{}", "A".repeat(1_000_000)));
-    let fast = template(r#"{"id": "t", "item": ".p", "fields": [{"name": "h", "selector": "h2"}]}"#);
+    let fast =
+        template(r#"{"id": "t", "item": ".p", "fields": [{"name": "h", "selector": "h2"}]}"#);
     assert_eq!(
         refused(&fast, &html, &Limits::DEFAULT),
         LimitError::Depth { limit: 1024 }
@@ -126,7 +127,11 @@ fn elements_nested_tens_of_thousands_deep_are_refused_or_stopped() {
         let soon = Limits::within(Duration::from_millis(300));
         let started = Instant::now();
         assert_eq!(refused(template, page, &soon), LimitError::Deadline);
-        assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
     }
 }
 
@@ -141,7 +146,11 @@ fn a_passed_deadline_stops_extraction() {
     };
     assert_eq!(refused(&template, &html, &past), LimitError::Deadline);
     let (output, _) = template
-        .analyse_within(&html, "https://ok.example/", &Limits::within(Duration::from_secs(600)))
+        .analyse_within(
+            &html,
+            "https://ok.example/",
+            &Limits::within(Duration::from_secs(600)),
+        )
         .expect("a minute is plenty");
     assert_eq!(output.items.len(), 20_000);
 }

@@ -191,7 +191,8 @@ impl Template {
             }
         };
         stats::record(engine);
-        let document = dom::parse_before(html, limits.deadline).map_err(|()| LimitError::Deadline)?;
+        let document =
+            dom::parse_before(html, limits.deadline).map_err(|()| LimitError::Deadline)?;
         let output = self.output_of(document.root_element(), page.as_ref(), want, &budget)?;
         Ok((output, engine))
     }

@@ -307,6 +307,9 @@ mod tests {
         let budget = Budget::new(&limits, 100, 1);
         let visited = (0..1_000_000).take_while(|_| budget.visit()).count();
         assert_eq!(visited, 2010);
-        assert!(matches!(budget.check(), Err(LimitError::Work { limit: 2010, .. })));
+        assert!(matches!(
+            budget.check(),
+            Err(LimitError::Work { limit: 2010, .. })
+        ));
     }
 }

@@ -153,8 +153,7 @@ impl PyTemplate {
         base_url: String,
     ) -> PyResult<Bound<'py, PyList>> {
         let template = Arc::clone(&self.template);
-        let items =
-            py.detach(move || template.extract_within(&html, &base_url, &page_limits()))?;
+        let items = py.detach(move || template.extract_within(&html, &base_url, &page_limits()))?;
         items_to_python(py, &items)
     }
 

@@ -297,7 +297,12 @@ mod tests {
         ] {
             assert!(check_config(bad).is_err(), "{bad}");
         }
-        for good in ["", "  ", "{}", r#"{"timeout": 86400, "_page": 7, "anything": [1]}"#] {
+        for good in [
+            "",
+            "  ",
+            "{}",
+            r#"{"timeout": 86400, "_page": 7, "anything": [1]}"#,
+        ] {
             assert!(check_config(good).is_ok(), "{good}");
         }
     }

@@ -30,10 +30,10 @@ mod text;
 
 use std::borrow::Cow;
 
-use super::{Fallback, MAX_DEPTH};
 use super::node::{Attr, Data, Document};
 use super::tags::{AttrNs, Ns, Tag, foreign_attribute, svg_attribute_name};
 use super::tokenizer::{Quirks, Token, Tokenizer};
+use super::{Fallback, MAX_DEPTH};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
