@@ -265,7 +265,9 @@ class FetchSection(Settings):
     allow_private_networks: bool = setting(
         False,
         "Fetch private, loopback and link-local addresses too (an intranet or local site); "
-        "off, the SSRF guard refuses them.",
+        "off, the SSRF guard refuses them. Cloud metadata addresses (169.254.0.0/16, "
+        "fd00:ec2::/32, 100.100.100.200, 192.0.0.192) stay refused unless allowed_networks "
+        "names them.",
     )
     allowed_networks: Annotated[StrList, AfterValidator(_networks)] = setting(
         [],
@@ -297,7 +299,18 @@ class FetchSection(Settings):
         metavar="FILE",
     )
     headers: Headers = setting(
-        {}, "Extra request headers.", accepted='a JSON object: {"Name": "value"}', metavar="JSON"
+        {},
+        "Extra request headers (Authorization, Cookie, ...), sent only to the origin a fetch "
+        "starts at: never to another origin a redirect leads to, nor to robots.txt.",
+        accepted='a JSON object: {"Name": "value"}',
+        metavar="JSON",
+    )
+    header_origins: StrList = setting(
+        [],
+        "Origins the headers may be sent to (https://api.example.com); empty: the origin of "
+        "each URL fetched.",
+        accepted="origins, comma-separated or a JSON array",
+        metavar="ORIGINS",
     )
     cookies: bool = setting(False, "Keep cookies between requests of one worker.")
     connect_timeout: Seconds = setting(10.0, "Seconds to establish a connection.", gt=0)
@@ -359,6 +372,7 @@ class PolitenessSection(Settings):
             user_agent=self.user_agent,
             proxy=self.proxy,
             headers=dict(self.headers),
+            header_origins=list(self.header_origins),
             cookies=self.cookies,
             max_body_bytes=self.max_body_bytes,
             max_decompression_ratio=self.max_decompression_ratio,
