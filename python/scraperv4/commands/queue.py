@@ -6,6 +6,7 @@ import argparse
 import csv
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -316,7 +317,14 @@ def _add_results(commands: Any) -> None:
     actions = command.add_subparsers(dest="action", metavar="ACTION", required=True)
     export = actions.add_parser("export", help="write items to JSONL, CSV or Parquet")
     export.add_argument("--output", required=True, help="file to write")
-    export.add_argument("--format", choices=["jsonl", "csv", "parquet"], default="jsonl")
+    export.add_argument(
+        "--format",
+        choices=["jsonl", "csv", "parquet"],
+        default="jsonl",
+        help="jsonl (default), csv or parquet. In CSV, a cell starting with = + - @, a tab\n"
+        "or a carriage return gets a leading ' so a spreadsheet shows it as text, not a\n"
+        "formula (scraped text is the site's: CSV injection)",
+    )
     export.add_argument(
         "--trim",
         action="store_true",
@@ -353,14 +361,35 @@ def _results_export(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         pq.write_table(pa.Table.from_pylist([_flat(r) for r in rows]), args.output)
     else:
-        flat = [_flat(r) for r in rows]
-        columns = list(dict.fromkeys(key for row in flat for key in row))
-        with open(args.output, "w", newline="", encoding="utf-8") as out:
-            writer = csv.DictWriter(out, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(flat)
+        write_csv([_flat(r) for r in rows], args.output)
     print(f"exported {len(rows)} items to {args.output}")
     return EXIT_OK
+
+
+# A cell a spreadsheet would read as a formula: =, +, -, @, and tab or carriage return
+# (OWASP "CSV injection"). Scraped text is the site's, not ours.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: a string starting like a formula gets a leading
+    apostrophe (``=1+1`` is written ``'=1+1``); numbers and other strings are kept."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def write_csv(rows: list[dict[str, Any]], path: str) -> None:
+    """Writes ``rows`` to ``path`` as CSV, every cell through :func:`neutralise_cell` (header
+    names too: they come from the template's fields); a new file gets mode 0600."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    # A new file is readable by its owner only, like the JSON Lines export.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(descriptor, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow([neutralise_cell(name) for name in columns])
+        for row in rows:
+            writer.writerow([neutralise_cell(row.get(name, "")) for name in columns])
 
 
 def _all_records(queue: Any) -> Any:
