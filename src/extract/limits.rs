@@ -189,19 +189,17 @@ impl Budget {
         if self.broken.borrow().is_some() {
             return false;
         }
-        match self.visits_left.get().checked_sub(1) {
-            Some(left) => self.visits_left.set(left),
-            None => {
-                self.fail(LimitError::Work {
-                    limit: self.visit_limit,
-                    page_bytes: self.page_bytes,
-                });
-                return false;
-            }
-        }
+        let Some(left) = self.visits_left.get().checked_sub(1) else {
+            self.fail(LimitError::Work {
+                limit: self.visit_limit,
+                page_bytes: self.page_bytes,
+            });
+            return false;
+        };
+        self.visits_left.set(left);
         let ticks = self.ticks.get().wrapping_add(1);
         self.ticks.set(ticks);
-        if ticks % CLOCK_EVERY == 0
+        if ticks.is_multiple_of(CLOCK_EVERY)
             && let Some(deadline) = self.deadline
             && Instant::now() >= deadline
         {
@@ -213,18 +211,15 @@ impl Budget {
 
     /// `bytes` more of output: false (and broken) past the cap.
     pub(crate) fn spend(&self, bytes: usize) -> bool {
-        match self.output_left.get().checked_sub(bytes) {
-            Some(left) => {
-                self.output_left.set(left);
-                true
-            }
-            None => {
-                self.fail(LimitError::Output {
-                    limit: self.output_limit,
-                    page_bytes: self.page_bytes,
-                });
-                false
-            }
+        if let Some(left) = self.output_left.get().checked_sub(bytes) {
+            self.output_left.set(left);
+            true
+        } else {
+            self.fail(LimitError::Output {
+                limit: self.output_limit,
+                page_bytes: self.page_bytes,
+            });
+            false
         }
     }
 

@@ -314,17 +314,7 @@ impl Fetcher {
             if response.status().is_redirection()
                 && let Some(location) = response.headers().get(reqwest::header::LOCATION)
             {
-                let location = location.to_str().map_err(|_| {
-                    FetchError::new(FetchErrorKind::Decode, current.as_str(), "bad Location")
-                })?;
-                let next = current.join(location).map_err(|e| {
-                    FetchError::new(
-                        FetchErrorKind::Decode,
-                        current.as_str(),
-                        format!("redirect to an invalid URL {location:?}: {e}"),
-                    )
-                })?;
-                let next = self.checked_url(next.as_str())?;
+                let next = self.redirect_target(&current, location)?;
                 if seen.iter().any(|u| u == next.as_str()) {
                     return Err(FetchError::new(
                         FetchErrorKind::TooManyRedirects,
@@ -433,6 +423,25 @@ impl Fetcher {
             ));
         }
         Ok(parsed)
+    }
+
+    /// Where a `Location` answered by `current` leads, checked by the guard.
+    fn redirect_target(
+        &self,
+        current: &reqwest::Url,
+        location: &reqwest::header::HeaderValue,
+    ) -> FetchResult<reqwest::Url> {
+        let location = location.to_str().map_err(|_| {
+            FetchError::new(FetchErrorKind::Decode, current.as_str(), "bad Location")
+        })?;
+        let next = current.join(location).map_err(|e| {
+            FetchError::new(
+                FetchErrorKind::Decode,
+                current.as_str(),
+                format!("redirect to an invalid URL {location:?}: {e}"),
+            )
+        })?;
+        self.checked_url(next.as_str())
     }
 
     /// The configured headers when `url` is within their scope: the origin of the URL asked

@@ -2,6 +2,7 @@
 //! and records each request's head, so a test can assert what was (or was not) sent to it.
 //! It also serves as an HTTP proxy (it records the absolute-form request line).
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -54,7 +55,7 @@ impl Canary {
                         body.len()
                     );
                     for (name, value) in headers {
-                        answer.push_str(&format!("{name}: {value}\r\n"));
+                        let _ = write!(answer, "{name}: {value}\r\n");
                     }
                     answer.push_str("\r\n");
                     let _ = stream.write_all(answer.as_bytes()).await;
