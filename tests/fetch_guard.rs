@@ -6,7 +6,8 @@
 //!   cross-origin redirect target, not robots.txt, not an origin outside `header_origins`;
 //! - with a proxy, names are resolved and checked here before the proxy sees them (a name
 //!   resolving to a private or metadata address never reaches the proxy);
-//! - a politeness wait holds no global permit: another host is fetched meanwhile.
+//! - a politeness wait holds no global permit: another host is fetched meanwhile, and is not
+//!   counted in the request's total timeout.
 
 mod common;
 
@@ -221,4 +222,77 @@ async fn a_politeness_wait_holds_no_global_permit() {
         "the polite request is still waiting"
     );
     waiting.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_politeness_wait_longer_than_the_total_timeout_is_not_a_timeout() {
+    let site = Canary::start("127.0.0.1", |_| ok("a")).await;
+    let config = FetchConfig {
+        total_timeout: 1.0,
+        ..local()
+    };
+    let fetcher = Fetcher::new(config).unwrap();
+    let polite = RequestOptions {
+        delay_range: Some((2.5, 2.5)),
+        ..RequestOptions::default()
+    };
+    fetcher
+        .fetch_with(&format!("{}/1", site.base()), polite)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let page = fetcher
+        .fetch_with(&format!("{}/2", site.base()), polite)
+        .await
+        .expect("waiting for the host's slot is not the site's time");
+    assert_eq!(page.body, b"a");
+    assert!(started.elapsed() >= Duration::from_secs(2), "it did wait");
+    assert_eq!(site.heads().len(), 2);
+}
+
+#[tokio::test]
+async fn a_slow_answer_still_times_out_after_the_wait() {
+    // Headers sent, then the body never comes: the total timeout counts from the send.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buffer = [0_u8; 4096];
+            let _ = stream.read(&mut buffer).await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+                .await;
+            held.push(stream);
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let config = FetchConfig {
+        total_timeout: 1.0,
+        read_timeout: 30.0,
+        ..local()
+    };
+    let fetcher = Fetcher::new(config).unwrap();
+    let polite = RequestOptions {
+        delay_range: Some((1.5, 1.5)),
+        ..RequestOptions::default()
+    };
+    for path in ["/1", "/2"] {
+        let started = Instant::now();
+        let error = fetcher
+            .fetch_with(&format!("http://{addr}{path}"), polite)
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind, FetchErrorKind::Timeout, "{error}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    server.abort();
 }

@@ -210,16 +210,9 @@ impl Fetcher {
         let mut attempt = 0;
         let mut failed: Option<FetchError> = None;
         loop {
-            let total = FetchConfig::seconds(self.config.total_timeout);
-            let outcome = match tokio::time::timeout(total, self.fetch_once(url, options)).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(FetchError::new(
-                    FetchErrorKind::Timeout,
-                    url,
-                    format!("no complete response within {total:?}"),
-                )),
-            };
-            match outcome {
+            // fetch_once bounds each step itself (total_timeout from the moment the request
+            // may be sent): a politeness wait or a queue for a permit is not the site's time.
+            match self.fetch_once(url, options).await {
                 Ok((mut page, retry_after)) => {
                     if retry_after.is_some()
                         && attempt < self.config.retries
@@ -281,11 +274,24 @@ impl Fetcher {
         let mut current = self.checked_url(url)?;
         let asked = origin(&current);
         let mut seen = vec![current.to_string()];
+        let total = FetchConfig::seconds(self.config.total_timeout);
+        let timed_out = || {
+            FetchError::new(
+                FetchErrorKind::Timeout,
+                url,
+                format!("no complete response within {total:?}"),
+            )
+        };
+        // Set when the first request may be sent: robots.txt (bounded by its own timeout),
+        // permits and politeness waits come before it and are not counted.
+        let mut deadline: Option<tokio::time::Instant> = None;
         for hop in 0..=self.config.max_redirects {
             if respect_robots {
                 self.check_robots(&current).await?;
             }
-            self.check_before_proxy(&current).await?;
+            tokio::time::timeout(total, self.check_before_proxy(&current))
+                .await
+                .map_err(|_| timed_out())??;
             let gate = self.gate(&current);
             let _host = gate.permits.acquire().await.map_err(|_| closed(url))?;
             // Only the first request of a fetch may be refused for politeness: a redirect's
@@ -303,12 +309,15 @@ impl Fetcher {
             // The global permit only after the politeness wait: a slow host must not hold
             // a slot every other host needs.
             let _global = self.global.acquire().await.map_err(|_| closed(url))?;
-            let response = self
+            let deadline = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + total);
+            let sent = self
                 .client
                 .get(current.clone())
                 .headers(self.scoped_headers(&asked, &current))
-                .send()
+                .send();
+            let response = tokio::time::timeout_at(deadline, sent)
                 .await
+                .map_err(|_| timed_out())?
                 .map_err(|e| classify(current.as_str(), &e))?;
             let status = response.status().as_u16();
             if response.status().is_redirection()
@@ -326,54 +335,8 @@ impl Fetcher {
                 current = next;
                 continue;
             }
-            let retry_after = (status == 429 || status >= 500).then(|| {
-                response
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(parse_retry_after)
-                    .unwrap_or(Duration::ZERO)
-            });
-            let final_url = response.url().to_string();
-            let http_version = match response.version() {
-                reqwest::Version::HTTP_09 => "HTTP/0.9",
-                reqwest::Version::HTTP_10 => "HTTP/1.0",
-                reqwest::Version::HTTP_2 => "HTTP/2.0",
-                reqwest::Version::HTTP_3 => "HTTP/3.0",
-                _ => "HTTP/1.1",
-            };
-            let headers: Vec<(String, String)> = response
-                .headers()
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().to_owned(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect();
-            let content_type = response
-                .headers()
-                .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let limits = BodyLimits {
-                max_bytes: self.config.max_body_bytes,
-                max_ratio: self.config.max_decompression_ratio,
-            };
-            let body = body::read(response, &final_url, limits).await?;
-            let page = Page {
-                url: url.to_owned(),
-                final_url,
-                status,
-                headers,
-                body: body.bytes,
-                content_type,
-                elapsed: Duration::ZERO,
-                wire_bytes: body.wire_bytes,
-                http_version,
-            };
-            return Ok((page, retry_after.map(|d| d.max(Duration::from_millis(1)))));
+            let read = self.read_page(url, response, status, deadline);
+            return read.await.map_err(|error| error.unwrap_or_else(timed_out));
         }
         Err(FetchError::new(
             FetchErrorKind::TooManyRedirects,
@@ -423,6 +386,69 @@ impl Fetcher {
             ));
         }
         Ok(parsed)
+    }
+
+    /// The page of a final (not redirecting) `response`, its body read by `deadline`; the
+    /// error is `None` when the deadline passed. On a retryable status (429, 5xx) also the
+    /// delay to wait (from `Retry-After`, or 1 ms meaning "use the backoff").
+    async fn read_page(
+        &self,
+        url: &str,
+        response: reqwest::Response,
+        status: u16,
+        deadline: tokio::time::Instant,
+    ) -> Result<(Page, Option<Duration>), Option<FetchError>> {
+        let retry_after = (status == 429 || status >= 500).then(|| {
+            response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after)
+                .unwrap_or(Duration::ZERO)
+        });
+        let final_url = response.url().to_string();
+        let http_version = match response.version() {
+            reqwest::Version::HTTP_09 => "HTTP/0.9",
+            reqwest::Version::HTTP_10 => "HTTP/1.0",
+            reqwest::Version::HTTP_2 => "HTTP/2.0",
+            reqwest::Version::HTTP_3 => "HTTP/3.0",
+            _ => "HTTP/1.1",
+        };
+        let headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let limits = BodyLimits {
+            max_bytes: self.config.max_body_bytes,
+            max_ratio: self.config.max_decompression_ratio,
+        };
+        let body = tokio::time::timeout_at(deadline, body::read(response, &final_url, limits))
+            .await
+            .map_err(|_| None)?
+            .map_err(Some)?;
+        let page = Page {
+            url: url.to_owned(),
+            final_url,
+            status,
+            headers,
+            body: body.bytes,
+            content_type,
+            elapsed: Duration::ZERO,
+            wire_bytes: body.wire_bytes,
+            http_version,
+        };
+        Ok((page, retry_after.map(|d| d.max(Duration::from_millis(1)))))
     }
 
     /// Where a `Location` answered by `current` leads, checked by the guard.

@@ -24,7 +24,8 @@ pub struct FetchConfig {
     pub connect_timeout: f64,
     /// Seconds allowed between two reads of the response (a slow drip fails).
     pub read_timeout: f64,
-    /// Seconds for the whole request, body included.
+    /// Seconds for the whole request, redirects and body included, counted from when it may
+    /// be sent: a politeness wait or a queue for a fetch permit is not the site's time.
     pub total_timeout: f64,
     /// Redirects followed at most.
     pub max_redirects: usize,

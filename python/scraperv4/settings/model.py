@@ -315,7 +315,12 @@ class FetchSection(Settings):
     cookies: bool = setting(False, "Keep cookies between requests of one worker.")
     connect_timeout: Seconds = setting(10.0, "Seconds to establish a connection.", gt=0)
     read_timeout: Seconds = setting(30.0, "Seconds allowed between two reads.", gt=0)
-    total_timeout: Seconds = setting(60.0, "Seconds for a whole request, body included.", gt=0)
+    total_timeout: Seconds = setting(
+        60.0,
+        "Seconds for a whole request, redirects and body included, counted from when it may be "
+        "sent (politeness waits and queueing for a fetch permit are not counted).",
+        gt=0,
+    )
     max_redirects: int = setting(10, "Redirects followed at most.", ge=0, le=100)
     max_body_bytes: int = setting(
         10485760, "Largest page accepted, bytes after decompression.", ge=1
