@@ -345,7 +345,9 @@ def test_domains_routes_list_show_and_set_keys_and_metrics_count_the_runnable_ba
     assert_error(call(base, "GET", "/api/domains?limit=5&page=2"), 400, "bad_request")
 
     # PUT changes a key for every worker; it needs the token.
-    assert_error(call(base, "PUT", "/api/domains/example.com", {"delay": 2}), 401, "unauthorized")
+    assert_error(
+        call(base, "PUT", "/api/domains/example.com", {"delay": 2}, token=None), 401, "unauthorized"
+    )
     status, changed, _ = call(
         base, "PUT", "/api/domains/example.com", {"delay": 2, "concurrency": 1}, token=TOKEN
     )
@@ -392,7 +394,7 @@ def test_domains_routes_list_show_and_set_keys_and_metrics_count_the_runnable_ba
     assert metric(text, "scraperv4_queue_runnable") == metric(text, "scraperv4_queue_length")
     assert metric(text, "scraperv4_domains_waiting") >= 1, "slow.example waits out its pause"
 
-    with connect(base.replace("http://", "ws://") + "/ws", open_timeout=5) as socket:
+    with connect(base.replace("http://", "ws://") + f"/ws?token={TOKEN}", open_timeout=5) as socket:
         pushed = json.loads(socket.recv(timeout=5))
     summary = pushed["domains"]
     assert summary["busiest"][0]["key"] == "busy.example", summary
