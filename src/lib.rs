@@ -16,6 +16,7 @@
 //! - [`worker`]: the runtime that turns queued jobs into recorded items.
 //! - [`metrics`] / [`autoscale`]: what the fleet is doing, and how many workers it should have.
 //! - [`coordinator`]: the HTTP API, live stats `WebSocket` and dashboard over a queue.
+//! - [`http`]: the hardened listener every HTTP server of the package runs on.
 //! - [`sink`]: copying the results log out (JSON Lines).
 //! - [`tls`]: the process's TLS crypto provider.
 //! - [`python`]: the `scraperv4._core` extension module (bindings only, no logic).
@@ -27,6 +28,7 @@ pub mod config;
 pub mod coordinator;
 pub mod extract;
 pub mod fetch;
+pub mod http;
 pub mod metrics;
 pub mod partition;
 pub mod python;

@@ -718,15 +718,6 @@ def test_a_worker_rides_out_redis_loading_its_data_after_a_restart(tmp_path: Pat
     assert (errors[:1], alive) == ([], True), log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: one job, two outcomes in the worker's counters. When the heartbeat learns "
-    "a claim is lost while the job's finish is already with the finisher, both count it: "
-    "heartbeat_loop counts `stale` when abandon() finds the claim held, and finisher counts "
-    "`stale` (or `completed`, or `abandoned` when it gives up) whether or not the claim is "
-    "still held (src/worker/loops.rs). Progress and jobs_total{outcome} then add up to more "
-    "than the jobs claimed",
-)
 def test_a_late_outcome_is_counted_once(tmp_path: Path) -> None:
     """The worker reaches Redis through a proxy. 2.5 s into its four jobs (their pages take
     5 s), the network gets slow (1.5 s each way) and the jobs are cancelled: the next
@@ -768,15 +759,6 @@ def test_a_late_outcome_is_counted_once(tmp_path: Path) -> None:
     assert (progress["stale"], outcomes) == (4, 4), progress
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT (minor): after Redis restarts, the first synchronous stats() on each pooled "
-    "blocking connection raises QueueUnavailableError ('unexpected end of file') although "
-    "Redis is up: RedisQueue::run_blocking (src/queue/redis/mod.rs) drops the broken "
-    "connection but does not send the read-only script again, as query() does for commands "
-    "(get() succeeds at once). Pollers (monitoring, the autoscaler's sampler) see a spurious "
-    "outage",
-)
 def test_a_read_after_a_redis_restart_is_sent_again() -> None:
     with RedisServer() as server:
         queue = JobQueue(server.url)
@@ -796,18 +778,6 @@ def moved_on(queue: JobQueue, claims: set[tuple[str, int]]) -> bool:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT (since 13a3e50): healthy jobs fail after repeated Redis stalls. A worker "
-    "that cannot renew its leases for a whole lease drops every claim (heartbeat_loop, "
-    "src/worker/loops.rs), and a claim whose reply timed out during a stall is unknown to "
-    "it; when Redis answers again, its next heartbeat gives those jobs back through "
-    "expire_lease (src/queue/redis/lua/heartbeat.lua), which counts a lease "
-    "expiry (src/queue/redis/lua/jobs.lua) and fails the job after max_lease_expiries. A "
-    "job in flight at max_lease_expiries stalls of Redis fails although no run of it failed "
-    "(the long pause scenario: 9, then 6 of 660 jobs failed, 5 expiries each). The reaper "
-    "(reap.lua) counts the same expiry when it comes first: the heartbeat alone is not the fix",
-)
 def test_jobs_in_flight_through_repeated_redis_stalls_do_not_fail(tmp_path: Path) -> None:
     """Pages that take longer than the test, so both jobs are in flight at each stall;
     ``max_lease_expiries`` 2 and two stalls of Redis (SIGSTOP) longer than two leases."""

@@ -30,6 +30,7 @@ from support.redis_server import RedisServer, free_port
 TOKEN = "test-token-0123456789abcdef"
 ROOT = Path(__file__).resolve().parent.parent
 NGINX_CONF = ROOT / "docker" / "nginx" / "nginx-scale.conf"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def call(
@@ -38,7 +39,7 @@ def call(
     path: str,
     body: Any = None,
     *,
-    token: Optional[str] = None,
+    token: Optional[str] = TOKEN,
     raw: Optional[bytes] = None,
 ) -> tuple[int, Any, dict[str, str]]:
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
@@ -184,32 +185,31 @@ def test_the_token_guards_mutations_and_never_leaks(redis_url: str) -> None:
     with Coordinator(queue, "127.0.0.1:0", token=TOKEN) as server:
         base = f"http://{server.address}"
         job = {"target_url": "http://x.org/"}
-        missing = call(base, "POST", "/api/scraping/start", job)
+        missing = call(base, "POST", "/api/scraping/start", job, token=None)
         assert_error(missing, 401, "unauthorized")
         assert missing[2]["www-authenticate"] == "Bearer"
         wrong = call(base, "POST", "/api/scraping/start", job, token="wrong")
         assert_error(wrong, 403, "forbidden")
         for path in ("/api/jobs/x/retry", "/api/jobs/x/cancel", "/api/workers/x/drain"):
-            assert_error(call(base, "POST", path), 401, "unauthorized")
-        assert call(base, "GET", "/api/queue/stats")[0] == 200, "reads are open by default"
-        assert queue.stats().total == 0
-    with Coordinator(queue, "127.0.0.1:0", token=TOKEN, protect_reads=True) as server:
-        base = f"http://{server.address}"
-        assert_error(call(base, "GET", "/api/queue/stats"), 401, "unauthorized")
+            assert_error(call(base, "POST", path, token=None), 401, "unauthorized")
+        assert_error(call(base, "GET", "/api/queue/stats", token=None), 401, "unauthorized")
         assert_error(call(base, "GET", "/api/jobs", token="wrong"), 403, "forbidden")
-        assert call(base, "GET", "/api/queue/stats", token=TOKEN)[0] == 200
-        assert call(base, "GET", "/api/health")[0] == 200, "probes stay open"
-        assert call(base, "GET", "/api/live")[0] == 200, "probes stay open"
-        assert call(base, "GET", "/metrics")[0] == 200, "scrapes stay open"
+        assert call(base, "GET", "/api/queue/stats")[0] == 200
+        assert call(base, "GET", "/api/health", token=None)[0] == 200, "probes stay open"
+        assert call(base, "GET", "/api/live", token=None)[0] == 200, "probes stay open"
+        assert call(base, "GET", "/metrics", token=None)[0] == 200, "scrapes stay open"
+        assert queue.stats().total == 0
         ws_base = base.replace("http://", "ws://")
         with pytest.raises(Exception, match="401"):
             connect(f"{ws_base}/ws", open_timeout=5).close()
         with connect(f"{ws_base}/ws?token={TOKEN}", open_timeout=5) as socket:
             assert "by_status" in json.loads(socket.recv(timeout=5))
+    with Coordinator(queue, "127.0.0.1:0", token=TOKEN, protect_reads=False) as server:
+        base = f"http://{server.address}"
+        assert call(base, "GET", "/api/queue/stats", token=None)[0] == 200, "reads opened"
+        assert_error(call(base, "POST", "/api/jobs/x/retry", token=None), 401, "unauthorized")
     with pytest.raises(ConfigError, match="16 characters"):
         Coordinator(queue, "127.0.0.1:0", token="short")
-    with pytest.raises(ConfigError, match="protect_reads"):
-        Coordinator(queue, "127.0.0.1:0", token="", protect_reads=True)
 
 
 def test_an_unreachable_queue_is_503_without_its_url(caplog: pytest.LogCaptureFixture) -> None:
@@ -248,9 +248,11 @@ def test_cors_is_off_unless_origins_are_configured(redis_url: str) -> None:
             return {k.lower(): v for k, v in error.headers.items()}
 
     queue = JobQueue(redis_url)
-    with Coordinator(queue, "127.0.0.1:0") as closed:
+    with Coordinator(queue, "127.0.0.1:0", token="") as closed:
         assert "access-control-allow-origin" not in preflight(f"http://{closed.address}")
-    with Coordinator(queue, "127.0.0.1:0", cors_origins=["https://dash.example"]) as open_:
+    with Coordinator(
+        queue, "127.0.0.1:0", token="", cors_origins=["https://dash.example"]
+    ) as open_:
         headers = preflight(f"http://{open_.address}")
         assert headers["access-control-allow-origin"] == "https://dash.example"
         assert "authorization" in headers["access-control-allow-headers"].lower()
@@ -343,7 +345,9 @@ def test_domains_routes_list_show_and_set_keys_and_metrics_count_the_runnable_ba
     assert_error(call(base, "GET", "/api/domains?limit=5&page=2"), 400, "bad_request")
 
     # PUT changes a key for every worker; it needs the token.
-    assert_error(call(base, "PUT", "/api/domains/example.com", {"delay": 2}), 401, "unauthorized")
+    assert_error(
+        call(base, "PUT", "/api/domains/example.com", {"delay": 2}, token=None), 401, "unauthorized"
+    )
     status, changed, _ = call(
         base, "PUT", "/api/domains/example.com", {"delay": 2, "concurrency": 1}, token=TOKEN
     )
@@ -390,7 +394,7 @@ def test_domains_routes_list_show_and_set_keys_and_metrics_count_the_runnable_ba
     assert metric(text, "scraperv4_queue_runnable") == metric(text, "scraperv4_queue_length")
     assert metric(text, "scraperv4_domains_waiting") >= 1, "slow.example waits out its pause"
 
-    with connect(base.replace("http://", "ws://") + "/ws", open_timeout=5) as socket:
+    with connect(base.replace("http://", "ws://") + f"/ws?token={TOKEN}", open_timeout=5) as socket:
         pushed = json.loads(socket.recv(timeout=5))
     summary = pushed["domains"]
     assert summary["busiest"][0]["key"] == "busy.example", summary
@@ -399,7 +403,9 @@ def test_domains_routes_list_show_and_set_keys_and_metrics_count_the_runnable_ba
 
 def test_the_websocket_pushes_stats_that_follow_the_queue(api: tuple[str, JobQueue]) -> None:
     base, queue = api
-    with connect(base.replace("http://", "ws://") + "/ws", open_timeout=5) as socket:
+    with connect(
+        base.replace("http://", "ws://") + "/ws", open_timeout=5, additional_headers=AUTH
+    ) as socket:
         first = json.loads(socket.recv(timeout=5))
         assert first["by_status"]["pending"] == 0
         queue.submit_many({"target_url": f"http://x.org/{i}"} for i in range(7))
@@ -536,7 +542,9 @@ def test_nginx_balances_two_coordinators_survives_a_sigkill_and_limits_bursts(
                 assert call(base, "GET", "/health")[0] == 200
             assert call(base, "GET", f"/api/scraping/status/{first['ids'][0]}")[0] == 200
 
-            with connect(f"ws://127.0.0.1:{nginx_port}/ws", open_timeout=5) as socket:
+            with connect(
+                f"ws://127.0.0.1:{nginx_port}/ws", open_timeout=5, additional_headers=AUTH
+            ) as socket:
                 pushed = [json.loads(socket.recv(timeout=5)) for _ in range(3)]
             assert pushed[-1]["by_status"]["pending"] == 4, "live stats through the proxy"
 

@@ -50,6 +50,13 @@ def test_dashboard_shows_live_numbers_and_its_buttons_work(redis_url: str) -> No
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.on("dialog", lambda dialog: dialog.accept(TOKEN))  # the token prompt
+            console_errors: list[str] = []
+            page.on(
+                "console",
+                lambda message: (
+                    console_errors.append(message.text) if message.type == "error" else None
+                ),
+            )
             page.goto(f"http://{server.address}/", timeout=15_000)
             expect(page.locator("#connection")).to_contain_text("live", timeout=10_000)
             pending = page.locator('[data-count="pending"]')
@@ -83,6 +90,8 @@ def test_dashboard_shows_live_numbers_and_its_buttons_work(redis_url: str) -> No
             expect(page.locator("#workers")).to_contain_text("draining", timeout=10_000)
             expect(page.locator("#chart")).to_be_visible()
 
+            # The page runs under its Content-Security-Policy (inline code by hash only).
+            assert not [e for e in console_errors if "Content Security Policy" in e], console_errors
             ARTIFACTS.mkdir(exist_ok=True)
             shot = ARTIFACTS / "dashboard.png"
             page.screenshot(path=str(shot), full_page=True)

@@ -104,6 +104,8 @@ def test_csv_cells_that_would_run_as_formulas_are_neutralised(
     assert row["fields.at"] == "'@SUM(A1)"
     assert row["fields.tab"] == "'\tcmd"
     assert row["fields.cr"] == "'\rcmd"
+    # Scraped data is private to its owner, like the JSON Lines export (issue #15).
+    assert table.stat().st_mode & 0o777 == 0o600
     assert row["fields.minus_text"] == "'" + TRICKY["minus_text"]
     assert row["fields.negative"] == "-12.5", "a plain number stays a number"
     help_text = run_cli("results", "export", "--help").stdout

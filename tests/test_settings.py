@@ -157,6 +157,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "proxy": ("http://user:pw@127.0.0.1:3128", "http://user:pw@127.0.0.1:3128"),
     "ca_file": ("/etc/ca.pem", "/etc/ca.pem"),
     "headers": ('{"X-Team": "data"}', {"X-Team": "data"}),
+    "header_origins": ("https://api.example.com", ["https://api.example.com"]),
     "delay": ("1,3", (1.0, 3.0)),
     "per_host_concurrency": ("3", 3),
     "metrics_addr": ("127.0.0.1:9999", "127.0.0.1:9999"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "CorruptJobError",
+    "ExtractionLimitError",
     "FetchError",
     "InvalidJobError",
     "JobNotFoundError",
@@ -122,6 +123,12 @@ class TemplateError(ScraperV4Error, ValueError):
         super().__init__(message)
         self.template_id = template_id
         self.field = field
+
+
+class ExtractionLimitError(ScraperV4Error):
+    """A page broke a per-page extraction cap: too many item elements or links, extracted
+    values too large for the page's size (nested items repeating its text), or too long to
+    extract. The message names the cap; a worker fails such a job for good."""
 
 
 class WorkerError(ScraperV4Error):

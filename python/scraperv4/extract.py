@@ -6,6 +6,11 @@ Mistakes (invalid selector, unknown key, duplicate or missing field name, bad re
 :class:`~scraperv4.exceptions.TemplateError` when the template is loaded, naming the template
 and the field.
 
+Every page is extracted within caps (a hostile page cannot make extraction produce gigabytes
+or run for ever): at most 50,000 item elements and 20,000 links, extracted values of at most
+8 bytes per byte of page plus 1 MiB; a page over a cap raises
+:class:`~scraperv4.exceptions.ExtractionLimitError` naming it (``docs/security.md``).
+
 >>> from scraperv4.extract import Template
 >>> template = Template.from_dict({
 ...     "id": "cards", "item": ".card",
@@ -130,11 +135,16 @@ class Template:
         return self._inner.engine
 
     def extract(self, html: str, base_url: str) -> list[dict[str, Any]]:
-        """The items of one page; relative URLs resolve against ``base_url``."""
+        """The items of one page; relative URLs resolve against ``base_url``.
+
+        Raises:
+            ExtractionLimitError: the page is over a per-page cap.
+        """
         return self._inner.extract(html, base_url)
 
     def extract_many(self, pages: Iterable[tuple[str, str]]) -> list[list[dict[str, Any]]]:
-        """The items of many ``(html, base_url)`` pages, on all cores without the GIL."""
+        """The items of many ``(html, base_url)`` pages, on all cores without the GIL
+        (:class:`~scraperv4.exceptions.ExtractionLimitError` for a page over a cap)."""
         return self._inner.extract_many(list(pages))
 
     def links(self, html: str, base_url: str) -> list[str]:

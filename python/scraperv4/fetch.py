@@ -51,6 +51,7 @@ class FetchConfig:
     user_agent: Optional[str] = None
     proxy: Optional[str] = None
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    header_origins: list[str] = dataclasses.field(default_factory=list)
     cookies: bool = False
     max_body_bytes: int = 10 * 1024 * 1024
     max_decompression_ratio: int = 100

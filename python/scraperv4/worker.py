@@ -164,12 +164,14 @@ class Worker:
             or half the lease when that is shorter).
         grace_period: seconds in-flight jobs get to finish when stopping.
         job_timeout: longest seconds for a job unless its config says ``timeout``.
+        extract_timeout: longest seconds extracting one page may take (a page over it, or
+            over the per-page caps on items, links and output, fails for good).
         exit_when_done: return once nothing is pending, retrying or leased (a one-machine
             crawl); otherwise run until stopped.
         metrics_addr: ``host:port`` for ``/metrics``, ``/health`` and ``/ready`` (port 0
             picks a free port; see :attr:`metrics_address`; ``"off"``: none). A worker built
             in Python serves them only when this is set here, in a variable, in the config
-            file or in ``settings`` (``scraperv4 worker`` defaults to ``0.0.0.0:9100``).
+            file or in ``settings`` (``scraperv4 worker`` defaults to ``127.0.0.1:9100``).
         jsonl_path: copy recorded items to this JSON Lines file as jobs complete.
         on_item: an :data:`ItemCallback`: returns the record to keep it, ``None`` drops it.
         adaptive_concurrency: lower the number of jobs in flight while memory or CPU use is
@@ -208,6 +210,7 @@ class Worker:
         heartbeat: Optional[float] = None,
         grace_period: Optional[float] = None,
         job_timeout: Optional[float] = None,
+        extract_timeout: Optional[float] = None,
         idle_poll: Optional[float] = None,
         exit_when_done: Optional[bool] = None,
         metrics_addr: Optional[str] = None,
@@ -229,6 +232,7 @@ class Worker:
             "heartbeat": heartbeat,
             "grace_period": grace_period,
             "job_timeout": job_timeout,
+            "extract_timeout": extract_timeout,
             "idle_poll": idle_poll,
             "exit_when_done": exit_when_done,
             "metrics_addr": metrics_addr,
@@ -261,6 +265,7 @@ class Worker:
             heartbeat=beat,
             grace_period=settings.grace_period,
             job_timeout=settings.job_timeout,
+            extract_timeout=settings.extract_timeout,
             idle_poll=settings.idle_poll,
             exit_when_done=settings.exit_when_done,
             metrics_addr=serve,

@@ -1,97 +1,88 @@
-//! The access log: one line per request (logger `scraperv4.access`) with the client, the
-//! request, the status, the body size, the time taken and a request id, which the answer
-//! carries back in `X-Request-Id` (so a user can quote it, and a proxy's id is kept).
+//! The access log: one record per request on the `scraperv4.coordinator.access` logger,
+//! with a request id that the answer carries too (`X-Request-Id`). Refusals (401, 403) and
+//! server errors are warnings, successful probes and scrapes (`/api/health`, `/api/live`,
+//! `/metrics`) debug, the rest info.
 //!
-//! Refusals (401, 403) and server errors are warnings — visible at the default level, where a
-//! misconfigured client or a scanner shows up; probes and scrapes that succeed (`/api/health`,
-//! `/api/live`, `/metrics`, every few seconds from an orchestrator or Prometheus) are debug;
-//! everything else is info. A `/ws?token=...` query never reaches the log.
+//! A request id sent by the client (nginx's `$request_id`, a caller's trace id) is kept when
+//! it is 1 to 128 characters among `A-Z a-z 0-9 - _ . :` — anything else (a line break
+//! forging a log line, a megabyte of text) is replaced by a fresh one. The record names the
+//! peer, the method, the path **without its query** (`/ws?token=...` carries the token),
+//! the status and the time taken; never a header or a body.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::body::HttpBody;
 use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue, StatusCode, Uri};
+use axum::extract::connect_info::ConnectInfo;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 
-/// The header that carries the request id, both ways.
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The request id header.
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The address of the connection a request came on (set by the accept loop).
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub SocketAddr);
+/// The client's request id when it is acceptable, else a new one.
+pub fn request_id(offered: Option<&HeaderValue>) -> HeaderValue {
+    offered
+        .filter(|value| {
+            let bytes = value.as_bytes();
+            (1..=128).contains(&bytes.len())
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().simple().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("-"))
+        })
+}
 
-/// Routes polled by machines: successful answers are logged at debug only.
+/// Routes polled by machines: their successful answers are logged at debug.
 const POLLED: [&str; 3] = ["/api/health", "/api/live", "/metrics"];
 
-/// The id a client or a proxy sent (nginx's `$request_id`, a tracing id), when it is a
-/// plausible one: 1 to 128 characters of letters, digits, `-`, `_`, `.`, `:`.
-fn offered_id(request: &Request) -> Option<String> {
-    let value = request.headers().get(&REQUEST_ID)?.to_str().ok()?;
-    let plausible = (1..=128).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    plausible.then(|| value.to_owned())
-}
-
-/// The request target as logged: the path, and the query with any `token` value hidden.
-fn logged_target(uri: &Uri) -> String {
-    let path = uri.path();
-    let Some(query) = uri.query() else {
-        return path.to_owned();
-    };
-    let query: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((name, _)) if name.eq_ignore_ascii_case("token") => format!("{name}=<hidden>"),
-            _ => pair.to_owned(),
-        })
-        .collect();
-    format!("{path}?{}", query.join("&"))
-}
-
-/// The middleware (outermost: it also sees what the token check, the body limit, the
-/// timeout and CORS answer by themselves).
-pub async fn log(mut request: Request, next: Next) -> Response {
+/// The middleware.
+pub async fn log_request(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let id = offered_id(&request).unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    let Ok(header) = HeaderValue::from_str(&id) else {
-        return next.run(request).await; // not reached: ids are visible ASCII
-    };
-    request.headers_mut().insert(REQUEST_ID, header.clone());
-    let client = request
-        .extensions()
-        .get::<Peer>()
-        .map_or_else(|| "-".to_owned(), |peer| peer.0.to_string());
+    let id = request_id(request.headers().get(&REQUEST_ID));
+    request.headers_mut().insert(REQUEST_ID.clone(), id.clone());
     let method = request.method().clone();
-    let target = logged_target(request.uri());
-    let version = request.version();
+    let path = request.uri().path().to_owned();
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.to_string())
+        .unwrap_or_default();
     let mut response = next.run(request).await;
-    response.headers_mut().insert(REQUEST_ID, header);
+    response
+        .headers_mut()
+        .insert(REQUEST_ID.clone(), id.clone());
     let status = response.status();
-    let size = response
-        .body()
-        .size_hint()
-        .exact()
-        .map_or_else(|| "-".to_owned(), |bytes| bytes.to_string());
-    let took = started.elapsed().as_secs_f64() * 1000.0;
-    let refused = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
-    let polled = status.is_success() && POLLED.contains(&target.split('?').next().unwrap_or(""));
+    let millis = started.elapsed().as_millis();
+    let request_id = id.to_str().unwrap_or("-");
     macro_rules! line {
         ($level:ident) => {
             tracing::$level!(
-                target: "scraperv4::access",
-                "{client} \"{method} {target} {version:?}\" {} {size} {took:.1} ms id={id}",
+                target: "scraperv4::coordinator::access",
+                request_id,
+                peer,
+                method = %method,
+                path,
+                status = status.as_u16(),
+                millis,
+                "{peer} {method} {path} {} {millis} ms id={request_id}",
                 status.as_u16()
             )
         };
     }
-    if refused || status.is_server_error() {
+    // Refusals and server errors show at the default level (a misconfigured client, a
+    // scanner, a failing queue); probes and scrapes that succeed, every few seconds from an
+    // orchestrator or Prometheus, only at debug.
+    if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+        || status.is_server_error()
+    {
         line!(warn);
-    } else if polled {
+    } else if status.is_success() && POLLED.contains(&path.as_str()) {
         line!(debug);
     } else {
         line!(info);
@@ -104,29 +95,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_token_in_the_query_is_hidden() {
-        let uri: Uri = "/ws?token=secret-value&x=1".parse().unwrap();
-        assert_eq!(logged_target(&uri), "/ws?token=<hidden>&x=1");
-        let uri: Uri = "/api/jobs?status=failed&limit=5".parse().unwrap();
-        assert_eq!(logged_target(&uri), "/api/jobs?status=failed&limit=5");
-        assert_eq!(logged_target(&"/api/live".parse().unwrap()), "/api/live");
-    }
-
-    #[test]
-    fn only_plausible_ids_are_kept() {
-        let with = |value: &str| {
-            let mut request = Request::new(axum::body::Body::empty());
-            request
-                .headers_mut()
-                .insert(REQUEST_ID, HeaderValue::from_str(value).unwrap());
-            offered_id(&request)
-        };
-        assert_eq!(
-            with("4f1c2b9e0d7a4e6f8a1b2c3d4e5f6a7b").as_deref(),
-            Some("4f1c2b9e0d7a4e6f8a1b2c3d4e5f6a7b")
-        );
-        assert_eq!(with("a b"), None);
-        assert_eq!(with("x\"; rm"), None);
-        assert_eq!(with(&"a".repeat(129)), None);
+    fn hostile_request_ids_are_replaced() {
+        let keep = HeaderValue::from_static("4f6c1a2b3c4d5e6f7a8b9c0d1e2f3a4b");
+        assert_eq!(request_id(Some(&keep)), keep);
+        let trace = HeaderValue::from_static("trace-1.2:3_x");
+        assert_eq!(request_id(Some(&trace)), trace);
+        for hostile in [
+            HeaderValue::from_static("a b"),
+            HeaderValue::from_static("x\tINFO forged line"),
+            HeaderValue::from_str(&"a".repeat(129)).unwrap(),
+            HeaderValue::from_static(""),
+            HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap(),
+        ] {
+            let replaced = request_id(Some(&hostile));
+            assert_ne!(replaced, hostile);
+            assert_eq!(replaced.len(), 32, "a fresh uuid");
+        }
+        assert_eq!(request_id(None).len(), 32);
     }
 }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -37,7 +36,8 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An answer with `status`, a stable `code` and a message for people.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -172,8 +172,14 @@ fn job_json(job: &Job) -> Value {
     value
 }
 
-pub(super) async fn dashboard() -> Html<&'static str> {
-    Html(DASHBOARD_HTML)
+pub(super) async fn dashboard() -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_SECURITY_POLICY,
+            super::guard::dashboard_policy(),
+        )],
+        Html(DASHBOARD_HTML),
+    )
 }
 
 pub(super) async fn openapi() -> impl IntoResponse {
@@ -328,6 +334,15 @@ pub(super) async fn start(
         .zip(crawls)
         .map(|(job, crawl)| job.into_new_job(crawl))
         .collect();
+    for (index, job) in jobs.iter().enumerate() {
+        crawl::check_config(&job.config).map_err(|reason| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_job",
+                format!("job {index}: {reason}"),
+            )
+        })?;
+    }
     let created = state.queue.submit(jobs).await?;
     let new = created.iter().filter(|(_, created)| *created).count();
     let ids: Vec<&str> = created.iter().map(|(id, _)| id.as_str()).collect();
@@ -485,36 +500,6 @@ pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResp
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
-}
-
-pub(super) async fn websocket(
-    State(state): State<Arc<AppState>>,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let feed = state.stats.clone();
-    upgrade.on_upgrade(move |socket| push_stats(socket, feed))
-}
-
-/// Sends the latest snapshot, then each new one, until the client goes away.
-async fn push_stats(mut socket: WebSocket, mut stats: watch::Receiver<Option<Arc<Value>>>) {
-    loop {
-        let snapshot = stats.borrow_and_update().clone();
-        if let Some(snapshot) = snapshot
-            && socket
-                .send(Message::Text(snapshot.to_string().into()))
-                .await
-                .is_err()
-        {
-            return;
-        }
-        tokio::select! {
-            changed = stats.changed() => if changed.is_err() { return },
-            incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
-                Some(Ok(_)) => {}
-            },
-        }
-    }
 }
 
 /// Samples the queue every `stats_interval`: feeds `/metrics` and the `/ws` snapshots.

@@ -3,16 +3,23 @@
 //! Stateless by design — every answer comes from the queue (Redis for a fleet), so any number
 //! of replicas can sit behind a load balancer (`docker/nginx/nginx-scale.conf`) and give the
 //! same answers. Owns: the routes ([`api`]; the politeness keys in [`domains`]), the
-//! bearer-token check ([`auth`]), the stats
-//! feed for `/ws` and `/metrics` (a sampler task per process), the embedded dashboard and the
-//! `OpenAPI` document, and the access log ([`access`]). The request body limit, the request timeout and CORS come from
-//! `tower-http`; the server stops gracefully (in-flight requests finish) when the shutdown
-//! signal fires.
+//! bearer-token check ([`auth`]), the checks every request passes before it reaches a
+//! route — Host, Origin, content type — and the security headers of every answer
+//! ([`guard`]), the access log with request ids ([`access`]), the capped stats `WebSocket`
+//! ([`ws`]), the stats feed for `/ws` and `/metrics` (a sampler task per process), the
+//! embedded dashboard and the `OpenAPI` document. Connections are served by the shared
+//! hardened listener ([`crate::http`]); the request body limit, the request timeout and CORS
+//! come from `tower-http`.
+//!
+//! Secure by default: without a token it listens only on a loopback address (unless told
+//! `insecure_no_auth`), and with a token reads need it too (`protect_reads`).
 
 pub mod access;
 pub mod api;
 pub mod auth;
 pub mod domains;
+pub mod guard;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,12 +29,13 @@ use axum::Router;
 use axum::http::{HeaderValue, Method, header};
 use axum::routing::{get, post};
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tower_http::cors::CorsLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::config::{ConfigError, ConfigResult};
+use crate::http::{self, Limits};
 use crate::metrics::ClusterMetrics;
 use crate::queue::JobQueue;
 
@@ -41,34 +49,56 @@ pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 pub struct CoordinatorConfig {
     /// Where to listen (port 0 picks a free one).
     pub addr: SocketAddr,
-    /// Bearer token required for mutating routes (and for all routes when
-    /// `protect_reads`); `None`: open (bind to loopback or a private network then).
+    /// Bearer token required for mutating routes (and for reads with `protect_reads`);
+    /// `None`: open, which is allowed on a loopback address only (or with
+    /// `insecure_no_auth`).
     pub token: Option<String>,
-    /// Also require the token for reads (everything except `/api/health` and `/metrics`).
+    /// With a token, require it for reads too (everything except `/api/health`, `/metrics`,
+    /// `/api/openapi.json` and the dashboard's page).
     pub protect_reads: bool,
+    /// Serve without a token on a non-loopback address anyway (anyone who reaches it can
+    /// submit jobs and drain workers).
+    pub insecure_no_auth: bool,
+    /// Host names the `Host` header may carry (besides IP literals and `localhost`); empty:
+    /// any name when a token is set, none otherwise (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
     /// Largest request body accepted, bytes.
     pub body_limit: usize,
     /// Longest time a request may take.
     pub request_timeout: Duration,
     /// Longest time a client may take to send a request's headers.
     pub header_timeout: Duration,
-    /// Origins allowed by CORS (empty: no CORS headers at all).
+    /// Most connections open at once (`WebSocket`s apart).
+    pub max_connections: usize,
+    /// Most `/ws` connections open at once.
+    pub ws_max_connections: usize,
+    /// A `/ws` client that answers nothing (not even the server's pings) for this long, or
+    /// does not take a message within it, is disconnected.
+    pub ws_idle_timeout: Duration,
+    /// Origins allowed by CORS (empty: no CORS headers at all); they may also send writes
+    /// and open `/ws`.
     pub cors_origins: Vec<String>,
     /// Time between two stats samples pushed to `/ws` (and rates of `/metrics`).
     pub stats_interval: Duration,
 }
 
 impl CoordinatorConfig {
-    /// Defaults: port 8080 on all interfaces, no token, 1 MiB bodies, 30 s requests,
-    /// no CORS, stats every second.
+    /// Defaults: no token (so loopback only), reads protected once a token is set, 1 MiB
+    /// bodies, 30 s requests, 1024 connections, 64 `WebSocket`s idle for at most 60 s, no
+    /// CORS, stats every second.
     pub fn new(addr: SocketAddr) -> Self {
         Self {
             addr,
             token: None,
-            protect_reads: false,
+            protect_reads: true,
+            insecure_no_auth: false,
+            allowed_hosts: Vec::new(),
             body_limit: 1 << 20,
             request_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            ws_max_connections: 64,
+            ws_idle_timeout: Duration::from_secs(60),
             cors_origins: Vec::new(),
             stats_interval: Duration::from_secs(1),
         }
@@ -85,11 +115,14 @@ impl CoordinatorConfig {
                 "at least 16 characters without whitespace",
             ));
         }
-        if self.protect_reads && self.token.is_none() {
+        if self.token.is_none() && !self.addr.ip().is_loopback() && !self.insecure_no_auth {
             return Err(ConfigError::invalid(
-                "protect_reads",
-                true,
-                "a token (SCRAPERV4_API_TOKEN) to protect reads with",
+                "coordinator address",
+                self.addr,
+                "a loopback address (e.g. 127.0.0.1:8080) when no API token is set: anyone who \
+                 can reach it could submit jobs and drain the workers. Set \
+                 SCRAPERV4_API_TOKEN (or SCRAPERV4_API_TOKEN_FILE), or listen on 127.0.0.1, \
+                 or pass --insecure-no-auth to serve it open anyway",
             ));
         }
         if self.body_limit < 1024 {
@@ -101,17 +134,45 @@ impl CoordinatorConfig {
         }
         if self.request_timeout.is_zero()
             || self.header_timeout.is_zero()
+            || self.ws_idle_timeout < Duration::from_millis(300)
             || self.stats_interval < Duration::from_millis(100)
         {
             return Err(ConfigError::invalid(
-                "request_timeout / stats_interval",
-                format!("{:?} / {:?}", self.request_timeout, self.stats_interval),
-                "a request timeout above 0 and a stats interval of at least 0.1 s",
+                "request_timeout / header_timeout / ws_idle_timeout / stats_interval",
+                format!(
+                    "{:?} / {:?} / {:?} / {:?}",
+                    self.request_timeout,
+                    self.header_timeout,
+                    self.ws_idle_timeout,
+                    self.stats_interval
+                ),
+                "timeouts above 0, a WebSocket idle timeout of at least 0.3 s and a stats \
+                 interval of at least 0.1 s",
+            ));
+        }
+        if self.max_connections == 0 || self.ws_max_connections == 0 {
+            return Err(ConfigError::invalid(
+                "max_connections / ws_max_connections",
+                format!("{} / {}", self.max_connections, self.ws_max_connections),
+                "at least 1",
             ));
         }
         for origin in &self.cors_origins {
             HeaderValue::from_str(origin)
                 .map_err(|_| ConfigError::invalid("cors_origins", origin, "an origin"))?;
+        }
+        for host in &self.allowed_hosts {
+            if host.is_empty()
+                || !host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+            {
+                return Err(ConfigError::invalid(
+                    "allowed_hosts",
+                    host,
+                    "host names like scraper.example.com (no scheme, no port)",
+                ));
+            }
         }
         Ok(())
     }
@@ -129,6 +190,8 @@ pub struct AppState {
     pub metrics: ClusterMetrics,
     /// The latest stats snapshot (`None` until the first sample).
     pub stats: watch::Receiver<Option<Arc<Value>>>,
+    /// One permit per `/ws` connection that may still open.
+    pub ws_slots: Arc<Semaphore>,
 }
 
 /// The router with every route and layer (the server is [`serve`]).
@@ -150,18 +213,24 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/domains", get(domains::list))
         .route("/api/domains/{key}", get(domains::get).put(domains::put))
         .route("/metrics", get(api::metrics))
-        .route("/ws", get(api::websocket))
+        .route("/ws", get(ws::websocket))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::require_token,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            guard::check_request,
+        ))
         .layer(RequestBodyLimitLayer::new(config.body_limit))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,
         ));
+    app = guard::security_headers(app);
+    app = app.layer(axum::middleware::from_fn(access::log_request));
     if !config.cors_origins.is_empty() {
         let origins: Vec<HeaderValue> = config
             .cors_origins
@@ -172,30 +241,25 @@ pub fn router(state: Arc<AppState>) -> Router {
             CorsLayer::new()
                 .allow_origin(origins)
                 .allow_methods([Method::GET, Method::POST, Method::PUT])
-                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+                .expose_headers([access::REQUEST_ID.clone()]),
         );
     }
-    app.layer(axum::middleware::from_fn(access::log))
-        .with_state(state)
+    app.with_state(state)
 }
 
 /// A running coordinator: its address, and how to stop it.
 pub struct Running {
     /// The bound address.
     pub addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
-    server: tokio::task::JoinHandle<()>,
+    server: http::Server,
     sampler: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
     /// Stops accepting, lets in-flight requests finish (within the request timeout), stops.
     pub async fn stop(self) -> std::io::Result<()> {
-        let _ = self.shutdown.send(true);
-        let outcome = self
-            .server
-            .await
-            .map_err(|error| std::io::Error::other(error.to_string()));
+        let outcome = self.server.stop().await;
         self.sampler.abort();
         outcome
     }
@@ -204,94 +268,40 @@ impl Running {
 /// Binds and serves in the background.
 pub async fn serve(config: CoordinatorConfig, queue: Arc<JobQueue>) -> ConfigResult<Running> {
     config.validate()?;
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
-        .map_err(|e| ConfigError::invalid("coordinator address", config.addr, e.to_string()))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| ConfigError::invalid("coordinator address", config.addr, e.to_string()))?;
     let (stats_tx, stats_rx) = watch::channel(None);
+    let limits = Limits {
+        header_timeout: config.header_timeout,
+        drain_timeout: config.request_timeout,
+        max_connections: config.max_connections,
+        max_header_bytes: 64 * 1024,
+    };
     let state = Arc::new(AppState {
         queue,
+        ws_slots: Arc::new(Semaphore::new(config.ws_max_connections)),
         config,
         started: Instant::now(),
         metrics: ClusterMetrics::new(600),
         stats: stats_rx,
     });
+    let addr = state.config.addr;
+    let server = http::serve(addr, router(Arc::clone(&state)), limits)
+        .await
+        .map_err(|e| ConfigError::invalid("coordinator address", addr, e.to_string()))?;
     let sampler = tokio::spawn(api::sample_loop(Arc::clone(&state), stats_tx));
-    let (shutdown, stopping) = watch::channel(false);
-    let app = router(Arc::clone(&state));
-    let server = tokio::spawn(accept_loop(listener, app, state, stopping));
+    let addr = server.addr;
+    if state.config.token.is_none() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "coordinator serving without an API token (insecure_no_auth): anyone who reaches \
+             it may submit jobs and drain workers"
+        );
+    }
     tracing::info!(%addr, "coordinator listening");
     Ok(Running {
         addr,
-        shutdown,
         server,
         sampler,
     })
-}
-
-async fn stop_requested(stopping: &mut watch::Receiver<bool>) {
-    // The guard `wait_for` returns is not `Send`: drop it here.
-    let _ = stopping.wait_for(|stop| *stop).await;
-}
-
-/// Serves connections until `stopping` turns true, then waits for in-flight requests (at
-/// most one request timeout).
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    app: Router,
-    state: Arc<AppState>,
-    mut stopping: watch::Receiver<bool>,
-) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto::Builder;
-    use hyper_util::server::graceful::GracefulShutdown;
-    use hyper_util::service::TowerToHyperService;
-    use tower::ServiceExt;
-
-    let graceful = GracefulShutdown::new();
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(state.config.header_timeout);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors and the like: wait, do not spin.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = stop_requested(&mut stopping) => break,
-        };
-        let service = TowerToHyperService::new(app.clone().map_request(
-            move |mut request: axum::http::Request<_>| {
-                request.extensions_mut().insert(access::Peer(peer));
-                request
-            },
-        ));
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(state.config.request_timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("requests still running after the request timeout: closing them");
-    }
 }
 
 #[cfg(test)]
@@ -338,10 +348,42 @@ mod tests {
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("16 characters") && !error.contains("short"));
         config.token = None;
-        config.protect_reads = true;
-        assert!(config.validate().is_err());
-        config.protect_reads = false;
         config.body_limit = 10;
         assert!(config.validate().is_err());
+        config.body_limit = 1 << 20;
+        config.ws_max_connections = 0;
+        assert!(config.validate().is_err());
+        config.ws_max_connections = 1;
+        config.allowed_hosts = vec!["https://scraper.example.com".to_owned()];
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn no_token_means_loopback_only_unless_insecure_is_explicit() {
+        for open in [
+            "0.0.0.0:8080",
+            "[::]:8080",
+            "10.1.2.3:8080",
+            "192.168.0.5:80",
+        ] {
+            let mut config = CoordinatorConfig::new(open.parse().unwrap());
+            let error = config.validate().unwrap_err().to_string();
+            assert!(
+                error.contains("SCRAPERV4_API_TOKEN") && error.contains("--insecure-no-auth"),
+                "{error}"
+            );
+            config.insecure_no_auth = true;
+            assert!(config.validate().is_ok(), "{open}: explicit opt-in");
+            config.insecure_no_auth = false;
+            config.token = Some("0123456789abcdef-token".to_owned());
+            assert!(config.validate().is_ok(), "{open}: with a token");
+        }
+        for loopback in ["127.0.0.1:8080", "127.0.0.2:0", "[::1]:8080"] {
+            assert!(
+                CoordinatorConfig::new(loopback.parse().unwrap())
+                    .validate()
+                    .is_ok()
+            );
+        }
     }
 }

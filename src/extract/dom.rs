@@ -4,8 +4,11 @@
 
 use std::fmt::Write;
 
+use std::time::Instant;
+
 use ego_tree::iter::Edge;
-use scraper::{ElementRef, Html, Node};
+use html5ever::tendril::{StrTendril, TendrilSink};
+use scraper::{ElementRef, Html, HtmlTreeSink, Node};
 
 use super::engine::Tree;
 use super::fast::escape;
@@ -78,7 +81,20 @@ impl<'a> Tree<'a> for ElementRef<'a> {
 /// html5ever's own `discard_bom` drops one at the start of every `feed`, and its driver feeds
 /// again after each `</script>` and `<meta charset>`, which lost a U+FEFF written there.
 pub(crate) fn parse(html: &str) -> Html {
-    use html5ever::tendril::TendrilSink;
+    // No deadline: the chunks only cost a few calls.
+    parse_before(html, None).unwrap_or_else(|()| Html::new_document())
+}
+
+/// Bytes html5ever is given at a time: the deadline is read between two.
+const CHUNK_BYTES: usize = 16 * 1024;
+
+/// html5ever's tree of `html`, fed in chunks so that `deadline` can stop it: html5ever
+/// cannot be interrupted, and some pages make it work quadratically (every start tag searches
+/// the stack of open elements, and a hostile page nests thousands deep). The tree is the
+/// one-shot parse's: html5ever's tokenizer resumes exactly where a chunk ends, and its
+/// `discard_bom` is off (it would drop a U+FEFF at the start of every chunk): only the
+/// document's leading BOM is dropped, here.
+pub(crate) fn parse_before(html: &str, deadline: Option<Instant>) -> Result<Html, ()> {
     let html = html.strip_prefix('\u{feff}').unwrap_or(html);
     let opts = html5ever::ParseOpts {
         tokenizer: html5ever::tokenizer::TokenizerOpts {
@@ -87,8 +103,22 @@ pub(crate) fn parse(html: &str) -> Html {
         },
         ..Default::default()
     };
-    html5ever::driver::parse_document(scraper::HtmlTreeSink::new(Html::new_document()), opts)
-        .one(html)
+    let mut parser =
+        html5ever::driver::parse_document(HtmlTreeSink::new(Html::new_document()), opts);
+    let mut rest = html;
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(CHUNK_BYTES);
+        while !rest.is_char_boundary(cut) {
+            cut += 1;
+        }
+        let (chunk, tail) = rest.split_at(cut);
+        parser.process(StrTendril::from_slice(chunk));
+        rest = tail;
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            return Err(());
+        }
+    }
+    Ok(parser.finish())
 }
 
 /// A canonical dump of the tree (as `fast::dump` writes it), for comparing the engines.
@@ -139,5 +169,46 @@ fn ns_name(element: &scraper::node::Element) -> &'static str {
         "http://www.w3.org/2000/svg" => "Svg",
         "http://www.w3.org/1998/Math/MathML" => "MathMl",
         _ => "Html",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunked_parsing_builds_the_one_shot_tree() {
+        // Chunk boundaries inside tags, attributes, character references, comments, scripts
+        // and multi-byte characters.
+        let unit = "<p class='a b'>caf\u{e9} &amp; &eacute;l\u{e8}ve<!-- c -->\
+                    <script>if (a < b) {}</script><table><tr><td>\u{1f600}x</td></tr></table>\
+                    <textarea>\n&lt;t&gt;</textarea><svg><path d='M0 0'/></svg>";
+        for prefix in ["", "x", "\u{e9}", "\u{1f600}\u{1f600}a"] {
+            let html = format!("<!doctype html>{prefix}{}", unit.repeat(400));
+            assert!(html.len() > 4 * CHUNK_BYTES);
+            let chunked = parse_before(&html, None).expect("no deadline");
+            assert_eq!(dump(&chunked), dump(&Html::parse_document(&html)));
+        }
+    }
+
+    #[test]
+    fn a_bom_at_a_chunk_boundary_is_kept_and_only_the_leading_one_dropped() {
+        // html5ever's discard_bom would drop a U+FEFF at the start of every chunk.
+        let head = "<p>";
+        let filler = "a".repeat(CHUNK_BYTES - head.len());
+        let html = format!("\u{feff}{head}{filler}\u{feff}b</p>");
+        // The second U+FEFF starts exactly at the second chunk (after the leading BOM).
+        assert_eq!(
+            html.strip_prefix('\u{feff}').unwrap().find("\u{feff}"),
+            Some(CHUNK_BYTES)
+        );
+        let document = parse_before(&html, None).expect("no deadline");
+        let text: String = ElementRef::text(&document.root_element()).collect();
+        assert_eq!(text, format!("{filler}\u{feff}b"), "the inner BOM is text");
+        assert_eq!(
+            text.matches('\u{feff}').count(),
+            1,
+            "the leading BOM is dropped"
+        );
     }
 }

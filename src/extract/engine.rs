@@ -15,6 +15,8 @@ use selectors::context::SelectorCaches;
 use serde_json::{Map, Value};
 use url::Url;
 
+use super::fast::{Fallback, MAX_DEPTH};
+use super::limits::{Budget, LimitError, Limits};
 use super::stats::{self, Engine};
 use super::template::{Extract, Field, LinkScope, Template};
 use super::{dom, fast};
@@ -53,14 +55,26 @@ const ALL: Want = Want {
 
 impl Template {
     /// The items of `html`, with relative URLs resolved against the page's base URL (its
-    /// `<base href>`, else `base_url`).
+    /// `<base href>`, else `base_url`). No limits: for trusted pages (see
+    /// [`Template::extract_within`]).
     pub fn extract(&self, html: &str, base_url: &str) -> Vec<Item> {
+        self.extract_within(html, base_url, &Limits::NONE)
+            .unwrap_or_default()
+    }
+
+    /// [`Template::extract`] within `limits`.
+    pub fn extract_within(
+        &self,
+        html: &str,
+        base_url: &str,
+        limits: &Limits,
+    ) -> Result<Vec<Item>, LimitError> {
         let want = Want {
             items: true,
             links: false,
             next: false,
         };
-        self.run(html, base_url, want).0.items
+        Ok(self.run(html, base_url, want, limits)?.0.items)
     }
 
     /// The items of `html` from the DOM engine, whatever the page (engine parity checks).
@@ -71,40 +85,65 @@ impl Template {
             links: false,
             next: false,
         };
-        self.output_of(document.root_element(), base, want).items
+        let budget = Budget::new(&Limits::NONE, html.len(), self.fields.len());
+        self.output_of(document.root_element(), base, want, &budget)
+            .unwrap_or_default()
+            .items
     }
 
-    /// Items, links to follow and the next page of one page, parsing it once.
+    /// Items, links to follow and the next page of one page, parsing it once. No limits:
+    /// for trusted pages (see [`Template::analyse_within`]).
     pub fn analyse(&self, html: &str, base_url: &str) -> PageOutput {
-        self.run(html, base_url, ALL).0
+        self.analyse_within(html, base_url, &Limits::NONE)
+            .map(|(output, _)| output)
+            .unwrap_or_default()
     }
 
-    /// [`Template::analyse`], and which engine parsed the page.
-    pub fn analyse_counted(&self, html: &str, base_url: &str) -> (PageOutput, Engine) {
-        self.run(html, base_url, ALL)
+    /// [`Template::analyse`] within `limits`, and which engine parsed the page.
+    pub fn analyse_within(
+        &self,
+        html: &str,
+        base_url: &str,
+        limits: &Limits,
+    ) -> Result<(PageOutput, Engine), LimitError> {
+        self.run(html, base_url, ALL, limits)
     }
 
     /// [`Template::analyse`] with the DOM engine, whatever the page (engine parity checks).
     pub fn analyse_with_dom(&self, html: &str, base_url: &str) -> PageOutput {
         let document = dom::parse(html);
+        let budget = Budget::new(&Limits::NONE, html.len(), self.fields.len());
         self.output_of(
             document.root_element(),
             Url::parse(base_url).ok().as_ref(),
             ALL,
+            &budget,
         )
+        .unwrap_or_default()
     }
 
     /// The links to follow from `html` (absolute, in scope, deduplicated, in page order).
     pub fn links(&self, html: &str, base_url: &str) -> Vec<String> {
+        self.links_within(html, base_url, &Limits::NONE)
+            .unwrap_or_default()
+    }
+
+    /// [`Template::links`] within `limits`.
+    pub fn links_within(
+        &self,
+        html: &str,
+        base_url: &str,
+        limits: &Limits,
+    ) -> Result<Vec<String>, LimitError> {
         if self.links.is_none() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let want = Want {
             items: false,
             links: true,
             next: false,
         };
-        self.run(html, base_url, want).0.links
+        Ok(self.run(html, base_url, want, limits)?.0.links)
     }
 
     /// The next page of `html`, if the template has pagination and the page has one.
@@ -115,59 +154,91 @@ impl Template {
             links: false,
             next: true,
         };
-        self.run(html, base_url, want).0.next_page
+        self.run(html, base_url, want, &Limits::NONE)
+            .ok()?
+            .0
+            .next_page
     }
 
-    fn run(&self, html: &str, base_url: &str, want: Want) -> (PageOutput, Engine) {
+    fn run(
+        &self,
+        html: &str,
+        base_url: &str,
+        want: Want,
+        limits: &Limits,
+    ) -> Result<(PageOutput, Engine), LimitError> {
         let page = Url::parse(base_url).ok();
+        let budget = Budget::new(limits, html.len(), self.fields.len());
         let engine = if self.needs_dom {
             Engine::DomByTemplate
         } else {
             let parsed = fast::prepare(html).and_then(|prepared| {
                 let document = fast::parse(&prepared)?;
-                let output = document
+                Ok(document
                     .root()
-                    .map(|root| self.output_of(root, page.as_ref(), want))
-                    .unwrap_or_default();
-                Ok(output)
+                    .map(|root| self.output_of(root, page.as_ref(), want, &budget)))
             });
             match parsed {
                 Ok(output) => {
                     stats::record(Engine::Fast);
-                    return (output, Engine::Fast);
+                    return Ok((output.transpose()?.unwrap_or_default(), Engine::Fast));
+                }
+                Err(Fallback::TooDeep) if limits.refuse_deep => {
+                    stats::record(Engine::Fallback(Fallback::TooDeep));
+                    return Err(LimitError::Depth { limit: MAX_DEPTH });
                 }
                 Err(reason) => Engine::Fallback(reason),
             }
         };
         stats::record(engine);
-        let document = dom::parse(html);
-        (
-            self.output_of(document.root_element(), page.as_ref(), want),
-            engine,
-        )
+        let document =
+            dom::parse_before(html, limits.deadline).map_err(|()| LimitError::Deadline)?;
+        let output = self.output_of(document.root_element(), page.as_ref(), want, &budget)?;
+        Ok((output, engine))
     }
 
-    fn output_of<'t, N: Tree<'t>>(&self, root: N, page: Option<&Url>, want: Want) -> PageOutput {
+    fn output_of<'t, N: Tree<'t>>(
+        &self,
+        root: N,
+        page: Option<&Url>,
+        want: Want,
+        budget: &Budget,
+    ) -> Result<PageOutput, LimitError> {
         let mut caches = SelectorCaches::default();
         let resolves_urls =
             want.links || want.next || (want.items && self.fields.iter().any(|f| f.absolute_url));
         let base = if resolves_urls {
-            document_base(root, page)
+            document_base(root, page, budget)
         } else {
             page.cloned()
         };
         let base = base.as_ref();
-        let elements = || std::iter::once(root).chain(root.descendants());
+        let elements = || {
+            std::iter::once(root)
+                .chain(root.descendants())
+                .take_while(|_| budget.visit())
+        };
         let mut output = PageOutput::default();
         if want.items {
             output.items = match &self.item {
-                Some(selector) => elements()
-                    .filter(|e| selector.matches(e, None, &mut caches))
-                    .collect::<Vec<_>>()
+                Some(selector) => {
+                    let candidates: Vec<N> = elements()
+                        .filter(|e| selector.matches(e, None, &mut caches))
+                        .take(budget.max_items().saturating_add(1))
+                        .collect();
+                    budget.check()?;
+                    budget.items(candidates.len());
+                    budget.check()?;
+                    let mut items = Vec::with_capacity(candidates.len());
+                    for candidate in candidates {
+                        items.extend(self.item_of(candidate, base, &mut caches, budget)?);
+                    }
+                    items
+                }
+                None => self
+                    .item_of(root, base, &mut caches, budget)?
                     .into_iter()
-                    .filter_map(|item| self.item_of(item, base, &mut caches))
                     .collect(),
-                None => self.item_of(root, base, &mut caches).into_iter().collect(),
             };
         }
         if want.links
@@ -177,6 +248,10 @@ impl Template {
                 .filter(|e| links.selector.matches(e, None, &mut caches))
                 .filter_map(|e| e.attr(&links.attr));
             output.links = scoped_links(&links.scope, hrefs, base, page);
+            budget.check()?;
+            budget.links(output.links.len());
+            budget.spend(output.links.iter().map(String::len).sum());
+            budget.check()?;
         }
         if want.next
             && let (Some(pagination), Some(page)) = (&self.pagination, page)
@@ -185,8 +260,9 @@ impl Template {
                 .filter(|e| pagination.next.matches(e, None, &mut caches))
                 .filter_map(|e| e.attr("href"));
             output.next_page = next_of(hrefs, base, page);
+            budget.check()?;
         }
-        output
+        Ok(output)
     }
 
     fn item_of<'t, N: Tree<'t>>(
@@ -194,25 +270,37 @@ impl Template {
         root: N,
         base: Option<&Url>,
         caches: &mut SelectorCaches,
-    ) -> Option<Item> {
+        budget: &Budget,
+    ) -> Result<Option<Item>, LimitError> {
         let scope = Some(root.opaque());
         let mut item = Map::with_capacity(self.fields.len());
         for field in &self.fields {
             let mut values = root
                 .descendants()
+                .take_while(|_| budget.visit())
                 .filter(|e| field.selector.matches(e, scope, caches))
                 .filter_map(|element| value_of(field, element, base));
             let value = if field.all {
-                let all: Vec<Value> = values.map(Value::String).collect();
+                let mut all = Vec::new();
+                for value in values {
+                    if !budget.spend(value.len()) {
+                        break;
+                    }
+                    all.push(Value::String(value));
+                }
                 (!all.is_empty()).then_some(Value::Array(all))
             } else {
-                values.next().map(Value::String)
+                values
+                    .next()
+                    .filter(|value| budget.spend(value.len()))
+                    .map(Value::String)
             };
+            budget.check()?;
             match value {
                 Some(value) => {
                     item.insert(field.name.clone(), value);
                 }
-                None if field.required => return None,
+                None if field.required => return Ok(None),
                 None => {
                     item.insert(
                         field.name.clone(),
@@ -221,16 +309,17 @@ impl Template {
                 }
             }
         }
-        Some(item)
+        Ok(Some(item))
     }
 }
 
 /// The document's base URL: the first `<base href>` resolved against the page's URL (a
 /// browser's "frozen base URL"), else the page's URL.
-fn document_base<'t, N: Tree<'t>>(root: N, page: Option<&Url>) -> Option<Url> {
+fn document_base<'t, N: Tree<'t>>(root: N, page: Option<&Url>, budget: &Budget) -> Option<Url> {
     let page = page?;
     let href = std::iter::once(root)
         .chain(root.descendants())
+        .take_while(|_| budget.visit())
         .filter(|e| e.html_name() == Some("base"))
         .find_map(|e| e.attr("href"));
     let Some(href) = href else {

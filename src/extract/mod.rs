@@ -3,12 +3,14 @@
 //! Owns the template schema and its validation ([`template`]), compiled selectors
 //! ([`select`]), running a template over a page ([`engine`]) on the tree of the fast engine
 //! ([`fast`]) or of html5ever ([`dom`]) — the same tree either way — with the text rule of
-//! [`text`], the counters of which engine parsed what ([`stats`]) and the directory of
-//! templates jobs refer to ([`registry`]).
+//! [`text`], the caps on what one page may produce and cost ([`limits`]), the counters of
+//! which engine parsed what ([`stats`]) and the directory of templates jobs refer to
+//! ([`registry`]).
 
 mod dom;
 pub mod engine;
 pub mod fast;
+pub mod limits;
 pub mod registry;
 pub mod report;
 pub mod select;
@@ -18,6 +20,7 @@ pub mod text;
 
 pub use engine::{Item, PageOutput};
 pub use fast::Fallback;
+pub use limits::{LimitError, Limits};
 pub use registry::TemplateRegistry;
 pub use report::{FieldReport, PageReport};
 pub use stats::{Engine, EngineStats, engine_stats};

@@ -4,7 +4,8 @@
 //! streaming: applying the limit to the compressed size (Scrapy's CVE-2024-3572 and
 //! CVE-2025-6176) lets a 10 KB gzip bomb expand to gigabytes. The charset comes from a BOM,
 //! the `Content-Type` header, a `<meta charset>` in the first kilobytes, or detection
-//! (chardetng, Firefox's detector), in that order.
+//! (chardetng, Firefox's detector), in that order. A zstd stream may ask for a window of at
+//! most 8 MiB (RFC 9659; the library's default would let one response allocate 128 MiB).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +25,9 @@ pub struct BodyLimits {
     /// Largest decoded / wire size ratio.
     pub max_ratio: u64,
 }
+
+/// The largest zstd window a response may use: 2^23 = 8 MiB (RFC 9659, section 3).
+const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 
 /// Below this many wire bytes the ratio is not judged (tiny compressed pages are normal).
 const RATIO_FLOOR_BYTES: u64 = 4096;
@@ -70,7 +74,12 @@ pub async fn read(response: reqwest::Response, url: &str, limits: BodyLimits) ->
     let mut decoder: Box<dyn AsyncRead + Send + Unpin> = match encoding.as_str() {
         "gzip" | "x-gzip" => Box::new(multi(GzipDecoder::new(raw))),
         "br" => Box::new(BrotliDecoder::new(raw)),
-        "zstd" => Box::new(multi_zstd(ZstdDecoder::new(raw))),
+        "zstd" => Box::new(multi_zstd(ZstdDecoder::with_params(
+            raw,
+            &[async_compression::zstd::DParameter::window_log_max(
+                ZSTD_WINDOW_LOG_MAX,
+            )],
+        ))),
         "deflate" => Box::new(ZlibDecoder::new(raw)),
         other => {
             return Err(FetchError::new(
@@ -292,6 +301,54 @@ mod tests {
         assert_eq!(encoding, "windows-1251");
         let http_equiv = b"<meta http-equiv=\"Content-Type\" content=\"text/html; charset=shift_jis\">\x93\xfa\x96\x7b";
         assert_eq!(decode_text(http_equiv, None).1, "Shift_JIS");
+    }
+
+    fn zstd(data: &[u8], window_log: u32) -> Vec<u8> {
+        use async_compression::tokio::bufread::ZstdEncoder;
+        use async_compression::zstd::CParameter;
+        run(async {
+            let mut encoder = ZstdEncoder::with_quality_and_params(
+                data,
+                async_compression::Level::Fastest,
+                &[CParameter::window_log(window_log)],
+            );
+            let mut out = Vec::new();
+            encoder.read_to_end(&mut out).await.unwrap();
+            out
+        })
+    }
+
+    fn run<T>(future: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    fn response(body: Vec<u8>, encoding: &str) -> reqwest::Response {
+        axum::http::Response::builder()
+            .header("content-encoding", encoding)
+            .body(body)
+            .unwrap()
+            .into()
+    }
+
+    #[test]
+    fn a_zstd_window_over_8_mib_is_refused() {
+        // 9 MiB, so the frame needs its window whatever the encoder pledges.
+        let data: Vec<u8> = (0..9 * 1024 * 1024_u32).map(|i| (i % 251) as u8).collect();
+        let limits = BodyLimits {
+            max_bytes: 64 * 1024 * 1024,
+            max_ratio: u64::MAX,
+        };
+        let big = zstd(&data, 24);
+        let error = run(read(response(big, "zstd"), "http://127.0.0.1/z", limits))
+            .err()
+            .expect("a 16 MiB window is refused");
+        assert_eq!(error.kind, FetchErrorKind::Decode, "{error}");
+        let fine = zstd(&data, 23);
+        let body = run(read(response(fine, "zstd"), "http://127.0.0.1/z", limits)).unwrap();
+        assert_eq!(body.bytes, data);
     }
 
     #[test]

@@ -70,6 +70,9 @@ pub struct RequestOptions {
 }
 
 /// Politeness state of one host.
+/// Host gates kept before idle ones are forgotten.
+const MAX_HOST_GATES: usize = 4096;
+
 struct HostGate {
     permits: Semaphore,
     next_slot: tokio::sync::Mutex<Instant>,
@@ -80,6 +83,12 @@ pub struct Fetcher {
     client: reqwest::Client,
     config: FetchConfig,
     policy: Arc<AddressPolicy>,
+    /// The configured headers: sent only within their scope ([`Fetcher::scoped_headers`]).
+    headers: reqwest::header::HeaderMap,
+    /// The origins `headers` may go to (empty: the origin of the URL asked for).
+    header_origins: Vec<String>,
+    /// The resolver, for checking names before they go to a proxy.
+    lookup: Lookup,
     global: Semaphore,
     hosts: std::sync::Mutex<HashMap<String, Arc<HostGate>>>,
     robots: RobotsCache,
@@ -107,11 +116,13 @@ impl Fetcher {
                 .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
                 .collect(),
         });
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
+        let mut defaults = reqwest::header::HeaderMap::new();
+        defaults.insert(
             reqwest::header::ACCEPT_ENCODING,
             reqwest::header::HeaderValue::from_static("gzip, br, zstd, deflate"),
         );
+        let header_origins = config.header_origins()?;
+        let mut headers = reqwest::header::HeaderMap::new();
         for (name, value) in &config.headers {
             let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| ConfigError::invalid("headers", name, "a valid header name"))?;
@@ -121,12 +132,15 @@ impl Fetcher {
         }
         let mut builder = reqwest::Client::builder()
             .user_agent(config.user_agent.clone())
-            .default_headers(headers)
+            .default_headers(defaults)
             .connect_timeout(FetchConfig::seconds(config.connect_timeout))
             .read_timeout(FetchConfig::seconds(config.read_timeout))
             .redirect(reqwest::redirect::Policy::none())
             .cookie_store(config.cookies)
-            .dns_resolver(GuardedResolver::with_lookup(Arc::clone(&policy), lookup))
+            .dns_resolver(GuardedResolver::with_lookup(
+                Arc::clone(&policy),
+                Arc::clone(&lookup),
+            ))
             .pool_max_idle_per_host(config.per_host_concurrency);
         if let Some(path) = &config.ca_file {
             let pem = std::fs::read(path)
@@ -146,10 +160,9 @@ impl Fetcher {
             }
         }
         builder = match &config.proxy {
-            Some(proxy) => builder.proxy(
-                reqwest::Proxy::all(proxy)
-                    .map_err(|_| ConfigError::invalid("proxy", proxy, "a proxy URL"))?,
-            ),
+            Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy).map_err(|_| {
+                ConfigError::invalid("proxy", crate::config::redact_url(proxy), "a proxy URL")
+            })?),
             None => builder.no_proxy(),
         };
         let client = builder
@@ -160,6 +173,9 @@ impl Fetcher {
             global: Semaphore::new(config.concurrency),
             config,
             policy,
+            headers,
+            header_origins,
+            lookup,
             hosts: std::sync::Mutex::new(HashMap::new()),
             robots: RobotsCache::default(),
             robots_store: std::sync::OnceLock::new(),
@@ -194,16 +210,9 @@ impl Fetcher {
         let mut attempt = 0;
         let mut failed: Option<FetchError> = None;
         loop {
-            let total = FetchConfig::seconds(self.config.total_timeout);
-            let outcome = match tokio::time::timeout(total, self.fetch_once(url, options)).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(FetchError::new(
-                    FetchErrorKind::Timeout,
-                    url,
-                    format!("no complete response within {total:?}"),
-                )),
-            };
-            match outcome {
+            // fetch_once bounds each step itself (total_timeout from the moment the request
+            // may be sent): a politeness wait or a queue for a permit is not the site's time.
+            match self.fetch_once(url, options).await {
                 Ok((mut page, retry_after)) => {
                     if retry_after.is_some()
                         && attempt < self.config.retries
@@ -272,13 +281,27 @@ impl Fetcher {
     ) -> FetchResult<(Page, Option<Duration>)> {
         let respect_robots = options.respect_robots.unwrap_or(self.config.respect_robots);
         let mut current = self.checked_url(url)?;
+        let asked = origin(&current);
         let mut seen = vec![current.to_string()];
+        let total = FetchConfig::seconds(self.config.total_timeout);
+        let timed_out = || {
+            FetchError::new(
+                FetchErrorKind::Timeout,
+                url,
+                format!("no complete response within {total:?}"),
+            )
+        };
+        // Set when the first request may be sent: robots.txt (bounded by its own timeout),
+        // permits and politeness waits come before it and are not counted.
+        let mut deadline: Option<tokio::time::Instant> = None;
         for hop in 0..=self.config.max_redirects {
             if respect_robots {
                 self.check_robots(&current).await?;
             }
+            tokio::time::timeout(total, self.check_before_proxy(&current))
+                .await
+                .map_err(|_| timed_out())??;
             let gate = self.gate(&current);
-            let _global = self.global.acquire().await.map_err(|_| closed(url))?;
             let _host = gate.permits.acquire().await.map_err(|_| closed(url))?;
             // Only the first request of a fetch may be refused for politeness: a redirect's
             // next hop waits for its slot (refusing it would give the job back to start over
@@ -292,27 +315,24 @@ impl Fetcher {
                 }
             };
             self.wait_for_slot(&gate, &current, hop_options).await?;
-            let response = self
+            // The global permit only after the politeness wait: a slow host must not hold
+            // a slot every other host needs.
+            let _global = self.global.acquire().await.map_err(|_| closed(url))?;
+            let deadline = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + total);
+            let sent = self
                 .client
                 .get(current.clone())
-                .send()
+                .headers(self.scoped_headers(&asked, &current))
+                .send();
+            let response = tokio::time::timeout_at(deadline, sent)
                 .await
+                .map_err(|_| timed_out())?
                 .map_err(|e| classify(current.as_str(), &e))?;
             let status = response.status().as_u16();
             if response.status().is_redirection()
                 && let Some(location) = response.headers().get(reqwest::header::LOCATION)
             {
-                let location = location.to_str().map_err(|_| {
-                    FetchError::new(FetchErrorKind::Decode, current.as_str(), "bad Location")
-                })?;
-                let next = current.join(location).map_err(|e| {
-                    FetchError::new(
-                        FetchErrorKind::Decode,
-                        current.as_str(),
-                        format!("redirect to an invalid URL {location:?}: {e}"),
-                    )
-                })?;
-                let next = self.checked_url(next.as_str())?;
+                let next = self.redirect_target(&current, location)?;
                 if seen.iter().any(|u| u == next.as_str()) {
                     return Err(FetchError::new(
                         FetchErrorKind::TooManyRedirects,
@@ -324,54 +344,8 @@ impl Fetcher {
                 current = next;
                 continue;
             }
-            let retry_after = (status == 429 || status >= 500).then(|| {
-                response
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(parse_retry_after)
-                    .unwrap_or(Duration::ZERO)
-            });
-            let final_url = response.url().to_string();
-            let http_version = match response.version() {
-                reqwest::Version::HTTP_09 => "HTTP/0.9",
-                reqwest::Version::HTTP_10 => "HTTP/1.0",
-                reqwest::Version::HTTP_2 => "HTTP/2.0",
-                reqwest::Version::HTTP_3 => "HTTP/3.0",
-                _ => "HTTP/1.1",
-            };
-            let headers: Vec<(String, String)> = response
-                .headers()
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().to_owned(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect();
-            let content_type = response
-                .headers()
-                .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let limits = BodyLimits {
-                max_bytes: self.config.max_body_bytes,
-                max_ratio: self.config.max_decompression_ratio,
-            };
-            let body = body::read(response, &final_url, limits).await?;
-            let page = Page {
-                url: url.to_owned(),
-                final_url,
-                status,
-                headers,
-                body: body.bytes,
-                content_type,
-                elapsed: Duration::ZERO,
-                wire_bytes: body.wire_bytes,
-                http_version,
-            };
-            return Ok((page, retry_after.map(|d| d.max(Duration::from_millis(1)))));
+            let read = self.read_page(url, response, status, deadline);
+            return read.await.map_err(|error| error.unwrap_or_else(timed_out));
         }
         Err(FetchError::new(
             FetchErrorKind::TooManyRedirects,
@@ -421,12 +395,149 @@ impl Fetcher {
         Ok(parsed)
     }
 
+    /// The page of a final (not redirecting) `response`, its body read by `deadline`; the
+    /// error is `None` when the deadline passed. On a retryable status (429, 5xx) also the
+    /// delay to wait (from `Retry-After`, or 1 ms meaning "use the backoff").
+    async fn read_page(
+        &self,
+        url: &str,
+        response: reqwest::Response,
+        status: u16,
+        deadline: tokio::time::Instant,
+    ) -> Result<(Page, Option<Duration>), Option<FetchError>> {
+        let retry_after = (status == 429 || status >= 500).then(|| {
+            response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after)
+                .unwrap_or(Duration::ZERO)
+        });
+        let final_url = response.url().to_string();
+        let http_version = match response.version() {
+            reqwest::Version::HTTP_09 => "HTTP/0.9",
+            reqwest::Version::HTTP_10 => "HTTP/1.0",
+            reqwest::Version::HTTP_2 => "HTTP/2.0",
+            reqwest::Version::HTTP_3 => "HTTP/3.0",
+            _ => "HTTP/1.1",
+        };
+        let headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let limits = BodyLimits {
+            max_bytes: self.config.max_body_bytes,
+            max_ratio: self.config.max_decompression_ratio,
+        };
+        let body = tokio::time::timeout_at(deadline, body::read(response, &final_url, limits))
+            .await
+            .map_err(|_| None)?
+            .map_err(Some)?;
+        let page = Page {
+            url: url.to_owned(),
+            final_url,
+            status,
+            headers,
+            body: body.bytes,
+            content_type,
+            elapsed: Duration::ZERO,
+            wire_bytes: body.wire_bytes,
+            http_version,
+        };
+        Ok((page, retry_after.map(|d| d.max(Duration::from_millis(1)))))
+    }
+
+    /// Where a `Location` answered by `current` leads, checked by the guard.
+    fn redirect_target(
+        &self,
+        current: &reqwest::Url,
+        location: &reqwest::header::HeaderValue,
+    ) -> FetchResult<reqwest::Url> {
+        let location = location.to_str().map_err(|_| {
+            FetchError::new(FetchErrorKind::Decode, current.as_str(), "bad Location")
+        })?;
+        let next = current.join(location).map_err(|e| {
+            FetchError::new(
+                FetchErrorKind::Decode,
+                current.as_str(),
+                format!("redirect to an invalid URL {location:?}: {e}"),
+            )
+        })?;
+        self.checked_url(next.as_str())
+    }
+
+    /// The configured headers when `url` is within their scope: the origin of the URL asked
+    /// for (`asked`) — never another origin a redirect leads to — and, when
+    /// `header_origins` is set, one of those. Empty otherwise (`Authorization` or `Cookie`
+    /// must not follow a redirect to another site).
+    fn scoped_headers(&self, asked: &str, url: &reqwest::Url) -> reqwest::header::HeaderMap {
+        if self.headers.is_empty() {
+            return reqwest::header::HeaderMap::new();
+        }
+        let here = origin(url);
+        let in_scope = here == asked
+            && (self.header_origins.is_empty() || self.header_origins.contains(&here));
+        if in_scope {
+            self.headers.clone()
+        } else {
+            reqwest::header::HeaderMap::new()
+        }
+    }
+
+    /// With a proxy, the proxy resolves host names, so the guard in our resolver never
+    /// sees them: resolve and check the name here first. (The proxy may still resolve it
+    /// differently — a DNS answer that changes between the two lookups — so a proxy should
+    /// enforce the same egress rules itself: `docs/security.md`.)
+    async fn check_before_proxy(&self, url: &reqwest::Url) -> FetchResult<()> {
+        if self.config.proxy.is_none() {
+            return Ok(());
+        }
+        let Some(url::Host::Domain(host)) = url.host() else {
+            return Ok(()); // literal IPs were checked by checked_url
+        };
+        let addresses = (self.lookup)(host.to_owned()).await.map_err(|error| {
+            FetchError::new(
+                FetchErrorKind::Dns,
+                url.as_str(),
+                format!("name lookup: {error}"),
+            )
+        })?;
+        GuardedResolver::filter(&self.policy, host, addresses)
+            .map(|_| ())
+            .map_err(|blocked| {
+                FetchError::new(
+                    FetchErrorKind::BlockedAddress,
+                    url.as_str(),
+                    blocked.to_string(),
+                )
+            })
+    }
+
     fn gate(&self, url: &reqwest::Url) -> Arc<HostGate> {
         let host = url.host_str().unwrap_or_default().to_owned();
         let mut hosts = self
             .hosts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if hosts.len() >= MAX_HOST_GATES && !hosts.contains_key(&host) {
+            // Wildcard subdomains make hosts without end: forget the idle ones — nobody
+            // holds them and their next slot has passed, so they remember nothing.
+            let now = Instant::now();
+            hosts.retain(|_, gate| {
+                Arc::strong_count(gate) > 1 || gate.next_slot.try_lock().map_or(true, |n| *n > now)
+            });
+        }
         Arc::clone(hosts.entry(host).or_insert_with(|| {
             Arc::new(HostGate {
                 permits: Semaphore::new(self.config.per_host_concurrency),
@@ -497,40 +608,54 @@ impl Fetcher {
     /// (by one worker of the fleet while the others wait for its answer) and shared.
     async fn load_robots(&self, origin: String) -> Rules {
         let agent = self.config.user_agent.clone();
-        let local = |outcome: Result<Shared, Rules>| match outcome {
-            Ok(shared) => shared.rules(&agent),
-            Err(rules) => rules,
+        // Parsing is CPU work (a large robots.txt compiles patterns): off the async threads.
+        let parse = |shared: Shared| {
+            let agent = agent.clone();
+            async move {
+                tokio::task::spawn_blocking(move || shared.rules(&agent))
+                    .await
+                    .unwrap_or_else(|error| {
+                        Rules::DisallowAll(format!("robots.txt could not be parsed: {error}"))
+                    })
+            }
+        };
+        let local = |outcome: Result<Shared, Rules>| async {
+            match outcome {
+                Ok(shared) => parse(shared).await,
+                Err(rules) => rules,
+            }
         };
         let Some(store) = self.robots_store.get() else {
-            return local(self.fetch_robots(&origin).await);
+            return local(self.fetch_robots(&origin).await).await;
         };
         let stored = |value: Option<String>| {
             value.and_then(|text| serde_json::from_str::<Shared>(&text).ok())
         };
         if let Some(shared) = stored(store.get(&origin).await) {
-            return shared.rules(&agent);
+            return parse(shared).await;
         }
         let wait = FetchConfig::seconds(self.config.total_timeout).min(Duration::from_secs(30));
         if store.claim(&origin, wait).await {
             let outcome = self.fetch_robots(&origin).await;
-            if let Ok(shared) = &outcome
-                && let Ok(text) = serde_json::to_string(shared)
-            {
-                let ttl = FetchConfig::seconds(self.config.robots_ttl);
-                let lifetime = shared.rules(&agent).lifetime(ttl);
-                store.put(&origin, text, lifetime).await;
+            if let Ok(shared) = outcome {
+                let rules = parse(shared.clone()).await;
+                if let Ok(text) = serde_json::to_string(&shared) {
+                    let ttl = FetchConfig::seconds(self.config.robots_ttl);
+                    store.put(&origin, text, rules.lifetime(ttl)).await;
+                }
+                return rules;
             }
-            return local(outcome);
+            return local(outcome).await;
         }
         // Another worker is fetching it: wait for its answer (bounded), else fetch here.
         let deadline = Instant::now() + wait;
         while Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
             if let Some(shared) = stored(store.get(&origin).await) {
-                return shared.rules(&agent);
+                return parse(shared).await;
             }
         }
-        local(self.fetch_robots(&origin).await)
+        local(self.fetch_robots(&origin).await).await
     }
 
     /// Fetches `origin`'s robots.txt: the outcome to share, or (the guard refused the
@@ -538,6 +663,18 @@ impl Fetcher {
     async fn fetch_robots(&self, origin: &str) -> Result<Shared, Rules> {
         let url = format!("{origin}/robots.txt");
         let attempt = async {
+            if let Ok(parsed) = reqwest::Url::parse(&url)
+                && let Err(error) = self.check_before_proxy(&parsed).await
+            {
+                return Some(if error.kind == FetchErrorKind::BlockedAddress {
+                    Err(Rules::Blocked(error.message))
+                } else {
+                    Ok(Shared::Unreachable {
+                        kind: error.kind,
+                        reason: format!("robots.txt could not be fetched: {}", error.message),
+                    })
+                });
+            }
             let response = match self.client.get(&url).send().await {
                 Ok(response) => response,
                 Err(error) => {
@@ -715,6 +852,24 @@ mod tests {
     }
 
     #[test]
+    fn idle_host_gates_are_forgotten_busy_ones_kept() {
+        let fetcher = Fetcher::new(FetchConfig::default()).unwrap();
+        let url = |i: usize| reqwest::Url::parse(&format!("https://h{i}.evil.example/")).unwrap();
+        let held = fetcher.gate(&url(0));
+        for i in 1..3 * MAX_HOST_GATES {
+            drop(fetcher.gate(&url(i)));
+        }
+        let hosts = fetcher.hosts.lock().unwrap();
+        assert!(hosts.len() <= MAX_HOST_GATES, "{}", hosts.len());
+        assert!(
+            hosts
+                .get("h0.evil.example")
+                .is_some_and(|g| Arc::ptr_eq(g, &held)),
+            "a gate in use is kept"
+        );
+    }
+
+    #[test]
     fn literal_private_ips_are_refused_before_any_connection() {
         let fetcher = Fetcher::new(FetchConfig::default()).unwrap();
         for url in [
@@ -800,7 +955,11 @@ mod tests {
                 FetchErrorKind::BlockedAddress,
                 "{host}: {error}"
             );
-            assert!(error.message.contains(ip), "{error}");
+            assert!(error.message.contains(host), "{error}");
+            assert!(
+                !error.message.contains(ip),
+                "the address stays in the debug log: {error}"
+            );
         }
     }
 }

@@ -24,7 +24,8 @@ pub struct FetchConfig {
     pub connect_timeout: f64,
     /// Seconds allowed between two reads of the response (a slow drip fails).
     pub read_timeout: f64,
-    /// Seconds for the whole request, body included.
+    /// Seconds for the whole request, redirects and body included, counted from when it may
+    /// be sent: a politeness wait or a queue for a fetch permit is not the site's time.
     pub total_timeout: f64,
     /// Redirects followed at most.
     pub max_redirects: usize,
@@ -33,8 +34,13 @@ pub struct FetchConfig {
     /// A proxy URL (`http://`, `https://`, `socks5://`). Without one, proxy environment
     /// variables are ignored: a crawler must not leak through a proxy it was not told about.
     pub proxy: Option<String>,
-    /// Extra request headers.
+    /// Extra request headers (`Authorization`, `Cookie`, ...), sent only to the origin of
+    /// the URL asked for — never to another origin a redirect leads to — and, when
+    /// `header_origins` is set, only to those origins.
     pub headers: BTreeMap<String, String>,
+    /// The origins (`https://api.example.com`) `headers` may be sent to; empty: any origin
+    /// a fetch starts at.
+    pub header_origins: Vec<String>,
     /// Keep cookies between requests.
     pub cookies: bool,
     /// Largest body accepted, bytes after decompression.
@@ -78,6 +84,7 @@ impl Default for FetchConfig {
             ),
             proxy: None,
             headers: BTreeMap::new(),
+            header_origins: Vec::new(),
             cookies: false,
             max_body_bytes: 10 * 1024 * 1024,
             max_decompression_ratio: 100,
@@ -137,6 +144,9 @@ impl FetchConfig {
                 "max_body_bytes and max_decompression_ratio at least 1",
             ));
         }
+        if let Some(proxy) = &self.proxy {
+            crate::config::check_credentials("proxy", proxy)?;
+        }
         if self.user_agent.trim().is_empty() {
             return Err(ConfigError::invalid(
                 "user_agent",
@@ -151,6 +161,30 @@ impl FetchConfig {
                     .or_else(|_| net.parse::<std::net::IpAddr>().map(IpNet::from))
                     .map_err(|_| {
                         ConfigError::invalid("allowed_networks", net, "CIDRs like 10.0.0.0/8")
+                    })
+            })
+            .collect()
+    }
+
+    /// `header_origins` as origins (`scheme://host[:port]`, the default port left out).
+    pub fn header_origins(&self) -> ConfigResult<Vec<String>> {
+        self.header_origins
+            .iter()
+            .map(|text| {
+                let url = url::Url::parse(text).ok().filter(|u| {
+                    matches!(u.scheme(), "http" | "https")
+                        && u.host().is_some()
+                        && matches!(u.path(), "" | "/")
+                        && u.query().is_none()
+                        && u.username().is_empty()
+                });
+                url.map(|u| u.origin().ascii_serialization())
+                    .ok_or_else(|| {
+                        ConfigError::invalid(
+                            "header_origins",
+                            text,
+                            "origins like https://api.example.com",
+                        )
                     })
             })
             .collect()

@@ -2,24 +2,46 @@
 //!
 //! Per RFC 9309: a 4xx answer means no rules (everything allowed); a 5xx answer or an
 //! unreachable server means "disallow everything" until the entry expires.
+//!
+//! Bounded against hostile sites: the cache holds at most [`MAX_ORIGINS`] origins and about
+//! [`MAX_CACHE_BYTES`] of rules (least recently used evicted first — wildcard subdomains make
+//! origins without end); a robots.txt with more than [`MAX_RULES`] rules, or more than
+//! [`MAX_PATTERN_RULES`] rules ending in `$` (each compiles a regular expression), is treated
+//! as "disallow everything"; `Crawl-delay` is honoured up to [`MAX_CRAWL_DELAY`]; parsing
+//! runs on the blocking pool (the caller's job).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hashlink::LruCache;
 use texting_robots::Robot;
 use tokio::sync::Mutex;
 
 use super::error::FetchErrorKind;
 
+/// Most origins whose rules are cached.
+pub const MAX_ORIGINS: usize = 4096;
+/// About the most memory the cached rules take, bytes (a rule set's weight is its text, plus
+/// [`PATTERN_WEIGHT`] per compiled pattern).
+pub const MAX_CACHE_BYTES: usize = 64 << 20;
+/// Most `Allow`/`Disallow` rules a robots.txt may have.
+pub const MAX_RULES: usize = 10_000;
+/// Most rules ending in `$` (compiled to regular expressions) a robots.txt may have.
+pub const MAX_PATTERN_RULES: usize = 256;
+/// The longest `Crawl-delay` honoured.
+pub const MAX_CRAWL_DELAY: Duration = Duration::from_secs(30);
+/// What one compiled pattern is counted as, bytes.
+const PATTERN_WEIGHT: usize = 16 * 1024;
+
 /// The rules of one origin.
 pub enum Rules {
     /// No robots.txt (4xx): everything is allowed.
     AllowAll,
-    /// The server failed (5xx, unreachable): nothing is allowed for now.
+    /// The server failed (5xx, unreachable), or its robots.txt is over the caps: nothing is
+    /// allowed for now.
     DisallowAll(String),
-    /// Parsed rules.
-    Parsed(Robot),
+    /// Parsed rules, and about the memory they take.
+    Parsed(Robot, usize),
     /// The origin itself is refused by the SSRF guard (reported as that, not as robots).
     Blocked(String),
     /// The origin could not be reached at all (name lookup, connection, TLS, timeout):
@@ -34,8 +56,8 @@ impl Rules {
         match self {
             Self::AllowAll => Ok(()),
             Self::DisallowAll(reason) => Err((FetchErrorKind::RobotsDenied, reason.clone())),
-            Self::Parsed(robot) if robot.allowed(url) => Ok(()),
-            Self::Parsed(_) => Err((
+            Self::Parsed(robot, _) if robot.allowed(url) => Ok(()),
+            Self::Parsed(..) => Err((
                 FetchErrorKind::RobotsDenied,
                 "disallowed by robots.txt".to_owned(),
             )),
@@ -53,14 +75,25 @@ impl Rules {
         }
     }
 
-    /// The `Crawl-delay` for our user agent, if any.
+    /// The `Crawl-delay` for our user agent, if any, at most [`MAX_CRAWL_DELAY`].
     pub fn crawl_delay(&self) -> Option<Duration> {
         match self {
-            Self::Parsed(robot) => robot
+            Self::Parsed(robot, _) => robot
                 .delay
                 .filter(|d| d.is_finite() && *d > 0.0)
-                .map(|d| Duration::from_secs_f32(d.min(3600.0))),
+                .map(|d| Duration::from_secs_f32(d.min(MAX_CRAWL_DELAY.as_secs_f32()))),
             _ => None,
+        }
+    }
+
+    /// About the memory the rules take, bytes.
+    fn weight(&self) -> usize {
+        match self {
+            Self::Parsed(_, weight) => *weight,
+            Self::DisallowAll(text) | Self::Blocked(text) | Self::Unreachable(_, text) => {
+                text.len()
+            }
+            Self::AllowAll => 0,
         }
     }
 }
@@ -70,23 +103,62 @@ const FAILURE_TTL: Duration = Duration::from_secs(60);
 
 type Slot = Arc<Mutex<Option<(Instant, Arc<Rules>)>>>;
 
-/// The per-origin cache. Concurrent first requests to one origin fetch robots.txt once.
-#[derive(Default)]
+struct Slots {
+    lru: LruCache<String, (Slot, usize)>,
+    weight: usize,
+}
+
+/// The per-origin cache, bounded (least recently used origins evicted first). Concurrent
+/// first requests to one origin fetch robots.txt once.
 pub struct RobotsCache {
-    slots: std::sync::Mutex<HashMap<String, Slot>>,
+    slots: std::sync::Mutex<Slots>,
+    max_bytes: usize,
+}
+
+impl Default for RobotsCache {
+    fn default() -> Self {
+        Self::new(MAX_ORIGINS, MAX_CACHE_BYTES)
+    }
 }
 
 impl RobotsCache {
-    /// The rules of `origin` if they are cached (whatever their age), without loading.
+    /// The rules of `origin` if they are cached (whatever their age), without loading (and
+    /// without making `origin` the most recently used).
     pub fn cached(&self, origin: &str) -> Option<Arc<Rules>> {
         let slot = self
-            .slots
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(origin)
-            .cloned()?;
+            .lru
+            .peek(origin)
+            .map(|(slot, _)| Arc::clone(slot))?;
         let entry = slot.try_lock().ok()?;
         entry.as_ref().map(|(_, rules)| Arc::clone(rules))
+    }
+
+    /// A cache of at most `max_origins` origins and about `max_bytes` of rules.
+    pub fn new(max_origins: usize, max_bytes: usize) -> Self {
+        Self {
+            slots: std::sync::Mutex::new(Slots {
+                lru: LruCache::new(max_origins.max(1)),
+                weight: 0,
+            }),
+            max_bytes,
+        }
+    }
+
+    /// Origins cached.
+    pub fn len(&self) -> usize {
+        self.lock().lru.len()
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The rules of `origin`, fetching them with `load` when missing or older than `ttl`.
@@ -96,11 +168,21 @@ impl RobotsCache {
         Fut: std::future::Future<Output = Rules>,
     {
         let slot = {
-            let mut slots = self
-                .slots
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            Arc::clone(slots.entry(origin.to_owned()).or_default())
+            let mut slots = self.lock();
+            if let Some((slot, _)) = slots.lru.get(origin) {
+                Arc::clone(slot)
+            } else {
+                let slot = Slot::default();
+                // Inserting at capacity evicts the least recently used origin.
+                let evicted_weight = if slots.lru.len() >= slots.lru.capacity() {
+                    slots.lru.remove_lru().map_or(0, |(_, (_, weight))| weight)
+                } else {
+                    0
+                };
+                slots.weight -= evicted_weight;
+                slots.lru.insert(origin.to_owned(), (Arc::clone(&slot), 0));
+                slot
+            }
         };
         let mut entry = slot.lock().await;
         if let Some((fetched, rules)) = entry.as_ref()
@@ -110,7 +192,29 @@ impl RobotsCache {
         }
         let rules = Arc::new(load().await);
         *entry = Some((Instant::now(), Arc::clone(&rules)));
+        drop(entry);
+        self.weigh(origin, &slot, rules.weight());
         rules
+    }
+
+    /// Records the weight of `origin`'s new rules and evicts the least recently used
+    /// origins while the total is over the budget (the newest stays).
+    fn weigh(&self, origin: &str, slot: &Slot, weight: usize) {
+        let mut slots = self.lock();
+        let Some((cached, old)) = slots.lru.peek_mut(origin) else {
+            return; // evicted meanwhile
+        };
+        if !Arc::ptr_eq(cached, slot) {
+            return;
+        }
+        let old = std::mem::replace(old, weight);
+        slots.weight = slots.weight - old + weight;
+        while slots.weight > self.max_bytes && slots.lru.len() > 1 {
+            match slots.lru.remove_lru() {
+                Some((_, (_, weight))) => slots.weight -= weight,
+                None => break,
+            }
+        }
     }
 }
 
@@ -189,11 +293,42 @@ impl Shared {
     }
 }
 
-/// Parses a robots.txt body for `user_agent`; unparsable text means no rules.
+/// Parses a robots.txt body for `user_agent`; unparsable text means no rules, text over the
+/// caps means "disallow everything". CPU work: call it off the async threads.
 pub fn parse(user_agent: &str, body: &[u8]) -> Rules {
+    let (rules, patterns) = count_rules(body);
+    if rules > MAX_RULES || patterns > MAX_PATTERN_RULES {
+        return Rules::DisallowAll(format!(
+            "robots.txt has {rules} rules ({patterns} ending in $), over the {MAX_RULES} \
+             ({MAX_PATTERN_RULES}) honoured: treated as disallow"
+        ));
+    }
     // Rules are matched on the product token ("ScraperV4"), not the full header value.
     let agent = user_agent.split(['/', ' ']).next().unwrap_or(user_agent);
-    Robot::new(agent, body).map_or(Rules::AllowAll, Rules::Parsed)
+    let weight = body.len() + patterns * PATTERN_WEIGHT;
+    Robot::new(agent, body).map_or(Rules::AllowAll, |robot| Rules::Parsed(robot, weight))
+}
+
+/// `Allow`/`Disallow` lines, and those of them with a `$` (a regular expression each).
+fn count_rules(body: &[u8]) -> (usize, usize) {
+    let mut rules = 0;
+    let mut patterns = 0;
+    for line in body.split(|b| matches!(b, b'\n' | b'\r' | 0)) {
+        let line = line.trim_ascii_start();
+        let is_rule = [&b"allow"[..], b"disallow"].iter().any(|key| {
+            line.len() > key.len()
+                && line[..key.len()].eq_ignore_ascii_case(key)
+                && line[key.len()..].trim_ascii_start().starts_with(b":")
+        });
+        if is_rule {
+            rules += 1;
+            let value = line.split(|b| *b == b'#').next().unwrap_or_default();
+            if value.contains(&b'$') {
+                patterns += 1;
+            }
+        }
+    }
+    (rules, patterns)
 }
 
 #[cfg(test)]
@@ -212,6 +347,8 @@ mod tests {
         );
         assert!(rules.check("https://example.com/private/x").is_err());
         assert_eq!(rules.crawl_delay(), Some(Duration::from_secs(2)));
+        let slow = parse("ScraperV4", b"User-agent: *\nCrawl-delay: 3600\n");
+        assert_eq!(slow.crawl_delay(), Some(MAX_CRAWL_DELAY), "capped");
         let others = parse("OtherBot/1.0", txt);
         assert!(others.check("https://example.com/public/page").is_err());
     }
@@ -253,5 +390,80 @@ mod tests {
             FAILURE_TTL
         );
         assert_eq!(Rules::AllowAll.lifetime(hour), hour);
+    }
+
+    #[test]
+    fn hostile_robots_files_are_capped() {
+        // 512 KiB of `Disallow: /*a$` would compile tens of thousands of regexes.
+        let hostile = "Disallow: /*a$\n".repeat(512 * 1024 / 15);
+        let started = Instant::now();
+        let rules = parse("ScraperV4", hostile.as_bytes());
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(matches!(rules, Rules::DisallowAll(ref r) if r.contains("over the")));
+        let many = "Disallow: /x\n".repeat(MAX_RULES + 1);
+        assert!(matches!(
+            parse("ScraperV4", many.as_bytes()),
+            Rules::DisallowAll(_)
+        ));
+        // Under the caps, rules are honoured, comments and case included.
+        let fine = format!(
+            "User-agent: *\n{}disallow : /p$ # no\nDISALLOW: /secret\n",
+            "Allow: /ok$\n".repeat(MAX_PATTERN_RULES - 1)
+        );
+        let rules = parse("ScraperV4", fine.as_bytes());
+        assert!(rules.check("https://x/secret/1").is_err());
+        assert!(rules.check("https://x/ok").is_ok());
+        assert_eq!(
+            count_rules(b"Disallow: /a # $\n  allow:/b$\nDisallowed: x\n"),
+            (2, 1)
+        );
+    }
+
+    fn run<T>(future: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    #[test]
+    fn the_cache_is_bounded_in_origins_and_bytes() {
+        let cache = RobotsCache::new(3, 1 << 20);
+        let hour = Duration::from_secs(3600);
+        run(async {
+            for i in 0..10 {
+                let origin = format!("https://sub{i}.evil.example");
+                cache
+                    .rules(&origin, hour, || async { Rules::AllowAll })
+                    .await;
+            }
+        });
+        assert_eq!(cache.len(), 3, "wildcard subdomains cannot grow it");
+        // Rules over the byte budget push the least recently used out (the newest stays).
+        let heavy = RobotsCache::new(100, 100_000);
+        let body = format!("User-agent: *\n{}", "Disallow: /x$\n".repeat(5));
+        run(async {
+            for i in 0..5 {
+                let origin = format!("https://h{i}.example");
+                let body = body.clone();
+                heavy
+                    .rules(&origin, hour, || async move {
+                        parse("ScraperV4", body.as_bytes())
+                    })
+                    .await;
+            }
+        });
+        assert!(heavy.len() < 5 && !heavy.is_empty(), "{}", heavy.len());
+        // A cached origin is not fetched again within the TTL; an evicted one is.
+        let loads = std::sync::atomic::AtomicUsize::new(0);
+        let counting = || async {
+            loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Rules::AllowAll
+        };
+        run(async {
+            cache.rules("https://a.example", hour, counting).await;
+            cache.rules("https://a.example", hour, counting).await;
+        });
+        assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

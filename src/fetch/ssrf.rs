@@ -2,13 +2,16 @@
 //!
 //! On by default, the guard refuses every address that is not plainly public: private,
 //! loopback, link-local (cloud metadata at 169.254.169.254 and `fd00:ec2::254` included),
-//! CGNAT, multicast, broadcast, documentation, benchmarking and reserved ranges, and the IPv6
-//! forms that embed an IPv4 address (mapped, compatible, NAT64, 6to4) are judged by the address
-//! they embed. Hostnames are checked after resolution, by [`GuardedResolver`], and the
-//! connection is made to the addresses that passed — so a DNS answer cannot change between
-//! check and use (rebinding). Literal IPs are checked before any connection; every redirect
-//! hop is checked again. An explicit allow list (all private networks, or CIDRs, or host
-//! names) opens the guard for local sites.
+//! CGNAT, multicast, broadcast, documentation, benchmarking and reserved ranges. IPv6 is
+//! public only inside global unicast (`2000::/3`) and outside its special ranges; the forms
+//! that embed an IPv4 address (mapped, compatible, NAT64 `64:ff9b::/96`, 6to4) are judged by
+//! the address they embed, and the translated and local-use forms (`::ffff:0:0/96`,
+//! `64:ff9b:1::/48`) are refused. Hostnames are checked after resolution, by
+//! [`GuardedResolver`], and the connection is made to the addresses that passed — so a DNS
+//! answer cannot change between check and use (rebinding). Literal IPs are checked before any
+//! connection; every redirect hop is checked again. An explicit allow list (all private
+//! networks, or CIDRs, or host names) opens the guard for local sites — but the cloud
+//! metadata addresses ([`metadata`]) stay closed unless a CIDR or a host name names them.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -55,7 +58,7 @@ fn classify_v6(ip: Ipv6Addr) -> Option<&'static str> {
         return classify_v4(embedded_v4(segments[6], segments[7]))
             .map(|_| "IPv4-compatible IPv6 of a refused address");
     }
-    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || segments[..3] == [0x64, 0xff9b, 1] {
+    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         return classify_v4(embedded_v4(segments[6], segments[7]))
             .map(|_| "NAT64 (64:ff9b::/96) of a refused address");
     }
@@ -66,6 +69,10 @@ fn classify_v6(ip: Ipv6Addr) -> Option<&'static str> {
     Some(match segments[0] {
         _ if ip.is_unspecified() => "unspecified (::)",
         _ if ip.is_loopback() => "loopback (::1)",
+        0 if segments[1..6] == [0, 0, 0, 0xffff, 0] => "IPv4-translated (::ffff:0:0/96)",
+        0x0064 if segments[1..3] == [0xff9b, 1] => "local-use NAT64 (64:ff9b:1::/48)",
+        0x0000..=0x00ff => "reserved (::/8)",
+        0x0100 if segments[1..4] == [0, 0, 0] => "discard-only (100::/64)",
         0xfe80..=0xfebf => "link-local (fe80::/10)",
         0xfec0..=0xfeff => "site-local (fec0::/10)",
         0xfc00..=0xfdff => "unique local / cloud metadata (fc00::/7)",
@@ -73,10 +80,51 @@ fn classify_v6(ip: Ipv6Addr) -> Option<&'static str> {
         0x2001 if segments[1] == 0x0db8 => "documentation (2001:db8::/32)",
         0x2001 if segments[1] == 0 => "Teredo (2001::/32)",
         0x2001 if segments[1] < 0x0200 => "IETF protocol assignments (2001::/23)",
-        0x0100 if segments[1..4] == [0, 0, 0] => "discard-only (100::/64)",
         0x3fff if segments[1] < 0x1000 => "documentation (3fff::/20)",
+        // Only global unicast is public.
+        first if first & 0xe000 != 0x2000 => "not global unicast (outside 2000::/3)",
         _ => return None,
     })
+}
+
+/// Why `ip` is a cloud metadata or instance-credential address (its IPv4 forms inside IPv6
+/// included), or `None`. These stay refused when private networks are allowed: a page that
+/// links to one would hand the instance's credentials to whoever reads the results.
+pub fn metadata(ip: IpAddr) -> Option<&'static str> {
+    let v4 = match ip {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(v6) => embedded(v6),
+    };
+    if let Some(v4) = v4 {
+        return match v4.octets() {
+            [169, 254, ..] => Some("link-local, the cloud metadata range (169.254.0.0/16)"),
+            [100, 100, 100, 200] => Some("cloud metadata (100.100.100.200)"),
+            [192, 0, 0, 192] => Some("cloud metadata (192.0.0.192)"),
+            _ => None,
+        };
+    }
+    match ip {
+        IpAddr::V6(v6) if v6.segments()[..2] == [0xfd00, 0x0ec2] => {
+            Some("cloud metadata (fd00:ec2::/32)")
+        }
+        _ => None,
+    }
+}
+
+/// The IPv4 address an IPv6 form carries: mapped, compatible, translated, NAT64, 6to4.
+fn embedded(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    if (s[..6] == [0, 0, 0, 0, 0, 0] && !ip.is_loopback() && !ip.is_unspecified())
+        || s[..6] == [0, 0, 0, 0, 0xffff, 0]
+        || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+        || s[..3] == [0x64, 0xff9b, 1]
+    {
+        return Some(embedded_v4(s[6], s[7]));
+    }
+    (s[0] == 0x2002).then(|| embedded_v4(s[1], s[2]))
 }
 
 fn embedded_v4(high: u16, low: u16) -> Ipv4Addr {
@@ -99,8 +147,13 @@ pub struct AddressPolicy {
 impl AddressPolicy {
     /// Why `ip` is refused, or `None` when the policy allows it.
     pub fn refusal(&self, ip: IpAddr) -> Option<&'static str> {
-        if self.allow_private_networks || self.allowed_networks.iter().any(|net| net.contains(&ip))
-        {
+        if self.allowed_networks.iter().any(|net| net.contains(&ip)) {
+            return None; // named explicitly, metadata included
+        }
+        if let Some(reason) = metadata(ip) {
+            return Some(reason);
+        }
+        if self.allow_private_networks {
             return None;
         }
         classify(ip)
@@ -188,9 +241,15 @@ impl GuardedResolver {
     }
 }
 
-/// A refused address, as the resolver reports it.
+/// A refused address, as the resolver reports it. The text names the host and the kind of
+/// address, not the address: it is stored with the job and shown by the coordinator, and
+/// must not map a private network's DNS for whoever submits jobs (the address is in the
+/// `debug` log).
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{host} resolves to {address}, which is {reason}: refused by the SSRF guard")]
+#[error(
+    "{host} resolves to a {} address: refused by the SSRF guard",
+    kind_of(reason)
+)]
 pub struct BlockedAddress {
     /// The host name.
     pub host: String,
@@ -200,6 +259,11 @@ pub struct BlockedAddress {
     pub reason: &'static str,
 }
 
+/// A refusal's kind without its range: `private (10.0.0.0/8)` is `private`.
+fn kind_of(reason: &str) -> &str {
+    reason.split(" (").next().unwrap_or(reason)
+}
+
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let policy = Arc::clone(&self.policy);
@@ -207,7 +271,9 @@ impl reqwest::dns::Resolve for GuardedResolver {
         Box::pin(async move {
             let host = name.as_str().to_owned();
             let resolved = lookup(host.clone()).await?;
-            let allowed = Self::filter(&policy, &host, resolved)?;
+            let allowed = Self::filter(&policy, &host, resolved).inspect_err(|blocked| {
+                tracing::debug!(host, address = %blocked.address, reason = blocked.reason, "refused");
+            })?;
             let addresses: reqwest::dns::Addrs = Box::new(allowed.into_iter());
             Ok(addresses)
         })
@@ -262,6 +328,17 @@ mod tests {
         "::127.0.0.1",
         "64:ff9b::a9fe:a9fe",
         "64:ff9b::10.0.0.1",
+        // IPv4-translated, local-use NAT64 (whatever they embed), the rest of ::/8 and
+        // everything outside global unicast.
+        "::ffff:0:8.8.8.8",
+        "::ffff:0:10.0.0.1",
+        "64:ff9b:1::808:808",
+        "64:ff9b:1:ffff::1",
+        "::1:2:3:4",
+        "0:0:0:1::",
+        "4000::1",
+        "8000::1",
+        "c000::1",
         "2002:7f00:1::1",
         "2002:a9fe:a9fe::1",
         "3fff::1",
@@ -315,7 +392,51 @@ mod tests {
             allow_private_networks: true,
             ..AddressPolicy::default()
         };
-        assert_eq!(open.refusal("169.254.169.254".parse().unwrap()), None);
+        assert_eq!(open.refusal("10.1.2.3".parse().unwrap()), None);
+        assert_eq!(open.refusal("fd12::1".parse().unwrap()), None);
+        // Metadata stays closed with private networks open, in every form...
+        for metadata in [
+            "169.254.169.254",
+            "169.254.170.2",
+            "169.254.0.23",
+            "100.100.100.200",
+            "192.0.0.192",
+            "fd00:ec2::254",
+            "fd00:ec2::23",
+            "::ffff:169.254.169.254",
+            "::ffff:0:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+            "::169.254.169.254",
+        ] {
+            let ip: IpAddr = metadata.parse().unwrap();
+            assert!(open.refusal(ip).is_some(), "{metadata}");
+        }
+        // ...unless a network names it.
+        let named = AddressPolicy {
+            allow_private_networks: true,
+            allowed_networks: vec!["169.254.169.254/32".parse().unwrap()],
+            ..AddressPolicy::default()
+        };
+        assert_eq!(named.refusal("169.254.169.254".parse().unwrap()), None);
+        assert!(named.refusal("169.254.170.2".parse().unwrap()).is_some());
+    }
+
+    #[test]
+    fn the_refusal_text_does_not_map_the_private_network() {
+        let refused = GuardedResolver::filter(
+            &AddressPolicy::default(),
+            "redis.internal",
+            [SocketAddr::new("10.3.0.7".parse().unwrap(), 6379)],
+        )
+        .unwrap_err();
+        let text = refused.to_string();
+        assert_eq!(
+            text,
+            "redis.internal resolves to a private address: refused by the SSRF guard"
+        );
+        assert!(!text.contains("10.3") && !text.contains("10.0.0.0"));
     }
 
     #[test]

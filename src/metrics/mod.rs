@@ -319,17 +319,16 @@ impl ClusterMetrics {
     }
 }
 
-/// Serves `GET /metrics` (and `/health`) for `metrics` on `addr` in the background; returns
-/// the bound address (port 0 picks one).
+/// Serves `GET /metrics` (and `/health`) for `metrics` on `addr` in the background, on the
+/// shared hardened listener ([`crate::http`]); returns the bound address (port 0 picks one)
+/// and the handle that stops it.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<ClusterMetrics>,
-) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+) -> std::io::Result<(SocketAddr, tokio::task::AbortHandle)> {
     use axum::http::header;
     use axum::routing::get;
 
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
     let app = axum::Router::new()
         .route(
             "/metrics",
@@ -344,12 +343,8 @@ pub async fn serve(
         )
         .route("/health", get(|| async { "ok\n" }))
         .with_state(metrics);
-    let handle = tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            tracing::error!(%error, "cluster metrics server stopped");
-        }
-    });
-    Ok((bound, handle))
+    let server = crate::http::serve(addr, app, crate::http::Limits::PROBES).await?;
+    Ok((server.addr, server.abort_handle()))
 }
 
 #[cfg(test)]

@@ -71,7 +71,7 @@ impl PyScalingPolicy {
 #[pyclass(frozen, name = "ClusterMetrics", module = "scraperv4._core")]
 pub(crate) struct PyClusterMetrics {
     metrics: Arc<ClusterMetrics>,
-    server: Mutex<Option<(String, tokio::task::JoinHandle<()>)>>,
+    server: Mutex<Option<(String, tokio::task::AbortHandle)>>,
 }
 
 #[pymethods]

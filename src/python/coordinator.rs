@@ -26,18 +26,25 @@ fn seconds(name: &str, value: f64) -> Result<Duration, ConfigError> {
 #[pymethods]
 impl PyCoordinator {
     #[new]
-    #[pyo3(signature = (queue, addr, *, token = None, protect_reads = false,
-        body_limit = 1_048_576, request_timeout = 30.0, header_timeout = 10.0,
-        cors_origins = Vec::new(), stats_interval = 1.0))]
+    #[pyo3(signature = (queue, addr, *, token = None, protect_reads = true,
+        insecure_no_auth = false, allowed_hosts = Vec::new(), body_limit = 1_048_576,
+        request_timeout = 30.0, header_timeout = 10.0, max_connections = 1024,
+        ws_max_connections = 64, ws_idle_timeout = 60.0, cors_origins = Vec::new(),
+        stats_interval = 1.0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         queue: Py<PyJobQueue>,
         addr: &str,
         token: Option<String>,
         protect_reads: bool,
+        insecure_no_auth: bool,
+        allowed_hosts: Vec<String>,
         body_limit: usize,
         request_timeout: f64,
         header_timeout: f64,
+        max_connections: usize,
+        ws_max_connections: usize,
+        ws_idle_timeout: f64,
         cors_origins: Vec<String>,
         stats_interval: f64,
     ) -> PyResult<Self> {
@@ -47,9 +54,14 @@ impl PyCoordinator {
         let mut config = CoordinatorConfig::new(addr);
         config.token = token.filter(|t| !t.is_empty());
         config.protect_reads = protect_reads;
+        config.insecure_no_auth = insecure_no_auth;
+        config.allowed_hosts = allowed_hosts;
         config.body_limit = body_limit;
         config.request_timeout = seconds("request_timeout", request_timeout)?;
         config.header_timeout = seconds("header_timeout", header_timeout)?;
+        config.max_connections = max_connections;
+        config.ws_max_connections = ws_max_connections;
+        config.ws_idle_timeout = seconds("ws_idle_timeout", ws_idle_timeout)?;
         config.cors_origins = cors_origins;
         config.stats_interval = seconds("stats_interval", stats_interval)?;
         config.validate()?;

@@ -25,6 +25,7 @@ pub(crate) enum PyErrorClass {
     Template,
     Worker,
     Results,
+    ExtractionLimit,
 }
 
 impl PyErrorClass {
@@ -40,11 +41,13 @@ impl PyErrorClass {
             Self::Template => "TemplateError",
             Self::Worker => "WorkerError",
             Self::Results => "ResultsError",
+            Self::ExtractionLimit => "ExtractionLimitError",
         }
     }
 
     fn cell(self) -> &'static PyOnceLock<Py<PyType>> {
-        static CELLS: [PyOnceLock<Py<PyType>>; 10] = [
+        static CELLS: [PyOnceLock<Py<PyType>>; 11] = [
+            PyOnceLock::new(),
             PyOnceLock::new(),
             PyOnceLock::new(),
             PyOnceLock::new(),

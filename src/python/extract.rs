@@ -10,11 +10,22 @@ use rayon::prelude::*;
 use serde_json::Value;
 
 use super::errors::PyErrorClass;
-use crate::extract::{Item, Template, TemplateError, TemplateRegistry};
+use crate::extract::{Item, LimitError, Limits, Template, TemplateError, TemplateRegistry};
 
 impl From<TemplateError> for PyErr {
     fn from(error: TemplateError) -> Self {
         PyErrorClass::Template.raise((error.to_string(), error.template, error.field))
+    }
+}
+
+/// The caps of one page extracted from Python: the defaults, and a minute at most.
+fn page_limits() -> Limits {
+    Limits::within(std::time::Duration::from_secs(60))
+}
+
+impl From<LimitError> for PyErr {
+    fn from(error: LimitError) -> Self {
+        PyErrorClass::ExtractionLimit.raise((error.to_string(),))
     }
 }
 
@@ -134,7 +145,7 @@ impl PyTemplate {
             .collect()
     }
 
-    /// Items of one page (parsing runs without the GIL).
+    /// Items of one page (parsing runs without the GIL), within the default page caps.
     fn extract<'py>(
         &self,
         py: Python<'py>,
@@ -142,7 +153,7 @@ impl PyTemplate {
         base_url: String,
     ) -> PyResult<Bound<'py, PyList>> {
         let template = Arc::clone(&self.template);
-        let items = py.detach(move || template.extract(&html, &base_url));
+        let items = py.detach(move || template.extract_within(&html, &base_url, &page_limits()))?;
         items_to_python(py, &items)
     }
 
@@ -209,7 +220,8 @@ impl PyTemplate {
         base_url: String,
     ) -> PyResult<(Bound<'py, PyList>, Vec<String>, Option<String>)> {
         let template = Arc::clone(&self.template);
-        let output = py.detach(move || template.analyse(&html, &base_url));
+        let (output, _) =
+            py.detach(move || template.analyse_within(&html, &base_url, &page_limits()))?;
         Ok((
             items_to_python(py, &output.items)?,
             output.links,
@@ -228,9 +240,9 @@ impl PyTemplate {
         let all: Vec<Vec<Item>> = py.detach(|| {
             pages
                 .par_iter()
-                .map(|(html, base)| template.extract(html, base))
-                .collect()
-        });
+                .map(|(html, base)| template.extract_within(html, base, &page_limits()))
+                .collect::<Result<_, _>>()
+        })?;
         let list = PyList::empty(py);
         let mut names = FieldNames::default();
         for items in &all {
@@ -240,9 +252,9 @@ impl PyTemplate {
     }
 
     /// Links to follow from one page (absolute, in scope, deduplicated).
-    fn links(&self, py: Python<'_>, html: String, base_url: String) -> Vec<String> {
+    fn links(&self, py: Python<'_>, html: String, base_url: String) -> PyResult<Vec<String>> {
         let template = Arc::clone(&self.template);
-        py.detach(move || template.links(&html, &base_url))
+        Ok(py.detach(move || template.links_within(&html, &base_url, &page_limits()))?)
     }
 
     /// The next page, if any.

@@ -9,7 +9,7 @@ use super::bridge::{block_on, into_awaitable};
 use super::errors::PyErrorClass;
 use super::extract::PyTemplate;
 use crate::config::ConfigError;
-use crate::extract::{Item, Template};
+use crate::extract::{Item, LimitError, Limits, Template};
 use crate::fetch::{FetchConfig, FetchError, Fetcher, Page};
 
 impl From<FetchError> for PyErr {
@@ -115,6 +115,7 @@ impl<'py> IntoPyObject<'py> for Outcome {
 enum Extracted {
     Items(Vec<Item>),
     Failed(FetchError),
+    Refused(LimitError),
 }
 
 impl<'py> IntoPyObject<'py> for Extracted {
@@ -126,9 +127,13 @@ impl<'py> IntoPyObject<'py> for Extracted {
         match self {
             Self::Items(items) => Ok(super::extract::items_to_python(py, &items)?.into_any()),
             Self::Failed(error) => Ok(PyErr::from(error).into_value(py).into_bound(py).into_any()),
+            Self::Refused(error) => Ok(PyErr::from(error).into_value(py).into_bound(py).into_any()),
         }
     }
 }
+
+/// The longest one page of `fetch_extract_many` may take to extract.
+const PAGE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
 async fn fetch_extract_all(
     fetcher: Arc<Fetcher>,
@@ -147,11 +152,14 @@ async fn fetch_extract_all(
                         let items = tokio::task::spawn_blocking(move || {
                             let base = page.final_url.clone();
                             let (text, _) = page.into_text();
-                            template.extract(&text, &base)
+                            template.extract_within(&text, &base, &Limits::within(PAGE_DEADLINE))
                         })
                         .await
-                        .unwrap_or_default();
-                        Extracted::Items(items)
+                        .unwrap_or_else(|_| Ok(Vec::new()));
+                        match items {
+                            Ok(items) => Extracted::Items(items),
+                            Err(error) => Extracted::Refused(error),
+                        }
                     }
                     Err(error) => Extracted::Failed(error),
                 }

@@ -375,6 +375,21 @@ impl From<Submission> for NewJob {
     }
 }
 
+/// The submissions as jobs, each config's settings checked first (`InvalidJobError`).
+fn checked(jobs: Vec<Submission>) -> Result<Vec<NewJob>, QueueError> {
+    jobs.into_iter()
+        .map(|submission| {
+            crate::worker::crawl::check_config(&submission.config_json).map_err(|reason| {
+                QueueError::InvalidJob {
+                    job_id: submission.id.clone().unwrap_or_else(|| "<new>".to_owned()),
+                    reason,
+                }
+            })?;
+            Ok(NewJob::from(submission))
+        })
+        .collect()
+}
+
 /// A connection to a queue backend.
 #[pyclass(frozen, name = "JobQueue", module = "scraperv4._core")]
 pub(crate) struct PyJobQueue {
@@ -483,7 +498,7 @@ impl PyJobQueue {
     }
 
     fn submit(&self, py: Python<'_>, jobs: Vec<Submission>) -> PyResult<Vec<(String, bool)>> {
-        let jobs: Vec<NewJob> = jobs.into_iter().map(NewJob::from).collect();
+        let jobs = checked(jobs)?;
         run!(sync py, self, |q| q.submit(jobs).await)
     }
 
@@ -492,7 +507,7 @@ impl PyJobQueue {
         py: Python<'py>,
         jobs: Vec<Submission>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let jobs: Vec<NewJob> = jobs.into_iter().map(NewJob::from).collect();
+        let jobs = checked(jobs)?;
         run!(async py, self, |q| q.submit(jobs).await)
     }
 

@@ -72,7 +72,7 @@ impl PyWorker {
     #[new]
     #[pyo3(signature = (queue, *, worker_id, templates_dir = None, templates = Vec::new(),
         fetch_config_json = "{}", concurrency = 32, claim_batch = None, heartbeat = 30.0,
-        grace_period = 30.0, job_timeout = 3600.0, idle_poll = 0.5, exit_when_done = false,
+        grace_period = 30.0, job_timeout = 3600.0, extract_timeout = 60.0, idle_poll = 0.5, exit_when_done = false,
         reap_interval = 5.0, metrics_addr = None, jsonl_path = None, export_interval = 1.0,
         on_item = None, adaptive_concurrency = true, min_concurrency = 1, cpu_max = 95.0,
         memory_max = 85.0, adapt_interval = 2.0, adapt_scope = "own", log_stats_interval = 0.0))]
@@ -88,6 +88,7 @@ impl PyWorker {
         heartbeat: f64,
         grace_period: f64,
         job_timeout: f64,
+        extract_timeout: f64,
         idle_poll: f64,
         exit_when_done: bool,
         reap_interval: f64,
@@ -127,6 +128,7 @@ impl PyWorker {
         config.heartbeat = duration("heartbeat", heartbeat)?;
         config.grace_period = duration("grace_period", grace_period)?;
         config.job_timeout = duration("job_timeout", job_timeout)?;
+        config.extract_timeout = duration("extract_timeout", extract_timeout)?;
         config.idle_poll = duration("idle_poll", idle_poll)?;
         config.exit_when_done = exit_when_done;
         config.reap_interval = duration("reap_interval", reap_interval)?;

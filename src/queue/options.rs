@@ -187,7 +187,10 @@ impl QueueUrl {
             return Err(ConfigError::invalid("queue URL", redact(url), expected));
         };
         match scheme.to_ascii_lowercase().as_str() {
-            "redis" | "rediss" | "valkey" | "valkeys" => Ok(Self::Redis(url.to_owned())),
+            "redis" | "rediss" | "valkey" | "valkeys" => {
+                crate::config::check_credentials("queue URL", url)?;
+                Ok(Self::Redis(url.to_owned()))
+            }
             "sqlite" => {
                 let path = rest.split(['?', '#']).next().unwrap_or_default();
                 if path.is_empty() {
@@ -205,25 +208,11 @@ impl QueueUrl {
     }
 }
 
-/// The URL with its password (if any) replaced by `***`, for messages and logs.
+/// The URL with its credentials replaced by `***`, for messages and logs: everything between
+/// `://` and the last `@` ([`crate::config::redact_url`]), so a password holding `/ ? # @`
+/// is masked whole.
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            let hidden = if userinfo.contains(':') {
-                format!("{user}:***")
-            } else {
-                "***".to_owned()
-            };
-            format!("{scheme}://{hidden}@{host}{tail}")
-        }
-        None => url.to_owned(),
-    }
+    crate::config::redact_url(url)
 }
 
 #[cfg(test)]
@@ -232,11 +221,15 @@ mod tests {
 
     #[test]
     fn passwords_never_survive_redaction() {
-        assert_eq!(redact("redis://:s3cret@h:6379/0"), "redis://:***@h:6379/0");
+        assert_eq!(redact("redis://:s3cret@h:6379/0"), "redis://***@h:6379/0");
         assert_eq!(redact("rediss://app:s3cret@h/1"), "rediss://app:***@h/1");
         assert_eq!(redact("redis://s3cret@h"), "redis://***@h");
         assert_eq!(redact("redis://h:6379/0"), "redis://h:6379/0");
         assert!(!redact("redis://u:p@ss:w@h/0").contains("ss:w"));
+        for password in ["p/ss", "p?ss", "p#ss", "p@ss", "p%2Fss"] {
+            let masked = redact(&format!("redis://:{password}@h:6379/0"));
+            assert_eq!(masked, "redis://***@h:6379/0", "{password}");
+        }
     }
 
     #[test]

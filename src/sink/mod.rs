@@ -131,6 +131,9 @@ impl JsonlSink {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| io(e.to_string()))?;
         }
+        // Scraped records and the checkpoint are readable by their owner only (a new file;
+        // an existing one keeps the mode its owner gave it).
+        private_file(&state_path).map_err(|e| io(e.to_string()))?;
         let state = open_state(&state_path).map_err(|e| {
             io(format!(
                 "its checkpoint {} cannot be used ({e}); delete both to start over",
@@ -144,11 +147,11 @@ impl JsonlSink {
             }
             None => load(&state).map_err(|e| io(e.to_string()))?,
         };
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| io(e.to_string()))?;
+        let mut options = OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(path).map_err(|e| io(e.to_string()))?;
         file.try_lock().map_err(|e| match e {
             std::fs::TryLockError::WouldBlock => io(
                 "is being written by another exporter (a worker or export of this machine); \
@@ -348,6 +351,20 @@ fn blocking<T>(work: impl FnOnce() -> T) -> T {
     }
 }
 
+/// Creates `path` empty with mode 0600 unless it exists (SQLite would create it 0644, and its
+/// journal takes the database file's mode).
+fn private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn open_state(path: &Path) -> rusqlite::Result<Connection> {
     let state = Connection::open(path)?;
     state.busy_timeout(std::time::Duration::from_secs(30))?;
@@ -518,6 +535,28 @@ mod tests {
         // The keys survive a restart.
         let mut sink = JsonlSink::open(&path).unwrap();
         assert_eq!(sink.append(&[again[0].clone()]).unwrap(), 0);
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_file_and_its_checkpoint_are_private_to_their_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("items.jsonl");
+        let queue = queue_with_results(1).await;
+        let entries = queue.results_after(None, 10).await.unwrap();
+        let mut sink = JsonlSink::open(&path).unwrap();
+        assert_eq!(sink.append(&entries).unwrap(), 2);
+        drop(sink);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&checkpoint_path(&path)), 0o600);
+        // A file its owner made readable keeps its mode.
+        let shared = dir.path().join("shared.jsonl");
+        std::fs::write(&shared, b"").unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).unwrap();
+        JsonlSink::open(&shared).unwrap();
+        assert_eq!(mode(&shared), 0o644);
     }
 
     #[tokio::test]

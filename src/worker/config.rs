@@ -22,6 +22,9 @@ pub struct WorkerConfig {
     pub grace_period: Duration,
     /// Longest time for one job unless its config says `timeout`.
     pub job_timeout: Duration,
+    /// Longest time extracting one page may take (it also stops at the job's deadline); a
+    /// page that takes longer fails for good.
+    pub extract_timeout: Duration,
     /// Longest wait between claims while the queue is empty.
     pub idle_poll: Duration,
     /// Stop once the queue has nothing pending, delayed or leased (a one-machine crawl).
@@ -50,6 +53,7 @@ impl WorkerConfig {
             heartbeat: Duration::from_secs(30),
             grace_period: Duration::from_secs(30),
             job_timeout: Duration::from_secs(3600),
+            extract_timeout: Duration::from_secs(60),
             idle_poll: Duration::from_millis(500),
             exit_when_done: false,
             reap_interval: Duration::from_secs(5),
@@ -98,6 +102,7 @@ impl WorkerConfig {
         }
         for (name, value) in [
             ("job_timeout", self.job_timeout),
+            ("extract_timeout", self.extract_timeout),
             ("idle_poll", self.idle_poll),
             ("reap_interval", self.reap_interval),
             ("export_interval", self.export_interval),

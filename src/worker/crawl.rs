@@ -62,6 +62,19 @@ pub fn default_crawl_id<'a>(template_id: &str, urls: impl IntoIterator<Item = &'
 /// The keys a job's config may set (`_page`, the pagination counter, is the worker's own).
 pub const CONFIG_KEYS: [&str; 3] = ["timeout", "delay_range", "respect_robots"];
 
+/// The longest `timeout` a job's config may ask for, seconds (a day).
+pub const MAX_JOB_TIMEOUT: f64 = 86_400.0;
+
+/// Checks the settings a job's config carries, as submitting does (the coordinator, the
+/// Python API and the CLI), so a bad value is refused with the job instead of failing it
+/// later — or, like `{"timeout": 1e20}` did, panicking the worker's task. Blank is `{}`.
+pub fn check_config(config: &str) -> Result<(), String> {
+    if config.trim().is_empty() {
+        return Ok(());
+    }
+    JobSettings::of(config).map(|_| ())
+}
+
 /// Settings a job's config may carry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobSettings {
@@ -86,10 +99,15 @@ impl JobSettings {
         let timeout = match value.get("timeout") {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) => match n.as_f64() {
-                Some(seconds) if seconds > 0.0 && seconds.is_finite() => {
-                    Some(std::time::Duration::from_secs_f64(seconds))
+                Some(seconds) if seconds > 0.0 && seconds <= MAX_JOB_TIMEOUT => {
+                    std::time::Duration::try_from_secs_f64(seconds).ok()
                 }
-                _ => return Err(format!("config timeout {n} must be a positive number")),
+                _ => {
+                    return Err(format!(
+                        "config timeout {n} must be a positive number of seconds, at most \
+                         {MAX_JOB_TIMEOUT}"
+                    ));
+                }
             },
             Some(other) => {
                 return Err(format!(
@@ -97,11 +115,14 @@ impl JobSettings {
                 ));
             }
         };
-        let page = value
-            .get(PAGE_KEY)
-            .and_then(Value::as_u64)
-            .and_then(|p| u32::try_from(p).ok())
-            .unwrap_or(1);
+        let page = match value.get(PAGE_KEY) {
+            None | Some(Value::Null) => 1,
+            Some(number) => number
+                .as_u64()
+                .and_then(|p| u32::try_from(p).ok())
+                .filter(|p| *p >= 1)
+                .ok_or_else(|| format!("config {PAGE_KEY} {number} must be a page number >= 1"))?,
+        };
         let delay_range = match value.get("delay_range") {
             None | Some(Value::Null) => None,
             Some(range) => Some(delay_range(range)?),
@@ -323,6 +344,35 @@ mod tests {
                 .unwrap_err()
                 .contains("seconds")
         );
+    }
+
+    #[test]
+    fn hostile_configs_are_refused_without_a_panic() {
+        // 1e20 seconds made Duration::from_secs_f64 panic the job's task.
+        for bad in [
+            r#"{"timeout": 1e20}"#,
+            r#"{"timeout": 1.7976931348623157e308}"#,
+            r#"{"timeout": 86400.5}"#,
+            r#"{"timeout": 0}"#,
+            r#"{"timeout": -0.0}"#,
+            r#"{"_page": 0}"#,
+            r#"{"_page": -1}"#,
+            r#"{"_page": 1e12}"#,
+            r#"{"_page": "2"}"#,
+            r#"{"delay_range": [0, 1e300]}"#,
+            "[]",
+            "not json",
+        ] {
+            assert!(check_config(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "",
+            "  ",
+            "{}",
+            r#"{"timeout": 86400, "_page": 7, "anything": [1]}"#,
+        ] {
+            assert!(check_config(good).is_ok(), "{good}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::crawl::{self, JobSettings};
 use super::pool::{Claim, Worker};
+use crate::extract::{LimitError, Limits};
 use crate::fetch::{FetchError, FetchErrorKind, RequestOptions};
 use crate::queue::{Ack, FailOutcome, Feedback, Finished, Job, JobStatus};
 
@@ -121,10 +122,11 @@ impl Worker {
             .ok()
             .and_then(|s| s.timeout)
             .unwrap_or(self.config.job_timeout);
+        let deadline = started.checked_add(timeout);
         let work = async {
             let settings = settings.map_err(|e| Failure::permanent("config", e))?;
             self.warn_unknown_config(&settings.unknown);
-            self.work(&job, &settings).await
+            self.work(&job, &settings, deadline).await
         };
         let failure = match tokio::time::timeout(timeout, work).await {
             Ok(Ok((finished, items, dropped))) => {
@@ -134,6 +136,9 @@ impl Worker {
                     dropped,
                     started,
                 };
+                // Marked before it is sent: a heartbeat that finds the claim lost meanwhile
+                // leaves it to the finisher, which counts its one outcome.
+                self.hand_over(&(job.id.clone(), job.token));
                 if finish_tx.send(done).await.is_ok() {
                     guard.hand_over();
                 }
@@ -270,11 +275,14 @@ impl Worker {
         }
     }
 
-    /// Fetch, extract, discover: the job's result, or why not.
+    /// Fetch, extract, discover: the job's result, or why not. Extraction runs within the
+    /// page caps and stops by itself at the earlier of the job's deadline and
+    /// `extract_timeout` from its start (the job's timeout alone cannot stop a blocking task).
     async fn work(
         &self,
         job: &Job,
         settings: &JobSettings,
+        job_deadline: Option<Instant>,
     ) -> Result<(Finished, u64, u64), Failure> {
         let template = self
             .templates
@@ -311,8 +319,15 @@ impl Worker {
         let hook = self.hook.clone();
         let owned_job = job.clone();
         let page_number = settings.page;
+        let mut limits = Limits::within(self.config.extract_timeout);
+        limits.deadline = match (limits.deadline, job_deadline) {
+            (Some(own), Some(job)) => Some(own.min(job)),
+            (own, job) => own.or(job),
+        };
         let blocking = tokio::task::spawn_blocking(move || {
-            let (output, engine) = template.analyse_counted(&text, &final_url);
+            let (output, engine) = template
+                .analyse_within(&text, &final_url, &limits)
+                .map_err(|error| extraction_refused(&error))?;
             let discovered = crawl::discovered(&owned_job, &template, &output, page_number);
             let found = output.items.len();
             let mut records = Vec::with_capacity(found);
@@ -457,4 +472,11 @@ mod tests {
         assert_eq!(error_kind("Boom: x"), "other");
         assert_eq!(error_kind(""), "other");
     }
+}
+
+/// A page over its caps fails for good: the next worker would meet the same page. (When the
+/// job's own deadline stops extraction, the job's timeout has fired already and this failure
+/// is not the one recorded.)
+fn extraction_refused(error: &LimitError) -> Failure {
+    Failure::permanent(format!("extraction refused: {error}"))
 }

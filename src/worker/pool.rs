@@ -28,10 +28,12 @@ use crate::sink::JsonlSink;
 /// A claim the worker holds: the job's id and the fencing token of the claim.
 pub(super) type Claim = (String, u64);
 
-/// Whether a claim was held, and the task working on it (once spawned).
-enum Held {
-    Yes(Option<AbortHandle>),
-    No,
+/// A held claim: the task working on it (once spawned), and whether the task has handed
+/// its result to the finisher (which then settles the claim and counts its outcome).
+#[derive(Default)]
+struct Slot {
+    task: Option<AbortHandle>,
+    handed: bool,
 }
 
 /// How far a stop request goes.
@@ -58,7 +60,7 @@ pub struct Worker {
     pub(super) started: Instant,
     pub(super) stop: watch::Sender<Stop>,
     /// The claims held: a job's task (to stop it) once it is spawned.
-    held: Mutex<HashMap<Claim, Option<AbortHandle>>>,
+    held: Mutex<HashMap<Claim, Slot>>,
     /// Taken by a claim until its jobs are recorded as held, and by the heartbeat while it
     /// reads the held set and sends it.
     pub(super) claim_gate: tokio::sync::Mutex<()>,
@@ -281,7 +283,7 @@ impl Worker {
                 .metrics_addr
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner) = Some(bound);
-            tasks.push(handle.abort_handle());
+            tasks.push(handle);
         }
         // Registering with a new session takes the id over: an earlier run under this id
         // that was killed may still hold leases — they go back now instead of expiring.
@@ -535,7 +537,7 @@ impl Worker {
             .held
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert((job.id.clone(), job.token), None)
+            .insert((job.id.clone(), job.token), Slot::default())
             .is_none();
         if fresh {
             self.counters.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -552,7 +554,7 @@ impl Worker {
             .unwrap_or_else(PoisonError::into_inner)
             .get_mut(claim)
         {
-            Some(slot) => *slot = Some(task),
+            Some(slot) => slot.task = Some(task),
             None => task.abort(),
         }
     }
@@ -568,22 +570,19 @@ impl Worker {
     }
 
     /// Stops holding a claim (its job is settled, or dropped: if the job is still leased
-    /// under this worker's id, the next heartbeat gives it back). Returns its entry: whether
-    /// it was held, and the task working on it.
-    fn take(&self, claim: &Claim) -> Held {
+    /// under this worker's id, the next heartbeat gives it back); true when it was held.
+    fn take(&self, claim: &Claim) -> bool {
         let removed = self
             .held
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(claim);
-        match removed {
-            Some(task) => {
-                self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-                self.metrics.in_flight.dec();
-                Held::Yes(task)
-            }
-            None => Held::No,
+            .remove(claim)
+            .is_some();
+        if removed {
+            self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+            self.metrics.in_flight.dec();
         }
+        removed
     }
 
     /// Records that a call to the queue failed (see `queue_trouble`). Called before the
@@ -604,6 +603,19 @@ impl Worker {
             .is_some_and(|at| at.elapsed() < window)
     }
 
+    /// Records that the task of a held claim hands its result to the finisher: from now on
+    /// the finisher settles the claim and counts its one outcome (the heartbeat leaves it).
+    pub(super) fn hand_over(&self, claim: &Claim) {
+        if let Some(slot) = self
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_mut(claim)
+        {
+            slot.handed = true;
+        }
+    }
+
     /// Stops holding a claim whose job is settled or dropped.
     pub(super) fn let_go(&self, claim: &Claim) {
         self.take(claim);
@@ -612,15 +624,21 @@ impl Worker {
     /// Stops the job of a claim that is no longer ours and lets the claim go; true when the
     /// claim was held.
     pub(super) fn abandon(&self, claim: &Claim) -> bool {
-        match self.take(claim) {
-            Held::Yes(task) => {
-                if let Some(task) = task {
-                    task.abort();
-                }
-                true
+        let task = {
+            let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+            match held.get(claim) {
+                // With the finisher: it settles the claim and counts the outcome, once.
+                Some(slot) if slot.handed => return false,
+                Some(_) => held.remove(claim).and_then(|slot| slot.task),
+                None => return false,
             }
-            Held::No => false,
+        };
+        self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.in_flight.dec();
+        if let Some(task) = task {
+            task.abort();
         }
+        true
     }
 
     /// Nothing pending, delayed or leased is left (false when the queue cannot say: the

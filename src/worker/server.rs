@@ -1,5 +1,7 @@
 //! The worker's HTTP endpoints: `/metrics` (Prometheus), `/health` (the process is alive) and
-//! `/ready` (the queue answers), for scrapers and Kubernetes probes.
+//! `/ready` (the queue answers), for scrapers and Kubernetes probes. Served on the shared
+//! hardened listener ([`crate::http`]: header-read timeout, connection cap); `/ready` says
+//! whether the queue answered, never where the queue is (the details go to the log).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,25 +22,18 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 pub async fn serve(
     addr: SocketAddr,
     worker: Arc<Worker>,
-) -> WorkerResult<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| WorkerError::server(addr, &e))?;
-    let bound = listener
-        .local_addr()
-        .map_err(|e| WorkerError::server(addr, &e))?;
+) -> WorkerResult<(SocketAddr, tokio::task::AbortHandle)> {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .with_state(worker);
-    let handle = tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            tracing::error!(%error, "metrics server stopped");
-        }
-    });
+    let server = crate::http::serve(addr, app, crate::http::Limits::PROBES)
+        .await
+        .map_err(|e| WorkerError::server(addr, &e))?;
+    let bound = server.addr;
     tracing::info!(%bound, "metrics on http://{bound}/metrics");
-    Ok((bound, handle))
+    Ok((bound, server.abort_handle()))
 }
 
 async fn metrics(State(worker): State<Arc<Worker>>) -> impl IntoResponse {
@@ -54,14 +49,18 @@ async fn health() -> impl IntoResponse {
 
 async fn ready(State(worker): State<Arc<Worker>>) -> impl IntoResponse {
     match tokio::time::timeout(READY_TIMEOUT, worker.queue().stats()).await {
-        Ok(Ok(_)) => (StatusCode::OK, "ready\n".to_owned()),
-        Ok(Err(error)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("queue unavailable: {error}\n"),
-        ),
+        Ok(Ok(_)) => (StatusCode::OK, "ready\n"),
+        Ok(Err(error)) => {
+            // The error names the queue's host (and user): the log may see it, a prober not.
+            tracing::warn!(%error, "readiness: the queue failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: the queue failed\n",
+            )
+        }
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("queue did not answer within {READY_TIMEOUT:?}\n"),
+            "not ready: the queue did not answer in time\n",
         ),
     }
 }

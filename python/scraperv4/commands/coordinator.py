@@ -19,10 +19,13 @@ def add(commands: Any) -> None:
             "dashboard at /, a WebSocket of stats at /ws and cluster metrics at /metrics.\n"
             "Stateless: run as many as you like behind nginx against one Redis.\n\n"
             "Set SCRAPERV4_API_TOKEN (16+ characters; or SCRAPERV4_API_TOKEN_FILE, a mounted\n"
-            "secret) to require Authorization: Bearer <token> on every mutating route (and on\n"
-            "reads with --protect-reads).\n\n"
-            "example:\n"
-            "  SCRAPERV4_API_TOKEN=... scraperv4 coordinator --addr 0.0.0.0:8080"
+            "secret) to require Authorization: Bearer <token> on every route but the health\n"
+            "probe, /metrics and the page (reads too, unless --no-protect-reads). Without a\n"
+            "token it only listens on a loopback address (--insecure-no-auth overrides).\n"
+            "See docs/security.md.\n\n"
+            "examples:\n"
+            "  SCRAPERV4_API_TOKEN=... scraperv4 coordinator --addr 0.0.0.0:8080\n"
+            "  scraperv4 coordinator --addr 127.0.0.1:8080      # no token: this machine only"
         ),
     )
     add_setting_flags(command, CoordinatorSettings)

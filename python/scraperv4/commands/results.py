@@ -40,7 +40,8 @@ def add(commands: Any) -> None:
             "Parquet, the output is written whole each time.\n\n"
             "CSV cells that a spreadsheet would run as a formula (text starting with =, +,\n"
             "-, @, a tab or a carriage return, other than a plain number) get a leading '\n"
-            "so that opening the file in Excel or LibreOffice cannot run them."
+            "so that opening the file in Excel or LibreOffice cannot run them (CSV\n"
+            "injection: scraped text is the site's, not yours)."
         ),
     )
     export.add_argument(

@@ -186,8 +186,9 @@ class DistributedMetricsCollector:
         """The Prometheus text exposition of the latest snapshot."""
         return self._native.render()
 
-    def serve_metrics(self, addr: str = "0.0.0.0:9200") -> str:
-        """Serve ``/metrics`` on ``addr`` (port 0 picks one); returns ``host:port``."""
+    def serve_metrics(self, addr: str = "127.0.0.1:9200") -> str:
+        """Serve ``/metrics`` on ``addr`` (port 0 picks one); returns ``host:port``. The
+        default is this machine only; ``0.0.0.0:9200`` serves every interface."""
         return self._native.serve(addr)
 
     def stop_serving(self) -> None:

@@ -27,13 +27,16 @@ def masked(spec: SettingSpec, value: Any) -> str:
         return _render(value)
     text = str(value)
     if "://" in text:
-        return re.sub(r"(://)([^/@]*)@", lambda m: m.group(1) + _hide(m.group(2)) + "@", text)
+        # Everything between :// and the last @: a password may hold / ? # or @.
+        return re.sub(r"(://)(.*)@", lambda m: m.group(1) + _hide(m.group(2)) + "@", text, count=1)
     return "***"
 
 
 def _hide(userinfo: str) -> str:
     user, sep, _ = userinfo.partition(":")
-    return f"{user}:***" if sep else "***"
+    # A plain user name is kept (app:***); one that looks like part of a password is not.
+    plain = user and not any(c in user for c in "/?#@%")
+    return f"{user}:***" if sep and plain else "***"
 
 
 def show_rows(settings: Settings) -> list[dict[str, str]]:

@@ -265,7 +265,9 @@ class FetchSection(Settings):
     allow_private_networks: bool = setting(
         False,
         "Fetch private, loopback and link-local addresses too (an intranet or local site); "
-        "off, the SSRF guard refuses them.",
+        "off, the SSRF guard refuses them. Cloud metadata addresses (169.254.0.0/16, "
+        "fd00:ec2::/32, 100.100.100.200, 192.0.0.192) stay refused unless allowed_networks "
+        "names them.",
     )
     allowed_networks: Annotated[StrList, AfterValidator(_networks)] = setting(
         [],
@@ -297,12 +299,28 @@ class FetchSection(Settings):
         metavar="FILE",
     )
     headers: Headers = setting(
-        {}, "Extra request headers.", accepted='a JSON object: {"Name": "value"}', metavar="JSON"
+        {},
+        "Extra request headers (Authorization, Cookie, ...), sent only to the origin a fetch "
+        "starts at: never to another origin a redirect leads to, nor to robots.txt.",
+        accepted='a JSON object: {"Name": "value"}',
+        metavar="JSON",
+    )
+    header_origins: StrList = setting(
+        [],
+        "Origins the headers may be sent to (https://api.example.com); empty: the origin of "
+        "each URL fetched.",
+        accepted="origins, comma-separated or a JSON array",
+        metavar="ORIGINS",
     )
     cookies: bool = setting(False, "Keep cookies between requests of one worker.")
     connect_timeout: Seconds = setting(10.0, "Seconds to establish a connection.", gt=0)
     read_timeout: Seconds = setting(30.0, "Seconds allowed between two reads.", gt=0)
-    total_timeout: Seconds = setting(60.0, "Seconds for a whole request, body included.", gt=0)
+    total_timeout: Seconds = setting(
+        60.0,
+        "Seconds for a whole request, redirects and body included, counted from when it may be "
+        "sent (politeness waits and queueing for a fetch permit are not counted).",
+        gt=0,
+    )
     max_redirects: int = setting(10, "Redirects followed at most.", ge=0, le=100)
     max_body_bytes: int = setting(
         10485760, "Largest page accepted, bytes after decompression.", ge=1
@@ -359,6 +377,7 @@ class PolitenessSection(Settings):
             user_agent=self.user_agent,
             proxy=self.proxy,
             headers=dict(self.headers),
+            header_origins=list(self.header_origins),
             cookies=self.cookies,
             max_body_bytes=self.max_body_bytes,
             max_decompression_ratio=self.max_decompression_ratio,
@@ -414,8 +433,9 @@ class MetricsSection(Settings):
     SECTION = "metrics"
 
     metrics_addr: Address = setting(
-        "0.0.0.0:9100",
-        "Serve /metrics (and a worker's /health and /ready) on this address; off: no server.",
+        "127.0.0.1:9100",
+        "Serve /metrics (and a worker's /health and /ready) on this address; off: no server. "
+        "In a container, 0.0.0.0:9100 lets Prometheus and the probes reach it.",
         accepted="IP:PORT (port 0: any free port) or off",
         metavar="ADDR",
     )
@@ -479,6 +499,12 @@ class WorkerSettings(
     job_timeout: Seconds = setting(
         3600.0, "Longest seconds for one job unless its config says timeout.", gt=0
     )
+    extract_timeout: Seconds = setting(
+        60.0,
+        "Longest seconds extracting one page may take; a page over it (or over the per-page "
+        "caps on items, links and output) fails for good.",
+        gt=0,
+    )
     idle_poll: Seconds = setting(0.5, "Longest wait between claims on an empty queue.", gt=0)
     exit_when_done: bool = setting(
         False, "Exit once the queue has nothing pending, retrying or leased."
@@ -522,23 +548,48 @@ class CoordinatorSettings(QueueSection, LoggingSection):
     )
     api_token: Optional[str] = setting(
         None,
-        "Bearer token required on every mutating route (and on reads with protect_reads).",
+        "Bearer token required on every mutating route (and on reads with protect_reads). "
+        "Without one the coordinator listens on a loopback address only (see insecure_no_auth).",
         accepted="at least 16 characters",
         secret=True,
         min_length=16,
     )
-    protect_reads: bool = setting(False, "Require the token for reads too.")
+    protect_reads: bool = setting(
+        True,
+        "With a token, require it for reads too (all but /api/health, /metrics, "
+        "/api/openapi.json and the dashboard page).",
+    )
+    insecure_no_auth: bool = setting(
+        False,
+        "Serve without a token on a non-loopback address anyway: anyone who reaches it can "
+        "submit jobs and drain workers.",
+    )
+    allowed_hosts: StrList = setting(
+        [],
+        "Host names the Host header may carry besides IP addresses and localhost (DNS "
+        "rebinding); empty: any name when a token is set, none without one.",
+        accepted="host names, comma-separated or a JSON array (the flag repeats)",
+        flags=("--allowed-host",),
+        metavar="HOST",
+    )
     cors_origins: StrList = setting(
         [],
-        "Origins allowed to call the API from a browser.",
+        "Origins allowed to call the API from a browser (and to write and open /ws).",
         accepted="origins, comma-separated or a JSON array (the flag repeats)",
         flags=("--cors-origin",),
         metavar="ORIGIN",
     )
-    body_limit: int = setting(1048576, "Largest request body, bytes.", ge=1)
+    body_limit: int = setting(1048576, "Largest request body, bytes.", ge=1024)
     request_timeout: Seconds = setting(30.0, "Longest request, seconds.", gt=0)
     header_timeout: Seconds = setting(
         10.0, "Longest time a client may take to send its request headers.", gt=0
+    )
+    max_connections: int = setting(1024, "Most connections open at once (/ws apart).", ge=1)
+    ws_max_connections: int = setting(64, "Most /ws connections open at once.", ge=1)
+    ws_idle_timeout: Seconds = setting(
+        60.0,
+        "Seconds a /ws client may stay silent (it is pinged every third of it) or not read.",
+        ge=0.3,
     )
     stats_interval: Seconds = setting(1.0, "Seconds between the stats pushed on /ws.", gt=0)
 
@@ -644,7 +695,7 @@ class AutoscalerSettings(QueueSection, MetricsSection, LoggingSection):
         True, "Local executor: no scale-up while this machine is past its resource thresholds."
     )
     metrics_addr: Address = FieldInfo.merge_field_infos(  # type: ignore[assignment]
-        MetricsSection.model_fields["metrics_addr"], default="0.0.0.0:9200"
+        MetricsSection.model_fields["metrics_addr"], default="127.0.0.1:9200"
     )
 
     def scaling_rules(self) -> dict[str, Any]:

@@ -48,11 +48,19 @@ pub enum Fallback {
     LeadingNewline,
     /// A token the builder did not expect in its state.
     Unexpected,
+    /// Not a fallback: elements nested deeper than [`MAX_DEPTH`]. Building such a tree
+    /// costs time quadratic in its depth in either engine (every start tag searches the
+    /// open elements), so the page is refused instead ([`super::LimitError::Depth`]).
+    TooDeep,
 }
+
+/// The deepest nesting of open elements a page may have (browsers' parsers stop nesting at
+/// 512; real pages stay far below).
+pub const MAX_DEPTH: usize = 1024;
 
 impl Fallback {
     /// Every reason, in a fixed order.
-    pub const ALL: [Fallback; 12] = [
+    pub const ALL: [Fallback; 13] = [
         Self::MisnestedFormatting,
         Self::FosterParenting,
         Self::Template,
@@ -65,6 +73,7 @@ impl Fallback {
         Self::ByteOrderMark,
         Self::LeadingNewline,
         Self::Unexpected,
+        Self::TooDeep,
     ];
 
     /// The reason's name (a metric label).
@@ -82,6 +91,7 @@ impl Fallback {
             Self::ByteOrderMark => "byte_order_mark",
             Self::LeadingNewline => "leading_newline",
             Self::Unexpected => "unexpected",
+            Self::TooDeep => "too_deep",
         }
     }
 }

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -65,13 +65,20 @@ const FINISH_CHUNK: usize = 200;
 /// Jobs deleted per status and script call by `purge` (a script blocks Redis while it runs).
 const PURGE_CHUNK: usize = 1000;
 
+/// A pooled blocking connection unused for this long is checked (PING) before a script is
+/// sent on it.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+/// The scripts that only read (by operation name): safe to send again.
+const READ_ONLY_SCRIPTS: &[&str] = &["stats", "list", "domains"];
+
 /// The Redis-backed queue.
 pub struct RedisQueue {
     /// Multiplexed, reconnecting connection for async callers.
     connection: ConnectionManager,
     /// Blocking connections for callers that wait anyway (the sync Python API): a round trip
     /// without hand-offs between threads. Opened on demand, dropped on any I/O error.
-    blocking: std::sync::Mutex<Vec<redis::Connection>>,
+    blocking: std::sync::Mutex<Vec<(redis::Connection, Instant)>>,
     client: redis::Client,
     options: QueueOptions,
     /// `<prefix>:{<name>}`.
@@ -237,18 +244,37 @@ impl RedisQueue {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .pop();
-        let mut connection = match pooled {
-            Some(connection) => connection,
-            None => self.open_blocking(operation)?,
+        // A connection idle for a while may have been closed by the server (a restart): a
+        // PING finds out before a script is sent on it, so the script is sent once, on a
+        // connection that works (a script failing on a dead connection cannot be sent
+        // again: it may have run).
+        let (mut connection, reused) = match pooled {
+            Some((mut connection, used)) if used.elapsed() >= IDLE_CHECK => {
+                match redis::cmd("PING").query::<String>(&mut connection) {
+                    Ok(_) => (connection, true),
+                    Err(_) => (self.open_blocking(operation)?, false),
+                }
+            }
+            Some((connection, _)) => (connection, true),
+            None => (self.open_blocking(operation)?, false),
         };
-        let outcome = invocation.invoke::<T>(&mut connection);
+        let mut outcome = invocation.invoke::<T>(&mut connection);
+        // A read that met a pooled connection the server had closed is sent once more on a
+        // fresh one (as `query` does for commands): running it twice changes nothing.
+        if reused
+            && READ_ONLY_SCRIPTS.contains(&operation)
+            && matches!(&outcome, Err(e) if e.is_connection_dropped() || e.is_io_error())
+        {
+            connection = self.open_blocking(operation)?;
+            outcome = invocation.invoke::<T>(&mut connection);
+        }
         drop(held);
         match outcome {
             Ok(value) => {
                 self.blocking
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .push(connection);
+                    .push((connection, Instant::now()));
                 Ok(value)
             }
             // Not returned to the pool: the next call opens a fresh connection.

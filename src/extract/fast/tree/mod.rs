@@ -30,10 +30,10 @@ mod text;
 
 use std::borrow::Cow;
 
-use super::Fallback;
 use super::node::{Attr, Data, Document};
 use super::tags::{AttrNs, Ns, Tag, foreign_attribute, svg_attribute_name};
 use super::tokenizer::{Quirks, Token, Tokenizer};
+use super::{Fallback, MAX_DEPTH};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -100,7 +100,10 @@ pub(crate) fn build(html: &str) -> Result<Document<'_>, Fallback> {
                 };
                 builder.text(text)?;
             }
-            Token::Start { name, self_closing } => builder.start(&name, self_closing)?,
+            Token::Start { name, self_closing } => {
+                builder.start(&name, self_closing)?;
+                builder.check_depth()?;
+            }
             Token::End { name } => builder.end(&name)?,
             Token::Comment => {}
             Token::Doctype(quirks) => {
@@ -229,6 +232,14 @@ impl<'a> Builder<'a> {
             self.stack.push(index);
         }
         index
+    }
+
+    /// [`MAX_DEPTH`] open elements at most.
+    fn check_depth(&self) -> Result<(), Fallback> {
+        if self.stack.len() > MAX_DEPTH {
+            return Err(Fallback::TooDeep);
+        }
+        Ok(())
     }
 
     /// Moves the current start tag's attributes into the document (adjusted for `ns`).
