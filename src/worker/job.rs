@@ -456,6 +456,13 @@ impl Worker {
     }
 }
 
+/// A page over its caps fails for good: the next worker would meet the same page. (When the
+/// job's own deadline stops extraction, the job's timeout has fired already and this failure
+/// is not the one recorded.)
+fn extraction_refused(error: &LimitError) -> Failure {
+    Failure::permanent("extract", format!("extraction refused: {error}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,11 +479,4 @@ mod tests {
         assert_eq!(error_kind("Boom: x"), "other");
         assert_eq!(error_kind(""), "other");
     }
-}
-
-/// A page over its caps fails for good: the next worker would meet the same page. (When the
-/// job's own deadline stops extraction, the job's timeout has fired already and this failure
-/// is not the one recorded.)
-fn extraction_refused(error: &LimitError) -> Failure {
-    Failure::permanent(format!("extraction refused: {error}"))
 }
