@@ -440,18 +440,19 @@ def test_stop_lets_an_in_flight_request_finish(redis_server: Any) -> None:
 
 def test_the_access_log_has_a_line_per_request_with_its_id(redis_url: str, tmp_path: Path) -> None:
     """`scraperv4 coordinator --log-level info` as a user runs it: a line per request with the
-    client, the request, the status, the size, the time and an id that the answer carries
-    back (a proxy's id is kept); refusals are warnings (shown at the default level), probes
-    that succeed are not at info, and a token in a query never reaches the log."""
+    client, the request, the status, the time and an id that the answer carries back (a
+    proxy's id is kept); refusals are warnings (shown at the default level), probes that
+    succeed are not at info, and a token in a query never reaches the log."""
     port = free_port()
     log = tmp_path / "coordinator.log"
     process = _coordinator_process(redis_url, port, log, "--log-level", "info")
     base = f"http://127.0.0.1:{port}"
     try:
-        status, _, refused = call(base, "POST", "/api/scraping/start", {"target_url": "x"})
+        status, _, refused = call(base, "GET", "/api/queue/stats", token=None)
         assert status == 401
         request = urllib.request.Request(  # noqa: S310
-            f"{base}/api/jobs?status=failed&limit=5", headers={"X-Request-Id": "proxy-id-42"}
+            f"{base}/api/jobs?status=failed&limit=5",
+            headers={"X-Request-Id": "proxy-id-42", "Authorization": f"Bearer {TOKEN}"},
         )
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             assert response.status == 200
@@ -465,15 +466,15 @@ def test_the_access_log_has_a_line_per_request_with_its_id(redis_url: str, tmp_p
             process.kill()
             process.wait(timeout=10)
     lines = log.read_text().splitlines()
-    access = [line for line in lines if " scraperv4.access: " in line]
+    access = [line for line in lines if " scraperv4.coordinator.access: " in line]
     refused_id = refused["x-request-id"]
     assert len(refused_id) == 32 and all(c in "0123456789abcdef" for c in refused_id), refused
     (unauthorized,) = [line for line in access if f"id={refused_id}" in line]
-    assert " WARNING scraperv4.access: 127.0.0.1:" in unauthorized, unauthorized
-    assert '"POST /api/scraping/start HTTP/1.1" 401 ' in unauthorized, unauthorized
-    (listed,) = [line for line in access if line.endswith(" id=proxy-id-42")]
-    assert " INFO " in listed and '"GET /api/jobs?status=failed&limit=5 HTTP/1.1" 200 ' in listed
-    assert any('"GET /ws?token=<hidden> HTTP/1.1" 101 ' in line for line in access), access
+    assert " WARNING scraperv4.coordinator.access: 127.0.0.1:" in unauthorized, unauthorized
+    assert " GET /api/queue/stats 401 " in unauthorized, unauthorized
+    (listed,) = [line for line in access if "id=proxy-id-42" in line]
+    assert " INFO " in listed and " GET /api/jobs 200 " in listed, listed
+    assert any(" GET /ws 101 " in line for line in access), access
     assert not any("/api/health" in line for line in access), "probes stay at debug"
     assert TOKEN not in log.read_text()
 

@@ -187,9 +187,10 @@ def test_every_answer_carries_security_headers_and_a_request_id(
     tokened: tuple[str, JobQueue], caplog: pytest.LogCaptureFixture
 ) -> None:
     base, _ = tokened
-    scraperv4.set_log_level("info")  # also resets pyo3-log's cache of logger levels
+    # Debug: successful probes are logged at debug only.
+    scraperv4.set_log_level("debug")  # also resets pyo3-log's cache of logger levels
     try:
-        with caplog.at_level("INFO", logger="scraperv4"):
+        with caplog.at_level("DEBUG", logger="scraperv4"):
             exchange_with_headers(base)
     finally:
         scraperv4.set_log_level("warning")

@@ -19,7 +19,7 @@ from typing import Any, Optional
 import pytest
 
 from scraperv4.demo import TEMPLATE_PATH, DemoSite
-from scraperv4.exceptions import ConfigError, WorkerError
+from scraperv4.exceptions import ConfigError, InvalidJobError, WorkerError
 from scraperv4.extract import Template
 from scraperv4.fetch import FetchConfig
 from scraperv4.queue import JobQueue
@@ -500,10 +500,12 @@ def test_a_jobs_config_overrides_politeness_and_robots() -> None:
              "depth": 2, "config": {"delay_range": [0.25, 0.25], "respect_robots": False}}
             for i in range(1, 5)
         )  # fmt: skip
-        queue.submit(
-            {"id": "bad", "template_id": "demo-products", "target_url": f"{base}/product/5",
-             "config": {"delay_range": [3, 1]}}
-        )  # fmt: skip
+        # A wrong config is refused when submitted, naming the setting (issue #15).
+        with pytest.raises(InvalidJobError, match="delay_range"):
+            queue.submit(
+                {"id": "bad", "template_id": "demo-products", "target_url": f"{base}/product/5",
+                 "config": {"delay_range": [3, 1]}}
+            )  # fmt: skip
         started = time.monotonic()
         progress = Worker(
             queue, worker_id="polite", templates=[template], fetch=LOCAL, concurrency=4,
@@ -514,6 +516,4 @@ def test_a_jobs_config_overrides_politeness_and_robots() -> None:
         assert site.hits["/product/5"] == 0, "a job with a wrong config is not fetched"
     assert progress["completed"] == 4
     assert took >= 0.75, "four requests to one host 0.25 s apart"
-    bad = queue.get("bad")
-    assert bad is not None and bad.status.value == "failed" and bad.retry_count == 0
-    assert "delay_range" in (bad.error or "")
+    assert queue.get("bad") is None
