@@ -102,8 +102,8 @@ def test_every_job_failure_kind_is_stored_as_one_readable_line() -> None:
     # refused when submitted (issue #15), so only a queue written by an older client holds
     # one.
     assert set(_core.FAILURE_KINDS) - set(jobs) == {"extract", "config"}
+    bad = {"id": "config", "target_url": "http://127.0.0.1:9/", "config": {"timeout": "soon"}}
     with pytest.raises(InvalidJobError, match="timeout"):
-        bad = {"id": "config", "target_url": "http://127.0.0.1:9/", "config": {"timeout": "soon"}}
         queue.submit(bad)
 
 
