@@ -782,13 +782,12 @@ pub(super) fn runnable(tx: &rusqlite::Transaction<'_>, ctx: &Ctx) -> QueueResult
         if wait > 0 {
             waiting_keys += 1;
         }
-        if delay > 0 {
-            slots = slots.min(((horizon - wait).max(0) / delay + 1).max(0));
-            if wait > horizon {
-                slots = 0;
-            }
-        } else if wait > horizon {
+        // Requests at wait, wait + delay, ... within [now, now + horizon): a key limited to
+        // one a second adds horizon / 1 s, not one more.
+        if wait >= horizon {
             slots = 0;
+        } else if delay > 0 {
+            slots = slots.min((horizon - wait + delay - 1) / delay);
         }
         total += slots;
     }

@@ -19,8 +19,10 @@ local function slots(k)
   local delay = key_delay(d, now)
   if delay > 0 then
     local wait = math.max(0, ready_at(d) - now)
-    n = math.min(n, math.max(0, math.floor((horizon - wait) / delay) + 1))
-  elseif ready_at(d) > now + horizon then
+    -- Requests at wait, wait + delay, ... within [now, now + horizon): a key limited to one
+    -- a second adds horizon / 1 s, not one more.
+    n = math.min(n, math.max(0, math.ceil((horizon - wait) / delay)))
+  elseif ready_at(d) >= now + horizon then
     n = 0
   end
   return n
