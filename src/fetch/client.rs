@@ -67,6 +67,13 @@ pub struct RequestOptions {
     /// refused at once ([`FetchErrorKind::Paced`]) — a worker of a queue gives such a job
     /// back, and the queue holds the delay for the whole fleet.
     pub wait_for_crawl_delay: Option<bool>,
+    /// Whether the queue paced this request's job (its claim held a slot of the job's
+    /// politeness key; default yes). No, with `wait_for_crawl_delay` no: a first request to a
+    /// host whose robots.txt asks for a `Crawl-delay` is refused ([`FetchErrorKind::Paced`])
+    /// — the fleet does not know the delay yet; the worker hands it to the queue and gives
+    /// the job back, and from then on the queue paces the key. Without this, every worker's
+    /// first request to such a host went out at once.
+    pub queue_paced: Option<bool>,
 }
 
 /// Politeness state of one host.
@@ -572,6 +579,16 @@ impl Fetcher {
         }
         if delay <= 0.0 && crawl_delay <= 0.0 {
             return Ok(());
+        }
+        if !wait_for_crawl_delay && crawl_delay > 0.0 && !options.queue_paced.unwrap_or(true) {
+            return Err(FetchError::new(
+                FetchErrorKind::Paced,
+                url.as_str(),
+                format!(
+                    "robots.txt asks for {crawl_delay} s between requests to this host and the \
+                     fleet does not pace it yet: not sent"
+                ),
+            ));
         }
         let mut next = gate.next_slot.lock().await;
         let now = Instant::now();

@@ -129,6 +129,11 @@ pub struct Job {
     /// The key the queue paces this job's requests by (see [`super::politeness`]); empty
     /// for a job stored before keys existed.
     pub politeness_key: String,
+    /// Whether this claim holds a slot of its politeness key (the queue paced it: the key's
+    /// delay and in-flight limit were applied). False for a key that needed no pacing when
+    /// claimed — the worker must not send a request robots.txt asks to space out before the
+    /// queue knows that (see `RequestOptions::queue_paced`).
+    pub paced: bool,
 }
 
 /// What a caller submits.

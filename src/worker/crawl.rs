@@ -147,8 +147,7 @@ impl JobSettings {
             request: RequestOptions {
                 delay_range,
                 respect_robots,
-                retry_throttled: None,
-                wait_for_crawl_delay: None,
+                ..RequestOptions::default()
             },
             unknown,
         })
@@ -270,6 +269,7 @@ mod tests {
             depth,
             parent_id: None,
             politeness_key: "127.0.0.1".to_owned(),
+            paced: false,
         }
     }
 

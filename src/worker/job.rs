@@ -248,6 +248,7 @@ impl Worker {
             .set_crawl_delay(&job.politeness_key, delay, ttl)
             .await
         {
+            self.crawl_delays.forget(&job.politeness_key);
             tracing::warn!(key = job.politeness_key, %error, "could not share a Crawl-delay");
         }
     }
@@ -294,6 +295,8 @@ impl Worker {
         let request = RequestOptions {
             retry_throttled: Some(false),
             wait_for_crawl_delay: Some(false),
+            // A job without a key (nothing to pace it by) is never held back for this.
+            queue_paced: Some(job.paced || job.politeness_key.is_empty()),
             ..settings.request
         };
         let fetched = self.fetcher.fetch_with(&job.target_url, request).await;

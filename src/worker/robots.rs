@@ -56,4 +56,13 @@ impl CrawlDelays {
         }
         due
     }
+
+    /// Forgets that `key`'s delay was sent (the queue did not take it): the next job of the
+    /// key sends it again.
+    pub(crate) fn forget(&self, key: &str) {
+        self.sent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(key);
+    }
 }

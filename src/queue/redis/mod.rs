@@ -997,7 +997,7 @@ fn ack(code: i64, id: &str, status: &str, token: u64) -> QueueResult<Ack> {
 
 /// The fields of a job's hash in the order scripts return them (after the id); keep in step
 /// with `FIELDS` in `lua/prelude.lua`.
-const JOB_FIELDS: [&str; 16] = [
+const JOB_FIELDS: [&str; 17] = [
     "spec",
     "status",
     "attempt",
@@ -1014,6 +1014,7 @@ const JOB_FIELDS: [&str; 16] = [
     "token",
     "lease_expiries",
     "pkey",
+    "ikey",
 ];
 
 /// The immutable part of a job, stored as one JSON field.
@@ -1123,6 +1124,7 @@ fn job_from_values(values: Vec<Option<String>>) -> QueueResult<Job> {
             token: number(next(), "token")?.unwrap_or(0),
             lease_expiries: number(next(), "lease_expiries")?.unwrap_or(0),
             politeness_key: next().unwrap_or_default(),
+            paced: next().is_some_and(|key| !key.is_empty()),
             crawl_id: spec.crawl_id,
             depth: spec.depth,
             parent_id: spec.parent_id,

@@ -142,7 +142,7 @@ CREATE TABLE IF NOT EXISTS workers (
 const JOB_COLUMNS: &str = "id, name, template_id, target_url, config, priority, status, \
     assigned_worker, created_at, started_at, completed_at, retry_count, max_retries, result, \
     error, attempt, lease_deadline, not_before, crawl_id, depth, parent_id, token, \
-    lease_expiries, pkey";
+    lease_expiries, pkey, ikey";
 
 /// Columns added after the first release, for databases created before them.
 const MIGRATIONS: [(&str, &str, &str); 9] = [
@@ -1610,6 +1610,9 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<QueueResult<Job>> {
             token: row.get(21)?,
             lease_expiries: row.get(22)?,
             politeness_key: row.get(23)?,
+            paced: row
+                .get::<_, Option<String>>(24)?
+                .is_some_and(|key| !key.is_empty()),
         })
     })();
     Ok(job.map_err(|e| QueueError::CorruptJob {

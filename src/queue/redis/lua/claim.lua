@@ -85,6 +85,7 @@ local function take(id, job, ikey)
     held[#held + 1] = id
     job[3], job[4], job[7], job[9], job[11] = claimed_status, attempt, worker, started, deadline
     job[15] = fence
+    job[18] = ikey or ''
     jobs[#jobs + 1] = job
     return true
   elseif status == 'pending' then

@@ -21,7 +21,7 @@ local function job_key(id) return base .. ':job:' .. id end
 -- this order (the Rust side decodes by position: keep `JOB_FIELDS` in redis/mod.rs in step).
 local FIELDS = {'spec', 'status', 'attempt', 'max_retries', 'retry_count', 'assigned_worker',
   'created_at', 'started_at', 'completed_at', 'lease_deadline', 'not_before', 'error', 'result',
-  'token', 'lease_expiries', 'pkey'}
+  'token', 'lease_expiries', 'pkey', 'ikey'}
 -- The job as returned to the client: its id, then the FIELDS values.
 local function read_job(id)
   local values = redis.call('HMGET', job_key(id), unpack(FIELDS))
