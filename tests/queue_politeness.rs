@@ -52,12 +52,23 @@ fn options() -> QueueOptions {
     }
 }
 
-/// Every scenario, each on a fresh queue from `open`.
-async fn scenarios<F, Fut>(open: F)
+/// Opens a fresh queue with the given settings (on one backend).
+trait OpenQueue {
+    fn open(&self, options: QueueOptions) -> impl std::future::Future<Output = JobQueue>;
+}
+
+impl<F, Fut> OpenQueue for F
 where
     F: Fn(QueueOptions) -> Fut,
     Fut: std::future::Future<Output = JobQueue>,
 {
+    fn open(&self, options: QueueOptions) -> impl std::future::Future<Output = JobQueue> {
+        self(options)
+    }
+}
+
+/// Every scenario, each on a fresh queue from `open`.
+async fn scenarios(open: impl OpenQueue) {
     a_delay_gives_one_job_per_slot(&open).await;
     no_head_of_line_blocking(&open).await;
     parked_keys_move_their_shared_jobs(&open).await;
@@ -75,19 +86,16 @@ where
     the_longest_crawl_delay_of_a_key_holds(&open).await;
 }
 
-async fn retries_not_due_do_not_hide_ready_keys<F, Fut>(open: &F)
-where
-    F: Fn(QueueOptions) -> Fut,
-    Fut: std::future::Future<Output = JobQueue>,
-{
+async fn retries_not_due_do_not_hide_ready_keys(open: &impl OpenQueue) {
     // A key whose best job is a retry due in a minute must not take the place of a ready
     // key with work (SQLite ranked keys by their best job, due or not, and looked at
     // `limit` of them: a claim of one job found nothing).
-    let queue = open(QueueOptions {
-        retry_base: Duration::from_secs(60),
-        ..options()
-    })
-    .await;
+    let queue = open
+        .open(QueueOptions {
+            retry_base: Duration::from_secs(60),
+            ..options()
+        })
+        .await;
     for host in ["127.0.0.30", "127.0.0.31"] {
         queue
             .set_domain(host, Change::Keep, Change::Set(5))
@@ -108,15 +116,11 @@ where
     assert_eq!(next[0].id, "b0");
 }
 
-async fn a_key_parked_after_its_jobs_were_queued_is_not_runnable<F, Fut>(open: &F)
-where
-    F: Fn(QueueOptions) -> Fut,
-    Fut: std::future::Future<Output = JobQueue>,
-{
+async fn a_key_parked_after_its_jobs_were_queued_is_not_runnable(open: &impl OpenQueue) {
     // 3,000 jobs queued for a key with no policy, then the key limited to one request a
     // second: `runnable` (what the autoscaler scales on) counts what the key lets through
     // within the horizon, not its backlog — also before any claim has met its jobs.
-    let queue = open(options()).await;
+    let queue = open.open(options()).await;
     queue
         .submit(jobs("r", "127.0.0.32", 3000, 0))
         .await
@@ -137,14 +141,10 @@ where
     assert_eq!(info.waiting, 3000, "{info:?}");
 }
 
-async fn a_large_claim_from_one_key<F, Fut>(open: &F)
-where
-    F: Fn(QueueOptions) -> Fut,
-    Fut: std::future::Future<Output = JobQueue>,
-{
+async fn a_large_claim_from_one_key(open: &impl OpenQueue) {
     // One claim taking 9,000 jobs of one key (Redis: more values than a Lua unpack() takes,
     // which failed the script half-way, after it had leased the jobs taken before).
-    let queue = open(options()).await;
+    let queue = open.open(options()).await;
     queue
         .set_domain("127.0.0.33", Change::Keep, Change::Set(100_000))
         .await
@@ -166,14 +166,10 @@ where
     assert_eq!((info.inflight, info.waiting), (9000, 0), "{info:?}");
 }
 
-async fn a_shorter_delay_brings_the_next_slot_forward<F, Fut>(open: &F)
-where
-    F: Fn(QueueOptions) -> Fut,
-    Fut: std::future::Future<Output = JobQueue>,
-{
+async fn a_shorter_delay_brings_the_next_slot_forward(open: &impl OpenQueue) {
     // A key set to an hour by mistake and set back is not left waiting the hour; a delay
     // over a day is refused.
-    let queue = open(options()).await;
+    let queue = open.open(options()).await;
     let hour = Change::Set(Duration::from_secs(3600));
     queue
         .set_domain("127.0.0.35", hour, Change::Keep)
@@ -195,14 +191,10 @@ where
     assert!(error.to_string().contains("at most a day"), "{error}");
 }
 
-async fn the_longest_crawl_delay_of_a_key_holds<F, Fut>(open: &F)
-where
-    F: Fn(QueueOptions) -> Fut,
-    Fut: std::future::Future<Output = JobQueue>,
-{
+async fn the_longest_crawl_delay_of_a_key_holds(open: &impl OpenQueue) {
     // Two hosts of one registrable domain ask for 10 s and 1 s: the key keeps 10 s (the
     // last writer used to win, breaking the first host's robots.txt).
-    let queue = open(options()).await;
+    let queue = open.open(options()).await;
     let ttl = Duration::from_secs(600);
     for delay in [10, 1] {
         queue
@@ -214,13 +206,9 @@ where
     assert_eq!(info.crawl_delay_ms, 10_000, "{info:?}");
 }
 
-async fn a_delay_gives_one_job_per_slot<F, Fut>(open: &F)
-where
-    F: Fn(QueueOptions) -> Fut,
-    Fut: std::future::Future<Output = JobQueue>,
-{
+async fn a_delay_gives_one_job_per_slot(open: &impl OpenQueue) {
     // A key with a delay gives one job per claim and says when the next one is due.
-    let queue = open(options()).await;
+    let queue = open.open(options()).await;
     queue
         .set_domain(
             "127.0.0.2",
@@ -250,13 +238,9 @@ where
     assert!(info.parked);
 }
 
-async fn no_head_of_line_blocking<F, Fut>(open: &F)
-where
-    F: Fn(QueueOptions) -> Fut,
-    Fut: std::future::Future<Output = JobQueue>,
-{
+async fn no_head_of_line_blocking(open: &impl OpenQueue) {
     // No head-of-line blocking: a throttled key's 200 better jobs do not hide another key's.
-    let queue = open(options()).await;
+    let queue = open.open(options()).await;
     queue
         .set_domain(
             "127.0.0.3",
@@ -277,13 +261,9 @@ where
     );
 }
 
-async fn parked_keys_move_their_shared_jobs<F, Fut>(open: &F)
-where
-    F: Fn(QueueOptions) -> Fut,
-    Fut: std::future::Future<Output = JobQueue>,
-{
+async fn parked_keys_move_their_shared_jobs(open: &impl OpenQueue) {
     // A key parked while its jobs wait in the shared queue: they move when a claim meets them.
-    let queue = open(options()).await;
+    let queue = open.open(options()).await;
     queue.submit(jobs("e", "127.0.0.5", 50, 5)).await.unwrap();
     queue.submit(jobs("f", "127.0.0.6", 3, 0)).await.unwrap();
     queue
@@ -304,13 +284,9 @@ where
     );
 }
 
-async fn in_flight_limits_free_their_slots<F, Fut>(open: &F)
-where
-    F: Fn(QueueOptions) -> Fut,
-    Fut: std::future::Future<Output = JobQueue>,
-{
+async fn in_flight_limits_free_their_slots(open: &impl OpenQueue) {
     // A fleet-wide in-flight limit: slots come back when jobs finish, fail or are released.
-    let queue = open(options()).await;
+    let queue = open.open(options()).await;
     queue
         .set_domain("127.0.0.7", Change::Keep, Change::Set(2))
         .await
@@ -341,13 +317,9 @@ where
     assert_eq!(queue.claim("w3", 10, true).await.unwrap().len(), 2);
 }
 
-async fn priorities_hold_across_and_within_keys<F, Fut>(open: &F)
-where
-    F: Fn(QueueOptions) -> Fut,
-    Fut: std::future::Future<Output = JobQueue>,
-{
+async fn priorities_hold_across_and_within_keys(open: &impl OpenQueue) {
     // Among ready keys the better job goes first; within a key, priority order holds.
-    let queue = open(options()).await;
+    let queue = open.open(options()).await;
     for host in ["127.0.0.8", "127.0.0.9"] {
         queue
             .set_domain(host, Change::Keep, Change::Set(1))
@@ -372,14 +344,10 @@ where
     );
 }
 
-async fn throttling_pauses_the_key_for_the_fleet<F, Fut>(open: &F)
-where
-    F: Fn(QueueOptions) -> Fut,
-    Fut: std::future::Future<Output = JobQueue>,
-{
+async fn throttling_pauses_the_key_for_the_fleet(open: &impl OpenQueue) {
     // A 429 with Retry-After pauses the key for the fleet and doubles its delay; the other
     // keys are not slowed; successes bring the delay down again.
-    let queue = open(options()).await;
+    let queue = open.open(options()).await;
     queue.submit(jobs("t", "127.0.0.10", 4, 0)).await.unwrap();
     queue.submit(jobs("u", "127.0.0.11", 4, 0)).await.unwrap();
     let claimed = queue.claim("w", 1, true).await.unwrap();
@@ -436,11 +404,7 @@ where
     );
 }
 
-async fn a_queue_wide_delay_paces_every_key<F, Fut>(open: &F)
-where
-    F: Fn(QueueOptions) -> Fut,
-    Fut: std::future::Future<Output = JobQueue>,
-{
+async fn a_queue_wide_delay_paces_every_key(open: &impl OpenQueue) {
     // A queue-wide delay paces every key; `runnable` counts what the delays let through.
     let options_paced = QueueOptions {
         policy: Policy {
@@ -450,7 +414,7 @@ where
         runnable_horizon: Duration::from_secs(10),
         ..options()
     };
-    let queue = open(options_paced).await;
+    let queue = open.open(options_paced).await;
     queue
         .submit(jobs("p", "127.0.0.12", 1000, 0))
         .await
@@ -470,13 +434,9 @@ where
     assert_eq!(stats.waiting_keys, 2);
 }
 
-async fn crawl_delay_is_held_fleet_wide<F, Fut>(open: &F)
-where
-    F: Fn(QueueOptions) -> Fut,
-    Fut: std::future::Future<Output = JobQueue>,
-{
+async fn crawl_delay_is_held_fleet_wide(open: &impl OpenQueue) {
     // Crawl-delay from robots.txt: the key's least delay for the fleet, for its TTL.
-    let queue = open(options()).await;
+    let queue = open.open(options()).await;
     queue
         .set_crawl_delay(
             "127.0.0.14",
@@ -491,14 +451,10 @@ where
     assert_eq!((info.crawl_delay_ms, info.delay_ms), (1000, 1000));
 }
 
-async fn unthrottled_keys_are_not_tracked<F, Fut>(open: &F)
-where
-    F: Fn(QueueOptions) -> Fut,
-    Fut: std::future::Future<Output = JobQueue>,
-{
+async fn unthrottled_keys_are_not_tracked(open: &impl OpenQueue) {
     // Keys with nothing to pace are not tracked; a cleared override unparks the key once its
     // own queue is empty.
-    let queue = open(options()).await;
+    let queue = open.open(options()).await;
     queue.submit(jobs("s", "127.0.0.15", 3, 0)).await.unwrap();
     assert!(queue.domain("127.0.0.15").await.unwrap().is_none());
     queue
@@ -521,14 +477,10 @@ where
     assert_eq!(queue.claim("w", 10, true).await.unwrap().len(), 2);
 }
 
-async fn answers_in_flight_together_are_one_signal<F, Fut>(open: &F)
-where
-    F: Fn(QueueOptions) -> Fut,
-    Fut: std::future::Future<Output = JobQueue>,
-{
+async fn answers_in_flight_together_are_one_signal(open: &impl OpenQueue) {
     // 8 requests were in flight when the site started answering 429: the delay doubles once
     // (to its first step, 1 s), not 8 times.
-    let queue = open(options()).await;
+    let queue = open.open(options()).await;
     queue.submit(jobs("v", "127.0.0.16", 8, 0)).await.unwrap();
     let claimed = queue.claim("w", 8, true).await.unwrap();
     assert_eq!(claimed.len(), 8);
