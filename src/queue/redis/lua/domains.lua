@@ -81,13 +81,18 @@ elseif action == 'robots' then
   return describe(k)
 elseif action == 'policy' then
   local names = {'delay', 'limit', 'autothrottle', 'max_delay', 'max_pause'}
+  local paced_before = policy().all
   for i, name in ipairs(names) do
     local value = ARGV[2 + i]
     if value ~= '' then redis.call('HSET', key('politeness'), name, value) end
   end
   POLICY = nil
-  migrate_parked(now, MIGRATE_SCAN)
-  flush()
+  -- Only a policy that starts pacing every key moves the shared queue's jobs (every client
+  -- writes its policy when it opens the queue: that must stay cheap).
+  if policy().all and not paced_before then
+    migrate_parked(now, MIGRATE_SCAN)
+    flush()
+  end
   return redis.call('HMGET', key('politeness'), unpack(names))
 end
 return redis.error_reply('unknown action ' .. action)
