@@ -204,6 +204,15 @@ async fn the_longest_crawl_delay_of_a_key_holds(open: &impl OpenQueue) {
     }
     let info = queue.domain("example.com").await.unwrap().unwrap();
     assert_eq!(info.crawl_delay_ms, 10_000, "{info:?}");
+    // A sub-millisecond Crawl-delay with a TTL of 0 still paces the key (it truncated to
+    // 0 ms, held for 0 ms: never parked, so a worker gave its jobs back for ever).
+    queue
+        .set_crawl_delay("tiny.example", Duration::from_micros(500), Duration::ZERO)
+        .await
+        .unwrap();
+    let info = queue.domain("tiny.example").await.unwrap().unwrap();
+    assert_eq!(info.crawl_delay_ms, 1, "{info:?}");
+    assert!(info.parked, "{info:?}");
 }
 
 async fn a_delay_gives_one_job_per_slot(open: &impl OpenQueue) {

@@ -373,7 +373,12 @@ impl JobQueue {
         delay: std::time::Duration,
         ttl: std::time::Duration,
     ) -> QueueResult<()> {
-        dispatch!(self, q => q.set_crawl_delay(key.to_owned(), duration_ms(delay), duration_ms(ttl)).await)
+        // At least 1 ms (a sub-millisecond Crawl-delay must still park the key: a worker
+        // refuses unpaced requests to its host) and held at least a minute (a TTL of 0 would
+        // leave the key unpaced, its jobs given back for ever).
+        let delay = duration_ms(delay).max(1);
+        let ttl = duration_ms(ttl).max(60_000);
+        dispatch!(self, q => q.set_crawl_delay(key.to_owned(), delay, ttl).await)
     }
 
     /// Writes the values of `policy` that are set and returns the queue's policy after it.

@@ -172,7 +172,7 @@ impl Worker {
                 }
                 Ok(_) => {}
                 Err(error) => {
-                    self.queue_trouble();
+                    self.queue_trouble_if_unreachable(&error);
                     tracing::warn!(job_id = job.id, %error, "could not give a job back");
                 }
             }
@@ -211,7 +211,7 @@ impl Worker {
             Ok(_) => "stale",
             // The claim is let go: the next heartbeat gives the job back, nothing is lost.
             Err(error) => {
-                self.queue_trouble();
+                self.queue_trouble_if_unreachable(&error);
                 tracing::warn!(job_id = job.id, %error, "could not record a failure");
                 return;
             }

@@ -89,7 +89,7 @@ impl Worker {
                 }
                 Err(error) => {
                     tracing::error!(%error, jobs = jobs.len(), "gave up recording finished jobs: they will run again");
-                    self.queue_trouble();
+                    self.queue_trouble_if_unreachable(&error);
                     return vec![None; jobs.len()];
                 }
             }
@@ -130,8 +130,8 @@ impl Worker {
                         .heartbeat(worker, Some(held), Some(&session))
                         .await
                 };
-                if beat.is_err() {
-                    self.queue_trouble();
+                if let Err(error) = &beat {
+                    self.queue_trouble_if_unreachable(error);
                 }
                 beat
             };

@@ -120,8 +120,11 @@ impl Drop for RunGuard {
         let cleanup = crate::runtime::handle().spawn(async move {
             let id = worker.config.worker_id.clone();
             tracing::warn!(worker = id, "run cancelled or failed: giving its jobs back");
+            // The finisher is gone too: handed claims are let go as well.
             for claim in worker.held_claims() {
-                worker.abandon(&claim);
+                if !worker.abandon(&claim) {
+                    worker.let_go(&claim);
+                }
             }
             // Releases every job still leased under the worker's id — unless a newer run
             // has taken the id over (they are that run's).
@@ -382,13 +385,17 @@ impl Worker {
             if *stop.borrow_and_update() != Stop::Running {
                 break Ok(());
             }
-            if last_reap.is_none_or(|at| at.elapsed() >= self.config.reap_interval)
-                && !self.troubled_within(REAP_HOLD_AFTER_TROUBLE)
+            // Held back a while after a failed call (see REAP_HOLD_AFTER_TROUBLE), but never
+            // for long: a queue with frequent transient errors still gets reaped.
+            let since = last_reap.map(|at| at.elapsed());
+            if since.is_none_or(|s| s >= self.config.reap_interval)
+                && (!self.troubled_within(REAP_HOLD_AFTER_TROUBLE)
+                    || since.is_some_and(|s| s >= REAP_HOLD_AFTER_TROUBLE * 3))
             {
                 last_reap = Some(Instant::now());
                 if let Err(error) = self.queue.reap(1000).await {
                     tracing::warn!(%error, "reaper pass failed");
-                    self.queue_trouble();
+                    self.queue_trouble_if_unreachable(&error);
                 }
             }
             while let Some(joined) = tasks.try_join_next() {
@@ -593,6 +600,14 @@ impl Worker {
             .last_trouble
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    /// [`Worker::queue_trouble`] when `error` says the queue could not be reached (a refusal
+    /// is not an outage: what it drops is counted as usual).
+    pub(super) fn queue_trouble_if_unreachable(&self, error: &QueueError) {
+        if matches!(error, QueueError::Unavailable { .. }) {
+            self.queue_trouble();
+        }
     }
 
     /// Whether a call to the queue failed within `window`.

@@ -11,6 +11,8 @@ local action = ARGV[2]
 local now = now_ms()
 -- Shared jobs looked at when a change parks keys (the rest are moved by claims).
 local MIGRATE_SCAN = 50000
+-- The same from a worker's robots.txt report (on its normal path: kept short).
+local ROBOTS_SCAN = 2000
 
 local function describe(k)
   local d = dom(k)
@@ -75,7 +77,7 @@ elseif action == 'robots' then
   if needs_parking(dom(k), now) then
     local newly = not is_parked(k)
     park(k)
-    if newly then migrate_parked(now, MIGRATE_SCAN) end
+    if newly then migrate_parked(now, ROBOTS_SCAN) end
   end
   flush()
   return describe(k)
