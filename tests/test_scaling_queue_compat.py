@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -99,3 +100,66 @@ def test_an_unknown_status_is_a_typed_error_naming_the_job(redis_url: str) -> No
     queue = DistributedJobQueue(redis_url)
     with pytest.raises(InvalidJobError, match="job j9: unknown status 'bogus'"):
         queue.update_job_status("j9", "bogus")
+
+
+def test_prefetch_claims_ahead_in_one_round_trip_and_gives_back_the_rest(
+    redis_url: str,
+) -> None:
+    queue = DistributedJobQueue(redis_url, prefetch=3, lease=30)
+    other = DistributedJobQueue(redis_url)
+    for i in range(5):
+        queue.submit_job(ScrapingJob(None, "n", "t", f"https://example.com/{i}", {}, priority=i))
+    first = queue.get_next_job("w1")
+    assert first is not None and first.target_url.endswith("/4")
+    # Three were claimed in one step: another worker gets the fourth best, not the second.
+    seen = other.get_next_job("w2")
+    assert seen is not None and seen.target_url.endswith("/1")
+    second = queue.get_next_job("w1")
+    assert second is not None and second.target_url.endswith("/3")
+    assert queue.update_job_status(first, JobStatus.COMPLETED)
+    assert queue.update_job_status(second, JobStatus.COMPLETED)
+    # The third is still buffered and leased; giving it back makes it claimable at once.
+    assert queue.get_queue_stats()["status_counts"]["assigned"] == 2
+    assert queue.release_prefetched("w1") == 1
+    back = other.get_next_job("w2")
+    assert back is not None and back.target_url.endswith("/2")
+    assert queue.get_queue_stats()["status_counts"]["pending"] == 1
+
+
+def test_prefetched_jobs_are_renewed_by_heartbeats_and_skipped_once_lost(
+    redis_url: str,
+) -> None:
+    queue = DistributedJobQueue(redis_url, prefetch=4, lease=0.5)
+    reaper = DistributedJobQueue(redis_url)
+    for i in range(4):
+        queue.submit_job(ScrapingJob(None, "n", "t", f"https://example.com/{i}", {}))
+    first = queue.get_next_job("w1")
+    assert first is not None and queue.update_job_status(first, JobStatus.COMPLETED)
+    # Heartbeats keep the three buffered claims alive past several leases.
+    until = time.monotonic() + 2.0
+    while time.monotonic() < until:
+        queue.send_heartbeat("w1")
+        time.sleep(0.1)
+    assert reaper.cleanup_stale_jobs()["requeued"] == 0
+    second = queue.get_next_job("w1")
+    assert second is not None and queue.update_job_status(second, JobStatus.COMPLETED)
+    # Without heartbeats the two left run out and the reaper gives them back: the buffer
+    # does not hand out claims that are no longer current, it claims afresh.
+    requeued, deadline = 0, time.monotonic() + 60
+    while requeued < 2 and time.monotonic() < deadline:
+        requeued += reaper.cleanup_stale_jobs()["requeued"]
+        time.sleep(0.05)
+    assert requeued == 2
+    for _ in range(2):
+        job = queue.get_next_job("w1")
+        assert job is not None and queue.update_job_status(job, JobStatus.COMPLETED)
+    assert queue.get_next_job("w1") is None
+    assert queue.get_queue_stats()["status_counts"]["completed"] == 4
+
+
+def test_prefetch_must_be_a_positive_integer(redis_url: str) -> None:
+    from scraperv4.exceptions import ConfigError
+
+    for bad in (0, -1, 2.5, True, "3"):
+        with pytest.raises(ConfigError, match="prefetch"):
+            DistributedJobQueue(redis_url, prefetch=bad)

@@ -27,13 +27,14 @@ What changed underneath, on purpose:
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import threading
 import time
 from typing import Any, Optional, Union
 
-from scraperv4.exceptions import InvalidJobError
+from scraperv4.exceptions import ConfigError, InvalidJobError
 from scraperv4.queue import Job, JobQueue, JobSpec, JobStatus
 
 __all__ = ["DistributedJobQueue", "JobStatus", "ScrapingJob"]
@@ -70,25 +71,32 @@ class ScrapingJob:
 
     @classmethod
     def _from_job(cls, job: Job) -> ScrapingJob:
+        # Straight from the native record (no property layer, no enum call, no JSON decode
+        # of an empty config): this runs once per job of get_next_job.
+        record = job._record
+        config_json = record.config_json
         return cls(
-            id=job.id,
-            name=job.name,
-            template_id=job.template_id,
-            target_url=job.target_url,
-            config=job.config,
-            status=job.status,
-            assigned_worker=job.assigned_worker,
-            created_at=job.created_at,
-            started_at=job.started_at,
-            completed_at=job.completed_at,
-            retry_count=job.retry_count,
-            max_retries=job.max_retries,
-            priority=job.priority,
-            attempt=job.attempt,
-            error=job.error,
-            result=job.result,
-            token=job.token,
+            record.id,
+            record.name,
+            record.template_id,
+            record.target_url,
+            {} if config_json == "{}" else json.loads(config_json),
+            _STATUSES[record.status],
+            record.assigned_worker,
+            record.created_at,
+            record.started_at,
+            record.completed_at,
+            record.retry_count,
+            record.max_retries,
+            record.priority,
+            record.attempt,
+            record.error,
+            None if record.result_json is None else json.loads(record.result_json),
+            record.token,
         )
+
+
+_STATUSES = {status.value: status for status in JobStatus}
 
 
 class DistributedJobQueue:
@@ -97,14 +105,32 @@ class DistributedJobQueue:
     Args:
         redis_url: the queue URL (default as in the seed); ``REDIS_URL`` is used when the
             argument is ``None``.
+        prefetch: jobs claimed per round trip by :meth:`get_next_job` (default 1: one job
+            per call, as in the seed). With ``k > 1`` a call that finds the worker's buffer
+            empty claims up to ``k`` jobs at once and the next calls hand them out without a
+            round trip. Buffered jobs are leased: :meth:`send_heartbeat` renews them, one
+            whose lease ran out meanwhile is skipped (its claim is no longer current), and
+            :meth:`release_prefetched` (or :meth:`close`) gives them back at once.
         **options: queue settings (``lease``, ``name``, ... see :class:`JobQueue`).
     """
 
     def __init__(
-        self, redis_url: Optional[str] = "redis://localhost:6379/0", **options: Any
+        self,
+        redis_url: Optional[str] = "redis://localhost:6379/0",
+        *,
+        prefetch: int = 1,
+        **options: Any,
     ) -> None:
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:
+            raise ConfigError(f"prefetch must be an integer >= 1, not {prefetch!r}")
         url = redis_url or os.environ.get("REDIS_URL", "redis://localhost:6379/0")
         self.queue = JobQueue(url, **options)
+        self.prefetch = prefetch
+        # worker id -> jobs claimed for it and not handed out yet, with the time.monotonic()
+        # of their claim (next to hand out last)
+        self._buffered: dict[str, list[tuple[Job, float]]] = {}
+        # worker id -> time.monotonic() before its last heartbeat that renewed its claims
+        self._renewed: dict[str, float] = {}
         self.worker_id: Optional[str] = None
         self.heartbeat_interval = 30
         self.job_timeout = 3600
@@ -140,15 +166,79 @@ class DistributedJobQueue:
         return job_id
 
     def get_next_job(self, worker_id: str) -> Optional[ScrapingJob]:
-        """Claim the highest-priority runnable job for ``worker_id`` (or ``None``)."""
+        """Claim the highest-priority runnable job for ``worker_id`` (or ``None``).
+
+        With ``prefetch > 1``, the next job claimed for ``worker_id`` earlier, if any is
+        still leased; otherwise up to ``prefetch`` jobs are claimed in one round trip.
+        """
         with self._claims_lock:
             self._claimers.add(worker_id)
-            claimed = self.queue.claim(worker_id, 1)
+            buffered = self._buffered.get(worker_id)
+            while buffered:
+                job, claimed_at = buffered.pop()
+                if (worker_id, job.token) not in self._claimed.get(job.id, ()):
+                    continue  # a heartbeat found the claim lost
+                # Measured on this machine's clock from the claim or the last renewal: a
+                # lease that runs out within a tenth of its length would be lost before the
+                # caller gets going, so the job goes back and the next is taken.
+                renewed = max(claimed_at, self._renewed.get(worker_id, 0.0))
+                if renewed + self.queue.lease * 0.9 > time.monotonic():
+                    return ScrapingJob._from_job(job)
+                self._give_back(worker_id, job)
+            started = time.monotonic()
+            claimed = self.queue.claim(worker_id, self.prefetch)
             if not claimed:
                 return None
+            for job in claimed:
+                self._claimed.setdefault(job.id, []).append((worker_id, job.token))
             job = claimed[0]
-            self._claimed.setdefault(job.id, []).append((worker_id, job.token))
+            if len(claimed) > 1:
+                self._buffered[worker_id] = [(later, started) for later in claimed[:0:-1]]
         return ScrapingJob._from_job(job)
+
+    def _give_back(self, worker_id: str, job: Job) -> None:
+        """Release a buffered claim (caller holds ``_claims_lock``); a claim that is no
+        longer current is only forgotten."""
+        try:
+            self.queue.release(job, token=job.token)
+        finally:
+            claims = [c for c in self._claimed.get(job.id, []) if c != (worker_id, job.token)]
+            if claims:
+                self._claimed[job.id] = claims
+            else:
+                self._claimed.pop(job.id, None)
+
+    def release_prefetched(self, worker_id: Optional[str] = None) -> int:
+        """Give back the jobs claimed ahead for ``worker_id`` (every worker: ``None``) and
+        not handed out; returns how many were still this client's to give back."""
+        with self._claims_lock:
+            workers = list(self._buffered) if worker_id is None else [worker_id]
+            released = 0
+            for worker in workers:
+                jobs = self._buffered.pop(worker, [])
+                while jobs:
+                    job, claimed_at = jobs.pop()
+                    try:
+                        accepted = self.queue.release(job, token=job.token).accepted
+                    except Exception:
+                        # Unreachable queue: the rest stay buffered for the next attempt
+                        # (their leases run out otherwise, and the jobs come back then).
+                        self._buffered.setdefault(worker, []).extend([*jobs, (job, claimed_at)])
+                        raise
+                    released += accepted
+                    claims = [c for c in self._claimed.get(job.id, []) if c[1] != job.token]
+                    if claims:
+                        self._claimed[job.id] = claims
+                    else:
+                        self._claimed.pop(job.id, None)
+            return released
+
+    def close(self) -> None:
+        """Give back prefetched jobs and let go of the queue."""
+        try:
+            self.release_prefetched()
+        finally:
+            self.queue.close()
 
     def _claim_for(self, job: Union[str, ScrapingJob], worker_id: Optional[str]) -> Optional[int]:
         """The fencing token of the claim ``job`` refers to, or ``None`` when it cannot be
@@ -198,14 +288,13 @@ class DistributedJobQueue:
         """
         job = job_id
         job_id = (job.id or "") if isinstance(job, ScrapingJob) else job
-        try:
-            target = JobStatus(status.value if isinstance(status, JobStatus) else status)
-        except ValueError:
+        target = status if isinstance(status, JobStatus) else _STATUSES.get(str(status))
+        if target is None:
             raise InvalidJobError(
                 f"job {job_id}: unknown status {status!r}; expected one of "
                 + ", ".join(s.value for s in JobStatus),
                 job_id,
-            ) from None
+            )
         if target is JobStatus.CANCELLED:
             return self.queue.cancel(job_id).accepted
         if target is JobStatus.ASSIGNED:  # only a claim assigns a job
@@ -244,7 +333,10 @@ class DistributedJobQueue:
                 for worker, token in claims
                 if worker == worker_id
             ]
+            sent = time.monotonic()
             beat = self.queue.heartbeat(worker_id, held)
+            if not beat.superseded:
+                self._renewed[worker_id] = sent
         for job_id, token in beat.lost:
             self._forget(job_id, token)
 

@@ -13,10 +13,9 @@
 //! records of each completed job, appended in the step that completes it).
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::error::{QueueError, QueueResult};
@@ -29,34 +28,12 @@ use super::politeness::{self, Feedback, KeyMode};
 use crate::config::ConfigError;
 
 mod domains;
+mod scripts;
 
-macro_rules! script {
-    ($file:literal) => {
-        LazyLock::new(|| {
-            Script::new(concat!(
-                include_str!("lua/prelude.lua"),
-                include_str!("lua/politeness.lua"),
-                include_str!("lua/jobs.lua"),
-                include_str!(concat!("lua/", $file)),
-                include_str!("lua/epilogue.lua")
-            ))
-        })
-    };
-}
-
-static SUBMIT: LazyLock<Script> = script!("submit.lua");
-static CLAIM: LazyLock<Script> = script!("claim.lua");
-static SETTLE: LazyLock<Script> = script!("settle.lua");
-static COMPLETE_MANY: LazyLock<Script> = script!("complete_many.lua");
-static FINISH: LazyLock<Script> = script!("finish.lua");
-static ADMIN: LazyLock<Script> = script!("admin.lua");
-static HEARTBEAT: LazyLock<Script> = script!("heartbeat.lua");
-static WORKERS: LazyLock<Script> = script!("workers.lua");
-static REAP: LazyLock<Script> = script!("reap.lua");
-static PURGE: LazyLock<Script> = script!("purge.lua");
-static STATS: LazyLock<Script> = script!("stats.lua");
-static LIST: LazyLock<Script> = script!("list.lua");
-static DOMAINS: LazyLock<Script> = script!("domains.lua");
+use scripts::{
+    ADMIN, CLAIM, COMPLETE_MANY, DOMAINS, FINISH, HEARTBEAT, LIBRARY, LIST, PURGE, QueueScript,
+    REAP, SETTLE, STATS, SUBMIT, WORKERS,
+};
 
 /// Jobs per submit script call: big batches are split so no script runs for long.
 const SUBMIT_CHUNK: usize = 1000;
@@ -85,6 +62,8 @@ pub struct RedisQueue {
     base: String,
     /// The URL without its password.
     redacted_url: String,
+    /// The server runs the queue's function library (Redis >= 7): `FCALL`, else `EVALSHA`.
+    functions: AtomicBool,
 }
 
 impl RedisQueue {
@@ -136,6 +115,7 @@ impl RedisQueue {
             options,
             base,
             redacted_url,
+            functions: AtomicBool::new(false),
         };
         queue.upgrade().await?;
         if !queue.options.policy.is_empty() {
@@ -144,8 +124,9 @@ impl RedisQueue {
         Ok(queue)
     }
 
-    /// Brings a queue written by an earlier version up to date: the index of every pending
-    /// job (`idx:pending`) is built from the shared queue once.
+    /// Brings a queue written by an earlier version up to date (the index of every pending
+    /// job, `idx:pending`, is built from the shared queue once), and loads the queue's
+    /// function library where the server has functions.
     async fn upgrade(&self) -> QueueResult<()> {
         let mut command = redis::cmd("EVAL");
         command
@@ -158,6 +139,29 @@ impl RedisQueue {
             .arg(format!("{}:idx:pending", self.base));
         let mut connection = self.connection.clone();
         let _: i64 = self.query("connect", &command, &mut connection).await?;
+        let load = load_command();
+        let call = load.query_async::<redis::Value>(&mut connection);
+        let loaded = match tokio::time::timeout(self.options.operation_timeout, call).await {
+            Err(_) => {
+                return Err(QueueError::Unavailable {
+                    url: self.redacted_url.clone(),
+                    operation: "connect",
+                    detail: format!("no answer within {:?}", self.options.operation_timeout),
+                });
+            }
+            Ok(Ok(_)) => true,
+            Ok(Err(error)) if scripts::already_loaded(&error) => true,
+            Ok(Err(error)) if scripts::functions_unsupported(&error) => {
+                tracing::info!(
+                    url = %self.redacted_url,
+                    detail = %error,
+                    "the server cannot load Redis functions: the queue runs as scripts (EVALSHA)"
+                );
+                false
+            }
+            Ok(Err(error)) => return Err(self.error("connect", &error)),
+        };
+        self.functions.store(loaded, Ordering::Relaxed);
         Ok(())
     }
 
@@ -171,23 +175,31 @@ impl RedisQueue {
         &self.options
     }
 
-    /// Runs `script` with `args` after the key base, within the operation timeout.
+    /// Runs `script` with `args` after the key base, within the operation timeout: as the
+    /// library's function when the server has it, else as a script.
     async fn run<T: redis::FromRedisValue>(
         &self,
         operation: &'static str,
-        script: &Script,
+        script: &QueueScript,
         args: Vec<String>,
     ) -> QueueResult<T> {
-        let mut invocation = script.key(format!("{}:counts", self.base));
-        invocation.arg(&self.base);
-        for arg in args {
-            invocation.arg(arg);
-        }
+        let counts = format!("{}:counts", self.base);
+        let mut fcall = redis::cmd("FCALL");
+        fcall
+            .arg(LIBRARY.function(script))
+            .arg(1)
+            .arg(&counts)
+            .arg(&self.base)
+            .arg(&args);
+        let mut invocation = script.script().key(counts);
+        invocation.arg(&self.base).arg(args);
         if crate::runtime::caller_may_block() {
-            return self.run_blocking(operation, &invocation);
+            return self.run_blocking(operation, |connection| {
+                self.call_blocking(&fcall, &invocation, connection)
+            });
         }
         let mut connection = self.connection.clone();
-        let call = invocation.invoke_async::<T>(&mut connection);
+        let call = self.call(&fcall, &invocation, &mut connection);
         match tokio::time::timeout(self.options.operation_timeout, call).await {
             Err(_) => Err(QueueError::Unavailable {
                 url: self.redacted_url.clone(),
@@ -197,6 +209,56 @@ impl RedisQueue {
             Ok(Err(error)) => Err(self.error(operation, &error)),
             Ok(Ok(value)) => Ok(value),
         }
+    }
+
+    /// One call of a queue operation: `fcall` (the library is loaded again when the server
+    /// lost it) or, on a server without functions, `invocation`.
+    async fn call<T: redis::FromRedisValue>(
+        &self,
+        fcall: &redis::Cmd,
+        invocation: &redis::ScriptInvocation<'_>,
+        connection: &mut ConnectionManager,
+    ) -> redis::RedisResult<T> {
+        if self.functions.load(Ordering::Relaxed) {
+            match fcall.query_async::<T>(connection).await {
+                Err(error) if scripts::function_missing(&error) => {
+                    match load_command().query_async::<redis::Value>(connection).await {
+                        Err(error) if !scripts::already_loaded(&error) => return Err(error),
+                        _ => return fcall.query_async::<T>(connection).await,
+                    }
+                }
+                Err(error) if scripts::functions_unsupported(&error) => {
+                    // The server changed under us (a failover to an older or restricted one).
+                    self.functions.store(false, Ordering::Relaxed);
+                }
+                outcome => return outcome,
+            }
+        }
+        invocation.invoke_async::<T>(connection).await
+    }
+
+    /// [`RedisQueue::call`] on a blocking connection.
+    fn call_blocking<T: redis::FromRedisValue>(
+        &self,
+        fcall: &redis::Cmd,
+        invocation: &redis::ScriptInvocation<'_>,
+        connection: &mut redis::Connection,
+    ) -> redis::RedisResult<T> {
+        if self.functions.load(Ordering::Relaxed) {
+            match fcall.query::<T>(connection) {
+                Err(error) if scripts::function_missing(&error) => {
+                    match load_command().query::<redis::Value>(connection) {
+                        Err(error) if !scripts::already_loaded(&error) => return Err(error),
+                        _ => return fcall.query::<T>(connection),
+                    }
+                }
+                Err(error) if scripts::functions_unsupported(&error) => {
+                    self.functions.store(false, Ordering::Relaxed);
+                }
+                outcome => return outcome,
+            }
+        }
+        invocation.invoke::<T>(connection)
     }
 
     /// One command that reads (or may run twice), on the async connection, within the
@@ -230,10 +292,10 @@ impl RedisQueue {
     }
 
     /// [`RedisQueue::run`] on a blocking connection (see the `blocking` field).
-    fn run_blocking<T: redis::FromRedisValue>(
+    fn run_blocking<T>(
         &self,
         operation: &'static str,
-        invocation: &redis::ScriptInvocation<'_>,
+        call: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> QueueResult<T> {
         // A signal handled by this thread during the round trip would interrupt the read
         // (EINTR) and turn a call the server applied into a reported failure: signals wait
@@ -258,7 +320,7 @@ impl RedisQueue {
             Some((connection, _)) => (connection, true),
             None => (self.open_blocking(operation)?, false),
         };
-        let mut outcome = invocation.invoke::<T>(&mut connection);
+        let mut outcome = call(&mut connection);
         // A read that met a pooled connection the server had closed is sent once more on a
         // fresh one (as `query` does for commands): running it twice changes nothing.
         if reused
@@ -266,7 +328,7 @@ impl RedisQueue {
             && matches!(&outcome, Err(e) if e.is_connection_dropped() || e.is_io_error())
         {
             connection = self.open_blocking(operation)?;
-            outcome = invocation.invoke::<T>(&mut connection);
+            outcome = call(&mut connection);
         }
         drop(held);
         match outcome {
@@ -1134,4 +1196,11 @@ fn job_from_values(values: Vec<Option<String>>) -> QueueResult<Job> {
         job_id: id.clone(),
         detail,
     })
+}
+
+/// `FUNCTION LOAD` of the queue's library.
+fn load_command() -> redis::Cmd {
+    let mut command = redis::cmd("FUNCTION");
+    command.arg("LOAD").arg(LIBRARY.code());
+    command
 }

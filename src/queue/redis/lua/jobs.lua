@@ -190,8 +190,9 @@ local function purge_finished(cutoff, exclusive, limit)
 end
 
 local function touch_worker(worker, now)
-  redis.call('ZADD', key('workers'), int(now), worker)
-  redis.call('HSETNX', key('worker', worker), 'registered_at', int(now))
+  -- A worker seen for the first time gets its record (the hash and the zset entry are
+  -- always deleted together).
+  if redis.call('ZADD', key('workers'), int(now), worker) == 1 then
+    redis.call('HSETNX', key('worker', worker), 'registered_at', int(now))
+  end
 end
-
-local function main()

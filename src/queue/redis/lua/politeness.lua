@@ -78,6 +78,11 @@ end
 
 local parked_cache = {}
 local any_parked = nil
+resets[#resets + 1] = function()
+  POLICY = nil
+  doms, dirty, touched = {}, {}, {}
+  parked_cache, any_parked = {}, nil
+end
 -- Whether key `k` is parked (cached per run; one lookup for a run with no parked key).
 local function is_parked(k)
   local p = parked_cache[k]

@@ -1,10 +1,12 @@
--- Shared by every queue script (prepended at build time; the script's own body becomes the
--- function `main`, and its structure writes are flushed after it returns).
+-- Shared by every queue script. The scripts are loaded as one Redis function library
+-- (Redis >= 7: this prelude runs once, at FUNCTION LOAD) or, on older servers, each as its
+-- own script with this prelude in front (see redis/scripts.rs). Either way a call starts
+-- with begin(), which resets the per-call state below, and ends with flush().
 -- ARGV[1] is the queue's key base, "<prefix>:{<name>}": the braces make every key of one
 -- queue hash to one Redis Cluster slot. All times come from this server's clock (TIME).
-local base = ARGV[1]
+local KEYS, ARGV, base
 local key_cache = {}
--- The key `<base>:<a>[:<b>]`, built once per script run.
+-- The key `<base>:<a>[:<b>]`, built once per call.
 local function key(a, b)
   local name = b and (a .. ':' .. b) or a
   local k = key_cache[name]
@@ -71,19 +73,42 @@ local function send(command, k, args)
     redis.call(command, k, unpack(args, i, math.min(i + 3999, #args)))
   end
 end
+-- Adds `deltas` (field -> number) to the integer fields of hash `k`: one HINCRBY per field
+-- for one or two, else one HMGET and one HSET (a completion changes four totals).
+local function add_all(k, deltas)
+  local fields = {}
+  for field, delta in pairs(deltas) do
+    if delta ~= 0 then fields[#fields + 1] = field end
+  end
+  if #fields <= 2 then
+    for _, field in ipairs(fields) do redis.call('HINCRBY', k, field, deltas[field]) end
+    return
+  end
+  local values = redis.call('HMGET', k, unpack(fields))
+  local args = {}
+  for i, field in ipairs(fields) do
+    args[#args + 1] = field
+    args[#args + 1] = int((tonumber(values[i] or '') or 0) + deltas[field])
+  end
+  redis.call('HSET', k, unpack(args))
+end
 -- Set by politeness.lua: files the politeness keys touched by this run (after the structure
 -- writes below, so it sees the per-key queues as they are now).
 local politeness_flush = nil
+-- Per-call state of the other modules is reset by the functions they add here.
+local resets = {}
+local function begin(keys, args)
+  KEYS, ARGV, base = keys, args, args[1]
+  key_cache = {}
+  zadds, zrems, srems, counts, totals = {}, {}, {}, {}, {}
+  for _, reset in ipairs(resets) do reset() end
+end
 local function flush()
   for k, members in pairs(zrems) do send('ZREM', k, members) end
   for k, members in pairs(srems) do send('SREM', k, members) end
   for k, pairs_ in pairs(zadds) do send('ZADD', k, pairs_) end
-  for status, delta in pairs(counts) do
-    if delta ~= 0 then redis.call('HINCRBY', key('counts'), status, delta) end
-  end
-  for name, delta in pairs(totals) do
-    if delta ~= 0 then redis.call('HINCRBY', key('totals'), name, delta) end
-  end
+  add_all(key('counts'), counts)
+  add_all(key('totals'), totals)
   zadds, zrems, srems, counts, totals = {}, {}, {}, {}, {}
   if politeness_flush then politeness_flush() end
 end

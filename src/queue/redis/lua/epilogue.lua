@@ -1,4 +1,0 @@
-end
-local result = main()
-flush()
-return result

@@ -1,0 +1,189 @@
+//! The queue's Lua code, and how it reaches the server.
+//!
+//! Every operation is one script: `lua/<name>.lua`, run after the shared modules
+//! (`prelude.lua`, `politeness.lua`, `jobs.lua`). On Redis >= 7 all of them are loaded once as
+//! one function library (`FUNCTION LOAD`) and called with `FCALL`: the shared modules' ~550
+//! lines then run once per load, not on every call (they cost about 20 µs of server time per
+//! call as a script). Older servers, or a user whose ACL denies `FUNCTION`, get each
+//! operation as its own script (`EVALSHA`, reloaded by `redis::Script` after a restart).
+//!
+//! The library's name carries a hash of its code, so clients of different versions sharing a
+//! server (a rolling upgrade) each call their own functions. A library missing when it is
+//! called (a restart without persistence, `FUNCTION FLUSH`) is loaded again and the call sent
+//! once more: a missing function ran nothing.
+
+use std::fmt::Write as _;
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// One queue operation's Lua.
+pub(super) struct QueueScript {
+    /// The operation: `lua/<name>.lua`, function `<library>_<name>`.
+    name: &'static str,
+    /// Only reads (`no-writes`: allowed on a replica and when Redis is out of memory).
+    read_only: bool,
+    body: &'static str,
+    /// The standalone script (prelude + body), for servers without functions.
+    script: LazyLock<Script>,
+}
+
+impl QueueScript {
+    pub(super) fn script(&self) -> &Script {
+        &self.script
+    }
+}
+
+/// The standalone script of `lua/<name>.lua`: `begin()` gets the script's KEYS and ARGV
+/// (the shared modules declare locals of those names).
+macro_rules! queue_script {
+    ($name:literal, $read_only:expr) => {
+        QueueScript {
+            name: $name,
+            read_only: $read_only,
+            body: include_str!(concat!("lua/", $name, ".lua")),
+            script: LazyLock::new(|| {
+                Script::new(concat!(
+                    "local EVAL_KEYS, EVAL_ARGV = KEYS, ARGV\n",
+                    include_str!("lua/prelude.lua"),
+                    include_str!("lua/politeness.lua"),
+                    include_str!("lua/jobs.lua"),
+                    "local function main()\n",
+                    include_str!(concat!("lua/", $name, ".lua")),
+                    "\nend\nbegin(EVAL_KEYS, EVAL_ARGV)\nlocal result = main()\nflush()\n",
+                    "return result\n"
+                ))
+            }),
+        }
+    };
+}
+
+pub(super) static SUBMIT: QueueScript = queue_script!("submit", false);
+pub(super) static CLAIM: QueueScript = queue_script!("claim", false);
+pub(super) static SETTLE: QueueScript = queue_script!("settle", false);
+pub(super) static COMPLETE_MANY: QueueScript = queue_script!("complete_many", false);
+pub(super) static FINISH: QueueScript = queue_script!("finish", false);
+pub(super) static ADMIN: QueueScript = queue_script!("admin", false);
+pub(super) static HEARTBEAT: QueueScript = queue_script!("heartbeat", false);
+pub(super) static WORKERS: QueueScript = queue_script!("workers", false);
+pub(super) static REAP: QueueScript = queue_script!("reap", false);
+pub(super) static PURGE: QueueScript = queue_script!("purge", false);
+pub(super) static STATS: QueueScript = queue_script!("stats", true);
+pub(super) static LIST: QueueScript = queue_script!("list", true);
+pub(super) static DOMAINS: QueueScript = queue_script!("domains", false);
+
+static ALL: [&QueueScript; 13] = [
+    &SUBMIT,
+    &CLAIM,
+    &SETTLE,
+    &COMPLETE_MANY,
+    &FINISH,
+    &ADMIN,
+    &HEARTBEAT,
+    &WORKERS,
+    &REAP,
+    &PURGE,
+    &STATS,
+    &LIST,
+    &DOMAINS,
+];
+
+/// Every operation as one function library.
+pub(super) struct Library {
+    /// `scraperv4_<12 hex digits of the code's SHA-1>`.
+    name: String,
+    /// The `FUNCTION LOAD` payload.
+    code: String,
+}
+
+impl Library {
+    /// The function of `script` in this library.
+    pub(super) fn function(&self, script: &QueueScript) -> String {
+        format!("{}_{}", self.name, script.name)
+    }
+
+    pub(super) fn code(&self) -> &str {
+        &self.code
+    }
+}
+
+pub(super) static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
+    let mut body = String::with_capacity(96 * 1024);
+    body.push_str(include_str!("lua/prelude.lua"));
+    body.push_str(include_str!("lua/politeness.lua"));
+    body.push_str(include_str!("lua/jobs.lua"));
+    for script in ALL {
+        let _ = write!(
+            body,
+            "local function s_{}()\n{}\nend\n",
+            script.name, script.body
+        );
+    }
+    let hash = Script::new(&body).get_hash().to_owned();
+    let name = format!("scraperv4_{}", &hash[..12]);
+    let mut code = format!("#!lua name={name}\n{body}");
+    for script in ALL {
+        let flags = if script.read_only {
+            ", flags = {'no-writes'}"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            code,
+            "redis.register_function{{function_name = '{name}_{op}', callback = \
+             function(keys, args) begin(keys, args) local result = s_{op}() flush() \
+             return result end{flags}}}",
+            op = script.name,
+        );
+    }
+    Library { name, code }
+});
+
+/// The server does not have the function called (its library was never loaded there, or
+/// was lost): nothing ran.
+pub(super) fn function_missing(error: &redis::RedisError) -> bool {
+    error.to_string().contains("Function not found")
+}
+
+/// The server cannot load or call functions (Redis < 7, or an ACL that denies them).
+pub(super) fn functions_unsupported(error: &redis::RedisError) -> bool {
+    let text = error.to_string();
+    text.contains("unknown command") || error.code() == Some("NOPERM")
+}
+
+/// `FUNCTION LOAD` answered that the library is there already (another client loaded it).
+pub(super) fn already_loaded(error: &redis::RedisError) -> bool {
+    error.to_string().contains("already exists")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_script_is_in_the_library_once() {
+        let library = &*LIBRARY;
+        assert!(library.code.starts_with("#!lua name=scraperv4_"));
+        for script in ALL {
+            let function = library.function(script);
+            assert_eq!(
+                library.code.matches(&format!("'{function}'")).count(),
+                1,
+                "{function}"
+            );
+        }
+        let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src/queue/redis/lua"))
+            .expect("lua dir")
+            .filter_map(|entry| {
+                let name = entry.ok()?.file_name().into_string().ok()?;
+                let op = name.strip_suffix(".lua")?.to_owned();
+                (!["prelude", "politeness", "jobs"].contains(&op.as_str())).then_some(op)
+            })
+            .collect::<std::collections::BTreeSet<_>>();
+        let listed = ALL
+            .iter()
+            .map(|script| script.name.to_owned())
+            .collect::<std::collections::BTreeSet<_>>();
+        assert_eq!(files, listed, "every lua/<operation>.lua is one of ALL");
+    }
+}
