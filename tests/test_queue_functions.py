@@ -7,8 +7,13 @@ whose ACL denies ``FUNCTION``/``FCALL`` gets the same queue as ``EVALSHA`` scrip
 
 from __future__ import annotations
 
+import multiprocessing
+from typing import Any
+
+import pytest
 import redis
 
+from scraperv4.exceptions import QueueUnavailableError
 from scraperv4.queue import JobQueue, JobSpec
 from support.redis_server import RedisServer
 
@@ -108,3 +113,50 @@ def test_a_worker_first_seen_by_a_claim_gets_its_record_once(redis_url: str) -> 
     again = {w["id"]: w for w in queue.workers()}["never-registered"]
     assert again["registered_at"] == first["registered_at"]
     assert again["last_heartbeat"] >= first["last_heartbeat"]
+
+
+def _submit_in_child(url: str, out: Any) -> None:
+    queue = JobQueue(url, name="fork")
+    out.put(list(queue.submit_many([JobSpec(f"https://example.com/c/{i}") for i in range(50)])))
+
+
+def test_generated_ids_differ_in_a_forked_child(redis_url: str) -> None:
+    """Ids come from the OS: a child forked after the parent generated ids does not repeat
+    the parent's next ones (a repeated id would be a job left out as already known)."""
+    queue = JobQueue(redis_url, name="fork")
+    queue.submit(JobSpec("https://example.com/first"))
+    context = multiprocessing.get_context("fork")
+    out = context.Queue()
+    child = context.Process(target=_submit_in_child, args=(redis_url, out))
+    child.start()
+    mine = queue.submit_batch([JobSpec(f"https://example.com/p/{i}") for i in range(50)])
+    theirs = out.get(timeout=60)
+    child.join(60)
+    assert child.exitcode == 0
+    assert all(mine.created)
+    assert len(set(mine.ids) | set(theirs)) == 100
+    assert queue.stats().total == 101
+
+
+def test_a_full_redis_still_purges_and_reports(redis_server: RedisServer) -> None:
+    """At maxmemory with noeviction, Redis refuses a function without flags before it runs:
+    purge and reap are flagged allow-oom (they free memory), stats no-writes."""
+    queue = JobQueue(redis_server.url, name="oom")
+    claimed_ids = queue.submit_many([JobSpec(f"https://example.com/{i}") for i in range(300)])
+    done = queue.claim("w1", 300)
+    assert len(done) == len(claimed_ids)
+    assert all(ack.accepted for ack in queue.complete_many(done, [{"x": "y" * 200}] * len(done)))
+    admin = redis.Redis.from_url(redis_server.url)
+    used = int(admin.info("memory")["used_memory"])
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", str(used // 2))
+    try:
+        with pytest.raises(QueueUnavailableError, match="OOM"):
+            queue.submit(JobSpec("https://example.com/more"))
+        assert queue.stats().by_status["completed"] == 300
+        assert queue.reap()["purged"] == 0
+        assert queue.purge(0) == 300
+        assert queue.stats().total == 0
+    finally:
+        admin.config_set("maxmemory", "0")
+        admin.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+import gc
 import subprocess
 import sys
 import textwrap
@@ -163,3 +165,59 @@ def test_prefetch_must_be_a_positive_integer(redis_url: str) -> None:
     for bad in (0, -1, 2.5, True, "3"):
         with pytest.raises(ConfigError, match="prefetch"):
             DistributedJobQueue(redis_url, prefetch=bad)
+
+
+def test_a_claim_older_than_job_timeout_is_not_renewed(redis_url: str) -> None:
+    """The guide's ``job_timeout``: a hung job is given back even while heartbeats go on."""
+    queue = DistributedJobQueue(redis_url, lease=0.3)
+    queue.job_timeout = 0.6
+    other = DistributedJobQueue(redis_url)
+    for i in range(2):
+        queue.submit_job(ScrapingJob(None, "n", "t", f"https://example.com/{i}", {}))
+    hung = queue.get_next_job("w1")
+    assert hung is not None
+    taken = None
+    deadline = time.monotonic() + 60
+    while taken is None or taken.id != hung.id:
+        assert time.monotonic() < deadline, "the hung job never came back"
+        queue.send_heartbeat("w1")
+        if taken is not None:  # the other job: put it back and look again
+            assert other.update_job_status(taken, JobStatus.PENDING)
+        time.sleep(0.05)
+        taken = other.get_next_job("w2")
+    assert queue.update_job_status(hung, JobStatus.COMPLETED) is False
+    assert other.update_job_status(taken, JobStatus.COMPLETED)
+
+
+def test_prefetched_jobs_go_back_on_drain_and_when_the_client_is_dropped(
+    redis_url: str,
+) -> None:
+    queue = DistributedJobQueue(redis_url, prefetch=3, lease=30)
+    for i in range(6):
+        queue.submit_job(ScrapingJob(None, "n", "t", f"https://example.com/{i}", {}))
+    assert queue.get_next_job("w1") is not None  # two more buffered
+    queue.queue.drain("w1")
+    queue.send_heartbeat("w1")  # draining: the buffered jobs go back at once
+    counts = queue.get_queue_stats()["status_counts"]
+    assert counts["assigned"] == 1 and counts["pending"] == 5
+
+    dropped = DistributedJobQueue(redis_url, prefetch=3, lease=30)
+    assert dropped.get_next_job("w2") is not None  # two more buffered, never handed out
+    del dropped
+    gc.collect()
+    counts = queue.get_queue_stats()["status_counts"]
+    assert counts["assigned"] == 2 and counts["pending"] == 4
+    totals = queue.queue.stats().totals
+    assert totals.expired == 0  # given back, not left to expire
+
+
+def test_a_status_from_another_string_enum_is_accepted_by_value(redis_url: str) -> None:
+    class Theirs(str, enum.Enum):
+        COMPLETED = "completed"
+
+    queue = DistributedJobQueue(redis_url)
+    queue.submit_job(ScrapingJob(None, "n", "t", "https://example.com/x", {}))
+    job = queue.get_next_job("w1")
+    assert job is not None and queue.update_job_status(job, Theirs.COMPLETED)
+    with pytest.raises(InvalidJobError, match="unknown status"):
+        queue.update_job_status(job, "finished")

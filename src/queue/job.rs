@@ -202,12 +202,13 @@ pub const DEFAULT_MAX_CONFIG_BYTES: usize = 1024 * 1024;
 impl NewJob {
     /// Checks the submission and fills in the id; the error names the job.
     pub fn validated(mut self, max_config_bytes: usize) -> QueueResult<Self> {
-        let id = self.id.take().unwrap_or_else(|| {
-            // From the thread's generator: no getrandom system call per job.
-            uuid::Builder::from_random_bytes(rand::random())
-                .into_uuid()
-                .to_string()
-        });
+        // From the operating system (one getrandom call, ~1 µs): a thread-local generator
+        // would repeat its sequence in a forked child (rand >= 0.9 does not reseed on fork),
+        // and a repeated id is a job the queue leaves out as already known.
+        let id = self
+            .id
+            .take()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let invalid = |reason: String| QueueError::InvalidJob {
             job_id: id.clone(),
             reason,

@@ -30,8 +30,11 @@ import dataclasses
 import json
 import logging
 import os
+import sys
 import threading
 import time
+import weakref
+from enum import Enum
 from typing import Any, Optional, Union
 
 from scraperv4.exceptions import ConfigError, InvalidJobError
@@ -126,22 +129,29 @@ class DistributedJobQueue:
         url = redis_url or os.environ.get("REDIS_URL", "redis://localhost:6379/0")
         self.queue = JobQueue(url, **options)
         self.prefetch = prefetch
-        # worker id -> jobs claimed for it and not handed out yet, with the time.monotonic()
+        # worker id -> jobs claimed for it and not handed out yet, with the _clock()
         # of their claim (next to hand out last)
         self._buffered: dict[str, list[tuple[Job, float]]] = {}
-        # worker id -> time.monotonic() before its last heartbeat that renewed its claims
+        # worker id -> _clock() before its last heartbeat that renewed its claims
         self._renewed: dict[str, float] = {}
         self.worker_id: Optional[str] = None
         self.heartbeat_interval = 30
-        self.job_timeout = 3600
+        #: Seconds a claim is renewed by send_heartbeat; past it the job goes back.
+        self.job_timeout: float = 3600
         # job id -> the claims made through this client and not settled: (worker, token)
         self._claimed: dict[str, list[tuple[str, int]]] = {}
+        # fencing token -> _clock() of its claim (for job_timeout)
+        self._claimed_at: dict[int, float] = {}
         # workers this client claimed for (their heartbeats list exactly their claims)
         self._claimers: set[str] = set()
         # Held by a claim until its claim is recorded, and by a heartbeat while it reads the
         # claims and sends them: a heartbeat from another thread never sees a claim
         # half-recorded (it would give the job back) nor a dict changing under it.
         self._claims_lock = threading.Lock()
+        # A script that never calls close() still gives its prefetched jobs back when the
+        # object goes or the interpreter exits (else each waits out its lease, counted as an
+        # expired lease although it never ran).
+        self._finalizer = weakref.finalize(self, _release_buffered, self.queue, self._buffered)
 
     def register_worker(self, worker_id: str) -> bool:
         """Register this worker."""
@@ -171,74 +181,86 @@ class DistributedJobQueue:
         With ``prefetch > 1``, the next job claimed for ``worker_id`` earlier, if any is
         still leased; otherwise up to ``prefetch`` jobs are claimed in one round trip.
         """
-        with self._claims_lock:
-            self._claimers.add(worker_id)
-            buffered = self._buffered.get(worker_id)
-            while buffered:
-                job, claimed_at = buffered.pop()
-                if (worker_id, job.token) not in self._claimed.get(job.id, ()):
-                    continue  # a heartbeat found the claim lost
-                # Measured on this machine's clock from the claim or the last renewal: a
-                # lease that runs out within a tenth of its length would be lost before the
-                # caller gets going, so the job goes back and the next is taken.
-                renewed = max(claimed_at, self._renewed.get(worker_id, 0.0))
-                if renewed + self.queue.lease * 0.9 > time.monotonic():
-                    return ScrapingJob._from_job(job)
-                self._give_back(worker_id, job)
-            started = time.monotonic()
-            claimed = self.queue.claim(worker_id, self.prefetch)
-            if not claimed:
-                return None
-            for job in claimed:
-                self._claimed.setdefault(job.id, []).append((worker_id, job.token))
-            job = claimed[0]
-            if len(claimed) > 1:
-                self._buffered[worker_id] = [(later, started) for later in claimed[:0:-1]]
-        return ScrapingJob._from_job(job)
-
-    def _give_back(self, worker_id: str, job: Job) -> None:
-        """Release a buffered claim (caller holds ``_claims_lock``); a claim that is no
-        longer current is only forgotten."""
+        stale: list[tuple[Job, float]] = []
         try:
-            self.queue.release(job, token=job.token)
+            with self._claims_lock:
+                self._claimers.add(worker_id)
+                buffered = self._buffered.get(worker_id)
+                while buffered:
+                    job, claimed_at = buffered.pop()
+                    if (worker_id, job.token) not in self._claimed.get(job.id, ()):
+                        continue  # a heartbeat found the claim lost
+                    # On this machine's clock from the claim or the last renewal: a lease
+                    # that runs out within a tenth of its length would be lost before the
+                    # caller gets going, so the job goes back and the next is taken.
+                    renewed = max(claimed_at, self._renewed.get(worker_id, 0.0))
+                    if renewed + self.queue.lease * 0.9 > _clock():
+                        return ScrapingJob._from_job(job)
+                    stale.append((job, claimed_at))
+                started = _clock()
+                claimed = self.queue.claim(worker_id, self.prefetch)
+                if not claimed:
+                    return None
+                for job in claimed:
+                    self._claimed.setdefault(job.id, []).append((worker_id, job.token))
+                    self._claimed_at[job.token] = started
+                job = claimed[0]
+                if len(claimed) > 1:
+                    self._buffered[worker_id] = [(later, started) for later in claimed[:0:-1]]
+            return ScrapingJob._from_job(job)
         finally:
-            claims = [c for c in self._claimed.get(job.id, []) if c != (worker_id, job.token)]
-            if claims:
-                self._claimed[job.id] = claims
-            else:
-                self._claimed.pop(job.id, None)
+            # Outside the lock: a slow queue must not hold up the heartbeat.
+            self._give_back_quietly(worker_id, stale)
+
+    def _give_back(self, worker_id: str, items: list[tuple[Job, float]]) -> int:
+        """Release buffered claims (the caller does not hold ``_claims_lock``); returns how
+        many were still current. When the queue cannot be reached, the claims not given back
+        stay buffered and held (the next heartbeat renews them; the next call tries again)."""
+        released = 0
+        for at, (job, _) in enumerate(items):
+            try:
+                released += self.queue.release(job, token=job.token).accepted
+            except Exception:
+                with self._claims_lock:
+                    rest = [item for item in items[at:] if self._holds(worker_id, item[0])]
+                    self._buffered[worker_id] = rest + self._buffered.get(worker_id, [])
+                raise
+            self._forget(job.id, job.token)
+        return released
+
+    def _give_back_quietly(self, worker_id: str, items: list[tuple[Job, float]]) -> None:
+        if not items:
+            return
+        try:
+            self._give_back(worker_id, items)
+        except Exception as error:
+            _log.warning("could not give back %d prefetched jobs yet: %s", len(items), error)
+
+    def _holds(self, worker_id: str, job: Job) -> bool:
+        return (worker_id, job.token) in self._claimed.get(job.id, ())
 
     def release_prefetched(self, worker_id: Optional[str] = None) -> int:
         """Give back the jobs claimed ahead for ``worker_id`` (every worker: ``None``) and
         not handed out; returns how many were still this client's to give back."""
         with self._claims_lock:
             workers = list(self._buffered) if worker_id is None else [worker_id]
-            released = 0
-            for worker in workers:
-                jobs = self._buffered.pop(worker, [])
-                while jobs:
-                    job, claimed_at = jobs.pop()
-                    try:
-                        accepted = self.queue.release(job, token=job.token).accepted
-                    except Exception:
-                        # Unreachable queue: the rest stay buffered for the next attempt
-                        # (their leases run out otherwise, and the jobs come back then).
-                        self._buffered.setdefault(worker, []).extend([*jobs, (job, claimed_at)])
-                        raise
-                    released += accepted
-                    claims = [c for c in self._claimed.get(job.id, []) if c[1] != job.token]
-                    if claims:
-                        self._claimed[job.id] = claims
-                    else:
-                        self._claimed.pop(job.id, None)
-            return released
+            taken = {worker: self._buffered.pop(worker, []) for worker in workers}
+        return sum(self._give_back(worker, items[::-1]) for worker, items in taken.items())
 
     def close(self) -> None:
-        """Give back prefetched jobs and let go of the queue."""
+        """Give back prefetched jobs and let go of the queue (also done when the object is
+        garbage-collected or the interpreter exits)."""
         try:
             self.release_prefetched()
         finally:
+            self._finalizer.detach()
             self.queue.close()
+
+    def __enter__(self) -> DistributedJobQueue:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def _claim_for(self, job: Union[str, ScrapingJob], worker_id: Optional[str]) -> Optional[int]:
         """The fencing token of the claim ``job`` refers to, or ``None`` when it cannot be
@@ -263,11 +285,16 @@ class DistributedJobQueue:
 
     def _forget(self, job_id: str, token: int) -> None:
         with self._claims_lock:
-            claims = [c for c in self._claimed.get(job_id, []) if c[1] != token]
-            if claims:
-                self._claimed[job_id] = claims
-            else:
-                self._claimed.pop(job_id, None)
+            self._forget_locked(job_id, token)
+
+    def _forget_locked(self, job_id: str, token: int) -> None:
+        """Drop the claim ``(job_id, token)`` (caller holds ``_claims_lock``)."""
+        claims = [c for c in self._claimed.get(job_id, []) if c[1] != token]
+        if claims:
+            self._claimed[job_id] = claims
+        else:
+            self._claimed.pop(job_id, None)
+        self._claimed_at.pop(token, None)
 
     def update_job_status(
         self,
@@ -288,7 +315,11 @@ class DistributedJobQueue:
         """
         job = job_id
         job_id = (job.id or "") if isinstance(job, ScrapingJob) else job
-        target = status if isinstance(status, JobStatus) else _STATUSES.get(str(status))
+        if isinstance(status, JobStatus):
+            target: Optional[JobStatus] = status
+        else:
+            value = status.value if isinstance(status, Enum) else status
+            target = _STATUSES.get(str(value))
         if target is None:
             raise InvalidJobError(
                 f"job {job_id}: unknown status {status!r}; expected one of "
@@ -322,23 +353,56 @@ class DistributedJobQueue:
     def send_heartbeat(self, worker_id: str) -> None:
         """Renew the worker's liveness and the leases of the jobs it holds: exactly the ones
         this client claimed for it and has not settled (others leased under its id go back to
-        pending), or every job leased under its id when this client never claimed for it."""
+        pending), or every job leased under its id when this client never claimed for it.
+        A claim older than ``job_timeout`` seconds is not renewed: the job goes back."""
         with self._claims_lock:
             if worker_id not in self._claimers:
                 self.queue.heartbeat(worker_id)
                 return
-            held = [
-                (job_id, token)
-                for job_id, claims in self._claimed.items()
-                for worker, token in claims
-                if worker == worker_id
-            ]
-            sent = time.monotonic()
-            beat = self.queue.heartbeat(worker_id, held)
-            if not beat.superseded:
+            sent = _clock()
+            beat = self.queue.heartbeat(worker_id, self._held_locked(worker_id, sent))
+            stale: list[tuple[Job, float]] = []
+            if beat.superseded:
+                # Another run owns the id now, with every job leased under it.
+                for job, _ in self._buffered.pop(worker_id, []):
+                    self._forget_locked(job.id, job.token)
+            else:
                 self._renewed[worker_id] = sent
+                # Jobs claimed ahead wait at most one lease for the caller (a consumer that
+                # stopped would keep them renewed for ever), and none once the worker drains.
+                keep: list[tuple[Job, float]] = []
+                for item in self._buffered.get(worker_id, []):
+                    too_old = sent - item[1] > self.queue.lease
+                    (stale if beat.draining or too_old else keep).append(item)
+                if stale:
+                    self._buffered[worker_id] = keep
         for job_id, token in beat.lost:
             self._forget(job_id, token)
+        self._give_back_quietly(worker_id, stale)
+
+    def _held_locked(self, worker_id: str, now: float) -> list[tuple[str, int]]:
+        """The claims a heartbeat of ``worker_id`` renews (caller holds ``_claims_lock``).
+
+        A claim held longer than job_timeout (a hung scrape, or code that stopped working on
+        the job without updating it) is left out and forgotten: the queue gives the job
+        back (counted as an expired lease)."""
+        held: list[tuple[str, int]] = []
+        overdue: list[tuple[str, int]] = []
+        for job_id, claims in self._claimed.items():
+            for worker, token in claims:
+                if worker == worker_id:
+                    late = now - self._claimed_at.get(token, now) > self.job_timeout
+                    (overdue if late else held).append((job_id, token))
+        for job_id, token in overdue:
+            _log.warning(
+                "job %s: claimed by worker %s more than job_timeout=%ss ago and not "
+                "finished; its claim is given up and the job goes back to the queue",
+                job_id,
+                worker_id,
+                self.job_timeout,
+            )
+            self._forget_locked(job_id, token)
+        return held
 
     def cleanup_stale_jobs(self) -> dict[str, int]:
         """Requeue jobs whose lease expired (the seed's stale-worker sweep), purge old ones."""
@@ -359,3 +423,25 @@ class DistributedJobQueue:
             "runnable_jobs": stats.runnable,
             "status_counts": stats.by_status,
         }
+
+
+def _clock() -> float:
+    """Seconds on a clock that also runs while the machine sleeps (a suspended host's
+    leases run out on the server meanwhile)."""
+    return time.clock_gettime(_BOOTTIME) if _BOOTTIME is not None else time.monotonic()
+
+
+_BOOTTIME: Optional[int] = (
+    getattr(time, "CLOCK_BOOTTIME", None) if sys.platform == "linux" else None
+)
+
+
+def _release_buffered(queue: JobQueue, buffered: dict[str, list[tuple[Job, float]]]) -> None:
+    """weakref.finalize callback: give back every buffered claim, best effort."""
+    for items in buffered.values():
+        for job, _ in items:
+            try:
+                queue.release(job, token=job.token)
+            except Exception:  # at exit: the lease returns it anyway
+                return
+    buffered.clear()

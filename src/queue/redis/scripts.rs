@@ -21,8 +21,10 @@ use redis::Script;
 pub(super) struct QueueScript {
     /// The operation: `lua/<name>.lua`, function `<library>_<name>`.
     name: &'static str,
-    /// Only reads (`no-writes`: allowed on a replica and when Redis is out of memory).
-    read_only: bool,
+    /// The function's flags: `no-writes` (only reads: allowed on a replica and when Redis is
+    /// out of memory) or `allow-oom` (frees memory: it must run when Redis is full; a
+    /// function without flags is refused then, before it runs).
+    flags: &'static str,
     body: &'static str,
     /// The standalone script (prelude + body), for servers without functions.
     script: LazyLock<Script>,
@@ -37,10 +39,10 @@ impl QueueScript {
 /// The standalone script of `lua/<name>.lua`: `begin()` gets the script's KEYS and ARGV
 /// (the shared modules declare locals of those names).
 macro_rules! queue_script {
-    ($name:literal, $read_only:expr) => {
+    ($name:literal, $flags:literal) => {
         QueueScript {
             name: $name,
-            read_only: $read_only,
+            flags: $flags,
             body: include_str!(concat!("lua/", $name, ".lua")),
             script: LazyLock::new(|| {
                 Script::new(concat!(
@@ -58,19 +60,19 @@ macro_rules! queue_script {
     };
 }
 
-pub(super) static SUBMIT: QueueScript = queue_script!("submit", false);
-pub(super) static CLAIM: QueueScript = queue_script!("claim", false);
-pub(super) static SETTLE: QueueScript = queue_script!("settle", false);
-pub(super) static COMPLETE_MANY: QueueScript = queue_script!("complete_many", false);
-pub(super) static FINISH: QueueScript = queue_script!("finish", false);
-pub(super) static ADMIN: QueueScript = queue_script!("admin", false);
-pub(super) static HEARTBEAT: QueueScript = queue_script!("heartbeat", false);
-pub(super) static WORKERS: QueueScript = queue_script!("workers", false);
-pub(super) static REAP: QueueScript = queue_script!("reap", false);
-pub(super) static PURGE: QueueScript = queue_script!("purge", false);
-pub(super) static STATS: QueueScript = queue_script!("stats", true);
-pub(super) static LIST: QueueScript = queue_script!("list", true);
-pub(super) static DOMAINS: QueueScript = queue_script!("domains", false);
+pub(super) static SUBMIT: QueueScript = queue_script!("submit", "");
+pub(super) static CLAIM: QueueScript = queue_script!("claim", "");
+pub(super) static SETTLE: QueueScript = queue_script!("settle", "");
+pub(super) static COMPLETE_MANY: QueueScript = queue_script!("complete_many", "");
+pub(super) static FINISH: QueueScript = queue_script!("finish", "");
+pub(super) static ADMIN: QueueScript = queue_script!("admin", "");
+pub(super) static HEARTBEAT: QueueScript = queue_script!("heartbeat", "");
+pub(super) static WORKERS: QueueScript = queue_script!("workers", "");
+pub(super) static REAP: QueueScript = queue_script!("reap", "allow-oom");
+pub(super) static PURGE: QueueScript = queue_script!("purge", "allow-oom");
+pub(super) static STATS: QueueScript = queue_script!("stats", "no-writes");
+pub(super) static LIST: QueueScript = queue_script!("list", "no-writes");
+pub(super) static DOMAINS: QueueScript = queue_script!("domains", "");
 
 static ALL: [&QueueScript; 13] = [
     &SUBMIT,
@@ -108,34 +110,37 @@ impl Library {
 }
 
 pub(super) static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
-    let mut body = String::with_capacity(96 * 1024);
-    body.push_str(include_str!("lua/prelude.lua"));
-    body.push_str(include_str!("lua/politeness.lua"));
-    body.push_str(include_str!("lua/jobs.lua"));
+    // Written with a placeholder for the library's name, which is the hash of all of it:
+    // a library with other flags or another wrapper is another library.
+    const NAME: &str = "@LIBRARY@";
+    let mut code = String::with_capacity(96 * 1024);
+    code.push_str(include_str!("lua/prelude.lua"));
+    code.push_str(include_str!("lua/politeness.lua"));
+    code.push_str(include_str!("lua/jobs.lua"));
     for script in ALL {
         let _ = write!(
-            body,
+            code,
             "local function s_{}()\n{}\nend\n",
             script.name, script.body
         );
     }
-    let hash = Script::new(&body).get_hash().to_owned();
-    let name = format!("scraperv4_{}", &hash[..12]);
-    let mut code = format!("#!lua name={name}\n{body}");
     for script in ALL {
-        let flags = if script.read_only {
-            ", flags = {'no-writes'}"
+        let flags = if script.flags.is_empty() {
+            String::new()
         } else {
-            ""
+            format!(", flags = {{'{}'}}", script.flags)
         };
         let _ = writeln!(
             code,
-            "redis.register_function{{function_name = '{name}_{op}', callback = \
+            "redis.register_function{{function_name = '{NAME}_{op}', callback = \
              function(keys, args) begin(keys, args) local result = s_{op}() flush() \
              return result end{flags}}}",
             op = script.name,
         );
     }
+    let hash = Script::new(&code).get_hash().to_owned();
+    let name = format!("scraperv4_{}", &hash[..12]);
+    let code = format!("#!lua name={name}\n{}", code.replace(NAME, &name));
     Library { name, code }
 });
 
