@@ -4,12 +4,16 @@ submissions were new, and tables in Jupyter (`_repr_html_`)."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from scraperv4.exceptions import QueueError
-from scraperv4.queue import AsyncJobQueue, JobQueue
+from scraperv4.queue import AsyncJobQueue, JobQueue, JobSpec
 
 SPECS = [{"id": "a", "target_url": "http://127.0.0.1:9/a"},
          {"id": "b", "target_url": "http://127.0.0.1:9/<b>"}]  # fmt: skip
@@ -72,3 +76,41 @@ def test_the_sync_api_works_inside_a_running_event_loop(tmp_path: Path) -> None:
         return queue.stats().total, summary.items, summary.ok
 
     assert asyncio.run(cell()) == (2, 3, True)
+
+
+def test_a_sqlite_call_that_waited_for_the_lock_takes_the_time_after_it(tmp_path: Path) -> None:
+    """A heartbeat that waited for another writer renews to a deadline counted from when it
+    ran, not from when it was sent (else a wait longer than the lease renews into the past)."""
+    path = tmp_path / "q.db"
+    queue = JobQueue(f"sqlite://{path}", lease=1.0, operation_timeout=30)
+    queue.submit(JobSpec("https://example.com/a"))
+    (job,) = queue.claim("w1", 1)
+    # Another process holds the write lock (in this process, Python's own SQLite library
+    # would not see the core's locks: POSIX locks are per process).
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys\n"
+            f"db = sqlite3.connect({str(path)!r}, isolation_level=None, timeout=30)\n"
+            "db.execute('BEGIN IMMEDIATE'); print('locked', flush=True)\n"
+            "sys.stdin.readline(); db.execute('COMMIT')\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        beats: list[object] = []
+        beating = threading.Thread(target=lambda: beats.append(queue.heartbeat("w1", [job])))
+        beating.start()
+        time.sleep(1.5)  # longer than the lease: the heartbeat waits for the lock meanwhile
+        released = time.time()
+        assert holder.stdin is not None
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        beating.join(60)
+        assert beats, "the heartbeat did not return"
+    renewed = queue.get(job.id)
+    assert renewed is not None and renewed.lease_deadline is not None
+    assert renewed.lease_deadline >= released + 1.0 - 0.05

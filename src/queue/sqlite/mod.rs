@@ -268,7 +268,7 @@ impl SqliteQueue {
         let ctx = self.ctx(operation);
         let location = self.location.clone();
         let joined =
-            tokio::task::spawn_blocking(move || execute(&connection, &ctx, behavior, work)).await;
+            tokio::task::spawn_blocking(move || execute(&connection, ctx, behavior, work)).await;
         joined.map_err(|e| QueueError::Backend {
             url: location,
             operation,
@@ -282,7 +282,7 @@ impl SqliteQueue {
         F: FnOnce(&rusqlite::Transaction<'_>, &Ctx) -> QueueResult<T>,
     {
         let ctx = self.ctx(operation);
-        execute(&self.connection, &ctx, TransactionBehavior::Immediate, work)
+        execute(&self.connection, ctx, TransactionBehavior::Immediate, work)
     }
 
     fn ctx(&self, operation: &'static str) -> Ctx {
@@ -1152,7 +1152,7 @@ const PURGE_CHUNK: usize = 1000;
 /// Runs `work` in one transaction on `connection` and commits it.
 fn execute<T>(
     connection: &Mutex<Connection>,
-    ctx: &Ctx,
+    mut ctx: Ctx,
     behavior: TransactionBehavior,
     work: impl FnOnce(&rusqlite::Transaction<'_>, &Ctx) -> QueueResult<T>,
 ) -> QueueResult<T> {
@@ -1160,7 +1160,10 @@ fn execute<T>(
     let tx = connection
         .transaction_with_behavior(behavior)
         .map_err(|e| ctx.error(&e))?;
-    let value = work(&tx, ctx)?;
+    // The time is read once the locks are held: a call that waited for another writer (up
+    // to the operation timeout) must not renew a lease to a deadline already past.
+    ctx.now = now_ms();
+    let value = work(&tx, &ctx)?;
     tx.commit().map_err(|e| ctx.error(&e))?;
     Ok(value)
 }
