@@ -4,6 +4,8 @@
 mod common;
 
 use common::redis_server::RedisServer;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use scraperv4::queue::{JobQueue, JobStatus, NewJob, QueueOptions};
 
 fn new_job(n: usize) -> NewJob {
@@ -61,5 +63,99 @@ fn an_outage_heartbeat_gives_back_uncounted_on_sqlite() {
     scraperv4::runtime::handle().block_on(async {
         let queue = JobQueue::open(&url, QueueOptions::default()).await.unwrap();
         scenario(queue).await;
+    });
+}
+
+/// Forwards `127.0.0.1:<port>` to the Redis server and, once, drops the reply to the first
+/// command that mentions a robots.txt claim (`...:lock`): the connection closes after the
+/// server applied the command, as when the network fails at the wrong moment.
+async fn proxy_losing_one_reply(target: u16) -> (u16, std::sync::Arc<AtomicBool>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dropped = std::sync::Arc::new(AtomicBool::new(false));
+    let once = dropped.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                continue;
+            };
+            let once = once.clone();
+            tokio::spawn(async move {
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let armed = std::sync::Arc::new(AtomicBool::new(false));
+                let arm = armed.clone();
+                let watch = once.clone();
+                let up = async move {
+                    let mut buf = vec![0_u8; 65536];
+                    loop {
+                        let n = client_read.read(&mut buf).await?;
+                        if n == 0 {
+                            return Ok::<(), std::io::Error>(());
+                        }
+                        if !watch.load(Ordering::SeqCst)
+                            && buf[..n].windows(5).any(|w| w == b":lock")
+                        {
+                            arm.store(true, Ordering::SeqCst);
+                        }
+                        server_write.write_all(&buf[..n]).await?;
+                    }
+                };
+                let down = async move {
+                    let mut buf = vec![0_u8; 65536];
+                    loop {
+                        let n = server_read.read(&mut buf).await?;
+                        if n == 0 {
+                            return Ok::<(), std::io::Error>(());
+                        }
+                        if armed.load(Ordering::SeqCst) && !once.swap(true, Ordering::SeqCst) {
+                            return Ok(()); // the reply is lost with the connection
+                        }
+                        client_write.write_all(&buf[..n]).await?;
+                    }
+                };
+                tokio::select! {
+                    _ = up => {}
+                    _ = down => {}
+                }
+            });
+        }
+    });
+    (port, dropped)
+}
+
+#[test]
+fn a_robots_claim_whose_reply_was_lost_is_still_won() {
+    let server = RedisServer::start(&[]);
+    let port: u16 = server
+        .url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    scraperv4::runtime::handle().block_on(async {
+        let (proxy, dropped) = proxy_losing_one_reply(port).await;
+        let queue = JobQueue::open(
+            &format!("redis://127.0.0.1:{proxy}/0"),
+            QueueOptions::default(),
+        )
+        .await
+        .unwrap();
+        let ttl = std::time::Duration::from_secs(60);
+        // The SET NX is applied, its reply lost; the command is sent again on a new
+        // connection and finds the key set — by this very call.
+        assert!(queue.robots_claim("http://127.0.0.1:9", ttl).await.unwrap());
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "the proxy never dropped a reply"
+        );
+        // Anyone else now finds it claimed.
+        assert!(!queue.robots_claim("http://127.0.0.1:9", ttl).await.unwrap());
     });
 }

@@ -122,17 +122,29 @@ impl RedisQueue {
     }
 
     /// True when nobody has claimed fetching `origin`'s robots.txt within `ttl_ms`.
+    ///
+    /// The claim holds a value of this call's own: when `query` sends the `SET NX` again
+    /// after a lost reply, the second one finds the key set, and the value says whether it
+    /// was this call that set it.
     pub async fn robots_claim(&self, origin: String, ttl_ms: i64) -> QueueResult<bool> {
+        let lock = format!("{}:lock", self.robots_key(&origin));
+        let mine = uuid::Uuid::new_v4().simple().to_string();
         let mut command = redis::cmd("SET");
         command
-            .arg(format!("{}:lock", self.robots_key(&origin)))
-            .arg("1")
+            .arg(&lock)
+            .arg(&mine)
             .arg("NX")
             .arg("PX")
             .arg(ttl_ms.max(1));
         let mut connection = self.connection.clone();
         let answer: Option<String> = self.query("robots", &command, &mut connection).await?;
-        Ok(answer.is_some())
+        if answer.is_some() {
+            return Ok(true);
+        }
+        let holder: Option<String> = self
+            .query("robots", redis::cmd("GET").arg(&lock), &mut connection)
+            .await?;
+        Ok(holder.as_deref() == Some(mine.as_str()))
     }
 
     fn robots_key(&self, origin: &str) -> String {
