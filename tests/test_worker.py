@@ -517,3 +517,42 @@ def test_a_jobs_config_overrides_politeness_and_robots() -> None:
     assert progress["completed"] == 4
     assert took >= 0.75, "four requests to one host 0.25 s apart"
     assert queue.get("bad") is None
+
+
+def test_a_stop_gives_jobs_back_uncounted_and_leaves_no_ghost_worker(redis_url: str) -> None:
+    """Jobs a stop aborts are released while still listed by the heartbeat (a heartbeat in
+    between would count their leases as expired), and no heartbeat follows the
+    unregistration (it would put the worker back in the registry)."""
+    queue = JobQueue(redis_url, lease=5.0)
+    template = Template.from_file(TEMPLATE_PATH)
+    with DemoSite(categories=1, products_per_category=12, latency=2.0) as site:
+        base = site.url.rstrip("/")
+        queue.submit_many(
+            {"template_id": "demo-products", "target_url": f"{base}/product/{i}"}
+            for i in range(1, 13)
+        )
+        for round_ in range(3):
+            worker = Worker(
+                queue,
+                worker_id=f"stopper-{round_}",
+                templates=[template],
+                fetch=LOCAL,
+                heartbeat=0.005,
+                concurrency=4,
+                grace_period=0.0,
+                adaptive_concurrency=False,
+            )
+            thread = threading.Thread(target=worker.run, kwargs={"handle_signals": False})
+            thread.start()
+            try:
+                wait_for(lambda: queue.stats().by_status["running"] == 4, 20, "4 in flight")
+                time.sleep(0.1)
+            finally:
+                worker.stop()
+                thread.join(timeout=30)
+            assert not thread.is_alive()
+            time.sleep(0.2)  # forty heartbeat periods: a late one would show now
+            assert queue.workers() == [], "no worker left in the registry"
+            stats = queue.stats()
+            assert stats.by_status["running"] == stats.by_status["assigned"] == 0
+            assert stats.totals.expired == 0, "a stop's releases are not expired leases"

@@ -305,7 +305,8 @@ impl Worker {
         let (finish_tx, finish_rx) = mpsc::channel::<Done>(4 * self.config.concurrency);
         let finisher = tokio::spawn(Arc::clone(&self).finisher(finish_rx));
         tasks.push(finisher.abort_handle());
-        tasks.push(tokio::spawn(Arc::clone(&self).heartbeat_loop()).abort_handle());
+        let heartbeat = tokio::spawn(Arc::clone(&self).heartbeat_loop());
+        tasks.push(heartbeat.abort_handle());
         if self.config.throttle.enabled {
             tasks.push(tokio::spawn(Arc::clone(&self).throttle_loop()).abort_handle());
         }
@@ -328,8 +329,11 @@ impl Worker {
         // Everything sent to the finisher is settled before leftovers are released.
         let _ = finisher.await;
         for (job_id, token) in self.held_claims() {
+            // Released while still held: a heartbeat in between must list it (a claim it
+            // does not list is given back as an expired lease, and the release refused).
+            let released = self.queue.release(&job_id, token).await;
             self.let_go(&(job_id.clone(), token));
-            match self.queue.release(&job_id, token).await {
+            match released {
                 Ok(Ack::Accepted) => {
                     self.counters.released.fetch_add(1, Ordering::Relaxed);
                     self.metrics.outcome("released");
@@ -357,6 +361,11 @@ impl Worker {
                 tracing::error!(%error, "results export failed: the file lacks the last results");
             }
         }
+        // No heartbeat after the unregistration (a late one would register the id again: a
+        // ghost worker in the registry until it expires). One already sent is ahead of the
+        // unregistration on the queue's connection.
+        heartbeat.abort();
+        let _ = heartbeat.await;
         if let Err(error) = self.queue.unregister_worker(&id, Some(&session)).await {
             tracing::warn!(worker = id, %error, "could not unregister");
         }
