@@ -32,8 +32,16 @@ pub(super) struct Failure {
 }
 
 /// The kinds of failure that are not fetch errors: no such template, an unusable job
-/// config, the job's time limit, the item callback raised, extraction stopped.
-pub const FAILURE_KINDS: [&str; 5] = ["template", "config", "job_timeout", "on_item", "extract"];
+/// config, the job's time limit, the item callback raised, extraction stopped, a bug (the
+/// job's task panicked).
+pub const FAILURE_KINDS: [&str; 6] = [
+    "template",
+    "config",
+    "job_timeout",
+    "on_item",
+    "extract",
+    "panic",
+];
 
 /// The kind in front of a job's stored error (`connect: fetching ...` gives `connect`), or
 /// `other` for errors written another way (by hand, by older versions, by the seed API).
@@ -128,7 +136,7 @@ impl Worker {
             self.warn_unknown_config(&settings.unknown);
             self.work(&job, &settings, deadline).await
         };
-        let failure = match tokio::time::timeout(timeout, work).await {
+        let failure = match tokio::time::timeout(timeout, catching_panics(work)).await {
             Ok(Ok((finished, items, dropped))) => {
                 let done = Done {
                     finished,
@@ -466,6 +474,40 @@ fn extraction_refused(error: &LimitError) -> Failure {
     Failure::permanent("extract", format!("extraction refused: {error}"))
 }
 
+/// `work`, with a panic inside it turned into a retryable failure of the job: recorded
+/// with the claim still held, so it counts against the job's retries like any failure (a
+/// task that died would instead leave its lease to be given back by the next heartbeat —
+/// uncounted when that heartbeat follows an outage, so a job that kills its task could run
+/// for ever on a flaky network).
+async fn catching_panics<T>(
+    work: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_owned());
+            tracing::error!(
+                panic = what,
+                "a job's task panicked: the job fails (retryable)"
+            );
+            Err(Failure {
+                kind: "panic",
+                message: format!(
+                    "the worker hit a bug processing this job ({what}); please report it"
+                ),
+                retryable: true,
+                feedback: None,
+                give_back: false,
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -481,5 +523,31 @@ mod tests {
         assert_eq!(error_kind("HTTP 500 from the site"), "other");
         assert_eq!(error_kind("Boom: x"), "other");
         assert_eq!(error_kind(""), "other");
+    }
+
+    #[test]
+    fn a_panicking_job_is_a_retryable_failure_of_kind_panic() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let failure = runtime
+            .block_on(catching_panics(async {
+                if std::hint::black_box(true) {
+                    panic!("index out of bounds");
+                }
+                Ok::<(), Failure>(())
+            }))
+            .unwrap_err();
+        assert_eq!(failure.kind, "panic");
+        assert!(failure.retryable && !failure.give_back);
+        assert!(
+            failure.message.contains("index out of bounds"),
+            "{}",
+            failure.message
+        );
+        assert_eq!(error_kind(&failure.line()), "panic");
+        // An ordinary outcome passes through.
+        let fine = runtime.block_on(catching_panics(async { Ok::<u8, Failure>(7) }));
+        assert_eq!(fine.ok(), Some(7));
     }
 }
