@@ -125,8 +125,13 @@ impl JsonlSink {
             }
             Err(e) => return Err(io(e.to_string())),
         };
-        if legacy.is_some() {
-            std::fs::remove_file(&state_path).map_err(|e| io(e.to_string()))?;
+        if let Some(checkpoint) = &legacy {
+            migrate_legacy(&state_path, checkpoint).map_err(|e| {
+                io(format!(
+                    "its checkpoint {} could not be converted ({e}); it is unchanged",
+                    state_path.display()
+                ))
+            })?;
         }
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| io(e.to_string()))?;
@@ -140,13 +145,7 @@ impl JsonlSink {
                 state_path.display()
             ))
         })?;
-        let checkpoint = match legacy {
-            Some(checkpoint) => {
-                save(&state, &checkpoint).map_err(|e| io(e.to_string()))?;
-                checkpoint
-            }
-            None => load(&state).map_err(|e| io(e.to_string()))?,
-        };
+        let checkpoint = load(&state).map_err(|e| io(e.to_string()))?;
         let mut options = OpenOptions::new();
         options.create(true).append(true);
         #[cfg(unix)]
@@ -363,6 +362,31 @@ fn private_file(path: &Path) -> std::io::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Replaces the JSON checkpoint of an earlier version at `state_path` by the database
+/// holding `checkpoint`, atomically: the database is written and synced beside it, then
+/// renamed over it. A crash before the rename leaves the JSON (converted again next time);
+/// after it, the database. (Deleting the JSON first, a crash before the database was
+/// written left an empty checkpoint, and the export file was cut back to nothing.)
+fn migrate_legacy(state_path: &Path, checkpoint: &Checkpoint) -> Result<(), String> {
+    let mut name = state_path.file_name().unwrap_or_default().to_owned();
+    name.push(".converting");
+    let converting = state_path.with_file_name(name);
+    match std::fs::remove_file(&converting) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.to_string()),
+        _ => {}
+    }
+    private_file(&converting).map_err(|e| e.to_string())?;
+    {
+        let state = open_state(&converting).map_err(|e| e.to_string())?;
+        save(&state, checkpoint).map_err(|e| e.to_string())?;
+    }
+    File::open(&converting)
+        .and_then(|file| file.sync_all())
+        .and_then(|()| std::fs::rename(&converting, state_path))
+        .and_then(|()| sync_directory(state_path))
+        .map_err(|e| e.to_string())
 }
 
 fn open_state(path: &Path) -> rusqlite::Result<Connection> {
@@ -639,6 +663,28 @@ mod tests {
             0,
             "the cursor was trusted: nothing read again"
         );
+    }
+
+    #[test]
+    fn a_legacy_checkpoint_converts_and_a_crash_while_converting_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("items.jsonl");
+        std::fs::write(&path, "{\"a\":1}\n{\"a\":2}\n").unwrap();
+        let legacy = r#"{"cursor":"1-0","bytes":16,"records":2}"#;
+        std::fs::write(checkpoint_path(&path), legacy).unwrap();
+        // A crash of an earlier conversion left its half-written database beside the JSON.
+        let mut converting = checkpoint_path(&path).into_os_string();
+        converting.push(".converting");
+        std::fs::write(&converting, b"half a database").unwrap();
+        let sink = JsonlSink::open(&path).unwrap();
+        assert_eq!((sink.records(), sink.cursor()), (2, Some("1-0")));
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
+        assert!(!Path::new(&converting).exists());
+        drop(sink);
+        // Converted once: the database is read from now on.
+        let sink = JsonlSink::open(&path).unwrap();
+        assert_eq!((sink.records(), sink.cursor()), (2, Some("1-0")));
+        assert_eq!(std::fs::read(&path).unwrap().len(), 16);
     }
 
     #[test]
