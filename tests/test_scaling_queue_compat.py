@@ -221,3 +221,28 @@ def test_a_status_from_another_string_enum_is_accepted_by_value(redis_url: str) 
     assert job is not None and queue.update_job_status(job, Theirs.COMPLETED)
     with pytest.raises(InvalidJobError, match="unknown status"):
         queue.update_job_status(job, "finished")
+
+
+def test_a_second_client_registering_the_same_worker_id_takes_it_over(redis_url: str) -> None:
+    """Worker sessions: the newer registration owns the id; the older client's heartbeats
+    renew nothing and its claims are refused, instead of each heartbeat giving back the
+    other client's jobs as expired leases."""
+    first = DistributedJobQueue(redis_url, lease=30)
+    second = DistributedJobQueue(redis_url, lease=30)
+    for i in range(2):
+        first.submit_job(ScrapingJob(None, "n", "t", f"https://example.com/{i}", {}))
+    first.register_worker("w")
+    old = first.get_next_job("w")
+    assert old is not None
+    second.register_worker("w")  # takes the id over: the job leased under it goes back
+    mine = second.get_next_job("w")
+    assert mine is not None
+    first.send_heartbeat("w")  # superseded: renews nothing, gives nothing back
+    second.send_heartbeat("w")
+    assert first.update_job_status(old, JobStatus.COMPLETED) is False
+    assert second.update_job_status(mine, JobStatus.COMPLETED)
+    again = second.get_next_job("w")
+    assert again is not None and second.update_job_status(again, JobStatus.COMPLETED)
+    totals = second.queue.stats().totals
+    assert totals.completed == 2
+    assert totals.expired == 1  # the job the first client held when the id was taken over

@@ -33,6 +33,7 @@ import os
 import sys
 import threading
 import time
+import uuid
 import weakref
 from enum import Enum
 from typing import Any, Optional, Union
@@ -142,6 +143,8 @@ class DistributedJobQueue:
         self._claimed: dict[str, list[tuple[str, int]]] = {}
         # fencing token -> _clock() of its claim (for job_timeout)
         self._claimed_at: dict[int, float] = {}
+        # worker id -> the session this client registered it with
+        self._sessions: dict[str, str] = {}
         # workers this client claimed for (their heartbeats list exactly their claims)
         self._claimers: set[str] = set()
         # Held by a claim until its claim is recorded, and by a heartbeat while it reads the
@@ -154,9 +157,15 @@ class DistributedJobQueue:
         self._finalizer = weakref.finalize(self, _release_buffered, self.queue, self._buffered)
 
     def register_worker(self, worker_id: str) -> bool:
-        """Register this worker."""
+        """Register this worker, as a new run of ``worker_id``: jobs still leased under the
+        id (a crashed earlier run's) go back to pending now, and another client that
+        registered the same id before is superseded (its heartbeats renew nothing; see
+        :meth:`send_heartbeat`)."""
         self.worker_id = worker_id
-        self.queue.register_worker(worker_id)
+        session = uuid.uuid4().hex
+        self.queue.register_worker(worker_id, session=session)
+        with self._claims_lock:
+            self._sessions[worker_id] = session
         return True
 
     def submit_job(self, job: ScrapingJob) -> str:
@@ -356,16 +365,26 @@ class DistributedJobQueue:
         pending), or every job leased under its id when this client never claimed for it.
         A claim older than ``job_timeout`` seconds is not renewed: the job goes back."""
         with self._claims_lock:
+            session = self._sessions.get(worker_id)
             if worker_id not in self._claimers:
-                self.queue.heartbeat(worker_id)
+                self.queue.heartbeat(worker_id, session=session)
                 return
             sent = _clock()
-            beat = self.queue.heartbeat(worker_id, self._held_locked(worker_id, sent))
+            held = self._held_locked(worker_id, sent)
+            beat = self.queue.heartbeat(worker_id, held, session=session)
             stale: list[tuple[Job, float]] = []
             if beat.superseded:
-                # Another run owns the id now, with every job leased under it.
-                for job, _ in self._buffered.pop(worker_id, []):
-                    self._forget_locked(job.id, job.token)
+                # Another client registered the id since: it owns every job leased under
+                # it; this client's claims for it are over (their updates would be refused).
+                _log.warning(
+                    "worker id %s was registered again by another client: the %d jobs this "
+                    "client claimed for it are given up",
+                    worker_id,
+                    len(held),
+                )
+                for job_id, token in held:
+                    self._forget_locked(job_id, token)
+                self._buffered.pop(worker_id, None)
             else:
                 self._renewed[worker_id] = sent
                 # Jobs claimed ahead wait at most one lease for the caller (a consumer that
