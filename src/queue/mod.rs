@@ -22,6 +22,7 @@
 //! Backends: [`redis::RedisQueue`] (the fleet) and [`sqlite::SqliteQueue`] (one machine, a
 //! file or memory). [`JobQueue::open`] picks one from the URL.
 
+pub mod dedup;
 pub mod error;
 pub mod job;
 pub mod options;

@@ -49,6 +49,9 @@ pub struct QueueOptions {
     pub runnable_horizon: Duration,
     /// A politeness key idle this long with nothing to keep is forgotten by the reaper.
     pub domain_idle: Duration,
+    /// The seen-URL filter (see [`super::dedup`]); `None`: dedup by job id only, for as long
+    /// as the job record is kept.
+    pub dedup: Option<super::dedup::DedupOptions>,
 }
 
 impl Default for QueueOptions {
@@ -71,6 +74,7 @@ impl Default for QueueOptions {
             policy: Policy::default(),
             runnable_horizon: Duration::from_secs(10),
             domain_idle: Duration::from_secs(3600),
+            dedup: None,
         }
     }
 }
@@ -134,6 +138,9 @@ impl QueueOptions {
             ));
         }
         self.policy.validate()?;
+        if let Some(dedup) = &self.dedup {
+            dedup.validate()?;
+        }
         if self.max_lease_expiries == 0 {
             return Err(ConfigError::invalid(
                 "max_lease_expiries",

@@ -28,6 +28,7 @@ use super::options::{QueueOptions, duration_ms, redact};
 use super::politeness::{self, Feedback, KeyMode};
 use crate::config::ConfigError;
 
+mod dedup;
 mod domains;
 
 macro_rules! script {
@@ -36,6 +37,7 @@ macro_rules! script {
             Script::new(concat!(
                 include_str!("lua/prelude.lua"),
                 include_str!("lua/politeness.lua"),
+                include_str!("lua/dedup.lua"),
                 include_str!("lua/jobs.lua"),
                 include_str!(concat!("lua/", $file)),
                 include_str!("lua/epilogue.lua")
@@ -85,6 +87,8 @@ pub struct RedisQueue {
     base: String,
     /// The URL without its password.
     redacted_url: String,
+    /// The seen-URL filter, when dedup is on.
+    seen: Option<dedup::SeenFilter>,
 }
 
 impl RedisQueue {
@@ -129,15 +133,17 @@ impl RedisQueue {
             })?;
         let base = format!("{}:{{{}}}", options.prefix, options.name);
         warn_if_evicting(&mut connection.clone(), &redacted_url).await;
-        let queue = Self {
+        let mut queue = Self {
             connection,
             blocking: std::sync::Mutex::new(Vec::new()),
             client,
             options,
             base,
             redacted_url,
+            seen: None,
         };
         queue.upgrade().await?;
+        queue.seen = queue.open_seen().await?;
         if !queue.options.policy.is_empty() {
             queue.set_policy(queue.options.policy).await?;
         }
@@ -178,7 +184,21 @@ impl RedisQueue {
         script: &Script,
         args: Vec<String>,
     ) -> QueueResult<T> {
+        self.run_keyed(operation, script, Vec::new(), args).await
+    }
+
+    /// [`RedisQueue::run`] declaring `keys` after the first (the seen-URL filter's).
+    async fn run_keyed<T: redis::FromRedisValue>(
+        &self,
+        operation: &'static str,
+        script: &Script,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> QueueResult<T> {
         let mut invocation = script.key(format!("{}:counts", self.base));
+        for key in keys {
+            invocation.key(key);
+        }
         invocation.arg(&self.base);
         for arg in args {
             invocation.arg(arg);
@@ -326,10 +346,12 @@ impl RedisQueue {
         for chunk in jobs.chunks(SUBMIT_CHUNK) {
             let mut args = Vec::with_capacity(1 + chunk.len() * 5);
             args.push(chunk.len().to_string());
+            let mut jobs = Vec::with_capacity(chunk.len());
             for job in chunk {
+                jobs.push((args.len() + 2, job));
                 args.extend(submit_args(job, self.options.politeness_key)?);
             }
-            let created: Vec<i64> = self.run("submit", &SUBMIT, args).await?;
+            let created: Vec<i64> = self.run_submitting("submit", &SUBMIT, args, &jobs).await?;
             results.extend(
                 chunk
                     .iter()
@@ -533,6 +555,7 @@ impl RedisQueue {
         let mut acks = Vec::with_capacity(finished.len());
         for chunk in finished.chunks(FINISH_CHUNK) {
             let mut args = vec![chunk.len().to_string()];
+            let mut children = Vec::new();
             for job in chunk {
                 args.extend([
                     job.id.clone(),
@@ -545,10 +568,13 @@ impl RedisQueue {
                     job.discovered.len().to_string(),
                 ]);
                 for child in &job.discovered {
+                    children.push((args.len() + 2, child));
                     args.extend(submit_args(child, self.options.politeness_key)?);
                 }
             }
-            let answers: Vec<(i64, String, u64)> = self.run("finish", &FINISH, args).await?;
+            let answers: Vec<(i64, String, u64)> = self
+                .run_submitting("finish", &FINISH, args, &children)
+                .await?;
             for (job, (code, status, token)) in chunk.iter().zip(answers) {
                 acks.push(ack(code, &job.id, &status, token)?);
             }

@@ -21,6 +21,7 @@ use super::job::{
 use super::options::{QueueOptions, duration_ms};
 use super::politeness::{Change, DomainInfo, Feedback, Policy, PolicyState};
 
+mod dedup;
 mod politeness;
 
 const SCHEMA: &str = r"
@@ -201,6 +202,7 @@ impl SqliteQueue {
             connection.pragma_update(None, "synchronous", sync)?;
             connection.execute_batch(SCHEMA)?;
             migrate(&connection)?;
+            connection.execute_batch(dedup::SCHEMA)?;
             connection.execute_batch(politeness::SCHEMA)
         };
         setup().map_err(|e| unavailable(&location, "open", &e))?;
@@ -1097,6 +1099,7 @@ impl SqliteQueue {
                 }
                 let idle_since = ctx.now - duration_ms(ctx.options.domain_idle);
                 politeness::forget_idle(tx, ctx, idle_since, limit)?;
+                dedup::expire(tx, ctx, limit)?;
                 Ok(report)
             })
             .await?;
@@ -1320,8 +1323,20 @@ fn insert_jobs(
         )
         .map_err(|e| ctx.error(&e))?;
     let mut keys = politeness::Inserting::new(tx, ctx)?;
+    let seen = dedup::Seen::of(ctx);
     let mut created = Vec::with_capacity(jobs.len());
     for job in jobs {
+        // With the seen-URL filter on, a URL it has seen is not queued again either.
+        let probe = match &seen {
+            Some(seen) => match seen.check(tx, ctx, job)? {
+                None => {
+                    created.push((job.id().to_owned(), false));
+                    continue;
+                }
+                probe => probe,
+            },
+            None => None,
+        };
         let generation = root.map(|root| derived_generation(root, job.id()));
         let key = super::politeness::key_of(
             &job.target_url,
@@ -1349,6 +1364,11 @@ fn insert_jobs(
                 parked,
             ])
             .map_err(|e| ctx.error(&e))?;
+        if let (Some(seen), Some(probe)) = (&seen, &probe)
+            && changed == 1
+        {
+            seen.record(tx, ctx, probe)?;
+        }
         created.push((job.id().to_owned(), changed == 1));
     }
     keys.finish(tx, ctx)?;
