@@ -202,6 +202,7 @@ class JobQueue:
         revisit: float | None = None,
         dedup_bucket: float | None = None,
         dedup_ignore_params: list[str] | None = None,
+        results_max_len: int | None = None,
     ) -> JobQueue: ...
     @property
     def location(self) -> str: ...

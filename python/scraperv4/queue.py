@@ -578,6 +578,9 @@ class JobQueue:
             ``revisit``, or a day); fixed when the filter is created.
         dedup_ignore_params: query parameters ignored when comparing URLs (exact names, or
             prefixes ending in ``*``); default ``utm_*``, ``gclid``, ``fbclid`` and others.
+        results_max_len: the results log keeps about this many entries (the reaper deletes
+            the oldest); an export that falls further behind loses entries and logs a warning
+            saying so. ``None``: the log grows until it is trimmed.
 
     Raises:
         ConfigError: a bad URL or setting.

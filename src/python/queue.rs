@@ -429,7 +429,7 @@ impl PyJobQueue {
         domain_concurrency = None, autothrottle = None, max_domain_delay = None,
         runnable_horizon = 10.0, dedup = false, dedup_capacity = 1_000_000,
         dedup_error_rate = 0.01, revisit = None, dedup_bucket = None,
-        dedup_ignore_params = None))]
+        dedup_ignore_params = None, results_max_len = None))]
     #[allow(clippy::too_many_arguments)]
     fn open(
         py: Python<'_>,
@@ -459,6 +459,7 @@ impl PyJobQueue {
         revisit: Option<f64>,
         dedup_bucket: Option<f64>,
         dedup_ignore_params: Option<Vec<String>>,
+        results_max_len: Option<u64>,
     ) -> PyResult<Self> {
         let dedup = dedup
             .then(|| -> PyResult<DedupOptions> {
@@ -501,6 +502,7 @@ impl PyJobQueue {
             },
             runnable_horizon: duration("runnable_horizon", runnable_horizon)?,
             dedup,
+            results_max_len,
             ..QueueOptions::default()
         };
         let queue = block_on(py, async move { JobQueue::open(&url, options).await })?;

@@ -213,6 +213,12 @@ impl JobQueue {
         dispatch!(self, q => q.results_entry(cursor.to_owned()).await)
     }
 
+    /// The last results log entry deleted — by [`JobQueue::trim_results`] or by the log's
+    /// bound (`results_max_len`) — if any: a reader whose cursor is before it lost entries.
+    pub async fn results_trimmed_to(&self) -> QueueResult<Option<String>> {
+        dispatch!(self, q => q.results_trimmed_to().await)
+    }
+
     /// Records a failed attempt (fenced): `retrying` after a backoff while retries remain and
     /// `retryable`, else `failed`. `feedback` says what the failure means for the job's
     /// politeness key (a 429/503 or a failed request slows the key down for the whole fleet).

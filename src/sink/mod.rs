@@ -216,6 +216,19 @@ impl JsonlSink {
             {
                 // Trimmed (what is left is all after the cursor: reading from the start costs
                 // nothing more) or rolled back (entries now sit under the cursor).
+                if let Some(trimmed) = queue.results_trimmed_to().await?
+                    && log_position(&trimmed) > log_position(at)
+                {
+                    tracing::warn!(
+                        file = %self.path.display(),
+                        cursor = at,
+                        trimmed_to = trimmed,
+                        "this export fell behind the results log's trim: entries after the \
+                         file's last one, up to {trimmed}, were deleted before they were \
+                         exported and are missing from the file (export more often, or raise \
+                         the queue's results_max_len)"
+                    );
+                }
                 if !self.rescanned {
                     tracing::info!(
                         file = %self.path.display(),
@@ -452,6 +465,12 @@ pub fn checkpoint_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_owned();
     name.push(".checkpoint");
     path.with_file_name(name)
+}
+
+/// The order of a results log cursor: a Redis stream id `<ms>-<seq>` or a SQLite row number.
+fn log_position(cursor: &str) -> (u64, u64) {
+    let (major, minor) = cursor.split_once('-').unwrap_or((cursor, "0"));
+    (major.parse().unwrap_or(0), minor.parse().unwrap_or(0))
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ use crate::config::ConfigError;
 
 mod dedup;
 mod domains;
+mod results;
 
 macro_rules! script {
     ($file:literal) => {
@@ -874,6 +875,9 @@ impl RedisQueue {
                 ],
             )
             .await?;
+        if let Some(max_len) = self.options.results_max_len {
+            self.bound_results(max_len).await?;
+        }
         Ok(ReapReport {
             requeued,
             failed,

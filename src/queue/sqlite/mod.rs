@@ -23,6 +23,7 @@ use super::politeness::{Change, DomainInfo, Feedback, Policy, PolicyState};
 
 mod dedup;
 mod politeness;
+mod results;
 
 const SCHEMA: &str = r"
 CREATE TABLE IF NOT EXISTS jobs (
@@ -203,6 +204,7 @@ impl SqliteQueue {
             connection.execute_batch(SCHEMA)?;
             migrate(&connection)?;
             connection.execute_batch(dedup::SCHEMA)?;
+            connection.execute_batch(results::SCHEMA)?;
             connection.execute_batch(politeness::SCHEMA)
         };
         setup().map_err(|e| unavailable(&location, "open", &e))?;
@@ -513,14 +515,23 @@ impl SqliteQueue {
     pub async fn trim_results(&self, cursor: String) -> QueueResult<u64> {
         let through = parse_cursor(&cursor)?;
         self.transaction("trim_results", move |tx, ctx| {
-            tx.execute(
-                "DELETE FROM results WHERE queue = ?1 AND seq <= ?2",
-                params![ctx.queue, through],
-            )
-            .map(|n| n as u64)
-            .map_err(|e| ctx.error(&e))
+            let removed = tx
+                .execute(
+                    "DELETE FROM results WHERE queue = ?1 AND seq <= ?2",
+                    params![ctx.queue, through],
+                )
+                .map_err(|e| ctx.error(&e))?;
+            if removed > 0 {
+                results::trimmed(tx, ctx, through)?;
+            }
+            Ok(removed as u64)
         })
         .await
+    }
+
+    /// The last results log entry deleted (by a trim or the log's bound), if any.
+    pub async fn results_trimmed_to(&self) -> QueueResult<Option<String>> {
+        self.read("results", results::trimmed_to).await
     }
 
     /// The job id and generation of the results entry at `cursor`, if the log has it.
@@ -1100,6 +1111,9 @@ impl SqliteQueue {
                 let idle_since = ctx.now - duration_ms(ctx.options.domain_idle);
                 politeness::forget_idle(tx, ctx, idle_since, limit)?;
                 dedup::expire(tx, ctx, limit)?;
+                if let Some(max_len) = ctx.options.results_max_len {
+                    results::bound(tx, ctx, max_len)?;
+                }
                 Ok(report)
             })
             .await?;
