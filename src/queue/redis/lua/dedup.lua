@@ -27,7 +27,7 @@ local function seen_prepare()
   local now = now_ms()
   local width = geo.bucket_ms
   local f = {geo = geo, k = geo.k, width = width, now = now, cur = math.floor(now / width),
-    lo = tonumber(ARGV[s + 1]), hi = tonumber(ARGV[s + 2]), recs = {}, counts = {},
+    lo = tonumber(ARGV[s + 1]), hi = tonumber(ARGV[s + 2]), at = {}, rv = {}, counts = {},
     added = {}, expire = 0}
   local p = s + 4
   for _ = 1, tonumber(ARGV[s + 3]) do
@@ -38,7 +38,9 @@ local function seen_prepare()
         return redis.error_reply('SEENCLOCK ' .. int(now))
       end
     end
-    f.recs[tonumber(ARGV[p])] = {p + 2, revisit}
+    local a = tonumber(ARGV[p])
+    f.at[a] = p + 2
+    f.rv[a] = revisit
     p = p + 2 + geo.k
   end
   seen_filter = f
@@ -72,10 +74,6 @@ local function seen_layer(geo, count)
   return #geo.layers
 end
 
-local function seen_bit(layer, value)
-  return layer[1] + math.fmod(tonumber(value), layer[2])
-end
-
 -- Which of the n jobs whose submit fields start at ARGV[first] are new: a table from their
 -- ARGV index to true (new, and added to the filter) or false (seen), or nil when the filter
 -- is off. A URL is looked up in the older layers and buckets (BITFIELD_RO), then set in the
@@ -86,46 +84,65 @@ end
 local function seen_check(first, n)
   local f = seen_filter
   if not f then return nil end
-  local k, probes, fresh, targets = f.k, {}, {}, {}
+  local k, layers, at, rv = f.k, f.geo.layers, f.at, f.rv
+  local fmod = math.fmod
+  local fresh, targets = {}, {}
+  -- The layers to read (not set) in bucket b: all of an older bucket's, those before the
+  -- one taking new URLs in the current bucket.
+  local reads = {}
+  local function to_read(b, current)
+    local id = (b or 'all') .. (current and '+' or '')
+    local r = reads[id]
+    if r == nil then
+      local count = seen_count(f, b)
+      r = count > 0 and seen_layer(f.geo, count - 1) or 0
+      if current then r = math.min(r, seen_layer(f.geo, count) - 1) end
+      reads[id] = r
+    end
+    return r
+  end
+  local probes = {}
   for i = 0, n - 1 do
     local a = first + i * 5
-    local rec = f.recs[a]
-    if rec then
+    local v = at[a]
+    if v then
       fresh[a] = true
+      local revisit = rv[a]
       local from, to = 0, 0
-      if rec[2] > 0 then from, to = math.floor((f.now - rec[2]) / f.width), f.cur end
+      if revisit > 0 then from, to = math.floor((f.now - revisit) / f.width), f.cur end
       for b = from, to do
-        local bucket = rec[2] > 0 and b or nil
-        local count = seen_count(f, bucket)
-        local layers = count > 0 and seen_layer(f.geo, count - 1) or 0
-        -- The layer new URLs go to is checked by setting its bits, below.
-        if b == to then layers = math.min(layers, seen_layer(f.geo, count) - 1) end
-        if layers > 0 then
+        local bucket = revisit > 0 and b or nil
+        local count = to_read(bucket, b == to)
+        if count > 0 then
           local bk = seen_keys(f, bucket)
           local probe = probes[bk]
           if not probe then
-            probe = {ops = {}, jobs = {}}
+            probe = {ops = {}, jobs = {}, n = 0}
             probes[bk] = probe
           end
-          local ops = probe.ops
-          for l = 1, layers do
-            local layer = f.geo.layers[l]
+          local ops, o = probe.ops, probe.n
+          for l = 1, count do
+            local layer = layers[l]
+            local offset, bits = layer[1], layer[2]
             for j = 0, k - 1 do
-              ops[#ops + 1] = 'GET'
-              ops[#ops + 1] = 'u1'
-              ops[#ops + 1] = seen_bit(layer, ARGV[rec[1] + j])
+              ops[o + 1] = 'GET'
+              ops[o + 2] = 'u1'
+              ops[o + 3] = offset + fmod(ARGV[v + j], bits)
+              o = o + 3
             end
             probe.jobs[#probe.jobs + 1] = a
           end
+          probe.n = o
         end
       end
     end
   end
   for bk, probe in pairs(probes) do
-    local bits = {}
-    for i = 1, #probe.ops, 3000 do
-      local part = redis.call('BITFIELD_RO', bk, unpack(probe.ops, i, math.min(i + 2999, #probe.ops)))
-      for _, bit in ipairs(part) do bits[#bits + 1] = bit end
+    local bits, c = {}, 0
+    for i = 1, probe.n, 3000 do
+      local part = redis.call('BITFIELD_RO', bk, unpack(probe.ops, i, math.min(i + 2999, probe.n)))
+      for x = 1, #part do bits[c + x] = part[x] end
+      c = c + #part
     end
     for p, a in ipairs(probe.jobs) do
       local all = true
@@ -138,16 +155,16 @@ local function seen_check(first, n)
   -- The URLs not seen before, per bucket they go to.
   for i = 0, n - 1 do
     local a = first + i * 5
-    local rec = f.recs[a]
-    if rec and fresh[a] then
-      local bid = rec[2] > 0 and f.cur or 'all'
+    if at[a] and fresh[a] then
+      local revisit = rv[a]
+      local bid = revisit > 0 and f.cur or 'all'
       local list = targets[bid]
       if not list then
         list = {}
         targets[bid] = list
       end
       list[#list + 1] = a
-      if rec[2] > 0 then f.expire = math.max(f.expire, (f.cur + 1) * f.width + rec[2]) end
+      if revisit > 0 then f.expire = math.max(f.expire, (f.cur + 1) * f.width + revisit) end
     end
   end
   for bid, list in pairs(targets) do
@@ -158,27 +175,30 @@ local function seen_check(first, n)
       -- As many URLs as the current layer has room for (a layer is never overfilled).
       local count = seen_count(f, bucket)
       local l = seen_layer(f.geo, count)
-      local layer = f.geo.layers[l]
+      local layer = layers[l]
       if filled and filled < l then
         -- The layer this batch filled was not looked at for the URLs still to go.
-        local rest, ops = {}, {}
+        local rest, ops, o = {}, {}, 0
+        local offset, bits = layers[filled][1], layers[filled][2]
         for x = i, #list do
-          local v = f.recs[list[x]][1]
+          local v = at[list[x]]
           for y = 0, k - 1 do
-            ops[#ops + 1] = 'GET'
-            ops[#ops + 1] = 'u1'
-            ops[#ops + 1] = seen_bit(f.geo.layers[filled], ARGV[v + y])
+            ops[o + 1] = 'GET'
+            ops[o + 2] = 'u1'
+            ops[o + 3] = offset + fmod(ARGV[v + y], bits)
+            o = o + 3
           end
         end
-        local bits = {}
-        for o = 1, #ops, 3000 do
-          local part = redis.call('BITFIELD_RO', bk, unpack(ops, o, math.min(o + 2999, #ops)))
-          for _, bit in ipairs(part) do bits[#bits + 1] = bit end
+        local got, c = {}, 0
+        for q = 1, o, 3000 do
+          local part = redis.call('BITFIELD_RO', bk, unpack(ops, q, math.min(q + 2999, o)))
+          for x = 1, #part do got[c + x] = part[x] end
+          c = c + #part
         end
         for x = i, #list do
           local all = true
           for y = (x - i) * k + 1, (x - i + 1) * k do
-            if bits[y] == 0 then all = false; break end
+            if got[y] == 0 then all = false; break end
           end
           if all then fresh[list[x]] = false else rest[#rest + 1] = list[x] end
         end
@@ -187,26 +207,29 @@ local function seen_check(first, n)
       filled = l
       if i > #list then break end
       local j = #list
-      if l < #f.geo.layers then j = math.min(j, i + layer[3] - count - 1) end
-      if count == (l > 1 and f.geo.layers[l - 1][3] or 0) then
+      if l < #layers then j = math.min(j, i + layer[3] - count - 1) end
+      if count == (l > 1 and layers[l - 1][3] or 0) then
         -- A layer's first URL: its bits are allocated at once (a bitmap created this way
         -- takes its exact size; grown bit by bit it would be over-allocated).
         redis.call('SETBIT', bk, int(layer[1] + layer[2] - 1), 0)
       end
-      local ops = {}
+      local ops, o = {}, 0
+      local offset, bits = layer[1], layer[2]
       for x = i, j do
-        local v = f.recs[list[x]][1]
+        local v = at[list[x]]
         for y = 0, k - 1 do
-          ops[#ops + 1] = 'SET'
-          ops[#ops + 1] = 'u1'
-          ops[#ops + 1] = seen_bit(layer, ARGV[v + y])
-          ops[#ops + 1] = 1
+          ops[o + 1] = 'SET'
+          ops[o + 2] = 'u1'
+          ops[o + 3] = offset + fmod(ARGV[v + y], bits)
+          ops[o + 4] = '1'
+          o = o + 4
         end
       end
-      local old = {}
-      for o = 1, #ops, 4000 do
-        local part = redis.call('BITFIELD', bk, unpack(ops, o, math.min(o + 3999, #ops)))
-        for _, bit in ipairs(part) do old[#old + 1] = bit end
+      local old, c = {}, 0
+      for q = 1, o, 4000 do
+        local part = redis.call('BITFIELD', bk, unpack(ops, q, math.min(q + 3999, o)))
+        for x = 1, #part do old[c + x] = part[x] end
+        c = c + #part
       end
       local added = 0
       for x = i, j do
@@ -227,7 +250,7 @@ end
 
 -- Whether the job at ARGV index a is new (seen_check said so, or it has no dedup record).
 local function seen_take(fresh, a)
-  if not seen_filter.recs[a] then return true end
+  if not seen_filter.at[a] then return true end
   return fresh[a]
 end
 
