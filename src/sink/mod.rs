@@ -478,6 +478,13 @@ mod tests {
     use super::*;
     use crate::queue::{Finished, NewJob, QueueOptions};
 
+    #[test]
+    fn log_positions_order_stream_ids_and_row_numbers() {
+        assert!(log_position("1700000000000-2") > log_position("1700000000000-1"));
+        assert!(log_position("1700000000001-0") > log_position("1700000000000-9"));
+        assert!(log_position("12") > log_position("9"));
+    }
+
     async fn queue_with_results(n: usize) -> JobQueue {
         let queue = JobQueue::open("memory://", QueueOptions::default())
             .await

@@ -226,7 +226,7 @@ class QueueSection(Settings):
     revisit: Optional[Seconds] = setting(
         None,
         "Seconds after which a URL seen may be queued again (recrawl); unset: never. A job's "
-        "config may set its own (\"revisit\"), which the jobs it discovers inherit.",
+        'config may set its own ("revisit"), which the jobs it discovers inherit.',
         default_text="never",
         ge=1,
         le=315360000,
