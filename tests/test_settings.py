@@ -184,6 +184,11 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "domain_concurrency": ("4", 4),
     "autothrottle": ("2.5", 2.5),
     "max_domain_delay": ("2m", 120.0),
+    "dedup_error_rate": ("0.001", 0.001),
+    "revisit": ("24h", 86400.0),
+    "dedup_bucket": ("6h", 21600.0),
+    "dedup_ignore_params": ("utm_*,ref", ["utm_*", "ref"]),
+    "results_max_len": ("100000", 100000),
 }
 
 

@@ -196,6 +196,13 @@ class JobQueue:
         autothrottle: float | None = None,
         max_domain_delay: float | None = None,
         runnable_horizon: float = 10.0,
+        dedup: bool = False,
+        dedup_capacity: int = 1000000,
+        dedup_error_rate: float = 0.01,
+        revisit: float | None = None,
+        dedup_bucket: float | None = None,
+        dedup_ignore_params: list[str] | None = None,
+        results_max_len: int | None = None,
     ) -> JobQueue: ...
     @property
     def location(self) -> str: ...

@@ -565,6 +565,22 @@ class JobQueue:
             (``synchronous=FULL``; off, such a crash can lose the last commits).
         operation_timeout: longest wait for any backend call, seconds.
         allow_insecure_tls: accept ``rediss://...#insecure`` (no certificate check).
+        dedup: remember every URL queued, in bounded memory (a Bloom filter on Redis, a
+            table of fingerprints on SQLite), so a URL is not queued again — even after
+            its job record was purged — until its revisit interval has passed
+            (docs/scaling.md). URLs are compared in canonical form, within their crawl.
+        dedup_capacity: URLs the filter's first layer holds at ``dedup_error_rate`` (each
+            further layer twice as many); size it to the URLs expected.
+        dedup_error_rate: the false-positive rate promised (a new URL taken for seen).
+        revisit: seconds after which a URL may be queued again (``None``: never); a job's
+            config may set its own (``"revisit"``), which its discovered jobs inherit.
+        dedup_bucket: width of the recrawl time buckets, seconds (default a quarter of
+            ``revisit``, or a day); fixed when the filter is created.
+        dedup_ignore_params: query parameters ignored when comparing URLs (exact names, or
+            prefixes ending in ``*``); default ``utm_*``, ``gclid``, ``fbclid`` and others.
+        results_max_len: the results log keeps about this many entries (the reaper deletes
+            the oldest); an export that falls further behind loses entries and logs a warning
+            saying so. ``None``: the log grows until it is trimmed.
 
     Raises:
         ConfigError: a bad URL or setting.

@@ -277,6 +277,7 @@ impl ApiJob {
             depth: 0,
             parent_id: None,
             politeness_key: None,
+            revisit: None,
         }
     }
 }

@@ -14,6 +14,7 @@ use pyo3::types::PyDict;
 use super::bridge::{block_on, into_awaitable};
 use super::domains::{self, Domain, Domains, PolicyDict};
 use crate::config::ConfigError;
+use crate::queue::dedup::{DedupOptions, default_ignored_params};
 use crate::queue::{
     Ack, FailOutcome, Heartbeat, Job, JobQueue, JobStatus, KeyMode, NewJob, Policy, QueueError,
     QueueOptions, QueueStats, ReapReport, WorkerInfo,
@@ -371,6 +372,7 @@ impl From<Submission> for NewJob {
             depth: s.depth,
             parent_id: s.parent_id,
             politeness_key: None,
+            revisit: None,
         }
     }
 }
@@ -425,7 +427,9 @@ impl PyJobQueue {
         max_lease_expiries = 5, durable_commits = true, operation_timeout = 10.0,
         allow_insecure_tls = false, politeness_key = "domain", domain_delay = None,
         domain_concurrency = None, autothrottle = None, max_domain_delay = None,
-        runnable_horizon = 10.0))]
+        runnable_horizon = 10.0, dedup = false, dedup_capacity = 1_000_000,
+        dedup_error_rate = 0.01, revisit = None, dedup_bucket = None,
+        dedup_ignore_params = None, results_max_len = None))]
     #[allow(clippy::too_many_arguments)]
     fn open(
         py: Python<'_>,
@@ -449,7 +453,27 @@ impl PyJobQueue {
         autothrottle: Option<f64>,
         max_domain_delay: Option<f64>,
         runnable_horizon: f64,
+        dedup: bool,
+        dedup_capacity: u64,
+        dedup_error_rate: f64,
+        revisit: Option<f64>,
+        dedup_bucket: Option<f64>,
+        dedup_ignore_params: Option<Vec<String>>,
+        results_max_len: Option<u64>,
     ) -> PyResult<Self> {
+        let dedup = dedup
+            .then(|| -> PyResult<DedupOptions> {
+                Ok(DedupOptions {
+                    capacity: dedup_capacity,
+                    error_rate: dedup_error_rate,
+                    revisit: revisit.map(|r| duration("revisit", r)).transpose()?,
+                    bucket: dedup_bucket
+                        .map(|b| duration("dedup_bucket", b))
+                        .transpose()?,
+                    ignored_params: dedup_ignore_params.unwrap_or_else(default_ignored_params),
+                })
+            })
+            .transpose()?;
         let options = QueueOptions {
             name: name.to_owned(),
             prefix: prefix.to_owned(),
@@ -477,6 +501,8 @@ impl PyJobQueue {
                 max_pause: None,
             },
             runnable_horizon: duration("runnable_horizon", runnable_horizon)?,
+            dedup,
+            results_max_len,
             ..QueueOptions::default()
         };
         let queue = block_on(py, async move { JobQueue::open(&url, options).await })?;

@@ -162,6 +162,9 @@ pub struct NewJob {
     /// The politeness key, when the job names one (config `"politeness_key"`, or set here);
     /// otherwise the queue derives it from the URL.
     pub politeness_key: Option<String>,
+    /// How long the URL stays seen on a queue with dedup on (config `"revisit"`, seconds,
+    /// read by [`NewJob::validated`]); `None`: the queue's default.
+    pub revisit: Option<std::time::Duration>,
 }
 
 /// A job a worker finished, reported with everything that must happen with it atomically.
@@ -229,18 +232,23 @@ impl NewJob {
             )));
         }
         match serde_json::from_str::<serde_json::Value>(&self.config) {
-            Ok(serde_json::Value::Object(config)) => match config.get("politeness_key") {
-                None | Some(serde_json::Value::Null) => {}
-                Some(serde_json::Value::String(key)) => {
-                    super::politeness::check_key(key).map_err(invalid)?;
-                    self.politeness_key.get_or_insert_with(|| key.clone());
+            Ok(serde_json::Value::Object(config)) => {
+                if let Some(revisit) = super::dedup::revisit_of(&config).map_err(invalid)? {
+                    self.revisit = Some(revisit);
                 }
-                Some(other) => {
-                    return Err(invalid(format!(
-                        "config politeness_key must be a string, not {other}"
-                    )));
+                match config.get("politeness_key") {
+                    None | Some(serde_json::Value::Null) => {}
+                    Some(serde_json::Value::String(key)) => {
+                        super::politeness::check_key(key).map_err(invalid)?;
+                        self.politeness_key.get_or_insert_with(|| key.clone());
+                    }
+                    Some(other) => {
+                        return Err(invalid(format!(
+                            "config politeness_key must be a string, not {other}"
+                        )));
+                    }
                 }
-            },
+            }
             Ok(_) => return Err(invalid("config must be a JSON object".to_owned())),
             Err(error) => return Err(invalid(format!("config is not valid JSON: {error}"))),
         }

@@ -22,6 +22,7 @@
 //! Backends: [`redis::RedisQueue`] (the fleet) and [`sqlite::SqliteQueue`] (one machine, a
 //! file or memory). [`JobQueue::open`] picks one from the URL.
 
+pub mod dedup;
 pub mod error;
 pub mod job;
 pub mod options;
@@ -210,6 +211,12 @@ impl JobQueue {
     /// and reads it again from the start.
     pub async fn results_entry(&self, cursor: &str) -> QueueResult<Option<(String, u64)>> {
         dispatch!(self, q => q.results_entry(cursor.to_owned()).await)
+    }
+
+    /// The last results log entry deleted — by [`JobQueue::trim_results`] or by the log's
+    /// bound (`results_max_len`) — if any: a reader whose cursor is before it lost entries.
+    pub async fn results_trimmed_to(&self) -> QueueResult<Option<String>> {
+        dispatch!(self, q => q.results_trimmed_to().await)
     }
 
     /// Records a failed attempt (fenced): `retrying` after a backoff while retries remain and

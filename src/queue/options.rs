@@ -49,6 +49,13 @@ pub struct QueueOptions {
     pub runnable_horizon: Duration,
     /// A politeness key idle this long with nothing to keep is forgotten by the reaper.
     pub domain_idle: Duration,
+    /// The seen-URL filter (see [`super::dedup`]); `None`: dedup by job id only, for as long
+    /// as the job record is kept.
+    pub dedup: Option<super::dedup::DedupOptions>,
+    /// The results log keeps at most this many entries (about, on Redis): the reaper deletes
+    /// the oldest beyond it. An exporter that falls further behind loses entries and says so
+    /// loudly. `None`: the log grows until it is trimmed (`trim_results`).
+    pub results_max_len: Option<u64>,
 }
 
 impl Default for QueueOptions {
@@ -71,6 +78,8 @@ impl Default for QueueOptions {
             policy: Policy::default(),
             runnable_horizon: Duration::from_secs(10),
             domain_idle: Duration::from_secs(3600),
+            dedup: None,
+            results_max_len: None,
         }
     }
 }
@@ -134,6 +143,16 @@ impl QueueOptions {
             ));
         }
         self.policy.validate()?;
+        if let Some(dedup) = &self.dedup {
+            dedup.validate()?;
+        }
+        if self.results_max_len == Some(0) {
+            return Err(ConfigError::invalid(
+                "results_max_len",
+                0,
+                "at least 1 entry (or none: no bound)",
+            ));
+        }
         if self.max_lease_expiries == 0 {
             return Err(ConfigError::invalid(
                 "max_lease_expiries",

@@ -215,6 +215,19 @@ impl JsonlSink {
             {
                 // Trimmed (what is left is all after the cursor: reading from the start costs
                 // nothing more) or rolled back (entries now sit under the cursor).
+                if let Some(trimmed) = queue.results_trimmed_to().await?
+                    && log_position(&trimmed) > log_position(at)
+                {
+                    tracing::warn!(
+                        file = %self.path.display(),
+                        cursor = at,
+                        trimmed_to = trimmed,
+                        "this export fell behind the results log's trim: entries after the \
+                         file's last one, up to {trimmed}, were deleted before they were \
+                         exported and are missing from the file (export more often, or raise \
+                         the queue's results_max_len)"
+                    );
+                }
                 if !self.rescanned {
                     tracing::info!(
                         file = %self.path.display(),
@@ -478,10 +491,23 @@ pub fn checkpoint_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// The order of a results log cursor: a Redis stream id `<ms>-<seq>` or a SQLite row number.
+fn log_position(cursor: &str) -> (u64, u64) {
+    let (major, minor) = cursor.split_once('-').unwrap_or((cursor, "0"));
+    (major.parse().unwrap_or(0), minor.parse().unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::queue::{Finished, NewJob, QueueOptions};
+
+    #[test]
+    fn log_positions_order_stream_ids_and_row_numbers() {
+        assert!(log_position("1700000000000-2") > log_position("1700000000000-1"));
+        assert!(log_position("1700000000001-0") > log_position("1700000000000-9"));
+        assert!(log_position("12") > log_position("9"));
+    }
 
     async fn queue_with_results(n: usize) -> JobQueue {
         let queue = JobQueue::open("memory://", QueueOptions::default())

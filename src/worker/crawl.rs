@@ -60,7 +60,7 @@ pub fn default_crawl_id<'a>(template_id: &str, urls: impl IntoIterator<Item = &'
 }
 
 /// The keys a job's config may set (`_page`, the pagination counter, is the worker's own).
-pub const CONFIG_KEYS: [&str; 3] = ["timeout", "delay_range", "respect_robots"];
+pub const CONFIG_KEYS: [&str; 4] = ["timeout", "delay_range", "respect_robots", "revisit"];
 
 /// The longest `timeout` a job's config may ask for, seconds (a day).
 pub const MAX_JOB_TIMEOUT: f64 = 86_400.0;
@@ -205,6 +205,7 @@ pub fn discovered(
             depth,
             parent_id: Some(job.id.clone()),
             politeness_key: None,
+            revisit: None,
         }
     };
     if let Some(links) = &template.links {

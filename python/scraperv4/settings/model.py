@@ -201,6 +201,59 @@ class QueueSection(Settings):
         "delays and limits let start within this many seconds.",
         ge=0.1,
     )
+    dedup: bool = setting(
+        False,
+        "Remember every URL queued, in bounded memory (a Bloom filter on Redis, a table of "
+        "fingerprints on SQLite): a URL is not queued again, even after its job record was "
+        "purged, until its revisit interval has passed (docs/scaling.md). URLs are compared "
+        "in canonical form, within their crawl.",
+    )
+    dedup_capacity: int = setting(
+        1000000,
+        "URLs the seen-URL filter's first layer holds at dedup_error_rate (each further "
+        "layer twice as many): set it to the URLs expected per revisit bucket. Fixed when the "
+        "filter is created.",
+        ge=1000,
+        le=1000000000,
+    )
+    dedup_error_rate: float = setting(
+        0.01,
+        "False-positive rate the seen-URL filter promises (a new URL taken for seen and not "
+        "queued). Fixed when the filter is created.",
+        ge=0.000001,
+        le=0.1,
+    )
+    revisit: Optional[Seconds] = setting(
+        None,
+        "Seconds after which a URL seen may be queued again (recrawl); unset: never. A job's "
+        'config may set its own ("revisit"), which the jobs it discovers inherit.',
+        default_text="never",
+        ge=1,
+        le=315360000,
+    )
+    dedup_bucket: Optional[Seconds] = setting(
+        None,
+        "Width of the seen-URL filter's time buckets, seconds: a URL comes back between "
+        "revisit and revisit plus one bucket. Fixed when the filter is created.",
+        default_text="a quarter of revisit, or a day",
+        ge=0.1,
+        le=315360000,
+    )
+    results_max_len: Optional[int] = setting(
+        None,
+        "The results log keeps about this many entries: the reaper deletes the oldest. An "
+        "export that falls further behind loses entries and logs a warning saying so; unset, "
+        "the log grows until an export trims it (--trim).",
+        default_text="no bound",
+        ge=1,
+    )
+    dedup_ignore_params: Optional[StrList] = setting(
+        None,
+        "Query parameters ignored when comparing URLs: names, or prefixes ending in *.",
+        default_text="utm_*, gclid, fbclid, msclkid, mc_cid, mc_eid, _ga",
+        accepted="names, comma-separated or a JSON array",
+        metavar="NAMES",
+    )
 
     def require_queue_url(self) -> str:
         """The queue URL, or a :class:`~scraperv4.exceptions.ConfigError` saying how to
@@ -243,6 +296,13 @@ class QueueSection(Settings):
             "autothrottle": self.autothrottle,
             "max_domain_delay": self.max_domain_delay,
             "runnable_horizon": self.runnable_horizon,
+            "dedup": self.dedup,
+            "dedup_capacity": self.dedup_capacity,
+            "dedup_error_rate": self.dedup_error_rate,
+            "revisit": self.revisit,
+            "dedup_bucket": self.dedup_bucket,
+            "dedup_ignore_params": self.dedup_ignore_params,
+            "results_max_len": self.results_max_len,
         }
 
     def cross_check(self) -> list[tuple[tuple[str, ...], str]]:

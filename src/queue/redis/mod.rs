@@ -27,7 +27,9 @@ use super::options::{QueueOptions, duration_ms, redact};
 use super::politeness::{self, Feedback, KeyMode};
 use crate::config::ConfigError;
 
+mod dedup;
 mod domains;
+mod results;
 mod scripts;
 
 use scripts::{
@@ -64,6 +66,8 @@ pub struct RedisQueue {
     redacted_url: String,
     /// The server runs the queue's function library (Redis >= 7): `FCALL`, else `EVALSHA`.
     functions: AtomicBool,
+    /// The seen-URL filter, when dedup is on.
+    seen: Option<dedup::SeenFilter>,
 }
 
 impl RedisQueue {
@@ -108,7 +112,7 @@ impl RedisQueue {
             })?;
         let base = format!("{}:{{{}}}", options.prefix, options.name);
         warn_if_evicting(&mut connection.clone(), &redacted_url).await;
-        let queue = Self {
+        let mut queue = Self {
             connection,
             blocking: std::sync::Mutex::new(Vec::new()),
             client,
@@ -116,8 +120,10 @@ impl RedisQueue {
             base,
             redacted_url,
             functions: AtomicBool::new(false),
+            seen: None,
         };
         queue.upgrade().await?;
+        queue.seen = queue.open_seen().await?;
         if !queue.options.policy.is_empty() {
             queue.set_policy(queue.options.policy).await?;
         }
@@ -183,16 +189,28 @@ impl RedisQueue {
         script: &QueueScript,
         args: Vec<String>,
     ) -> QueueResult<T> {
+        self.run_keyed(operation, script, Vec::new(), args).await
+    }
+
+    /// [`RedisQueue::run`] declaring `keys` after the first (the seen-URL filter's).
+    async fn run_keyed<T: redis::FromRedisValue>(
+        &self,
+        operation: &'static str,
+        script: &QueueScript,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> QueueResult<T> {
         let counts = format!("{}:counts", self.base);
         let mut fcall = redis::cmd("FCALL");
         fcall
             .arg(LIBRARY.function(script))
-            .arg(1)
+            .arg(1 + keys.len())
             .arg(&counts)
+            .arg(&keys)
             .arg(&self.base)
             .arg(&args);
         let mut invocation = script.script().key(counts);
-        invocation.arg(&self.base).arg(args);
+        invocation.key(keys).arg(&self.base).arg(args);
         if crate::runtime::caller_may_block() {
             return self.run_blocking(operation, |connection| {
                 self.call_blocking(&fcall, &invocation, connection)
@@ -388,10 +406,12 @@ impl RedisQueue {
         for chunk in jobs.chunks(SUBMIT_CHUNK) {
             let mut args = Vec::with_capacity(1 + chunk.len() * 5);
             args.push(chunk.len().to_string());
+            let mut jobs = Vec::with_capacity(chunk.len());
             for job in chunk {
+                jobs.push((args.len() + 2, job));
                 args.extend(submit_args(job, self.options.politeness_key)?);
             }
-            let created: Vec<i64> = self.run("submit", &SUBMIT, args).await?;
+            let created: Vec<i64> = self.run_submitting("submit", &SUBMIT, args, &jobs).await?;
             results.extend(
                 chunk
                     .iter()
@@ -595,6 +615,7 @@ impl RedisQueue {
         let mut acks = Vec::with_capacity(finished.len());
         for chunk in finished.chunks(FINISH_CHUNK) {
             let mut args = vec![chunk.len().to_string()];
+            let mut children = Vec::new();
             for job in chunk {
                 args.extend([
                     job.id.clone(),
@@ -607,10 +628,13 @@ impl RedisQueue {
                     job.discovered.len().to_string(),
                 ]);
                 for child in &job.discovered {
+                    children.push((args.len() + 2, child));
                     args.extend(submit_args(child, self.options.politeness_key)?);
                 }
             }
-            let answers: Vec<(i64, String, u64)> = self.run("finish", &FINISH, args).await?;
+            let answers: Vec<(i64, String, u64)> = self
+                .run_submitting("finish", &FINISH, args, &children)
+                .await?;
             for (job, (code, status, token)) in chunk.iter().zip(answers) {
                 acks.push(ack(code, &job.id, &status, token)?);
             }
@@ -910,6 +934,9 @@ impl RedisQueue {
                 ],
             )
             .await?;
+        if let Some(max_len) = self.options.results_max_len {
+            self.bound_results(max_len).await?;
+        }
         Ok(ReapReport {
             requeued,
             failed,

@@ -1,10 +1,10 @@
 //! The queue's Lua code, and how it reaches the server.
 //!
 //! Every operation is one script: `lua/<name>.lua`, run after the shared modules
-//! (`prelude.lua`, `politeness.lua`, `jobs.lua`). On Redis >= 7 all of them are loaded once as
-//! one function library (`FUNCTION LOAD`) and called with `FCALL`: the shared modules' ~550
-//! lines then run once per load, not on every call (they cost about 20 µs of server time per
-//! call as a script). Older servers, or a user whose ACL denies `FUNCTION`, get each
+//! (`prelude.lua`, `politeness.lua`, `dedup.lua`, `jobs.lua`). On Redis >= 7 all of them are
+//! loaded once as one function library (`FUNCTION LOAD`) and called with `FCALL`: the shared
+//! modules' ~800 lines then run once per load, not on every call (they cost about 20 µs of
+//! server time per call as a script). Older servers, or a user whose ACL denies `FUNCTION`, get each
 //! operation as its own script (`EVALSHA`, reloaded by `redis::Script` after a restart).
 //!
 //! The library's name carries a hash of its code, so clients of different versions sharing a
@@ -49,11 +49,13 @@ macro_rules! queue_script {
                     "local EVAL_KEYS, EVAL_ARGV = KEYS, ARGV\n",
                     include_str!("lua/prelude.lua"),
                     include_str!("lua/politeness.lua"),
+                    include_str!("lua/dedup.lua"),
                     include_str!("lua/jobs.lua"),
                     "local function main()\n",
                     include_str!(concat!("lua/", $name, ".lua")),
-                    "\nend\nbegin(EVAL_KEYS, EVAL_ARGV)\nlocal result = main()\nflush()\n",
-                    "return result\n"
+                    "\nend\nbegin(EVAL_KEYS, EVAL_ARGV)\n",
+                    "local seen_error = seen_prepare()\nif seen_error then return seen_error end\n",
+                    "local result = main()\nflush()\nreturn result\n"
                 ))
             }),
         }
@@ -116,6 +118,7 @@ pub(super) static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
     let mut code = String::with_capacity(96 * 1024);
     code.push_str(include_str!("lua/prelude.lua"));
     code.push_str(include_str!("lua/politeness.lua"));
+    code.push_str(include_str!("lua/dedup.lua"));
     code.push_str(include_str!("lua/jobs.lua"));
     for script in ALL {
         let _ = write!(
@@ -133,7 +136,8 @@ pub(super) static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
         let _ = writeln!(
             code,
             "redis.register_function{{function_name = '{NAME}_{op}', callback = \
-             function(keys, args) begin(keys, args) local result = s_{op}() flush() \
+             function(keys, args) begin(keys, args) local seen_error = seen_prepare() \
+             if seen_error then return seen_error end local result = s_{op}() flush() \
              return result end{flags}}}",
             op = script.name,
         );
@@ -182,7 +186,7 @@ mod tests {
             .filter_map(|entry| {
                 let name = entry.ok()?.file_name().into_string().ok()?;
                 let op = name.strip_suffix(".lua")?.to_owned();
-                (!["prelude", "politeness", "jobs"].contains(&op.as_str())).then_some(op)
+                (!["prelude", "politeness", "dedup", "jobs"].contains(&op.as_str())).then_some(op)
             })
             .collect::<std::collections::BTreeSet<_>>();
         let listed = ALL

@@ -21,7 +21,9 @@ use super::job::{
 use super::options::{QueueOptions, duration_ms};
 use super::politeness::{Change, DomainInfo, Feedback, Policy, PolicyState};
 
+mod dedup;
 mod politeness;
+mod results;
 
 const SCHEMA: &str = r"
 CREATE TABLE IF NOT EXISTS jobs (
@@ -201,6 +203,8 @@ impl SqliteQueue {
             connection.pragma_update(None, "synchronous", sync)?;
             connection.execute_batch(SCHEMA)?;
             migrate(&connection)?;
+            connection.execute_batch(dedup::SCHEMA)?;
+            connection.execute_batch(results::SCHEMA)?;
             connection.execute_batch(politeness::SCHEMA)
         };
         setup().map_err(|e| unavailable(&location, "open", &e))?;
@@ -511,14 +515,23 @@ impl SqliteQueue {
     pub async fn trim_results(&self, cursor: String) -> QueueResult<u64> {
         let through = parse_cursor(&cursor)?;
         self.transaction("trim_results", move |tx, ctx| {
-            tx.execute(
-                "DELETE FROM results WHERE queue = ?1 AND seq <= ?2",
-                params![ctx.queue, through],
-            )
-            .map(|n| n as u64)
-            .map_err(|e| ctx.error(&e))
+            let removed = tx
+                .execute(
+                    "DELETE FROM results WHERE queue = ?1 AND seq <= ?2",
+                    params![ctx.queue, through],
+                )
+                .map_err(|e| ctx.error(&e))?;
+            if removed > 0 {
+                results::trimmed(tx, ctx, through)?;
+            }
+            Ok(removed as u64)
         })
         .await
+    }
+
+    /// The last results log entry deleted (by a trim or the log's bound), if any.
+    pub async fn results_trimmed_to(&self) -> QueueResult<Option<String>> {
+        self.read("results", results::trimmed_to).await
     }
 
     /// The job id and generation of the results entry at `cursor`, if the log has it.
@@ -1097,6 +1110,10 @@ impl SqliteQueue {
                 }
                 let idle_since = ctx.now - duration_ms(ctx.options.domain_idle);
                 politeness::forget_idle(tx, ctx, idle_since, limit)?;
+                dedup::expire(tx, ctx, limit)?;
+                if let Some(max_len) = ctx.options.results_max_len {
+                    results::bound(tx, ctx, max_len)?;
+                }
                 Ok(report)
             })
             .await?;
@@ -1323,8 +1340,20 @@ fn insert_jobs(
         )
         .map_err(|e| ctx.error(&e))?;
     let mut keys = politeness::Inserting::new(tx, ctx)?;
+    let seen = dedup::Seen::of(ctx);
     let mut created = Vec::with_capacity(jobs.len());
     for job in jobs {
+        // With the seen-URL filter on, a URL it has seen is not queued again either.
+        let probe = match &seen {
+            Some(seen) => match seen.check(tx, ctx, job)? {
+                None => {
+                    created.push((job.id().to_owned(), false));
+                    continue;
+                }
+                probe => probe,
+            },
+            None => None,
+        };
         let generation = root.map(|root| derived_generation(root, job.id()));
         let key = super::politeness::key_of(
             &job.target_url,
@@ -1352,6 +1381,11 @@ fn insert_jobs(
                 parked,
             ])
             .map_err(|e| ctx.error(&e))?;
+        if let (Some(seen), Some(probe)) = (&seen, &probe)
+            && changed == 1
+        {
+            seen.record(tx, ctx, probe)?;
+        }
         created.push((job.id().to_owned(), changed == 1));
     }
     keys.finish(tx, ctx)?;

@@ -147,10 +147,14 @@ local function submit_jobs(first, n, now, root)
   prefetch_parked(keys)
   local seq = redis.call('INCRBY', key('seq'), n) - n
   local at = tonumber(now)
+  -- With the seen-URL filter on (dedup.lua), a URL it has seen is not queued again either.
+  local fresh = seen_check(first, n)
   for i = 0, n - 1 do
     local a = first + i * 5
     local id = ARGV[a]
     if redis.call('EXISTS', job_key(id)) == 1 then
+      created[#created + 1] = 0
+    elseif fresh and not seen_take(fresh, a) then
       created[#created + 1] = 0
     else
       seq = seq + 1
@@ -168,6 +172,7 @@ local function submit_jobs(first, n, now, root)
       created[#created + 1] = 1
     end
   end
+  if fresh then seen_commit() end
   return created
 end
 

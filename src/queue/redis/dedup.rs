@@ -1,0 +1,233 @@
+//! The Redis side of the seen-URL filter ([`crate::queue::dedup`]): its keys, the arguments
+//! the submit scripts take for it (`lua/dedup.lua`), the stored geometry and the server's
+//! clock.
+//!
+//! Keys: `seen:geometry` (the filter's shape, JSON, written by the first submit and never
+//! changed), `seen:all` and `seen:all:n` (bitmap and URL count of the URLs seen for ever),
+//! `seen:<bucket>` and `seen:<bucket>:n` (the same per time bucket of recrawl, expiring when
+//! the longest revisit interval of their URLs has passed). A script declares every one of
+//! them it may touch: the buckets from the client's estimate of the server's clock, one bucket
+//! of slack on each side; the script checks them against its own clock before it changes
+//! anything and asks for a retry (`SEENCLOCK <now>`) when they do not cover it.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::RedisQueue;
+use super::scripts::QueueScript;
+use crate::config::ConfigError;
+use crate::queue::dedup::{DedupOptions, FINGERPRINT_VERSION, Fingerprint, Geometry};
+use crate::queue::error::{QueueError, QueueResult};
+use crate::queue::job::NewJob;
+use crate::queue::options::duration_ms;
+
+/// Most buckets one revisit interval may span (the keys a submit declares).
+const MAX_WINDOW_BUCKETS: i64 = 64;
+
+/// The filter as a client of one queue knows it.
+pub(super) struct SeenFilter {
+    options: DedupOptions,
+    geometry: Geometry,
+    /// The geometry as stored (compared byte for byte by the scripts).
+    encoded: String,
+    /// The server's clock minus this machine's, ms: buckets follow the server's clock.
+    offset_ms: AtomicI64,
+}
+
+fn local_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl SeenFilter {
+    /// The keys and the trailing arguments of a script call whose own arguments are `args`
+    /// and that may submit `jobs` (with the ARGV index of each job's submit fields).
+    fn region(
+        &self,
+        base: &str,
+        args: &[String],
+        jobs: &[(usize, &NewJob)],
+    ) -> QueueResult<(Vec<String>, Vec<String>)> {
+        let width = self.geometry.bucket_ms;
+        let default = self.options.revisit.map_or(0, duration_ms);
+        let mut tail = Vec::with_capacity(5 + jobs.len() * (2 + self.geometry.k as usize) + 1);
+        tail.push(self.encoded.clone());
+        tail.push(String::new());
+        tail.push(String::new());
+        tail.push(jobs.len().to_string());
+        let mut longest = 0;
+        for &(index, job) in jobs {
+            let revisit = job.revisit.map_or(default, duration_ms);
+            if revisit / width > MAX_WINDOW_BUCKETS {
+                return Err(QueueError::InvalidJob {
+                    job_id: job.id().to_owned(),
+                    reason: format!(
+                        "revisit {} s spans more than {MAX_WINDOW_BUCKETS} of the queue's \
+                         dedup buckets of {} s: use a longer dedup_bucket",
+                        revisit / 1000,
+                        width / 1000
+                    ),
+                });
+            }
+            longest = longest.max(revisit);
+            let fingerprint = Fingerprint::of(
+                job.crawl_id.as_deref().unwrap_or_default(),
+                &job.target_url,
+                &self.options.ignored_params,
+            );
+            tail.push(index.to_string());
+            tail.push(revisit.to_string());
+            tail.extend(fingerprint.values(self.geometry.k).map(|v| v.to_string()));
+        }
+        let (lo, hi) = if longest > 0 {
+            let now = local_ms() + self.offset_ms.load(Ordering::Relaxed);
+            (
+                (now - longest).div_euclid(width) - 1,
+                now.div_euclid(width) + 1,
+            )
+        } else {
+            (0, -1)
+        };
+        tail[1] = lo.to_string();
+        tail[2] = hi.to_string();
+        tail.push((args.len() + 2).to_string());
+        let mut keys = Vec::with_capacity(3 + 2 * usize::try_from(hi - lo + 1).unwrap_or(0));
+        keys.push(format!("{base}:seen:geometry"));
+        keys.push(format!("{base}:seen:all"));
+        keys.push(format!("{base}:seen:all:n"));
+        for bucket in lo..=hi {
+            keys.push(format!("{base}:seen:{bucket}"));
+            keys.push(format!("{base}:seen:{bucket}:n"));
+        }
+        Ok((keys, tail))
+    }
+}
+
+impl RedisQueue {
+    /// The seen-URL filter of this queue when dedup is on: the stored geometry is read (a
+    /// filter keeps the shape it was created with, whatever the options say now) and the
+    /// server's clock compared with this machine's.
+    pub(super) async fn open_seen(&self) -> QueueResult<Option<SeenFilter>> {
+        let Some(options) = self.options.dedup.clone() else {
+            return Ok(None);
+        };
+        let mut connection = self.connection.clone();
+        let mut command = redis::cmd("GET");
+        command.arg(format!("{}:seen:geometry", self.base));
+        let stored: Option<String> = self.query("connect", &command, &mut connection).await?;
+        let wanted = options.geometry();
+        let (geometry, encoded) = match stored {
+            None => {
+                let encoded = wanted.encode();
+                (wanted, encoded)
+            }
+            Some(text) => {
+                let geometry: Geometry = serde_json::from_str(&text).map_err(|e| {
+                    ConfigError::invalid(
+                        "seen-URL filter",
+                        format!("{}:seen:geometry", self.redacted_url),
+                        format!("a geometry written by this version ({e})"),
+                    )
+                })?;
+                if geometry.version != FINGERPRINT_VERSION {
+                    return Err(ConfigError::invalid(
+                        "seen-URL filter",
+                        format!("version {}", geometry.version),
+                        format!("version {FINGERPRINT_VERSION} (written by another release)"),
+                    )
+                    .into());
+                }
+                if geometry.capacity != wanted.capacity
+                    || geometry.error_rate.to_bits() != wanted.error_rate.to_bits()
+                    || geometry.bucket_ms != wanted.bucket_ms
+                {
+                    tracing::warn!(
+                        queue = self.redacted_url,
+                        stored_capacity = geometry.capacity,
+                        stored_error_rate = geometry.error_rate,
+                        stored_bucket_ms = geometry.bucket_ms,
+                        "the queue's seen-URL filter was created with other settings: it keeps \
+                         them (delete the queue's seen:* keys to start a new filter)"
+                    );
+                }
+                (geometry, text)
+            }
+        };
+        let filter = SeenFilter {
+            options,
+            geometry,
+            encoded,
+            offset_ms: AtomicI64::new(0),
+        };
+        let (seconds, micros): (i64, i64) = self
+            .query("connect", &redis::cmd("TIME"), &mut connection)
+            .await?;
+        filter.offset_ms.store(
+            seconds * 1000 + micros / 1000 - local_ms(),
+            Ordering::Relaxed,
+        );
+        Ok(Some(filter))
+    }
+
+    /// Runs a script that may submit `jobs` (the ARGV index of each job's submit fields):
+    /// with the seen-URL filter's keys and arguments when dedup is on.
+    pub(super) async fn run_submitting<T: redis::FromRedisValue>(
+        &self,
+        operation: &'static str,
+        script: &QueueScript,
+        args: Vec<String>,
+        jobs: &[(usize, &NewJob)],
+    ) -> QueueResult<T> {
+        let Some(filter) = &self.seen else {
+            return self.run(operation, script, args).await;
+        };
+        let mut retried = false;
+        loop {
+            let (keys, tail) = filter.region(&self.base, &args, jobs)?;
+            let mut all = args.clone();
+            all.extend(tail);
+            match self.run_keyed(operation, script, keys, all).await {
+                Err(QueueError::Backend { detail, .. })
+                    if !retried && server_now(&detail).is_some() =>
+                {
+                    // The buckets declared missed the server's clock (it moved, or a bucket
+                    // boundary passed): nothing was changed; again with its time.
+                    let now = server_now(&detail).unwrap_or_default();
+                    filter.offset_ms.store(now - local_ms(), Ordering::Relaxed);
+                    retried = true;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// The server time in a `SEENCLOCK <now>` error.
+fn server_now(detail: &str) -> Option<i64> {
+    let rest = &detail[detail.find("SEENCLOCK")? + "SEENCLOCK".len()..];
+    let digits: String = rest
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_errors_carry_the_server_time() {
+        assert_eq!(
+            server_now("SEENCLOCK: 1700000000123"),
+            Some(1_700_000_000_123)
+        );
+        assert_eq!(
+            server_now("An error was signalled by the server - SEENCLOCK 42"),
+            Some(42)
+        );
+        assert_eq!(server_now("BUSY"), None);
+    }
+}

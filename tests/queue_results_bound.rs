@@ -1,0 +1,78 @@
+//! The results log's bound (`results_max_len`) on both backends: the reaper keeps about that
+//! many entries, and the queue says up to where it deleted, so an export that fell behind
+//! knows it lost entries.
+
+mod common;
+
+use common::redis_server::RedisServer;
+use scraperv4::queue::{Finished, JobQueue, NewJob, QueueOptions};
+
+async fn fill_and_bound(queue: JobQueue, entries: usize, max_len: usize, exact: bool) {
+    let jobs = (0..entries)
+        .map(|i| NewJob {
+            target_url: format!("https://r.example/{i}"),
+            ..NewJob::default()
+        })
+        .collect();
+    queue.submit(jobs).await.unwrap();
+    let claimed = queue.claim("w", entries, true).await.unwrap();
+    assert_eq!(claimed.len(), entries);
+    let finished = claimed
+        .iter()
+        .map(|job| Finished {
+            id: job.id.clone(),
+            token: job.token,
+            records: Some(r#"[{"x":1}]"#.to_owned()),
+            ..Finished::default()
+        })
+        .collect();
+    queue.finish_many(finished).await.unwrap();
+    let first = queue.results_after(None, 1).await.unwrap()[0]
+        .cursor
+        .clone();
+    assert_eq!(queue.results_trimmed_to().await.unwrap(), None);
+
+    queue.reap(100).await.unwrap();
+    let left = queue.results_after(None, entries).await.unwrap();
+    if exact {
+        assert_eq!(left.len(), max_len);
+    } else {
+        assert!(
+            (max_len..entries).contains(&left.len()),
+            "{} entries left",
+            left.len()
+        );
+    }
+    // An exporter whose cursor is the first entry lost everything up to the trim.
+    let trimmed = queue.results_trimmed_to().await.unwrap().expect("a trim");
+    assert_eq!(queue.results_entry(&first).await.unwrap(), None);
+    let after = queue.results_after(Some(trimmed), 1).await.unwrap();
+    assert_eq!(
+        after[0].cursor, left[0].cursor,
+        "the trim ends before what is left"
+    );
+}
+
+fn options(name: &str, max_len: u64) -> QueueOptions {
+    QueueOptions {
+        name: name.to_owned(),
+        results_max_len: Some(max_len),
+        ..QueueOptions::default()
+    }
+}
+
+#[test]
+fn the_reaper_bounds_the_results_log_on_both_backends() {
+    let server = RedisServer::start(&[]);
+    let runtime = scraperv4::runtime::handle();
+    runtime.block_on(async {
+        let redis = JobQueue::open(&server.url(), options("bound", 300))
+            .await
+            .unwrap();
+        fill_and_bound(redis, 1000, 300, false).await;
+        let sqlite = JobQueue::open("memory://", options("bound", 300))
+            .await
+            .unwrap();
+        fill_and_bound(sqlite, 1000, 300, true).await;
+    });
+}

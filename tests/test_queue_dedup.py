@@ -1,0 +1,79 @@
+"""The seen-URL filter through the Python API, on every backend: the options reach the queue,
+canonical duplicates are queued once, and bad dedup settings are refused with typed errors
+(the semantics in depth, and the 1 M false-positive test, are in tests/queue_dedup.rs)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scraperv4.exceptions import ConfigError, InvalidJobError
+from scraperv4.queue import JobQueue, JobSpec
+from support.redis_server import RedisServer
+
+
+@pytest.fixture(scope="module")
+def shared_redis() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def url(request: pytest.FixtureRequest, shared_redis: RedisServer, tmp_path: Path) -> str:
+    if request.param == "redis":
+        return shared_redis.url
+    if request.param == "sqlite":
+        return f"sqlite://{tmp_path / 'queue.db'}"
+    return "memory://"
+
+
+def test_canonical_duplicates_are_queued_once(url: str) -> None:
+    queue = JobQueue(url, name=f"d{uuid.uuid4().hex[:8]}", dedup=True)
+    specs = [
+        JobSpec("https://shop.example/p?b=2&a=1", crawl_id="c"),
+        JobSpec("https://SHOP.example:443/p?a=1&b=2#top", crawl_id="c"),
+        JobSpec("https://shop.example/p?a=1&b=2&utm_source=x&fbclid=y", crawl_id="c"),
+        JobSpec("https://shop.example/p?a=1&b=2&ref=z", crawl_id="c"),
+    ]
+    assert queue.submit_batch(specs).created == [True, False, False, True]
+    # Without dedup, ids alone decide (the default): every spec is a job of its own.
+    plain = JobQueue(url, name=f"p{uuid.uuid4().hex[:8]}")
+    assert plain.submit_batch(specs).created == [True, True, True, True]
+
+
+def test_ignored_parameters_are_configurable(url: str) -> None:
+    queue = JobQueue(
+        url, name=f"i{uuid.uuid4().hex[:8]}", dedup=True, dedup_ignore_params=["session*"]
+    )
+    specs = [
+        JobSpec("https://a.example/?q=1&sessionid=9"),
+        JobSpec("https://a.example/?q=1&SESSION_KEY=8"),
+        JobSpec("https://a.example/?q=1&utm_source=x"),
+    ]
+    assert queue.submit_batch(specs).created == [True, False, True]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"dedup_error_rate": 0.5},
+        {"dedup_capacity": 10},
+        {"revisit": 0.5},
+        {"dedup_bucket": 0.001},
+        {"dedup_ignore_params": ["*"]},
+    ],
+)
+def test_bad_dedup_settings_are_refused(options: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        JobQueue("memory://", dedup=True, **options)
+
+
+def test_a_bad_revisit_in_a_jobs_config_is_refused() -> None:
+    queue = JobQueue("memory://", dedup=True)
+    with pytest.raises(InvalidJobError, match="revisit"):
+        queue.submit(JobSpec("https://a.example/", config={"revisit": "daily"}))
+    with pytest.raises(InvalidJobError, match="revisit"):
+        queue.submit(JobSpec("https://a.example/", config={"revisit": 0}))
