@@ -103,10 +103,32 @@ impl Rng {
 }
 
 const SCHEMES: &[&str] = &[
-    "http://", "https://", "https://", "http://", "HTTP://", "Https://", "ftp://", "", "http:/",
-    "http:", "https:///", "//", "mailto:", "ws://",
+    "http://",
+    "https://",
+    "https://",
+    "http://",
+    "HTTP://",
+    "Https://",
+    "ftp://",
+    "",
+    "http:/",
+    "http:",
+    "https:///",
+    "//",
+    "mailto:",
+    "ws://",
 ];
-const USERINFO: &[&str] = &["", "", "", "user@", "u:p@", "@", ":@", "us%20er:pw@", "a@b@"];
+const USERINFO: &[&str] = &[
+    "",
+    "",
+    "",
+    "user@",
+    "u:p@",
+    "@",
+    ":@",
+    "us%20er:pw@",
+    "a@b@",
+];
 const HOSTS: &[&str] = &[
     "example.com",
     "Example.COM",
@@ -139,27 +161,16 @@ const HOSTS: &[&str] = &[
     "a_b.com",
     "xn--.com",
 ];
-const PORTS: &[&str] = &["", "", "", ":80", ":443", ":8080", ":", ":99999", ":abc", ":0"];
-const RESTS: &[&str] = &[
-    "",
-    "/",
-    "/p/1",
-    "/p?q=1#f",
-    "?q",
-    "#f",
-    "\\p",
-    "/a b",
-    "/\t",
-    " ",
-    "/x\n",
-    "/é",
-    "/%zz",
-    "/..",
-    "?a=b c",
-    "#\u{0}",
-    "/@x",
+const PORTS: &[&str] = &[
+    "", "", "", ":80", ":443", ":8080", ":", ":99999", ":abc", ":0",
 ];
-const ODD: &[&str] = &["\t", "\n", "\r", " ", "\u{0}", "\u{1f}", "\u{7f}", "/", "@", ":", "\\"];
+const RESTS: &[&str] = &[
+    "", "/", "/p/1", "/p?q=1#f", "?q", "#f", "\\p", "/a b", "/\t", " ", "/x\n", "/é", "/%zz",
+    "/..", "?a=b c", "#\u{0}", "/@x",
+];
+const ODD: &[&str] = &[
+    "\t", "\n", "\r", " ", "\u{0}", "\u{1f}", "\u{7f}", "/", "@", ":", "\\",
+];
 
 fn generate(rng: &mut Rng) -> String {
     let mut url = String::new();
@@ -223,7 +234,14 @@ fn the_flat_key_step_agrees_with_the_old_one_and_the_parser_on_odd_urls() {
 fn many_prefixes_of_the_same_sites_keep_their_keys_after_the_table_grows() {
     let mut table = KeyTable::new(GroupingKey::RegistrableDomain);
     let urls: Vec<String> = (0..20_000)
-        .map(|i| format!("https://w{}.site{}.co.uk:{}/p{i}", i % 7, i % 3_000, 80 + i % 5))
+        .map(|i| {
+            format!(
+                "https://w{}.site{}.co.uk:{}/p{i}",
+                i % 7,
+                i % 3_000,
+                80 + i % 5
+            )
+        })
         .collect();
     let first: Vec<String> = urls
         .iter()
@@ -231,7 +249,10 @@ fn many_prefixes_of_the_same_sites_keep_their_keys_after_the_table_grows() {
         .collect();
     for (url, key) in urls.iter().zip(&first) {
         assert_eq!(text_of(&mut table, url).as_ref(), Ok(key), "{url}");
-        assert_eq!(Ok(key.clone()), grouping_text(url, GroupingKey::RegistrableDomain));
+        assert_eq!(
+            Ok(key.clone()),
+            grouping_text(url, GroupingKey::RegistrableDomain)
+        );
     }
     assert_eq!(table.len(), 3_000);
 }

@@ -193,7 +193,7 @@ def test_partitions_hold_the_callers_own_objects_and_odd_text_is_invalid() -> No
     assert invalid["b'https://b.com/'"] == "not a string (got bytes)"
     assert [url for url, _ in parts.invalid] == odd[1:]
     # optimize keeps invalid items (as units of one) in the partitions, as they were given.
-    result = Partitioner().optimize([urls[:100] + [None], urls[100:]])
+    result = Partitioner().optimize([[*urls[:100], None], urls[100:]])
     assert sum(map(len, result)) == 201
     assert any(item is None for part in result for item in part)
     assert [reason for _, reason in result.invalid] == ["not a string (got NoneType)"]

@@ -1,34 +1,53 @@
 //! A flat cache from a URL's `scheme://authority` prefix to a 32-bit answer.
 //!
-//! Distinct prefixes are few (about one per site) and one is looked up per URL, so this lookup
-//! is the partitioner's hot path. The prefixes' bytes live one after the other in one arena,
-//! and each slot of an open-addressing table (linear probing, at most half full) holds the
-//! prefix's hash beside its place in the arena and its answer: a hit reads one 24-byte slot,
-//! compares the hash and then the bytes once. (A `HashMap<String, _>` reads a slot, then
-//! follows a pointer to a separately allocated key: one more cache miss per URL.)
+//! Distinct prefixes are few (about one per site) and one is looked up per URL, in no
+//! particular order, so this lookup is the partitioner's hot path and its cost is cache
+//! misses. Each slot of the open-addressing table (linear probing, at most half full) is one
+//! 64-byte cache line holding the prefix's hash, its answer and, for a prefix of up to 48
+//! bytes (nearly all: `https://` and a host name), the prefix itself: a hit reads one line.
+//! Longer prefixes live in an arena. (A `HashMap<String, _>` reads a slot, then follows a
+//! pointer to a separately allocated key: two misses per URL.)
 
 use xxhash_rust::xxh3::xxh3_64;
 
+/// Bytes of a prefix kept in its slot.
+const INLINE: usize = 48;
+
 /// One slot; `len == 0` marks an empty slot (a cached prefix is never empty).
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
 struct Slot {
     hash: u64,
-    start: u32,
-    len: u32,
     answer: u32,
+    len: u32,
+    /// The prefix when `len <= INLINE`, else its start in the arena (first 8 bytes).
+    inline: [u8; INLINE],
+}
+
+impl Slot {
+    const EMPTY: Self = Self {
+        hash: 0,
+        answer: 0,
+        len: 0,
+        inline: [0; INLINE],
+    };
 }
 
 /// Prefix bytes -> answer.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct PrefixCache {
-    arena: Vec<u8>,
     slots: Vec<Slot>,
     used: usize,
+    /// Prefixes longer than [`INLINE`].
+    arena: Vec<u8>,
 }
 
-impl std::fmt::Debug for Slot {
+impl std::fmt::Debug for PrefixCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Slot({}+{} -> {})", self.start, self.len, self.answer)
+        f.debug_struct("PrefixCache")
+            .field("used", &self.used)
+            .field("slots", &self.slots.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -51,7 +70,7 @@ impl PrefixCache {
         let mask = self.slots.len() - 1;
         let mut index = slot_index(hash, mask);
         loop {
-            let slot = self.slots[index];
+            let slot = &self.slots[index];
             if slot.len == 0 {
                 return None;
             }
@@ -62,33 +81,57 @@ impl PrefixCache {
         }
     }
 
-    /// Caches `answer` for `prefix` (not cached yet). Returns false, caching nothing, when
-    /// the arena would pass 4 GiB (the caller then simply computes such URLs each time).
+    /// Caches `answer` for `prefix` (not cached yet). Returns false, caching nothing, for an
+    /// empty prefix or when it cannot be stored (over 4 GiB of long prefixes): the caller
+    /// then simply computes such URLs each time.
     pub(super) fn insert(&mut self, prefix: &[u8], hash: u64, answer: u32) -> bool {
-        let (Ok(start), Ok(len)) = (u32::try_from(self.arena.len()), u32::try_from(prefix.len()))
-        else {
+        let Ok(len) = u32::try_from(prefix.len()) else {
             return false;
         };
-        if len == 0 || start.checked_add(len).is_none() {
+        if len == 0 {
             return false;
+        }
+        let mut slot = Slot {
+            hash,
+            answer,
+            len,
+            inline: [0; INLINE],
+        };
+        if prefix.len() <= INLINE {
+            slot.inline[..prefix.len()].copy_from_slice(prefix);
+        } else {
+            let Ok(start) = u32::try_from(self.arena.len()) else {
+                return false;
+            };
+            if start.checked_add(len).is_none() {
+                return false;
+            }
+            slot.inline[..4].copy_from_slice(&start.to_ne_bytes());
+            self.arena.extend_from_slice(prefix);
         }
         if (self.used + 1) * 2 > self.slots.len() {
             self.grow();
         }
-        self.arena.extend_from_slice(prefix);
-        self.place(Slot {
-            hash,
-            start,
-            len,
-            answer,
-        });
+        self.place(slot);
         self.used += 1;
         true
     }
 
-    fn bytes(&self, slot: Slot) -> &[u8] {
-        let start = slot.start as usize;
-        &self.arena[start..start + slot.len as usize]
+    #[inline]
+    fn bytes<'a>(&'a self, slot: &'a Slot) -> &'a [u8] {
+        let len = slot.len as usize;
+        if len <= INLINE {
+            &slot.inline[..len]
+        } else {
+            let start = [
+                slot.inline[0],
+                slot.inline[1],
+                slot.inline[2],
+                slot.inline[3],
+            ];
+            let start = u32::from_ne_bytes(start) as usize;
+            &self.arena[start..start + len]
+        }
     }
 
     fn place(&mut self, slot: Slot) {
@@ -100,9 +143,10 @@ impl PrefixCache {
         self.slots[index] = slot;
     }
 
+    #[cold]
     fn grow(&mut self) {
         let capacity = (self.slots.len() * 2).max(Self::FIRST_CAPACITY);
-        let old = std::mem::replace(&mut self.slots, vec![Slot::default(); capacity]);
+        let old = std::mem::replace(&mut self.slots, vec![Slot::EMPTY; capacity]);
         for slot in old.into_iter().filter(|slot| slot.len != 0) {
             self.place(slot);
         }
@@ -137,7 +181,10 @@ mod tests {
                 Some(u32::try_from(answer).unwrap())
             );
         }
-        assert_eq!(cache.get(b"https://s5000.com", hash(b"https://s5000.com")), None);
+        assert_eq!(
+            cache.get(b"https://s5000.com", hash(b"https://s5000.com")),
+            None
+        );
     }
 
     #[test]
@@ -149,5 +196,21 @@ mod tests {
         assert_eq!(cache.get(b"http://a", 7), Some(1));
         assert_eq!(cache.get(b"http://b", 7), Some(2));
         assert_eq!(cache.get(b"http://c", 7), None);
+    }
+
+    #[test]
+    fn long_prefixes_are_kept_whole_in_the_arena() {
+        let mut cache = PrefixCache::default();
+        let long = format!("https://{}.example.com", "a".repeat(60));
+        let longer = format!("{long}:8080");
+        assert!(cache.insert(long.as_bytes(), hash(long.as_bytes()), 1));
+        assert!(cache.insert(longer.as_bytes(), hash(longer.as_bytes()), 2));
+        assert_eq!(cache.get(long.as_bytes(), hash(long.as_bytes())), Some(1));
+        assert_eq!(
+            cache.get(longer.as_bytes(), hash(longer.as_bytes())),
+            Some(2)
+        );
+        let other = long.replace("aaa.", "aab.");
+        assert_eq!(cache.get(other.as_bytes(), hash(long.as_bytes())), None);
     }
 }

@@ -97,10 +97,7 @@ impl<'py> Urls<'py> {
             return;
         }
         for (index, reason) in invalid.iter_mut() {
-            if let Ok(found) = self
-                .not_strings
-                .binary_search_by_key(index, |(i, _, _)| *i)
-            {
+            if let Ok(found) = self.not_strings.binary_search_by_key(index, |(i, _, _)| *i) {
                 reason.clone_from(&self.not_strings[found].2);
             }
         }
