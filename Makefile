@@ -1,7 +1,7 @@
 # ScraperV4 Scale: the single entry point. `make help` lists the targets.
 #
 # Everything is installed into ./.venv by the project itself (maturin, test tools, benchmark
-# peers); nothing outside the repository is needed but Python >= 3.9, a Rust toolchain and,
+# peers); nothing outside the repository is needed but Python >= 3.10, a Rust toolchain and,
 # for the Redis tests, redis-server (`.ci/run` installs it with apt-get).
 
 .DEFAULT_GOAL := help

@@ -164,6 +164,20 @@ def test_extract_many_matches_extract_and_releases_the_gil() -> None:
         assert ticks > 5, f"the other thread ticked {ticks} times in {elapsed:.2f}s"
 
 
+def test_extract_many_keeps_the_input_order_with_non_ascii_and_empty_input() -> None:
+    template = Template.from_dict(TEMPLATE)
+    assert template.extract_many([]) == []
+    # Non-ASCII pages (their UTF-8 text is made once, then read in place), of varied sizes
+    # so they finish out of order.
+    pages = [
+        (listing(1 + (n * 7) % 30, n + 2).replace("Product", "Prödüct €"), f"https://é.example/{n}")
+        for n in range(40)
+    ]
+    many = template.extract_many(iter(pages))
+    assert many == [template.extract(html, url) for html, url in pages]
+    assert [len(items) for items in many] == [1 + (n * 7) % 30 for n in range(40)]
+
+
 FAST = {
     **TEMPLATE,
     "fields": [f for f in TEMPLATE["fields"] if f.get("extract") != "html"],  # type: ignore[attr-defined]

@@ -177,3 +177,23 @@ def test_the_seed_example_runs_unchanged() -> None:
     assert sum(len(p) for p in partitions) == 4
     site1 = next(p for p in partitions if "https://site1.com/page1" in p)
     assert "https://site1.com/page2" in site1
+
+
+def test_partitions_hold_the_callers_own_objects_and_odd_text_is_invalid() -> None:
+    # Built at run time, so none is interned or shared with another.
+    urls = [f"https://site{i % 5}.example/{i}" for i in range(200)]
+    odd = ["https://bücher.de/ä", "https://a.com/\udc80", None, b"https://b.com/"]
+    parts = Partitioner().partition(urls + odd, 3)
+    ids = {id(url) for url in urls}
+    placed = [url for part in parts for url in part]
+    assert sorted(map(id, placed)) == sorted(ids | {id(odd[0])})
+    invalid = {repr(url): reason for url, reason in parts.invalid}
+    assert invalid["'https://a.com/\\udc80'"] == "not encodable as UTF-8"
+    assert invalid["None"] == "not a string (got NoneType)"
+    assert invalid["b'https://b.com/'"] == "not a string (got bytes)"
+    assert [url for url, _ in parts.invalid] == odd[1:]
+    # optimize keeps invalid items (as units of one) in the partitions, as they were given.
+    result = Partitioner().optimize([[*urls[:100], None], urls[100:]])
+    assert sum(map(len, result)) == 201
+    assert any(item is None for part in result for item in part)
+    assert [reason for _, reason in result.invalid] == ["not a string (got NoneType)"]

@@ -3,7 +3,8 @@
 //! Owns the template schema and its validation ([`template`]), compiled selectors
 //! ([`select`]), running a template over a page ([`engine`]) on the tree of the fast engine
 //! ([`fast`]) or of html5ever ([`dom`]) — the same tree either way — with the text rule of
-//! [`text`], the caps on what one page may produce and cost ([`limits`]), the counters of
+//! [`text`], the caps on what one page may produce and cost ([`limits`]), many pages on all
+//! cores ([`parallel`]), the counters of
 //! which engine parsed what ([`stats`]) and the directory of templates jobs refer to
 //! ([`registry`]).
 
@@ -11,6 +12,7 @@ mod dom;
 pub mod engine;
 pub mod fast;
 pub mod limits;
+pub mod parallel;
 pub mod registry;
 pub mod report;
 pub mod select;

@@ -4,12 +4,14 @@
 //! `http`/`https` scheme and a host. Parsing and the public-suffix lookup run once per
 //! distinct scheme-and-authority prefix, not once per URL: whether such a URL parses depends
 //! only on that prefix, so the cache gives the same answer as parsing every URL, at the cost
-//! of a byte scan.
+//! of a scan of the authority and one lookup in a flat table ([`super::prefix`]).
 
 use foldhash::HashMap;
 use foldhash::HashMapExt;
 
 use url::Url;
+
+use super::prefix::{self, PrefixCache};
 
 /// What URLs are grouped by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -40,13 +42,18 @@ impl GroupingKey {
 /// Index of a distinct key in a [`KeyTable`].
 pub type KeyId = u32;
 
+/// Set in a cached answer that is the index of a reason (an invalid prefix), not a key id.
+const REASON_BIT: u32 = 1 << 31;
+
 /// Assigns each URL the id of its grouping key, remembering every distinct key.
 #[derive(Debug)]
 pub struct KeyTable {
     grouping: GroupingKey,
-    /// Scheme + authority prefix (e.g. `https://www.example.com:8080`) -> key or reason.
-    by_prefix: HashMap<String, Result<KeyId, String>>,
-    /// Key text -> id.
+    /// Scheme + authority prefix (e.g. `https://www.example.com:8080`) -> key id, or
+    /// `REASON_BIT | index` into `reasons`.
+    by_prefix: PrefixCache,
+    reasons: Vec<String>,
+    /// Key text -> id (consulted once per distinct prefix only).
     ids: HashMap<String, KeyId>,
     /// Id -> key text.
     keys: Vec<String>,
@@ -57,25 +64,24 @@ impl KeyTable {
     pub fn new(grouping: GroupingKey) -> Self {
         Self {
             grouping,
-            by_prefix: HashMap::new(),
+            by_prefix: PrefixCache::default(),
+            reasons: Vec::new(),
             ids: HashMap::new(),
             keys: Vec::new(),
         }
     }
 
     /// The key of `url`, or why the URL cannot be partitioned.
+    #[inline]
     pub fn key_of(&mut self, url: &str) -> Result<KeyId, String> {
-        match cacheable_prefix(url) {
-            Some(prefix) => {
-                if let Some(known) = self.by_prefix.get(prefix) {
-                    return known.clone();
-                }
-                let answer = self.compute(url);
-                self.by_prefix.insert(prefix.to_owned(), answer.clone());
-                answer
-            }
-            None => self.compute(url),
+        let Some(prefix) = authority_prefix(url) else {
+            return self.compute(url);
+        };
+        let hash = prefix::hash(prefix.as_bytes());
+        if let Some(answer) = self.by_prefix.get(prefix.as_bytes(), hash) {
+            return self.decode(answer);
         }
+        self.compute_and_cache(url, prefix, hash)
     }
 
     /// The text of key `id`.
@@ -93,9 +99,40 @@ impl KeyTable {
         self.keys.is_empty()
     }
 
+    fn decode(&self, answer: u32) -> Result<KeyId, String> {
+        if answer & REASON_BIT == 0 {
+            Ok(answer)
+        } else {
+            Err(self.reasons[(answer & !REASON_BIT) as usize].clone())
+        }
+    }
+
+    #[cold]
+    fn compute_and_cache(&mut self, url: &str, prefix: &str, hash: u64) -> Result<KeyId, String> {
+        let answer = self.compute(url);
+        let code = match &answer {
+            Ok(id) => Some(*id),
+            Err(reason) => u32::try_from(self.reasons.len())
+                .ok()
+                .filter(|index| index & REASON_BIT == 0)
+                .map(|index| {
+                    self.reasons.push(reason.clone());
+                    index | REASON_BIT
+                }),
+        };
+        if let Some(code) = code {
+            // When the arena is full the prefix stays uncached: the answer is the same.
+            self.by_prefix.insert(prefix.as_bytes(), hash, code);
+        }
+        answer
+    }
+
     fn compute(&mut self, url: &str) -> Result<KeyId, String> {
         let text = grouping_text(url, self.grouping)?;
-        let next = KeyId::try_from(self.keys.len()).map_err(|_| "too many distinct domains")?;
+        let next = KeyId::try_from(self.keys.len())
+            .ok()
+            .filter(|id| id & REASON_BIT == 0)
+            .ok_or("too many distinct domains")?;
         Ok(*self.ids.entry(text).or_insert_with_key(|text| {
             self.keys.push(text.clone());
             next
@@ -133,25 +170,32 @@ pub fn grouping_text(url: &str, grouping: GroupingKey) -> Result<String, String>
 
 /// The `scheme://authority` prefix of `url` when the URL parser's answer for `url` depends
 /// on that prefix alone; `None` sends the URL to the full parser.
-fn cacheable_prefix(url: &str) -> Option<&str> {
-    let rest_start = if url.starts_with("https://") {
+///
+/// One scan of the authority only: the parser never fails on a path, query or fragment, and
+/// what it strips or rewrites there (tabs, newlines, spaces, control characters) cannot
+/// change the host. Such a character in the authority itself could: those URLs go to the
+/// parser uncached.
+#[inline]
+fn authority_prefix(url: &str) -> Option<&str> {
+    let bytes = url.as_bytes();
+    let start = if bytes.starts_with(b"https://") {
         8
-    } else if url.starts_with("http://") {
+    } else if bytes.starts_with(b"http://") {
         7
     } else {
         return None;
     };
-    let bytes = url.as_bytes();
-    // The parser strips or rewrites spaces, tabs, newlines and control characters wherever
-    // they are, which could change the authority: leave such URLs to it.
-    if bytes.iter().any(|&b| b <= b' ') {
-        return None;
+    for (offset, &byte) in bytes[start..].iter().enumerate() {
+        match byte {
+            // An empty authority is not a prefix: the parser skips any further slashes
+            // (`https:///user@host/` has the host `host`).
+            b'/' | b'?' | b'#' | b'\\' if offset == 0 => return None,
+            b'/' | b'?' | b'#' | b'\\' => return Some(&url[..start + offset]),
+            0..=b' ' => return None,
+            _ => {}
+        }
     }
-    let end = bytes[rest_start..]
-        .iter()
-        .position(|&b| matches!(b, b'/' | b'?' | b'#' | b'\\'))
-        .map_or(bytes.len(), |offset| rest_start + offset);
-    Some(&url[..end])
+    Some(url)
 }
 
 #[cfg(test)]

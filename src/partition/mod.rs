@@ -16,6 +16,7 @@
 pub mod balance;
 pub mod hashing;
 pub mod key;
+mod prefix;
 
 use std::collections::HashMap;
 

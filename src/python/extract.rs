@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedStr;
-use pyo3::types::{PyDict, PyList};
-use rayon::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString};
 use serde_json::Value;
 
 use super::errors::PyErrorClass;
+use crate::extract::parallel::extract_parallel;
 use crate::extract::{Item, LimitError, Limits, Template, TemplateError, TemplateRegistry};
 
 impl From<TemplateError> for PyErr {
@@ -64,18 +64,34 @@ pub(crate) fn items_to_python<'py>(
 }
 
 /// Python strings of the field names, made once per call: every item has the same keys, and
-/// a reused key object also keeps its cached hash for the dict insertions.
+/// a reused key object also keeps its cached hash for the dict insertions. Made from the
+/// template's fields, the `i`-th key of an item is found at position `i` (one comparison).
 #[derive(Default)]
 pub(crate) struct FieldNames<'py> {
-    names: Vec<(String, Bound<'py, pyo3::types::PyString>)>,
+    names: Vec<(String, Bound<'py, PyString>)>,
 }
 
 impl<'py> FieldNames<'py> {
-    fn get(&mut self, py: Python<'py>, key: &str) -> Bound<'py, pyo3::types::PyString> {
+    fn of(py: Python<'py>, template: &Template) -> Self {
+        Self {
+            names: template
+                .fields
+                .iter()
+                .map(|field| (field.name.clone(), PyString::new(py, &field.name)))
+                .collect(),
+        }
+    }
+
+    fn get(&mut self, py: Python<'py>, position: usize, key: &str) -> Bound<'py, PyString> {
+        if let Some((text, name)) = self.names.get(position)
+            && text == key
+        {
+            return name.clone();
+        }
         if let Some((_, name)) = self.names.iter().find(|(text, _)| text == key) {
             return name.clone();
         }
-        let name = pyo3::types::PyString::new(py, key);
+        let name = PyString::new(py, key);
         self.names.push((key.to_owned(), name.clone()));
         name
     }
@@ -86,15 +102,17 @@ pub(crate) fn items_to_python_with<'py>(
     items: &[Item],
     names: &mut FieldNames<'py>,
 ) -> PyResult<Bound<'py, PyList>> {
-    let list = PyList::empty(py);
-    for item in items {
-        let dict = PyDict::new(py);
-        for (key, value) in item {
-            dict.set_item(names.get(py, key), to_python(py, value)?)?;
-        }
-        list.append(dict)?;
-    }
-    Ok(list)
+    let dicts = items
+        .iter()
+        .map(|item| {
+            let dict = PyDict::new(py);
+            for (position, (key, value)) in item.iter().enumerate() {
+                dict.set_item(names.get(py, position, key), to_python(py, value)?)?;
+            }
+            Ok(dict)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, dicts)
 }
 
 /// A compiled extraction template.
@@ -230,25 +248,25 @@ impl PyTemplate {
     }
 
     /// Items of many `(html, base_url)` pages, on all cores without the GIL.
+    ///
+    /// The pages are read in place (no copy of their text). Each finished page is turned
+    /// into Python objects here while the other pages are still being parsed, and its Rust
+    /// items are dropped on the pool; this thread waits for the next page without the GIL.
     fn extract_many<'py>(
         &self,
         py: Python<'py>,
         pages: Vec<(PyBackedStr, PyBackedStr)>,
     ) -> PyResult<Bound<'py, PyList>> {
-        // The pages are read in place (no copy of their text) while the GIL is released.
-        let template = Arc::clone(&self.template);
-        let all: Vec<Vec<Item>> = py.detach(|| {
-            pages
-                .par_iter()
-                .map(|(html, base)| template.extract_within(html, base, &page_limits()))
-                .collect::<Result<_, _>>()
-        })?;
-        let list = PyList::empty(py);
-        let mut names = FieldNames::default();
-        for items in &all {
-            list.append(items_to_python_with(py, items, &mut names)?)?;
-        }
-        Ok(list)
+        let list = PyList::new(py, (0..pages.len()).map(|_| py.None()))?;
+        let mut names = FieldNames::of(py, &self.template);
+        extract_parallel(&self.template, &pages, page_limits, |finished| {
+            while let Some((index, result)) = py.detach(|| finished.next_page()) {
+                let items = result?;
+                list.set_item(index, items_to_python_with(py, &items, &mut names)?)?;
+                finished.discard(items);
+            }
+            Ok(list)
+        })
     }
 
     /// Links to follow from one page (absolute, in scope, deduplicated).

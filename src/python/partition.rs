@@ -1,73 +1,136 @@
 //! Bindings of [`crate::partition`].
 //!
-//! URLs are copied into Rust strings first, the work runs without the GIL, and the result
-//! lists hold the caller's original string objects (no copies back). A list item that is not
-//! a string is reported as invalid, never dropped.
+//! URLs are read in place (`PyBackedStr`: the UTF-8 text CPython keeps in each `str`, no copy
+//! for ASCII), the work runs without the GIL, and the result lists hold the caller's original
+//! string objects: the reference taken on each `str` while reading the input is moved into its
+//! list, not copied. A list item that is not a string is reported as invalid, never dropped.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString};
+use pyo3::pybacked::PyBackedStr;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use crate::partition::{self, INVALID, Partitioner, Strategy};
 
-/// The caller's URL objects and their UTF-8 text, copied into one buffer.
+/// The caller's URLs, each holding a reference to its `str` and borrowing its text.
 struct Urls<'py> {
-    objects: Vec<Bound<'py, PyAny>>,
-    arena: String,
-    /// Byte range of each object's text in `arena` (empty for a non-`str` item).
-    spans: Vec<(usize, usize)>,
-    not_strings: Vec<(usize, String)>,
+    /// One per input item; a non-`str` item has an empty stand-in (an invalid URL).
+    texts: Vec<PyBackedStr>,
+    /// `(index, object, reason)` of each item that is not a UTF-8 encodable `str`, by index.
+    not_strings: Vec<(usize, Bound<'py, PyAny>, String)>,
+    stand_in: Bound<'py, PyString>,
 }
 
-impl Urls<'_> {
-    fn texts(&self) -> Vec<&str> {
-        self.spans
-            .iter()
-            .map(|&(start, end)| &self.arena[start..end])
-            .collect()
+impl<'py> Urls<'py> {
+    fn new(py: Python<'py>, capacity: usize) -> Self {
+        Self {
+            texts: Vec::with_capacity(capacity),
+            not_strings: Vec::new(),
+            stand_in: PyString::new(py, ""),
+        }
     }
-}
 
-fn collect_urls<'py>(urls: &Bound<'py, PyAny>) -> PyResult<Urls<'py>> {
-    let capacity = urls.len().unwrap_or(0);
-    let mut objects = Vec::with_capacity(capacity);
-    let mut arena = Vec::with_capacity(capacity * 64);
-    let mut spans = Vec::with_capacity(capacity);
-    let mut not_strings = Vec::new();
-    // One buffer for all texts: a million URLs are a million fewer allocations.
-    let mut push = |index: usize, item: Bound<'py, PyAny>| {
-        let start = arena.len();
-        match item.cast::<PyString>().map(PyStringMethods::encode_utf8) {
-            Ok(Ok(bytes)) => arena.extend_from_slice(bytes.as_bytes()),
-            Ok(Err(_)) => not_strings.push((index, "not encodable as UTF-8".to_owned())),
-            Err(_) => {
+    fn push(&mut self, item: Bound<'py, PyAny>) {
+        let index = self.texts.len();
+        let (reason, object) = match item.cast_into::<PyString>() {
+            Ok(text) => match PyBackedStr::try_from(text.clone()) {
+                Ok(text) => {
+                    self.texts.push(text);
+                    return;
+                }
+                Err(_) => ("not encodable as UTF-8".to_owned(), text.into_any()),
+            },
+            Err(error) => {
+                let item = error.into_inner();
                 let type_name = item
                     .get_type()
                     .name()
                     .map_or_else(|_| "?".to_owned(), |name| name.to_string());
-                not_strings.push((index, format!("not a string (got {type_name})")));
+                (format!("not a string (got {type_name})"), item)
+            }
+        };
+        self.not_strings.push((index, object, reason));
+        self.texts
+            .push(PyBackedStr::try_from(self.stand_in.clone()).expect("an empty str is UTF-8"));
+    }
+
+    fn extend(&mut self, urls: &Bound<'py, PyAny>) -> PyResult<()> {
+        if let Ok(list) = urls.cast::<PyList>() {
+            self.texts.reserve(list.len());
+            for item in list.iter() {
+                self.push(item);
+            }
+        } else {
+            for item in urls.try_iter()? {
+                self.push(item?);
             }
         }
-        spans.push((start, arena.len()));
-        objects.push(item);
-    };
-    if let Ok(list) = urls.cast::<PyList>() {
-        for (index, item) in list.iter().enumerate() {
-            push(index, item);
-        }
-    } else {
-        for (index, item) in urls.try_iter()?.enumerate() {
-            push(index, item?);
+        Ok(())
+    }
+
+    /// The caller's object at `index`.
+    fn object(&self, index: usize) -> Bound<'py, PyAny> {
+        match self
+            .not_strings
+            .binary_search_by_key(&index, |(i, _, _)| *i)
+        {
+            Ok(found) => self.not_strings[found].1.clone(),
+            Err(_) => self.texts[index]
+                .as_py_str()
+                .bind(self.stand_in.py())
+                .clone()
+                .into_any(),
         }
     }
-    let arena = String::from_utf8(arena).map_err(|_| {
-        pyo3::exceptions::PyValueError::new_err("str.encode produced invalid UTF-8")
-    })?;
-    Ok(Urls {
-        objects,
-        arena,
-        spans,
-        not_strings,
-    })
+
+    /// `(object, reason)` of each invalid URL (`invalid` holds indices, in order).
+    fn invalid_objects(&self, invalid: Vec<(usize, String)>) -> InvalidList<'py> {
+        invalid
+            .into_iter()
+            .map(|(index, reason)| (self.object(index), reason))
+            .collect()
+    }
+
+    /// Gives the non-`str` items their own reason (their stand-in text was reported as an
+    /// invalid URL).
+    fn correct_reasons(&self, invalid: &mut [(usize, String)]) {
+        if self.not_strings.is_empty() {
+            return;
+        }
+        for (index, reason) in invalid.iter_mut() {
+            if let Ok(found) = self.not_strings.binary_search_by_key(index, |(i, _, _)| *i) {
+                reason.clone_from(&self.not_strings[found].2);
+            }
+        }
+    }
+
+    /// The partitions as lists, in input order within each, moving each URL's reference into
+    /// its list (items with partition [`INVALID`] are left out).
+    fn into_lists(self, partition_of: &[i32], partitions: usize) -> PyResult<Bound<'py, PyList>> {
+        let py = self.stand_in.py();
+        let mut sizes = vec![0_usize; partitions];
+        for &partition in partition_of {
+            if let Ok(index) = usize::try_from(partition) {
+                sizes[index] += 1;
+            }
+        }
+        let mut buckets: Vec<Vec<Bound<'py, PyAny>>> =
+            sizes.into_iter().map(Vec::with_capacity).collect();
+        let mut not_strings = self.not_strings.into_iter().peekable();
+        for (index, (text, &partition)) in self.texts.into_iter().zip(partition_of).enumerate() {
+            let object = match not_strings.next_if(|(i, _, _)| *i == index) {
+                Some((_, object, _)) => object,
+                None => text.into_pyobject(py)?.into_any(),
+            };
+            if let Ok(partition) = usize::try_from(partition) {
+                buckets[partition].push(object);
+            }
+        }
+        let lists = buckets
+            .into_iter()
+            .map(|bucket| PyList::new(py, bucket))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, lists)
+    }
 }
 
 /// Assigns partitions with the GIL released; the non-`str` items are marked invalid.
@@ -77,21 +140,14 @@ fn assign_detached(
     partitioner: Partitioner,
     weights: &[f64],
 ) -> partition::Assignment {
-    let texts = urls.texts();
+    let texts = &urls.texts;
     let started = std::time::Instant::now();
-    let mut assignment = py.detach(|| partitioner.assign(&texts, weights));
+    let mut assignment = py.detach(|| partitioner.assign(texts, weights));
     tracing::debug!(urls = texts.len(), elapsed = ?started.elapsed(), "assigned partitions");
-    if !urls.not_strings.is_empty() {
-        for (index, _) in &urls.not_strings {
-            assignment.partition_of[*index] = INVALID;
-        }
-        // The empty stand-in text was reported as an invalid URL; report the real reason.
-        assignment
-            .invalid
-            .retain(|(index, _)| !urls.not_strings.iter().any(|(i, _)| i == index));
-        assignment.invalid.extend(urls.not_strings.iter().cloned());
-        assignment.invalid.sort_by_key(|(index, _)| *index);
+    for (index, _, _) in &urls.not_strings {
+        assignment.partition_of[*index] = INVALID;
     }
+    urls.correct_reasons(&mut assignment.invalid);
     assignment
 }
 
@@ -104,33 +160,7 @@ fn partitioner(strategy: &str, grouping: &str) -> PyResult<Partitioner> {
 
 type InvalidList<'py> = Vec<(Bound<'py, PyAny>, String)>;
 
-fn invalid_with_objects<'py>(urls: &Urls<'py>, invalid: Vec<(usize, String)>) -> InvalidList<'py> {
-    invalid
-        .into_iter()
-        .map(|(index, reason)| (urls.objects[index].clone(), reason))
-        .collect()
-}
-
-fn lists_of<'py>(
-    py: Python<'py>,
-    objects: &[Bound<'py, PyAny>],
-    partition_of: &[i32],
-    partitions: usize,
-) -> PyResult<Bound<'py, PyList>> {
-    let mut buckets: Vec<Vec<&Bound<'py, PyAny>>> = vec![Vec::new(); partitions];
-    for (object, &partition) in objects.iter().zip(partition_of) {
-        if let Ok(index) = usize::try_from(partition) {
-            buckets[index].push(object);
-        }
-    }
-    let lists = buckets
-        .into_iter()
-        .map(|bucket| PyList::new(py, bucket))
-        .collect::<PyResult<Vec<_>>>()?;
-    PyList::new(py, lists)
-}
-
-/// Checks the settings, copies the URLs and assigns them (shared by both outputs).
+/// Checks the settings, reads the URLs and assigns them (shared by both outputs).
 fn assign<'py>(
     py: Python<'py>,
     urls: &Bound<'py, PyAny>,
@@ -141,9 +171,10 @@ fn assign<'py>(
 ) -> PyResult<(Urls<'py>, partition::Assignment)> {
     let partitioner = partitioner(strategy, grouping)?;
     let weights = partition::weights_for(num_partitions, weights)?;
-    let urls = collect_urls(urls)?;
-    let assignment = assign_detached(py, &urls, partitioner, &weights);
-    Ok((urls, assignment))
+    let mut read = Urls::new(py, 0);
+    read.extend(urls)?;
+    let assignment = assign_detached(py, &read, partitioner, &weights);
+    Ok((read, assignment))
 }
 
 /// Partitions `urls` into lists: `(partitions, [(invalid_url, reason), ...])`.
@@ -158,8 +189,9 @@ pub(crate) fn partition_lists<'py>(
     weights: Option<Vec<f64>>,
 ) -> PyResult<(Bound<'py, PyList>, InvalidList<'py>)> {
     let (urls, assignment) = assign(py, urls, num_partitions, strategy, grouping, weights)?;
-    let lists = lists_of(py, &urls.objects, &assignment.partition_of, num_partitions)?;
-    Ok((lists, invalid_with_objects(&urls, assignment.invalid)))
+    let invalid = urls.invalid_objects(assignment.invalid);
+    let lists = urls.into_lists(&assignment.partition_of, num_partitions)?;
+    Ok((lists, invalid))
 }
 
 /// Partition index per URL as native-endian int32 bytes (`-1` for invalid), and the invalid
@@ -182,7 +214,7 @@ pub(crate) fn partition_indices<'py>(
         .collect();
     Ok((
         PyBytes::new(py, &bytes),
-        invalid_with_objects(&urls, assignment.invalid),
+        urls.invalid_objects(assignment.invalid),
     ))
 }
 
@@ -203,47 +235,23 @@ pub(crate) fn optimize_partitions<'py>(
     let tolerance = partition::check_tolerance(tolerance)?;
     let weights = partition::weights_for(partitions.len(), weights)?;
     let mut lengths = Vec::with_capacity(partitions.len());
-    let mut flat = Urls {
-        objects: Vec::new(),
-        arena: String::new(),
-        spans: Vec::new(),
-        not_strings: Vec::new(),
-    };
+    let mut flat = Urls::new(py, 0);
     for part in &partitions {
-        let urls = collect_urls(part)?;
-        lengths.push(urls.objects.len());
-        let (offset, arena_offset) = (flat.objects.len(), flat.arena.len());
-        flat.not_strings.extend(
-            urls.not_strings
-                .into_iter()
-                .map(|(index, reason)| (index + offset, reason)),
-        );
-        flat.objects.extend(urls.objects);
-        flat.arena.push_str(&urls.arena);
-        flat.spans.extend(
-            urls.spans
-                .iter()
-                .map(|&(start, end)| (start + arena_offset, end + arena_offset)),
-        );
+        let before = flat.texts.len();
+        flat.extend(part)?;
+        lengths.push(flat.texts.len() - before);
     }
-    let texts = flat.texts();
+    let texts = &flat.texts;
     let mut optimized =
-        py.detach(|| partition::optimize(&texts, &lengths, &weights, grouping, tolerance))?;
-    for (index, reason) in &flat.not_strings {
-        if let Some(entry) = optimized.invalid.iter_mut().find(|(i, _)| i == index) {
-            entry.1.clone_from(reason);
-        }
-    }
-    let lists = lists_of(py, &flat.objects, &optimized.partition_of, partitions.len())?;
-    let report = pyo3::types::PyDict::new(py);
+        py.detach(|| partition::optimize(texts, &lengths, &weights, grouping, tolerance))?;
+    flat.correct_reasons(&mut optimized.invalid);
+    let invalid = flat.invalid_objects(optimized.invalid);
+    let lists = flat.into_lists(&optimized.partition_of, partitions.len())?;
+    let report = PyDict::new(py);
     report.set_item("balanced", optimized.report.balanced)?;
     report.set_item("max_load_ratio", optimized.report.max_load_ratio)?;
     report.set_item("tolerance", tolerance)?;
     report.set_item("moved_domains", optimized.report.moved_groups)?;
     report.set_item("oversized_domains", optimized.report.oversized)?;
-    Ok((
-        lists,
-        report.into_any(),
-        invalid_with_objects(&flat, optimized.invalid),
-    ))
+    Ok((lists, report.into_any(), invalid))
 }
