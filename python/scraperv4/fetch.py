@@ -59,30 +59,35 @@ _TAKE = 1024
 
 class _Window:
     """What both streams share: the core handle, results taken but not yet handed out, and
-    the bound ``pulled - handed out <= window``."""
+    the bound: ``outstanding`` (pulled - handed out) ``<= window``, counted here so that
+    handing out a result costs no call into the core."""
 
-    def __init__(self, native: _core.FetchStream) -> None:
+    def __init__(self, native: _core.FetchStream, window: int, chunk: int) -> None:
         self._native = native
+        self._window = window
+        # URLs are pulled once this many places are free (1 without a buffer): fewer, larger
+        # pushes, while the buffer keeps every connection busy in between.
+        self._chunk = chunk
+        self._outstanding = 0
         self._ready: deque[Any] = deque()
         self._exhausted = False
         self._closed = False
 
-    def _room(self) -> int:
-        return self._native.room() - len(self._ready)
-
     def _pull_sync(self, urls: Iterator[str]) -> None:
         """Pushes as many URLs as there is room for (never more: the input stays lazy)."""
-        room = self._room()
-        if room <= 0 or self._exhausted:
+        room = self._window - self._outstanding
+        if self._exhausted or room < self._chunk:
             return
         batch = list(islice(urls, room))
         if len(batch) < room:
             self._exhausted = True
         if batch:
             self._native.push(batch)
+            self._outstanding += len(batch)
 
-    def _finished(self) -> bool:
-        return not self._ready and self._exhausted and self._native.pending() == 0
+    def _handed_out(self) -> Any:
+        self._outstanding -= 1
+        return self._ready.popleft()
 
     def close(self) -> None:
         """Stops the work still running (its connections are closed when this returns) and
@@ -103,8 +108,10 @@ class FetchStream(_Window, Generic[_R]):
     at a definite point. Not thread-safe: iterate it from one thread.
     """
 
-    def __init__(self, native: _core.FetchStream, urls: Iterable[str]) -> None:
-        super().__init__(native)
+    def __init__(
+        self, native: _core.FetchStream, window: int, chunk: int, urls: Iterable[str]
+    ) -> None:
+        super().__init__(native, window, chunk)
         self._urls = iter(urls)
 
     def __iter__(self) -> FetchStream[_R]:
@@ -116,7 +123,7 @@ class FetchStream(_Window, Generic[_R]):
         try:
             self._pull_sync(self._urls)
             while not self._ready:
-                if self._finished():
+                if self._exhausted and self._outstanding == 0:
                     self.close()
                     raise StopIteration
                 self._ready.extend(self._native.take(_TAKE))  # the GIL is released
@@ -126,7 +133,7 @@ class FetchStream(_Window, Generic[_R]):
         except BaseException:
             self.close()  # the input failed, or Ctrl-C: nothing keeps running
             raise
-        return self._ready.popleft()  # type: ignore[no-any-return]
+        return self._handed_out()  # type: ignore[no-any-return]
 
     def __enter__(self) -> FetchStream[_R]:
         return self
@@ -150,9 +157,13 @@ class AsyncFetchStream(_Window, Generic[_R]):
     """
 
     def __init__(
-        self, native: _core.FetchStream, urls: Union[Iterable[str], AsyncIterable[str]]
+        self,
+        native: _core.FetchStream,
+        window: int,
+        chunk: int,
+        urls: Union[Iterable[str], AsyncIterable[str]],
     ) -> None:
-        super().__init__(native)
+        super().__init__(native, window, chunk)
         self._sync: Optional[Iterator[str]] = None
         self._async: Optional[AsyncIterator[str]] = None
         if isinstance(urls, AsyncIterable):
@@ -166,11 +177,11 @@ class AsyncFetchStream(_Window, Generic[_R]):
             self._pull_sync(self._sync)
             return
         assert self._async is not None
-        while not self._exhausted and self._room() > 0:
+        while not self._exhausted and self._outstanding < self._window:
             if self._pull is None:
                 self._pull = asyncio.ensure_future(self._async.__anext__())
             if not self._pull.done():
-                if self._ready or self._native.pending():
+                if self._outstanding:
                     return  # results first; the pull stays armed
                 await asyncio.wait([self._pull])
             pull, self._pull = self._pull, None
@@ -180,6 +191,7 @@ class AsyncFetchStream(_Window, Generic[_R]):
                 self._exhausted = True
                 return
             self._native.push([url])
+            self._outstanding += 1
 
     def __aiter__(self) -> AsyncFetchStream[_R]:
         return self
@@ -190,7 +202,7 @@ class AsyncFetchStream(_Window, Generic[_R]):
         try:
             await self._pull_async()
             while not self._ready:
-                if self._finished():
+                if self._exhausted and self._outstanding == 0:
                     self.close()
                     raise StopAsyncIteration
                 self._ready.extend(await self._native.take_async(_TAKE))
@@ -200,7 +212,7 @@ class AsyncFetchStream(_Window, Generic[_R]):
         except BaseException:
             self.close()  # cancelled, or the input failed: nothing keeps running
             raise
-        return self._ready.popleft()  # type: ignore[no-any-return]
+        return self._handed_out()  # type: ignore[no-any-return]
 
     def close(self) -> None:
         if self._pull is not None:
@@ -314,7 +326,10 @@ class Fetcher:
         """The asyncio twin of :meth:`fetch_many`."""
         return await self._inner.fetch_many_async(list(urls))
 
-    def _bounds(self, concurrency: Optional[int], buffer: Optional[int]) -> tuple[int, int]:
+    def _bounds(
+        self, concurrency: Optional[int], buffer: Optional[int]
+    ) -> tuple[int, int, int, int]:
+        """``in_flight, buffered, window, chunk`` of a stream."""
         in_flight = self.config.concurrency if concurrency is None else concurrency
         buffered = in_flight if buffer is None else buffer
         if in_flight < 1 or buffered < 0:
@@ -323,7 +338,7 @@ class Fetcher:
             raise ConfigError(
                 f"stream bounds: concurrency {in_flight} (>= 1), buffer {buffered} (>= 0)"
             )
-        return in_flight, buffered
+        return in_flight, buffered, in_flight + buffered, max(1, buffered // 2)
 
     def stream(
         self,
@@ -341,8 +356,8 @@ class Fetcher:
         bounded for any number of URLs, and a consumer that stops iterating stops the
         pulling. A failed URL yields its :class:`FetchError`; the stream goes on.
         """
-        in_flight, buffered = self._bounds(concurrency, buffer)
-        return FetchStream(self._inner.stream(in_flight, buffered), urls)
+        in_flight, buffered, window, chunk = self._bounds(concurrency, buffer)
+        return FetchStream(self._inner.stream(in_flight, buffered), window, chunk, urls)
 
     def stream_async(
         self,
@@ -352,8 +367,8 @@ class Fetcher:
         buffer: Optional[int] = None,
     ) -> AsyncFetchStream[Fetched]:
         """The asyncio twin of :meth:`stream` (``async for``); ``urls`` may be async."""
-        in_flight, buffered = self._bounds(concurrency, buffer)
-        return AsyncFetchStream(self._inner.stream(in_flight, buffered), urls)
+        in_flight, buffered, window, chunk = self._bounds(concurrency, buffer)
+        return AsyncFetchStream(self._inner.stream(in_flight, buffered), window, chunk, urls)
 
     def stream_extract(
         self,
@@ -365,8 +380,9 @@ class Fetcher:
     ) -> FetchStream[Extracted]:
         """:meth:`stream` with each page's items extracted by ``template`` in Rust, as it
         arrives: ``(url, items | FetchError | ExtractionLimitError)`` pairs."""
-        in_flight, buffered = self._bounds(concurrency, buffer)
-        return FetchStream(self._inner.stream_extract(template._inner, in_flight, buffered), urls)
+        in_flight, buffered, window, chunk = self._bounds(concurrency, buffer)
+        native = self._inner.stream_extract(template._inner, in_flight, buffered)
+        return FetchStream(native, window, chunk, urls)
 
     def stream_extract_async(
         self,
@@ -377,7 +393,6 @@ class Fetcher:
         buffer: Optional[int] = None,
     ) -> AsyncFetchStream[Extracted]:
         """The asyncio twin of :meth:`stream_extract`."""
-        in_flight, buffered = self._bounds(concurrency, buffer)
-        return AsyncFetchStream(
-            self._inner.stream_extract(template._inner, in_flight, buffered), urls
-        )
+        in_flight, buffered, window, chunk = self._bounds(concurrency, buffer)
+        native = self._inner.stream_extract(template._inner, in_flight, buffered)
+        return AsyncFetchStream(native, window, chunk, urls)
