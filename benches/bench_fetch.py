@@ -123,6 +123,31 @@ def run_ours(base: str, count: int, extract: bool) -> dict[str, Any]:
     return meter.done()
 
 
+def run_ours_async(base: str, count: int) -> dict[str, Any]:
+    """The asyncio twin, ``async for`` over ``Fetcher.stream_async``."""
+    import asyncio
+
+    from scraperv4.exceptions import FetchError
+    from scraperv4.fetch import Fetcher
+
+    fetcher = Fetcher(
+        concurrency=CONCURRENCY,
+        per_host_concurrency=CONCURRENCY,
+        allow_private_networks=True,
+        respect_robots=False,
+    )
+
+    async def main() -> dict[str, Any]:
+        meter = Meter()
+        async for _url, page in fetcher.stream_async(urls(base, count)):
+            assert not isinstance(page, FetchError), page
+            assert page.status == 200, page
+            meter.page()
+        return meter.done()
+
+    return asyncio.run(main())
+
+
 def run_ours_batches(base: str, count: int) -> dict[str, Any]:
     """The shape before streaming: fetch_many in calls of 500."""
     from scraperv4.fetch import Fetcher
@@ -213,6 +238,7 @@ def run_scrapy(base: str, count: int, feed: str | None = None) -> dict[str, Any]
 
 CLIENTS: dict[str, Callable[[str, int], dict[str, Any]]] = {
     "ours-fetch": lambda base, n: run_ours(base, n, extract=False),
+    "ours-async": run_ours_async,
     "ours-batches": run_ours_batches,
     "ours-extract": lambda base, n: run_ours(base, n, extract=True),
     "aiohttp-fetch": lambda base, n: run_aiohttp(base, n, extract=False),
@@ -329,6 +355,7 @@ def main() -> int:
         "wrk",
         "ours-fetch",
         "aiohttp-fetch",
+        "ours-async",
         "ours-batches",
         "ours-extract",
         "aiohttp-extract",
@@ -379,9 +406,11 @@ def main() -> int:
         "wrk -t2 -c64 (requests/s)": spread(rates("wrk"), digits=0),
         "scraperv4 stream (pages/s)": spread(rates("ours-fetch"), digits=0),
         "aiohttp, 64 workers (pages/s)": spread(rates("aiohttp-fetch"), digits=0),
+        "scraperv4 stream_async (pages/s)": spread(rates("ours-async"), digits=0),
         "scraperv4 fetch_many in calls of 500 (pages/s)": spread(rates("ours-batches"), digits=0),
         "stream / aiohttp": spread(ratios("ours-fetch", "aiohttp-fetch")),
         "stream / wrk (%)": spread(ratios("ours-fetch", "wrk"), scale=100, digits=1),
+        "stream_async / aiohttp": spread(ratios("ours-async", "aiohttp-fetch")),
         "stream / fetch_many in calls of 500": spread(ratios("ours-fetch", "ours-batches")),
         "CPU s per 1,000 pages: stream": spread(
             [r["cpu_s"] / PAGES * 1000 for r in runs["ours-fetch"]], digits=3

@@ -55,26 +55,28 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         parts = urlsplit(self.path)
         query = parse_qs(parts.query)
+        # A request counts as active from its arrival until its answer starts: inside the
+        # client's own span of it (which ends with the last byte), so the server's count of
+        # active requests never exceeds the client's count in flight.
         with self.server.track():
-            if parts.path == "/page":
-                self._page()
-            elif parts.path == "/hold":
+            if parts.path == "/hold":
                 time.sleep(int(query["ms"][0]) / 1000)
-                self._page()
             elif parts.path == "/gated":
                 self.server.gate.wait(DEADLINE)
-                self._page()
             elif parts.path == "/hang":
                 # Held until the client goes away (or the deadline): the server sees it end.
                 deadline = time.monotonic() + DEADLINE
                 while time.monotonic() < deadline and not self._client_gone():
                     pass
-            elif parts.path == "/big":
-                self._page(b"x" * 256 * 1024)
-            else:
-                self.send_response(404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                return
+        if parts.path in ("/page", "/hold", "/gated"):
+            self._page()
+        elif parts.path == "/big":
+            self._page(b"x" * 256 * 1024)
+        else:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
 
 class StreamServer(http.server.ThreadingHTTPServer):
@@ -272,6 +274,32 @@ def test_sync_and_async_streams_give_the_same_results(
 
     synced = list(fetcher.stream(iter(urls), concurrency=5))
     assert summary(synced) == summary(asyncio.run(collect()))
+
+
+def test_an_async_input_keeps_every_slot_busy(server: StreamServer, fetcher: Fetcher) -> None:
+    async def source() -> AsyncIterator[str]:
+        for n in range(8):
+            yield f"{server.base}/gated?n={n}"
+
+    async def main() -> list[str]:
+        got = []
+        async for url, result in fetcher.stream_async(source(), concurrency=4, buffer=0):
+            assert getattr(result, "status", None) == 200
+            got.append(url)
+        return got
+
+    def release() -> None:
+        wait_for(lambda: server.active == 4, "four requests in flight at once")
+        server.gate.set()
+
+    releaser = threading.Thread(target=release)
+    releaser.start()
+    try:
+        assert len(asyncio.run(main())) == 8
+    finally:
+        server.gate.set()
+        releaser.join()
+    assert server.most_active == 4
 
 
 def test_an_async_input_fed_by_the_results_does_not_deadlock(

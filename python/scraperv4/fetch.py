@@ -180,6 +180,7 @@ class AsyncFetchStream(_Window, Generic[_R]):
         while not self._exhausted and self._outstanding < self._window:
             if self._pull is None:
                 self._pull = asyncio.ensure_future(self._async.__anext__())
+                await asyncio.sleep(0)  # one turn: an input with a URL at hand gives it now
             if not self._pull.done():
                 if self._outstanding:
                     return  # results first; the pull stays armed
