@@ -370,3 +370,37 @@ def test_an_input_that_fails_closes_the_stream_and_raises(
     with pytest.raises(TypeError):
         list(fetcher.stream([f"{server.base}/page", 42], concurrency=4))  # type: ignore[list-item]
     wait_for(lambda: server.active == 0, "the requests to end")
+
+
+EXIT_RIGHT_AFTER = """
+import asyncio, sys
+from scraperv4.fetch import Fetcher
+
+async def main():
+    fetcher = Fetcher(respect_robots=False, allow_private_networks=True, retries=0)
+    urls = (f"{sys.argv[1]}/page?n={n}" for n in range(300))
+    count = 0
+    async for _url, result in fetcher.stream_async(urls, concurrency=16):
+        count += result.status == 200
+    print(count)
+
+asyncio.run(main())
+"""
+
+
+def test_a_program_may_end_right_after_its_async_stream(server: StreamServer) -> None:
+    # A result handed to asyncio from a runtime thread once outlived the program's end
+    # (Fatal Python error: PyGILState_Release): the stream now waits for its hand-overs.
+    import subprocess
+    import sys
+
+    for _ in range(6):
+        done = subprocess.run(
+            [sys.executable, "-c", EXIT_RIGHT_AFTER, server.base],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip() == "300"

@@ -194,6 +194,20 @@ class AsyncFetchStream(_Window, Generic[_R]):
             self._native.push([url])
             self._outstanding += 1
 
+    async def _take(self) -> list[Any]:
+        ready = self._native.try_take(_TAKE)
+        if ready:
+            return ready
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
+
+        def deliver(results: list[Any]) -> None:
+            if not future.done():  # not cancelled meanwhile
+                future.set_result(results)
+
+        self._native.take_async(_TAKE, loop.call_soon_threadsafe, deliver)
+        return await future
+
     def __aiter__(self) -> AsyncFetchStream[_R]:
         return self
 
@@ -206,7 +220,7 @@ class AsyncFetchStream(_Window, Generic[_R]):
                 if self._exhausted and self._outstanding == 0:
                     self.close()
                     raise StopAsyncIteration
-                self._ready.extend(await self._native.take_async(_TAKE))
+                self._ready.extend(await self._take())
                 await self._pull_async()
         except StopAsyncIteration:
             raise

@@ -115,6 +115,18 @@ impl<T: Send + 'static> Stream<T> {
         Poll::Ready(out)
     }
 
+    /// The results already finished, up to `max`, without waiting.
+    pub fn try_take(&mut self, max: usize) -> Vec<(String, T)> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            match self.tasks.try_join_next() {
+                Some(next) => out.push(self.settle(next)),
+                None => break,
+            }
+        }
+        out
+    }
+
     fn settle(&self, joined: Result<(String, T), JoinError>) -> (String, T) {
         joined.unwrap_or_else(|error| (String::new(), (self.panicked)(&error)))
     }

@@ -1,16 +1,26 @@
 //! Bindings of [`crate::fetch::stream`]: the `FetchStream` handle.
 //!
 //! The Python wrapper (`scraperv4.fetch.FetchStream`) pulls URLs from the caller's iterable
-//! while `room()` allows, `push`es them, and `take`s finished results. Every method holds the
+//! while there is room, `push`es them, and `take`s finished results. Every method holds the
 //! stream's mutex only for one poll, never across a wait.
+//!
+//! `take_async` does not use `into_awaitable`: a runtime task that hands a result to asyncio
+//! still holds the GIL (or waits for it) for a moment after the awaiting coroutine has
+//! resumed, and a program that ends right after its last result (the usual end of a stream)
+//! began finalizing under that thread: `Fatal Python error: PyGILState_Release`, one run in
+//! three in the benchmark. Here every hand-over is counted, and `close()` (which the Python
+//! stream calls when it ends, breaks, fails or is cancelled) waits with the GIL released
+//! until the last one has let go of Python.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyList, PyTuple};
+use tokio::sync::Notify;
 
-use super::bridge::{block_on, into_awaitable};
+use super::bridge::block_on;
 use super::fetch::PyResponse;
 use crate::fetch::stream::{Fetched, Stream};
 use crate::fetch::{Extracted, FetchError};
@@ -62,18 +72,11 @@ impl<'py> IntoPyObject<'py> for Taken {
                 })
                 .collect(),
         };
-        Ok(pyo3::types::PyList::new(py, pairs?)?.into_any())
+        Ok(PyList::new(py, pairs?)?.into_any())
     }
 }
 
 impl Inner {
-    fn room(&self) -> usize {
-        match self {
-            Self::Fetch(s) => s.room(),
-            Self::Extract(s) => s.room(),
-        }
-    }
-
     fn pending(&self) -> usize {
         match self {
             Self::Fetch(s) => s.pending(),
@@ -85,6 +88,13 @@ impl Inner {
         match self {
             Self::Fetch(s) => s.push(url),
             Self::Extract(s) => s.push(url),
+        }
+    }
+
+    fn try_take(&mut self, max: usize) -> Taken {
+        match self {
+            Self::Fetch(s) => Taken::Fetched(s.try_take(max)),
+            Self::Extract(s) => Taken::Extracted(s.try_take(max)),
         }
     }
 
@@ -110,58 +120,102 @@ impl Inner {
     }
 }
 
+/// The hand-overs of `take_async` in progress, and the signal that stops them.
+#[derive(Default)]
+struct Handovers {
+    closed: AtomicBool,
+    closing: Notify,
+    running: AtomicUsize,
+    idle: Notify,
+}
+
+impl Handovers {
+    /// Ready once `close()` was called.
+    async fn closed(&self) {
+        loop {
+            let notified = self.closing.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn done(&self) {
+        if self.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Ready once no hand-over is in progress.
+    async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.running.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// Results of a streaming fetch, in the order they complete (see `scraperv4.fetch`).
 #[pyclass(frozen, name = "FetchStream", module = "scraperv4._core")]
 pub(crate) struct PyFetchStream {
     inner: Arc<Mutex<Inner>>,
+    handovers: Arc<Handovers>,
 }
 
 impl PyFetchStream {
     pub(crate) fn new(inner: Inner) -> Self {
         Self {
             inner: Arc::new(Mutex::new(inner)),
+            handovers: Arc::default(),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while the lock was held leaves a JoinSet that is still consistent.
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.inner)
     }
+}
+
+fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    // A panic while the lock was held leaves a JoinSet that is still consistent.
+    inner
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn take_future(
     inner: Arc<Mutex<Inner>>,
     max: usize,
 ) -> impl Future<Output = Result<Taken, FetchError>> + Send + 'static {
-    std::future::poll_fn(move |cx| {
-        inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .poll_take(cx, max)
-            .map(Ok)
-    })
+    std::future::poll_fn(move |cx| lock(&inner).poll_take(cx, max).map(Ok))
 }
 
 #[pymethods]
 impl PyFetchStream {
-    /// How many more URLs may be pushed now.
-    fn room(&self) -> usize {
-        self.lock().room()
-    }
-
     /// URLs pushed whose result has not been taken yet.
     fn pending(&self) -> usize {
         self.lock().pending()
     }
 
-    /// Starts fetching `urls` (keep to `room()`).
+    /// Starts fetching `urls` (the caller keeps to its window).
     fn push(&self, urls: Vec<String>) {
         let mut inner = self.lock();
         for url in urls {
             inner.push(url);
         }
+    }
+
+    /// The `(url, result)` pairs already finished, up to `max`, without waiting.
+    fn try_take<'py>(&self, py: Python<'py>, max: usize) -> PyResult<Bound<'py, PyAny>> {
+        let taken = self.lock().try_take(max);
+        taken.into_pyobject(py)
     }
 
     /// Waits (GIL released) for at least one result, and returns up to `max` `(url, result)`
@@ -171,23 +225,49 @@ impl PyFetchStream {
         taken.into_pyobject(py)
     }
 
-    /// The asyncio twin of `take`.
-    fn take_async<'py>(&self, py: Python<'py>, max: usize) -> PyResult<Bound<'py, PyAny>> {
-        into_awaitable(py, take_future(Arc::clone(&self.inner), max))
+    /// The asyncio side of `take`: once at least one result is finished (or the stream is
+    /// closed: an empty list), calls `schedule(deliver, results)` from a runtime thread —
+    /// `schedule` is the event loop's `call_soon_threadsafe`.
+    fn take_async(&self, max: usize, schedule: Py<PyAny>, deliver: Py<PyAny>) {
+        let inner = Arc::clone(&self.inner);
+        let handovers = Arc::clone(&self.handovers);
+        handovers.running.fetch_add(1, Ordering::SeqCst);
+        crate::runtime::handle().spawn(async move {
+            let taken = tokio::select! {
+                taken = take_future(inner, max) => taken.ok(),
+                () = handovers.closed() => None,
+            };
+            // Python is called from the blocking pool: the async threads never wait for the GIL.
+            let handed = tokio::task::spawn_blocking(move || {
+                Python::attach(|py| {
+                    let results = match taken {
+                        Some(taken) => taken.into_pyobject(py),
+                        None => Ok(PyList::empty(py).into_any()),
+                    };
+                    let scheduled =
+                        results.and_then(|results| schedule.call1(py, (deliver, results)));
+                    if let Err(error) = scheduled {
+                        // The event loop is closed: nobody waits for these results.
+                        tracing::debug!(%error, "a stream's results could not be handed over");
+                    }
+                });
+                handovers.done();
+            });
+            drop(handed);
+        });
     }
 
-    /// Aborts the work still running and waits (GIL released) until it has ended.
+    /// Aborts the work still running and waits (GIL released) until it has ended and no
+    /// result is being handed to asyncio.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.handovers.closed.store(true, Ordering::SeqCst);
+        self.handovers.closing.notify_waiters();
         self.lock().abort();
         let inner = Arc::clone(&self.inner);
+        let handovers = Arc::clone(&self.handovers);
         block_on(py, async move {
-            std::future::poll_fn(|cx| {
-                inner
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .poll_closed(cx)
-            })
-            .await;
+            std::future::poll_fn(|cx| lock(&inner).poll_closed(cx)).await;
+            handovers.idle().await;
             Ok::<_, FetchError>(())
         })
     }
