@@ -55,6 +55,9 @@ _R = TypeVar("_R")
 
 #: The most results taken from the core in one call (they are already finished).
 _TAKE = 1024
+#: How long a sync stream that got fewer results than its pull chunk waits once for more,
+#: seconds (fewer wake-ups of the iterating thread; a page is never held back longer).
+_LINGER = 0.001
 
 
 class _Window:
@@ -126,7 +129,8 @@ class FetchStream(_Window, Generic[_R]):
                 if self._exhausted and self._outstanding == 0:
                     self.close()
                     raise StopIteration
-                self._ready.extend(self._native.take(_TAKE))  # the GIL is released
+                # The GIL is released; a small batch waits _LINGER once for more.
+                self._ready.extend(self._native.take(_TAKE, self._chunk, _LINGER))
                 self._pull_sync(self._urls)  # new work before handing results out
         except StopIteration:
             raise

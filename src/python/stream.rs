@@ -76,6 +76,24 @@ impl<'py> IntoPyObject<'py> for Taken {
     }
 }
 
+impl Taken {
+    fn len(&self) -> usize {
+        match self {
+            Self::Fetched(results) => results.len(),
+            Self::Extracted(results) => results.len(),
+        }
+    }
+
+    fn extend(&mut self, more: Self) {
+        match (self, more) {
+            (Self::Fetched(results), Self::Fetched(more)) => results.extend(more),
+            (Self::Extracted(results), Self::Extracted(more)) => results.extend(more),
+            // One stream is of one kind.
+            _ => {}
+        }
+    }
+}
+
 impl Inner {
     fn pending(&self) -> usize {
         match self {
@@ -219,9 +237,29 @@ impl PyFetchStream {
     }
 
     /// Waits (GIL released) for at least one result, and returns up to `max` `(url, result)`
-    /// pairs; an empty list when nothing is pending.
-    fn take<'py>(&self, py: Python<'py>, max: usize) -> PyResult<Bound<'py, PyAny>> {
-        let taken = block_on(py, take_future(Arc::clone(&self.inner), max))?;
+    /// pairs; an empty list when nothing is pending. When fewer than `want` were finished,
+    /// waits `linger` seconds once more and adds those finished by then: on a busy machine a
+    /// wake-up of the calling thread per page costs more than the page (and the stream's
+    /// buffer keeps every connection busy meanwhile).
+    fn take<'py>(
+        &self,
+        py: Python<'py>,
+        max: usize,
+        want: usize,
+        linger: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let inner = Arc::clone(&self.inner);
+        let linger = std::time::Duration::try_from_secs_f64(linger).unwrap_or_default();
+        let taken = block_on(py, async move {
+            let mut taken = take_future(Arc::clone(&inner), max).await?;
+            let pending = lock(&inner).pending();
+            if taken.len() < want.min(max) && pending > 0 && !linger.is_zero() {
+                tokio::time::sleep(linger).await;
+                let more = lock(&inner).try_take(max - taken.len());
+                taken.extend(more);
+            }
+            Ok::<_, FetchError>(taken)
+        })?;
         taken.into_pyobject(py)
     }
 
