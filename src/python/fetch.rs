@@ -8,9 +8,11 @@ use pyo3::types::PyBytes;
 use super::bridge::{block_on, into_awaitable};
 use super::errors::PyErrorClass;
 use super::extract::PyTemplate;
+use super::stream::{Inner, PyFetchStream};
 use crate::config::ConfigError;
-use crate::extract::{Item, LimitError, Limits, Template};
-use crate::fetch::{FetchConfig, FetchError, Fetcher, Page};
+use crate::extract::Template;
+use crate::fetch::stream;
+use crate::fetch::{Extracted, FetchConfig, FetchError, Fetcher, Page};
 
 impl From<FetchError> for PyErr {
     fn from(error: FetchError) -> Self {
@@ -27,6 +29,12 @@ impl From<FetchError> for PyErr {
 #[pyclass(frozen, name = "Response", module = "scraperv4._core")]
 pub(crate) struct PyResponse {
     page: Page,
+}
+
+impl From<Page> for PyResponse {
+    fn from(page: Page) -> Self {
+        Self { page }
+    }
 }
 
 #[pymethods]
@@ -112,66 +120,46 @@ impl<'py> IntoPyObject<'py> for Outcome {
 }
 
 /// One result of `fetch_extract_many`: the items of a page, or the error.
-enum Extracted {
-    Items(Vec<Item>),
-    Failed(FetchError),
-    Refused(LimitError),
-}
+struct ExtractOutcome(Extracted);
 
-impl<'py> IntoPyObject<'py> for Extracted {
+impl<'py> IntoPyObject<'py> for ExtractOutcome {
     type Target = PyAny;
     type Output = Bound<'py, PyAny>;
     type Error = PyErr;
 
     fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
-        match self {
-            Self::Items(items) => Ok(super::extract::items_to_python(py, &items)?.into_any()),
-            Self::Failed(error) => Ok(PyErr::from(error).into_value(py).into_bound(py).into_any()),
-            Self::Refused(error) => Ok(PyErr::from(error).into_value(py).into_bound(py).into_any()),
+        match self.0 {
+            Extracted::Items(items) => Ok(super::extract::items_to_python(py, &items)?.into_any()),
+            Extracted::Failed(error) => {
+                Ok(PyErr::from(error).into_value(py).into_bound(py).into_any())
+            }
+            Extracted::Refused(error) => {
+                Ok(PyErr::from(error).into_value(py).into_bound(py).into_any())
+            }
         }
     }
 }
-
-/// The longest one page of `fetch_extract_many` may take to extract.
-const PAGE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
 async fn fetch_extract_all(
     fetcher: Arc<Fetcher>,
     template: Arc<Template>,
     urls: Vec<String>,
-) -> Vec<Extracted> {
+) -> Vec<ExtractOutcome> {
     let tasks: Vec<_> = urls
         .into_iter()
         .map(|url| {
-            let fetcher = Arc::clone(&fetcher);
-            let template = Arc::clone(&template);
-            tokio::spawn(async move {
-                match fetcher.fetch(&url).await {
-                    Ok(page) => {
-                        // Parsing is CPU work: keep it off the I/O threads.
-                        let items = tokio::task::spawn_blocking(move || {
-                            let base = page.final_url.clone();
-                            let (text, _) = page.into_text();
-                            template.extract_within(&text, &base, &Limits::within(PAGE_DEADLINE))
-                        })
-                        .await
-                        .unwrap_or_else(|_| Ok(Vec::new()));
-                        match items {
-                            Ok(items) => Extracted::Items(items),
-                            Err(error) => Extracted::Refused(error),
-                        }
-                    }
-                    Err(error) => Extracted::Failed(error),
-                }
-            })
+            tokio::spawn(stream::fetch_extract(
+                Arc::clone(&fetcher),
+                Arc::clone(&template),
+                url,
+            ))
         })
         .collect();
     let mut outcomes = Vec::with_capacity(tasks.len());
     for task in tasks {
-        outcomes.push(
-            task.await
-                .unwrap_or_else(|error| Extracted::Failed(panicked(&error.to_string()))),
-        );
+        outcomes.push(ExtractOutcome(task.await.unwrap_or_else(|error| {
+            Extracted::Failed(stream::task_failed(&error))
+        })));
     }
     outcomes
 }
@@ -190,18 +178,10 @@ async fn fetch_all(fetcher: Arc<Fetcher>, urls: Vec<String>) -> Vec<Outcome> {
     for task in tasks {
         outcomes.push(match task.await {
             Ok(result) => result.map_or_else(Outcome::Failed, Outcome::Page),
-            Err(error) => Outcome::Failed(panicked(&error.to_string())),
+            Err(error) => Outcome::Failed(stream::task_failed(&error)),
         });
     }
     outcomes
-}
-
-fn panicked(detail: &str) -> FetchError {
-    FetchError::new(
-        crate::fetch::FetchErrorKind::Decode,
-        "",
-        format!("the fetch task failed: {detail}"),
-    )
 }
 
 /// A polite, bounded, SSRF-guarded HTTP fetcher.
@@ -273,5 +253,32 @@ impl PyFetcher {
         into_awaitable(py, async move {
             Ok::<_, FetchError>(fetch_all(fetcher, urls).await)
         })
+    }
+
+    /// A stream over URLs pushed one by one: at most `in_flight` fetched at once, at most
+    /// `in_flight + buffered` pushed and not yet taken. Results are `(url, Response |
+    /// FetchError)` pairs in completion order.
+    fn stream(&self, in_flight: usize, buffered: usize) -> PyFetchStream {
+        PyFetchStream::new(Inner::Fetch(stream::fetching(
+            Arc::clone(&self.fetcher),
+            in_flight,
+            buffered,
+        )))
+    }
+
+    /// [`PyFetcher::stream`] with each page's items extracted by `template`: results are
+    /// `(url, items | FetchError | ExtractError)` pairs.
+    fn stream_extract(
+        &self,
+        template: &PyTemplate,
+        in_flight: usize,
+        buffered: usize,
+    ) -> PyFetchStream {
+        PyFetchStream::new(Inner::Extract(stream::extracting(
+            Arc::clone(&self.fetcher),
+            template.shared(),
+            in_flight,
+            buffered,
+        )))
     }
 }

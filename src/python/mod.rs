@@ -16,6 +16,7 @@ pub(crate) mod logging;
 pub(crate) mod partition;
 pub(crate) mod queue;
 pub(crate) mod resources;
+pub(crate) mod stream;
 pub(crate) mod worker;
 
 use pyo3::prelude::*;
@@ -40,6 +41,8 @@ pub mod _core {
     use super::queue::{PyAck, PyJob, PyJobQueue};
     #[pymodule_export]
     use super::resources::PyResourceManager;
+    #[pymodule_export]
+    use super::stream::PyFetchStream;
     #[pymodule_export]
     use super::worker::{
         PyWorker, crawl_job_id, default_crawl_id, error_kind, export_jsonl, results_file_records,
