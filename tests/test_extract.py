@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -373,3 +375,29 @@ def test_random_bytes_never_break_either_engine() -> None:
         assert isinstance(template.extract(text, "https://x.example/"), list)
         assert isinstance(template._inner._extract_dom(text, "https://x.example/"), list)
         assert isinstance(template.links(text, "https://x.example/"), list)
+
+
+# A page that breaks a cap at once, next to pages that take html5ever's foster-parenting path
+# (it logs a warning through Python's logging, which needs the GIL) while they parse.
+_HANG_SCRIPT = """
+import scraperv4
+from scraperv4.exceptions import ExtractionLimitError
+from scraperv4.extract import Template
+scraperv4.set_log_level("debug")
+template = Template.from_dict({"id": "t", "item": "p", "fields": [{"name": "h", "selector": "h2"}]})
+deep = "<div class=p>" * 50_000 + "<h2>x"
+foster = "<table><tr><td>a</td></tr>" + "stray<tr><td>b</td></tr>" * 20_000 + "</table>"
+try:
+    template.extract_many([(deep, "https://x.example/")] + [(foster, "https://y.example/")] * 8)
+except ExtractionLimitError:
+    print("limit", flush=True)
+"""
+
+
+def test_a_failing_page_next_to_pages_still_parsing_does_not_hang() -> None:
+    """extract_many waits for the pages still parsing without the GIL after an error (it
+    held the GIL while one of them waited for it to log: the process hung for good)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _HANG_SCRIPT], capture_output=True, text=True, timeout=300
+    )
+    assert done.stdout.strip() == "limit", done.stderr[-2000:]

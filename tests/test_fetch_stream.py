@@ -367,8 +367,6 @@ def test_an_input_that_fails_closes_the_stream_and_raises(
 
     with pytest.raises(RuntimeError, match="the source broke"):
         list(fetcher.stream(urls(), concurrency=1, buffer=0))
-    with pytest.raises(TypeError):
-        list(fetcher.stream([f"{server.base}/page", 42], concurrency=4))  # type: ignore[list-item]
     wait_for(lambda: server.active == 0, "the requests to end")
 
 
@@ -404,3 +402,93 @@ def test_a_program_may_end_right_after_its_async_stream(server: StreamServer) ->
         )
         assert done.returncode == 0, done.stderr[-2000:]
         assert done.stdout.strip() == "300"
+
+
+def test_an_async_input_that_waits_still_fills_every_slot(
+    server: StreamServer, fetcher: Fetcher
+) -> None:
+    """Found by review: an input that awaits between URLs kept one request in flight (its
+    URL was pushed only after the next result)."""
+
+    async def source() -> AsyncIterator[str]:
+        for n in range(8):
+            await asyncio.sleep(0.005)
+            yield f"{server.base}/gated?n={n}"
+
+    async def main() -> int:
+        return len([p async for p in fetcher.stream_async(source(), concurrency=4, buffer=0)])
+
+    def release() -> None:
+        wait_for(lambda: server.active == 4, "four requests in flight at once")
+        server.gate.set()
+
+    releaser = threading.Thread(target=release)
+    releaser.start()
+    try:
+        assert asyncio.run(main()) == 8
+    finally:
+        server.gate.set()
+        releaser.join()
+    assert server.most_active == 4
+
+
+def test_close_from_another_task_ends_the_iteration_and_fetches_nothing_more(
+    server: StreamServer, fetcher: Fetcher
+) -> None:
+    """Found by review: aclose() by a supervisor while a task iterated left the iterating
+    task spinning and pushing more URLs after the close."""
+
+    async def main() -> None:
+        only_hanging = [f"{server.base}/hang?n={i}" for i in range(20)]
+        stream = fetcher.stream_async(only_hanging, concurrency=4, buffer=0)
+        consumer = asyncio.ensure_future(stream.__anext__())
+        deadline = time.monotonic() + DEADLINE
+        while server.active < 4:
+            assert time.monotonic() < deadline, "the requests never started"
+            await asyncio.sleep(0.01)
+        await stream.aclose()
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(consumer, DEADLINE)
+
+    asyncio.run(main())
+    wait_for(lambda: server.active == 0, "the requests to end")
+    assert server.started == 4  # none after the close
+
+
+def test_close_from_another_thread_ends_a_sync_iteration(
+    server: StreamServer, fetcher: Fetcher
+) -> None:
+    only_hanging = [f"{server.base}/hang?n={i}" for i in range(20)]
+    stream = fetcher.stream(only_hanging, concurrency=4, buffer=0)
+    outcome: list[tuple[str, object]] = []
+
+    def iterate() -> None:
+        outcome.extend(stream)
+
+    thread = threading.Thread(target=iterate)
+    thread.start()
+    wait_for(lambda: server.active == 4, "four requests in flight")
+    stream.close()
+    thread.join(DEADLINE)
+    assert not thread.is_alive(), "the iterating thread did not stop"
+    wait_for(lambda: server.active == 0, "the requests to end")
+    assert all(url for url, _ in outcome)  # no made-up pair for a cancelled task
+
+
+def test_an_input_item_that_is_not_a_url_string_costs_only_itself(
+    server: StreamServer, fetcher: Fetcher
+) -> None:
+    items: list[Any] = [
+        f"{server.base}/page?n=0",
+        42,
+        b"http://x/",
+        "\udcff",
+        f"{server.base}/page?n=1",
+    ]
+    pairs = list(fetcher.stream(items, concurrency=4))
+    assert len(pairs) == 5
+    by_url = {repr(url): result for url, result in pairs}
+    for bad in (42, b"http://x/", "\udcff"):
+        error = by_url[repr(bad)]
+        assert isinstance(error, FetchError) and error.kind == "decode"
+    assert sum(getattr(r, "status", None) == 200 for _, r in pairs) == 2

@@ -55,6 +55,17 @@ _R = TypeVar("_R")
 
 #: The most results taken from the core in one call (they are already finished).
 _TAKE = 1024
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` can go to the core (UTF-8: no lone surrogates)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 #: How long a sync stream that got fewer results than its pull chunk waits once for more,
 #: seconds (fewer wake-ups of the iterating thread; a page is never held back longer).
 _LINGER = 0.001
@@ -79,14 +90,25 @@ class _Window:
     def _pull_sync(self, urls: Iterator[str]) -> None:
         """Pushes as many URLs as there is room for (never more: the input stays lazy)."""
         room = self._window - self._outstanding
-        if self._exhausted or room < self._chunk:
+        if self._closed or self._exhausted or room < self._chunk:
             return
         batch = list(islice(urls, room))
         if len(batch) < room:
             self._exhausted = True
-        if batch:
-            self._native.push(batch)
-            self._outstanding += len(batch)
+        self._push(batch)
+
+    def _push(self, batch: list[Any]) -> None:
+        """Starts the URLs of ``batch``; an item that is not a URL string (``42``, bytes, a
+        lone surrogate) is a ``decode`` error of its own, like any URL that cannot be
+        fetched: one bad input item never costs the others."""
+        good = [u for u in batch if isinstance(u, str) and _encodable(u)]
+        if len(good) < len(batch):
+            for item in batch:
+                if not (isinstance(item, str) and _encodable(item)):
+                    self._ready.append((item, FetchError(f"not a URL: {item!r}", "decode")))
+        if good:
+            self._native.push(good)
+        self._outstanding += len(batch)
 
     def _handed_out(self) -> Any:
         self._outstanding -= 1
@@ -130,7 +152,10 @@ class FetchStream(_Window, Generic[_R]):
                     self.close()
                     raise StopIteration
                 # The GIL is released; a small batch waits _LINGER once for more.
-                self._ready.extend(self._native.take(_TAKE, self._chunk, _LINGER))
+                taken = self._native.take(_TAKE, self._chunk, _LINGER)
+                if self._closed:  # by another thread, or a signal handler, meanwhile
+                    raise StopIteration
+                self._ready.extend(taken)
                 self._pull_sync(self._urls)  # new work before handing results out
         except StopIteration:
             raise
@@ -175,42 +200,66 @@ class AsyncFetchStream(_Window, Generic[_R]):
         else:
             self._sync = iter(urls)
         self._pull: Optional[asyncio.Future[str]] = None
+        # The core's pending take (kept across a wake-up by the input's pull).
+        self._taking: Optional[asyncio.Future[list[Any]]] = None
 
     async def _pull_async(self) -> None:
         if self._sync is not None:
             self._pull_sync(self._sync)
             return
         assert self._async is not None
-        while not self._exhausted and self._outstanding < self._window:
+        while not self._closed and not self._exhausted and self._outstanding < self._window:
             if self._pull is None:
                 self._pull = asyncio.ensure_future(self._async.__anext__())
                 await asyncio.sleep(0)  # one turn: an input with a URL at hand gives it now
+            if self._pull is None:
+                return  # closed meanwhile
             if not self._pull.done():
                 if self._outstanding:
-                    return  # results first; the pull stays armed
+                    return  # results first; the pull stays armed (and wakes _take)
                 await asyncio.wait([self._pull])
+            if self._pull is None:
+                return
             pull, self._pull = self._pull, None
             try:
                 url = pull.result()
             except StopAsyncIteration:
                 self._exhausted = True
                 return
-            self._native.push([url])
-            self._outstanding += 1
+            self._push([url])
 
     async def _take(self) -> list[Any]:
+        """Finished results; waits for one, or for the armed pull of the input to give a
+        URL (then returns nothing: the caller pushes it, and asks again)."""
         ready = self._native.try_take(_TAKE)
         if ready:
             return ready
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[Any]] = loop.create_future()
+        if self._taking is None:
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[list[Any]] = loop.create_future()
 
-        def deliver(results: list[Any]) -> None:
-            if not future.done():  # not cancelled meanwhile
-                future.set_result(results)
+            def deliver(results: list[Any]) -> None:
+                if not future.done():  # not cancelled meanwhile
+                    future.set_result(results)
 
-        self._native.take_async(_TAKE, loop.call_soon_threadsafe, deliver)
-        return await future
+            self._native.take_async(_TAKE, loop.call_soon_threadsafe, deliver)
+            self._taking = future
+        taking = self._taking
+        if self._pull is not None and not self._pull.done():
+            # An input that has to wait (a database cursor, a queue fed by another task):
+            # its URL goes out as soon as it comes, not after the next result.
+            either: set[asyncio.Future[Any]] = {taking, self._pull}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if not taking.done():
+                return []
+        try:
+            results = await taking
+        except asyncio.CancelledError:
+            if self._closed:  # close() by another task cancelled the take: the end
+                return []
+            raise
+        self._taking = None
+        return results
 
     def __aiter__(self) -> AsyncFetchStream[_R]:
         return self
@@ -224,7 +273,10 @@ class AsyncFetchStream(_Window, Generic[_R]):
                 if self._exhausted and self._outstanding == 0:
                     self.close()
                     raise StopAsyncIteration
-                self._ready.extend(await self._take())
+                taken = await self._take()
+                if self._closed:  # by another task meanwhile
+                    raise StopAsyncIteration
+                self._ready.extend(taken)
                 await self._pull_async()
         except StopAsyncIteration:
             raise
@@ -237,6 +289,9 @@ class AsyncFetchStream(_Window, Generic[_R]):
         if self._pull is not None:
             self._pull.cancel()
             self._pull = None
+        if self._taking is not None:
+            self._taking.cancel()
+            self._taking = None
         super().close()
 
     async def aclose(self) -> None:

@@ -30,6 +30,11 @@ impl Finished<'_, '_> {
         self.receiver.recv().ok()
     }
 
+    /// The next page already finished, without waiting.
+    pub fn try_next_page(&mut self) -> Option<(usize, PageResult)> {
+        self.receiver.try_recv().ok()
+    }
+
     /// Drops `items` on the pool.
     pub fn discard(&self, items: Vec<Item>) {
         self.scope.spawn(move |_| drop(items));

@@ -11,7 +11,7 @@ use foldhash::HashMapExt;
 
 use url::Url;
 
-use super::prefix::{self, PrefixCache};
+use super::prefix::PrefixCache;
 
 /// What URLs are grouped by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -77,7 +77,7 @@ impl KeyTable {
         let Some(prefix) = authority_prefix(url) else {
             return self.compute(url);
         };
-        let hash = prefix::hash(prefix.as_bytes());
+        let hash = self.by_prefix.hash(prefix.as_bytes());
         if let Some(answer) = self.by_prefix.get(prefix.as_bytes(), hash) {
             return self.decode(answer);
         }

@@ -8,7 +8,7 @@
 //! Longer prefixes live in an arena. (A `HashMap<String, _>` reads a slot, then follows a
 //! pointer to a separately allocated key: two misses per URL.)
 
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 /// Bytes of a prefix kept in its slot.
 const INLINE: usize = 48;
@@ -34,12 +34,26 @@ impl Slot {
 }
 
 /// Prefix bytes -> answer.
-#[derive(Default)]
 pub(super) struct PrefixCache {
     slots: Vec<Slot>,
     used: usize,
     /// Prefixes longer than [`INLINE`].
     arena: Vec<u8>,
+    /// The hash's seed, random per cache: the URLs come from crawled pages, and with a known
+    /// hash a site could fill one run of slots with prefixes chosen to collide (linear
+    /// probing then costs a walk of that run per URL).
+    seed: u64,
+}
+
+impl Default for PrefixCache {
+    fn default() -> Self {
+        Self {
+            slots: Vec::new(),
+            used: 0,
+            arena: Vec::new(),
+            seed: rand::random(),
+        }
+    }
 }
 
 impl std::fmt::Debug for PrefixCache {
@@ -51,15 +65,15 @@ impl std::fmt::Debug for PrefixCache {
     }
 }
 
-/// The hash the cache uses for `prefix` (computed once by the caller, for the lookup and the
-/// insertion after a miss).
-#[inline]
-pub(super) fn hash(prefix: &[u8]) -> u64 {
-    xxh3_64(prefix)
-}
-
 impl PrefixCache {
     const FIRST_CAPACITY: usize = 1024;
+
+    /// The hash this cache uses for `prefix` (computed once by the caller, for the lookup
+    /// and the insertion after a miss).
+    #[inline]
+    pub(super) fn hash(&self, prefix: &[u8]) -> u64 {
+        xxh3_64_with_seed(prefix, self.seed)
+    }
 
     /// The answer cached for `prefix` (whose hash is `hash`).
     #[inline]
@@ -170,19 +184,19 @@ mod tests {
         let mut cache = PrefixCache::default();
         let prefixes: Vec<String> = (0..5_000).map(|i| format!("https://s{i}.com")).collect();
         for (answer, prefix) in prefixes.iter().enumerate() {
-            let h = hash(prefix.as_bytes());
+            let h = cache.hash(prefix.as_bytes());
             assert_eq!(cache.get(prefix.as_bytes(), h), None);
             assert!(cache.insert(prefix.as_bytes(), h, u32::try_from(answer).unwrap()));
         }
         for (answer, prefix) in prefixes.iter().enumerate() {
-            let h = hash(prefix.as_bytes());
+            let h = cache.hash(prefix.as_bytes());
             assert_eq!(
                 cache.get(prefix.as_bytes(), h),
                 Some(u32::try_from(answer).unwrap())
             );
         }
         assert_eq!(
-            cache.get(b"https://s5000.com", hash(b"https://s5000.com")),
+            cache.get(b"https://s5000.com", cache.hash(b"https://s5000.com")),
             None
         );
     }
@@ -203,14 +217,31 @@ mod tests {
         let mut cache = PrefixCache::default();
         let long = format!("https://{}.example.com", "a".repeat(60));
         let longer = format!("{long}:8080");
-        assert!(cache.insert(long.as_bytes(), hash(long.as_bytes()), 1));
-        assert!(cache.insert(longer.as_bytes(), hash(longer.as_bytes()), 2));
-        assert_eq!(cache.get(long.as_bytes(), hash(long.as_bytes())), Some(1));
+        assert!(cache.insert(long.as_bytes(), cache.hash(long.as_bytes()), 1));
+        assert!(cache.insert(longer.as_bytes(), cache.hash(longer.as_bytes()), 2));
         assert_eq!(
-            cache.get(longer.as_bytes(), hash(longer.as_bytes())),
+            cache.get(long.as_bytes(), cache.hash(long.as_bytes())),
+            Some(1)
+        );
+        assert_eq!(
+            cache.get(longer.as_bytes(), cache.hash(longer.as_bytes())),
             Some(2)
         );
         let other = long.replace("aaa.", "aab.");
-        assert_eq!(cache.get(other.as_bytes(), hash(long.as_bytes())), None);
+        assert_eq!(
+            cache.get(other.as_bytes(), cache.hash(long.as_bytes())),
+            None
+        );
+    }
+
+    #[test]
+    fn each_cache_hashes_with_its_own_seed() {
+        // A site cannot precompute colliding prefixes: the slots differ from cache to cache.
+        let caches: Vec<PrefixCache> = (0..4).map(|_| PrefixCache::default()).collect();
+        let hashes: std::collections::HashSet<u64> = caches
+            .iter()
+            .map(|c| c.hash(b"https://a.example"))
+            .collect();
+        assert!(hashes.len() > 1, "four caches, one hash: not seeded");
     }
 }

@@ -260,12 +260,31 @@ impl PyTemplate {
         let list = PyList::new(py, (0..pages.len()).map(|_| py.None()))?;
         let mut names = FieldNames::of(py, &self.template);
         extract_parallel(&self.template, &pages, page_limits, |finished| {
-            while let Some((index, result)) = py.detach(|| finished.next_page()) {
-                let items = result?;
-                list.set_item(index, items_to_python_with(py, &items, &mut names)?)?;
-                finished.discard(items);
+            let mut convert = || -> PyResult<()> {
+                loop {
+                    // Pages already done are taken with the GIL held (one switch per wait,
+                    // not per page); the wait for the next one is without it.
+                    let next = match finished.try_next_page() {
+                        Some(page) => Some(page),
+                        None => py.detach(|| finished.next_page()),
+                    };
+                    let Some((index, result)) = next else {
+                        return Ok(());
+                    };
+                    let items = result?;
+                    list.set_item(index, items_to_python_with(py, &items, &mut names)?)?;
+                    finished.discard(items);
+                }
+            };
+            let outcome = convert();
+            if outcome.is_err() {
+                // The call returns once the pages still being parsed are done: wait for
+                // them without the GIL (one of them may need it, to log a warning through
+                // Python's logging, and other Python threads must go on meanwhile).
+                finished.stop();
+                py.detach(|| while finished.next_page().is_some() {});
             }
-            Ok(list)
+            outcome.map(|()| list)
         })
     }
 

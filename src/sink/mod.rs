@@ -243,8 +243,32 @@ impl JsonlSink {
             }
         }
         let mut written = 0;
+        let mut warned = false;
         loop {
-            let entries = queue.results_after(cursor.clone(), PAGE).await?;
+            let from = cursor.clone();
+            let entries = queue.results_after(from.clone(), PAGE).await?;
+            // The log may have been trimmed past this export while it read (the reaper's
+            // bound runs at any time): entries between `from` and the trim were deleted
+            // unread when the page starts after the trim.
+            if let Some(at) = &from
+                && !warned
+                && let Some(trimmed) = queue.results_trimmed_to().await?
+                && log_position(&trimmed) > log_position(at)
+                && entries
+                    .first()
+                    .is_none_or(|first| log_position(&first.cursor) > log_position(&trimmed))
+            {
+                warned = true;
+                tracing::warn!(
+                    file = %self.path.display(),
+                    cursor = at,
+                    trimmed_to = trimmed,
+                    "the results log was trimmed while this export read it: entries after \
+                     {at} up to {trimmed} were deleted before they were exported and are \
+                     missing from the file (export more often, or raise the queue's \
+                     results_max_len)"
+                );
+            }
             if entries.is_empty() {
                 return Ok(written);
             }

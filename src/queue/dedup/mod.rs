@@ -118,6 +118,15 @@ impl DedupOptions {
                 "100 ms to 10 years",
             ));
         }
+        let layers = self.geometry().layers.len();
+        if layers < 2 {
+            return Err(ConfigError::invalid(
+                "dedup_capacity",
+                self.capacity,
+                "a capacity whose filter can still grow within the 2^32 bits a bucket holds \
+                 (a few hundred million URLs at 1 %: use shorter buckets for more)",
+            ));
+        }
         for name in &self.ignored_params {
             if name.is_empty() || name == "*" || name.len() > 128 {
                 return Err(ConfigError::invalid(
@@ -169,44 +178,90 @@ pub fn revisit_of(
 }
 
 /// Whether query parameter `name` is ignored under `patterns` (see
-/// [`DedupOptions::ignored_params`]).
+/// [`DedupOptions::ignored_params`]): ASCII case-insensitive, by bytes (a name may be any
+/// text).
 fn ignored(name: &str, patterns: &[String]) -> bool {
+    let name = name.as_bytes();
     patterns
         .iter()
         .any(|pattern| match pattern.strip_suffix('*') {
-            Some(prefix) => {
-                name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)
-            }
-            None => name.eq_ignore_ascii_case(pattern),
+            Some(prefix) => name
+                .get(..prefix.len())
+                .is_some_and(|start| start.eq_ignore_ascii_case(prefix.as_bytes())),
+            None => name.eq_ignore_ascii_case(pattern.as_bytes()),
         })
 }
 
 /// The canonical form of `url` for dedup: scheme and host in lower case, default port and
 /// fragment dropped, path normalised (WHATWG), query parameters minus the `ignored` ones,
-/// sorted by name then value and form-encoded again. Text that is not a URL is returned as
-/// it is.
+/// stable-sorted by name with their values in their order. The query is never decoded and
+/// encoded again (only the hex digits of `%xx` are upper-cased): `+` and `%20`, `x` and `x=`,
+/// `%E9` and `%E8` (text in Latin-1 or `Shift_JIS`), `a=1&a=2` and `a=2&a=1` are different
+/// requests to the server. Text that is not a URL is returned as it is.
 pub fn canonical_url(url: &str, ignored_params: &[String]) -> String {
     let Ok(mut parsed) = url::Url::parse(url.trim()) else {
         return url.to_owned();
     };
     parsed.set_fragment(None);
-    if parsed.query().is_some() {
-        let mut pairs: Vec<(String, String)> = parsed
-            .query_pairs()
-            .filter(|(name, _)| !ignored(name, ignored_params))
-            .map(|(name, value)| (name.into_owned(), value.into_owned()))
+    if let Some(query) = parsed.query() {
+        let mut pairs: Vec<(String, &str)> = query
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+                (upper_hex(name), pair)
+            })
+            .filter(|(name, _)| {
+                let decoded = url::form_urlencoded::parse(name.as_bytes())
+                    .next()
+                    .map_or_else(String::new, |(name, _)| name.into_owned());
+                !ignored(&decoded, ignored_params)
+            })
             .collect();
-        if pairs.is_empty() {
-            parsed.set_query(None);
-        } else {
-            pairs.sort();
-            let query = url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(pairs)
-                .finish();
-            parsed.set_query(Some(&query));
-        }
+        // By name only, stable: the values of one name keep their order.
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        let query = pairs
+            .iter()
+            .map(|(_, pair)| upper_hex(pair))
+            .collect::<Vec<_>>()
+            .join("&");
+        parsed.set_query((!query.is_empty()).then_some(query.as_str()));
     }
     parsed.into()
+}
+
+/// `text` with the hex digits of its percent escapes in upper case (`%e9` and `%E9` are the
+/// same byte).
+fn upper_hex(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && bytes[i + 1].is_ascii_hexdigit()
+            && bytes[i + 2].is_ascii_hexdigit()
+        {
+            out.push('%');
+            out.push(char::from(bytes[i + 1].to_ascii_uppercase()));
+            out.push(char::from(bytes[i + 2].to_ascii_uppercase()));
+            i += 3;
+        } else {
+            let len = text[i..].chars().next().map_or(1, char::len_utf8);
+            out.push_str(&text[i..i + len]);
+            i += len;
+        }
+    }
+    out
+}
+
+/// The scope a job's URL is deduplicated in: its crawl, or, for a job of no crawl, its
+/// template (one page scraped by two templates is two jobs).
+pub fn scope_of(crawl_id: Option<&str>, template_id: &str) -> String {
+    match crawl_id {
+        Some(crawl) => format!("crawl:{crawl}"),
+        None => format!("template:{template_id}"),
+    }
 }
 
 /// The identity of a URL within a scope (its crawl), for dedup.
@@ -366,8 +421,8 @@ mod tests {
         assert_eq!(canon("http://h.example:80/"), "http://h.example/");
         assert_eq!(canon("http://h.example/?utm_source=x"), "http://h.example/");
         assert_eq!(
-            canon("http://h.example/p?q=a%20b"),
-            canon("http://h.example/p?q=a+b")
+            canon("http://h.example/p?q=caf%e9"),
+            canon("http://h.example/p?q=caf%E9")
         );
         // Different pages stay different.
         assert_ne!(canon("http://h.example:8080/"), canon("http://h.example/"));
@@ -378,6 +433,64 @@ mod tests {
         );
         assert_ne!(canon("https://h.example/"), canon("http://h.example/"));
         assert_eq!(canon("not a url"), "not a url");
+    }
+
+    #[test]
+    fn queries_are_compared_as_the_server_receives_them() {
+        // Found by review: decoding and encoding the query again merged different requests.
+        for (a, b) in [
+            ("/s?q=caf%E9", "/s?q=caf%E8"), // not UTF-8 (Latin-1): was U+FFFD for both
+            ("/s?q=c++", "/s?q=c%20%20"),
+            ("/s?x", "/s?x="),
+            ("/s?a=%zz", "/s?a=%25zz"),
+            ("/s?a=1&a=2", "/s?a=2&a=1"), // the order of one name's values matters
+        ] {
+            let (a, b) = (
+                format!("http://h.example{a}"),
+                format!("http://h.example{b}"),
+            );
+            assert_ne!(canon(&a), canon(&b), "{a} {b}");
+        }
+        assert_eq!(
+            canon("http://h.example/s?b=2&a=1&a=0"),
+            "http://h.example/s?a=1&a=0&b=2"
+        );
+        // Parameter names with any text: no panic, and only utm_* is dropped.
+        assert_eq!(
+            canon("https://h.example/?caf%C3%A9=1&%E6%97%A5=2&utm_x=3"),
+            "https://h.example/?%E6%97%A5=2&caf%C3%A9=1"
+        );
+        assert_eq!(
+            canonical_url(
+                "https://h.example/?café=1&日本=2&utm_x=3",
+                &default_ignored_params()
+            ),
+            "https://h.example/?%E6%97%A5%E6%9C%AC=2&caf%C3%A9=1"
+        );
+        assert!(!ignored("日本", &["utm_*".to_owned()]));
+        assert!(!ignored("café", &["utm_*".to_owned(), "caf".to_owned()]));
+        assert!(ignored("UTM_Source", &["utm_*".to_owned()]));
+    }
+
+    #[test]
+    fn jobs_of_no_crawl_are_deduplicated_per_template() {
+        let url = "https://example.com/a";
+        let of = |crawl: Option<&str>, template: &str| {
+            Fingerprint::of(&scope_of(crawl, template), url, &[])
+        };
+        assert_ne!(of(None, "prices"), of(None, "reviews"));
+        assert_eq!(of(Some("c1"), "prices"), of(Some("c1"), "reviews"));
+        assert_ne!(of(Some("x"), "t"), of(None, "x"));
+    }
+
+    #[test]
+    fn a_capacity_whose_filter_cannot_grow_is_refused() {
+        let options = |capacity| DedupOptions {
+            capacity,
+            ..DedupOptions::default()
+        };
+        assert!(options(1_000_000).validate().is_ok());
+        assert!(options(400_000_000).validate().is_err());
     }
 
     #[test]

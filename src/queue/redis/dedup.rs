@@ -16,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::RedisQueue;
 use super::scripts::QueueScript;
 use crate::config::ConfigError;
-use crate::queue::dedup::{DedupOptions, FINGERPRINT_VERSION, Fingerprint, Geometry};
+use crate::queue::dedup::{DedupOptions, FINGERPRINT_VERSION, Fingerprint, Geometry, scope_of};
 use crate::queue::error::{QueueError, QueueResult};
 use crate::queue::job::NewJob;
 use crate::queue::options::duration_ms;
@@ -72,7 +72,7 @@ impl SeenFilter {
             }
             longest = longest.max(revisit);
             let fingerprint = Fingerprint::of(
-                job.crawl_id.as_deref().unwrap_or_default(),
+                &scope_of(job.crawl_id.as_deref(), &job.template_id),
                 &job.target_url,
                 &self.options.ignored_params,
             );

@@ -12,7 +12,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::Ctx;
-use crate::queue::dedup::{DedupOptions, Fingerprint};
+use crate::queue::dedup::{DedupOptions, Fingerprint, scope_of};
 use crate::queue::error::QueueResult;
 use crate::queue::job::NewJob;
 use crate::queue::options::duration_ms;
@@ -62,7 +62,7 @@ impl<'a> Seen<'a> {
         job: &NewJob,
     ) -> QueueResult<Option<Probe>> {
         let fp = Fingerprint::of(
-            job.crawl_id.as_deref().unwrap_or_default(),
+            &scope_of(job.crawl_id.as_deref(), &job.template_id),
             &job.target_url,
             &self.options.ignored_params,
         )

@@ -264,9 +264,14 @@ local function seen_commit()
     local bk, ck = seen_keys(f, bucket)
     if added > 0 then redis.call('INCRBY', ck, added) end
     if bucket then
+      -- Expires at the latest time any of its URLs needs it (PEXPIREAT NX / GT would say
+      -- this in one call each, but need Redis 7: on Redis 6 they fail at the end of a
+      -- submit whose jobs are written, leaving them in no queue).
       for _, key in ipairs({bk, ck}) do
-        redis.call('PEXPIREAT', key, int(f.expire), 'NX')
-        redis.call('PEXPIREAT', key, int(f.expire), 'GT')
+        local left = redis.call('PTTL', key)
+        if left < 0 or f.now + left < f.expire then
+          redis.call('PEXPIREAT', key, int(f.expire))
+        end
       end
     end
   end
