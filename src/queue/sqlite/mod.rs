@@ -837,7 +837,18 @@ impl SqliteQueue {
             } else {
                 touch_worker(tx, ctx, &worker)?;
             }
-            let deadline = ctx.now + ctx.options.lease_ms();
+            // Renewed leases are told apart from the worker's other leases by their deadline
+            // (below): it must differ from every one of them, also from a claim made in the
+            // same millisecond (same deadline), so it is past the latest.
+            let latest: Option<i64> = tx
+                .query_row(
+                    "SELECT MAX(lease_deadline) FROM jobs WHERE queue = ?1 AND \
+                     assigned_worker = ?2 AND status IN ('assigned', 'running')",
+                    params![ctx.queue, worker],
+                    |row| row.get(0),
+                )
+                .map_err(|e| ctx.error(&e))?;
+            let deadline = (ctx.now + ctx.options.lease_ms()).max(latest.map_or(0, |at| at + 1));
             let mut beat = Heartbeat::default();
             match held {
                 None => {
