@@ -1,7 +1,7 @@
 """Fetch pages politely and safely.
 
 >>> from scraperv4.fetch import Fetcher
->>> fetcher = Fetcher(allow_private_networks=True, respect_robots=False)  # a local site
+>>> fetcher = Fetcher(allow_private_networks=True, respect_robots=False, retries=0)  # local
 
 Defaults a crawler should have: 64 requests in flight, 8 per host, robots.txt respected
 (its ``Crawl-delay`` too), 3 retries with backoff on timeouts, connection errors, 429 and 5xx
@@ -22,10 +22,12 @@ Any number of URLs, with bounded memory: :meth:`Fetcher.stream` (and
 :meth:`Fetcher.stream_extract_async`) pull URLs from any iterable as room frees up and yield
 ``(url, result)`` pairs as pages complete; a failed URL yields its error, the stream goes on.
 
->>> with fetcher.stream(url for url in open("urls.txt").read().split()) as results:
+>>> from scraperv4.exceptions import FetchError
+>>> with fetcher.stream(["http://127.0.0.1:9/"]) as results:  # nothing listens there
 ...     for url, result in results:
 ...         if isinstance(result, FetchError):
 ...             print(url, result.kind)
+http://127.0.0.1:9/ connect
 """
 
 from __future__ import annotations
