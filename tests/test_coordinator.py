@@ -382,17 +382,23 @@ def test_domains_routes_list_show_and_set_keys_and_metrics_count_the_runnable_ba
         (line,) = [ln for ln in text.splitlines() if ln.startswith(name + " ")]
         return float(line.split()[1])
 
-    deadline = time.monotonic() + 10
-    while True:  # the sampler feeds /metrics every 0.2 s
+    # The sampler feeds /metrics every 0.2 s from a snapshot that may have started before the
+    # jobs were submitted (set_domain alone makes a key paced): wait for one taken after the
+    # throttle, the last change above (it made the slow job the one retrying).
+    assert stats.by_status["retrying"] == 1, stats
+    retrying = 'scraperv4_jobs{status="retrying"}'
+    deadline = time.monotonic() + 30
+    while True:
         text = call(base, "GET", "/metrics")[1]
-        if "scraperv4_domains_paced" in text and metric(text, "scraperv4_domains_paced") >= 2:
+        if retrying in text and metric(text, retrying) == 1:
             break
         assert time.monotonic() < deadline, text
         time.sleep(0.1)
+    assert metric(text, "scraperv4_domains_paced") >= 2
+    assert metric(text, "scraperv4_domains_waiting") >= 1, "slow.example waits out its pause"
     assert metric(text, "scraperv4_pending_jobs") >= 39
     assert metric(text, "scraperv4_queue_runnable") <= 2
     assert metric(text, "scraperv4_queue_runnable") == metric(text, "scraperv4_queue_length")
-    assert metric(text, "scraperv4_domains_waiting") >= 1, "slow.example waits out its pause"
 
     with connect(base.replace("http://", "ws://") + f"/ws?token={TOKEN}", open_timeout=5) as socket:
         pushed = json.loads(socket.recv(timeout=5))
