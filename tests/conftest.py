@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from support.redis_cluster import RedisCluster
 from support.redis_server import RedisServer
 
 
@@ -24,6 +25,14 @@ def redis_server() -> Iterator[RedisServer]:
 def redis_url(redis_server: RedisServer) -> str:
     """The URL of a fresh ``redis-server`` (see :func:`redis_server`)."""
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def shared_cluster() -> Iterator[RedisCluster]:
+    """One 6-node Redis Cluster (3 masters, 3 replicas) for the whole run; each test uses
+    queue names of its own in it (tests that move slots start their own cluster)."""
+    with RedisCluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture(params=["redis", "sqlite"])

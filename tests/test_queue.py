@@ -25,10 +25,11 @@ from scraperv4.exceptions import (
     QueueUnavailableError,
 )
 from scraperv4.queue import AsyncJobQueue, JobQueue, JobSpec, JobStatus
+from support.redis_cluster import RedisCluster
 from support.redis_server import RedisServer
 
-BACKENDS = ["memory", "sqlite", "redis"]
-SHARED_BACKENDS = ["sqlite", "redis"]  # reachable from several processes
+BACKENDS = ["memory", "sqlite", "redis", "cluster"]
+SHARED_BACKENDS = ["sqlite", "redis", "cluster"]  # reachable from several processes
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,9 @@ def backend_url(
     def url(backend: str) -> str:
         if backend == "redis":
             return shared_redis.url
+        if backend == "cluster":
+            cluster: RedisCluster = request.getfixturevalue("shared_cluster")
+            return cluster.url
         if backend == "sqlite":
             return f"sqlite://{tmp_path / 'queue.db'}"
         return "memory://"

@@ -12,6 +12,7 @@ import pytest
 
 from scraperv4.exceptions import ConfigError, InvalidJobError
 from scraperv4.queue import JobQueue, JobSpec
+from support.redis_cluster import RedisCluster
 from support.redis_server import RedisServer
 
 
@@ -21,10 +22,13 @@ def shared_redis() -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "cluster"])
 def url(request: pytest.FixtureRequest, shared_redis: RedisServer, tmp_path: Path) -> str:
     if request.param == "redis":
         return shared_redis.url
+    if request.param == "cluster":
+        cluster: RedisCluster = request.getfixturevalue("shared_cluster")
+        return cluster.url
     if request.param == "sqlite":
         return f"sqlite://{tmp_path / 'queue.db'}"
     return "memory://"

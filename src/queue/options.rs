@@ -190,7 +190,7 @@ pub(crate) fn duration_ms(duration: Duration) -> i64 {
 /// The backend a queue URL names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueueUrl {
-    /// `redis://` or `rediss://`.
+    /// `redis://`, `rediss://`, or a cluster: `redis+cluster://host:port[,host:port...]`.
     Redis(String),
     /// `sqlite:///absolute/path.db` or `sqlite://relative/path.db`.
     Sqlite(std::path::PathBuf),
@@ -201,12 +201,14 @@ pub enum QueueUrl {
 impl QueueUrl {
     /// Picks the backend from the URL scheme.
     pub fn parse(url: &str) -> ConfigResult<Self> {
-        let expected = "redis://host:port/db, rediss://..., sqlite:///path/queue.db or memory://";
+        let expected = "redis://host:port/db, rediss://..., redis+cluster://host:port[,host:port...], \
+                        sqlite:///path/queue.db or memory://";
         let Some((scheme, rest)) = url.split_once("://") else {
             return Err(ConfigError::invalid("queue URL", redact(url), expected));
         };
         match scheme.to_ascii_lowercase().as_str() {
-            "redis" | "rediss" | "valkey" | "valkeys" => {
+            "redis" | "rediss" | "valkey" | "valkeys" | "redis+cluster" | "rediss+cluster"
+            | "valkey+cluster" | "valkeys+cluster" => {
                 crate::config::check_credentials("queue URL", url)?;
                 Ok(Self::Redis(url.to_owned()))
             }
@@ -258,10 +260,16 @@ mod tests {
             QueueUrl::parse("sqlite:///tmp/q.db").unwrap(),
             QueueUrl::Sqlite("/tmp/q.db".into())
         );
-        assert!(matches!(
-            QueueUrl::parse("redis://h/0").unwrap(),
-            QueueUrl::Redis(_)
-        ));
+        for url in [
+            "redis://h/0",
+            "redis+cluster://a:7000,b:7000",
+            "rediss+cluster://a:7000",
+        ] {
+            assert!(
+                matches!(QueueUrl::parse(url).unwrap(), QueueUrl::Redis(_)),
+                "{url}"
+            );
+        }
         let error = QueueUrl::parse("postgres://u:pw@h/db")
             .unwrap_err()
             .to_string();

@@ -36,9 +36,13 @@ __all__ = [
 ]
 
 _NAME = r"^[A-Za-z0-9_.:-]{1,128}$"
-_QUEUE_SCHEMES = ("redis", "rediss", "valkey", "valkeys", "sqlite", "memory")
+_QUEUE_SCHEMES = (
+    "redis", "rediss", "valkey", "valkeys", "sqlite", "memory",
+    "redis+cluster", "rediss+cluster", "valkey+cluster", "valkeys+cluster",
+)  # fmt: skip
 _QUEUE_URLS = (
-    "redis://[user:password@]host:port/db, rediss://..., sqlite:///path/queue.db or memory://"
+    "redis://[user:password@]host:port/db, rediss://..., "
+    "redis+cluster://host:port[,host:port...], sqlite:///path/queue.db or memory://"
 )
 
 

@@ -2,8 +2,10 @@
 //!
 //! Owns the key layout and the scripts in `lua/`. Each script is loaded once and called by
 //! its SHA (`redis::Script` reloads it transparently after a Redis restart or `SCRIPT FLUSH`).
-//! All keys of a queue are `<prefix>:{<name>}:...`, one hash slot, so a queue works on Redis
-//! Cluster. Scripts take the time from the server (`TIME`), so workers' clocks never matter.
+//! All keys of a queue are `<prefix>:{<name>}:...`, one hash slot: on a Redis Cluster
+//! (`redis+cluster://`) a queue lives on the master of that slot (see `cluster.rs` for how
+//! its calls stay whole while the slot migrates or fails over). Scripts take the time from
+//! the server (`TIME`), so workers' clocks never matter.
 //!
 //! Keys: `job:<id>` (hash: the immutable submission as one JSON field `spec`, plus the
 //! fields that change), `pending` (zset, claim order), `delayed` (zset of retrying jobs
@@ -17,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
 
 use super::error::{QueueError, QueueResult};
 use super::job::{
@@ -27,6 +30,7 @@ use super::options::{QueueOptions, duration_ms, redact};
 use super::politeness::{self, Feedback, KeyMode};
 use crate::config::ConfigError;
 
+mod cluster;
 mod dedup;
 mod domains;
 mod results;
@@ -51,10 +55,48 @@ const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// The scripts that only read (by operation name): safe to send again.
 const READ_ONLY_SCRIPTS: &[&str] = &["stats", "list", "domains"];
 
+/// A connection to one server, or to a cluster (commands routed by their keys).
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Connection {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Self::Single(connection) => connection.req_packed_command(cmd),
+            Self::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Self::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(connection) => connection.get_db(),
+            Self::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
+
 /// The Redis-backed queue.
 pub struct RedisQueue {
-    /// Multiplexed, reconnecting connection for async callers.
-    connection: ConnectionManager,
+    /// Multiplexed, reconnecting connection for async callers (one server or a cluster).
+    connection: Connection,
     /// Blocking connections for callers that wait anyway (the sync Python API): a round trip
     /// without hand-offs between threads. Opened on demand, dropped on any I/O error.
     blocking: std::sync::Mutex<Vec<(redis::Connection, Instant)>>,
@@ -71,7 +113,8 @@ pub struct RedisQueue {
 }
 
 impl RedisQueue {
-    /// Connects to `url` (`redis://[user:password@]host[:port][/db]` or `rediss://...`).
+    /// Connects to `url` (`redis://[user:password@]host[:port][/db]`, `rediss://...`, or a
+    /// cluster: `redis+cluster://[user:password@]host:port[,host:port...]`).
     pub async fn connect(url: &str, options: QueueOptions) -> QueueResult<Self> {
         let redacted_url = redact(url);
         if url.contains("#insecure") && !options.allow_insecure_tls {
@@ -84,7 +127,9 @@ impl RedisQueue {
             .into());
         }
         crate::tls::ensure_crypto_provider();
-        let client = redis::Client::open(url).map_err(|e| {
+        let seeds = cluster::seeds(url).transpose()?;
+        let first = seeds.as_ref().and_then(|seeds| seeds.first().cloned());
+        let client = redis::Client::open(first.as_deref().unwrap_or(url)).map_err(|e| {
             QueueError::Config(ConfigError::invalid(
                 "queue URL",
                 &redacted_url,
@@ -97,7 +142,16 @@ impl RedisQueue {
             .set_number_of_retries(3)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_secs(2));
-        let connect = ConnectionManager::new_with_config(client.clone(), config);
+        let connect = async {
+            match &seeds {
+                Some(seeds) => cluster::connect(seeds, options.operation_timeout)
+                    .await
+                    .map(Connection::Cluster),
+                None => ConnectionManager::new_with_config(client.clone(), config)
+                    .await
+                    .map(Connection::Single),
+            }
+        };
         let connection = tokio::time::timeout(options.operation_timeout, connect)
             .await
             .map_err(|_| QueueError::Unavailable {
@@ -144,6 +198,45 @@ impl RedisQueue {
             .arg(format!("{}:pending", self.base))
             .arg(format!("{}:idx:pending", self.base));
         let mut connection = self.connection.clone();
+        if let Connection::Cluster(cluster) = &self.connection {
+            let mut cluster = cluster.clone();
+            let _: i64 = self.query("connect", &command, &mut connection).await?;
+            let load = cluster::load(&mut cluster);
+            return match tokio::time::timeout(self.options.operation_timeout, load).await {
+                Err(_) => Err(QueueError::Unavailable {
+                    url: self.redacted_url.clone(),
+                    operation: "connect",
+                    detail: format!("no answer within {:?}", self.options.operation_timeout),
+                }),
+                Ok(Err(error)) if scripts::functions_unsupported(&error) => Err(ConfigError::invalid(
+                    "queue URL",
+                    &self.redacted_url,
+                    format!("a cluster of Redis >= 7 servers that allow FUNCTION and FCALL ({error})"),
+                )
+                .into()),
+                Ok(Err(error)) => Err(self.error("connect", &error)),
+                Ok(Ok(())) => {
+                    self.functions.store(true, Ordering::Relaxed);
+                    Ok(())
+                }
+            };
+        }
+        let info: String = self
+            .query(
+                "connect",
+                redis::cmd("INFO").arg("cluster"),
+                &mut connection,
+            )
+            .await?;
+        if info.contains("cluster_enabled:1") {
+            return Err(ConfigError::invalid(
+                "queue URL",
+                &self.redacted_url,
+                "redis+cluster://host:port[,host:port...]: this server is a node of a Redis \
+                 Cluster, which a redis:// URL cannot follow across nodes",
+            )
+            .into());
+        }
         let _: i64 = self.query("connect", &command, &mut connection).await?;
         let load = load_command();
         let call = load.query_async::<redis::Value>(&mut connection);
@@ -201,6 +294,30 @@ impl RedisQueue {
         args: Vec<String>,
     ) -> QueueResult<T> {
         let counts = format!("{}:counts", self.base);
+        if let Connection::Cluster(connection) = &self.connection {
+            let mut connection = connection.clone();
+            let mut declared = Vec::with_capacity(1 + keys.len());
+            declared.push(counts);
+            declared.extend(keys);
+            let deadline = Instant::now() + self.options.operation_timeout;
+            let call = cluster::call(
+                &mut connection,
+                script,
+                &declared,
+                &self.base,
+                &args,
+                deadline,
+            );
+            return match tokio::time::timeout(self.options.operation_timeout, call).await {
+                Err(_) => Err(QueueError::Unavailable {
+                    url: self.redacted_url.clone(),
+                    operation,
+                    detail: format!("no answer within {:?}", self.options.operation_timeout),
+                }),
+                Ok(Err(error)) => Err(self.error(operation, &error)),
+                Ok(Ok(value)) => Ok(value),
+            };
+        }
         let mut fcall = redis::cmd("FCALL");
         fcall
             .arg(LIBRARY.function(script))
@@ -235,7 +352,7 @@ impl RedisQueue {
         &self,
         fcall: &redis::Cmd,
         invocation: &redis::ScriptInvocation<'_>,
-        connection: &mut ConnectionManager,
+        connection: &mut Connection,
     ) -> redis::RedisResult<T> {
         if self.functions.load(Ordering::Relaxed) {
             match fcall.query_async::<T>(connection).await {
@@ -286,7 +403,7 @@ impl RedisQueue {
         &self,
         operation: &'static str,
         command: &redis::Cmd,
-        connection: &mut ConnectionManager,
+        connection: &mut Connection,
     ) -> QueueResult<T> {
         let mut retried = false;
         loop {
@@ -385,6 +502,7 @@ impl RedisQueue {
             || error
                 .code()
                 .is_some_and(|code| TRANSIENT_CODES.contains(&code))
+            || cluster::slot_unsettled(error)
         {
             QueueError::Unavailable {
                 url: self.redacted_url.clone(),
@@ -760,15 +878,22 @@ impl RedisQueue {
         let mut counts: HashMap<JobStatus, u64> = HashMap::new();
         let mut cursor = 0_u64;
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
                 .arg("MATCH")
                 .arg(&pattern)
                 .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut connection)
-                .await
-                .map_err(|e| self.error("recount", &e))?;
+                .arg(1000);
+            let (next, keys): (u64, Vec<String>) = match &mut connection {
+                // On a cluster: the node serving the queue's slot.
+                Connection::Cluster(cluster) => cluster
+                    .route_command(scan, cluster::queue_node(&self.base))
+                    .await
+                    .and_then(redis::Value::extract_error)
+                    .and_then(|value| redis::from_redis_value(value).map_err(Into::into)),
+                Connection::Single(_) => scan.query_async(&mut connection).await,
+            }
+            .map_err(|e| self.error("recount", &e))?;
             if !keys.is_empty() {
                 let mut pipe = redis::pipe();
                 for key in &keys {
@@ -967,7 +1092,7 @@ impl RedisQueue {
 /// Warns when the server may evict keys under memory pressure: an evicted job record is a
 /// lost job (the queue needs `maxmemory-policy noeviction`, which makes writes fail instead).
 /// Servers that refuse `CONFIG` (managed Redis) are not checked.
-async fn warn_if_evicting(connection: &mut ConnectionManager, url: &str) {
+async fn warn_if_evicting(connection: &mut Connection, url: &str) {
     let answer: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
         .arg("GET")
         .arg("maxmemory-policy")

@@ -136,7 +136,8 @@ pub(super) static LIBRARY: LazyLock<Library> = LazyLock::new(|| {
         let _ = writeln!(
             code,
             "redis.register_function{{function_name = '{NAME}_{op}', callback = \
-             function(keys, args) begin(keys, args) local seen_error = seen_prepare() \
+             function(keys, args) if #keys == 0 then keys, args = cluster_args(args) end \
+             begin(keys, args) local seen_error = seen_prepare() \
              if seen_error then return seen_error end local result = s_{op}() flush() \
              return result end{flags}}}",
             op = script.name,

@@ -103,6 +103,18 @@ local function begin(keys, args)
   zadds, zrems, srems, counts, totals = {}, {}, {}, {}, {}
   for _, reset in ipairs(resets) do reset() end
 end
+-- On a Redis Cluster a call declares no keys (see redis/cluster.rs): ARGV[1] is the number
+-- of keys that follow it, then the keys, then the arguments. Its first access is a key that
+-- never exists: a node refuses it ("non local key") while the queue's slot migrates away and
+-- once the slot has moved, before the call has written anything.
+local function cluster_args(args)
+  local n = tonumber(args[1])
+  local keys, rest = {}, {}
+  for i = 2, n + 1 do keys[#keys + 1] = args[i] end
+  for i = n + 2, #args do rest[#rest + 1] = args[i] end
+  redis.call('EXISTS', rest[1] .. ':guard')
+  return keys, rest
+end
 local function flush()
   for k, members in pairs(zrems) do send('ZREM', k, members) end
   for k, members in pairs(srems) do send('SREM', k, members) end

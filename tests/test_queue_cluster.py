@@ -1,0 +1,198 @@
+"""The queue on a real 6-node Redis Cluster (3 masters, 3 replicas on loopback).
+
+The conformance suite runs on a cluster too (``tests/test_queue.py``, backend "cluster");
+here: a crawl that goes on while ``redis-cli --cluster reshard`` moves the queue's slot to
+another master and ``CLUSTER FAILOVER`` then hands it to that master's replica — nothing
+lost, nothing recorded twice — and the URLs and errors of cluster mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from redis.crc import key_slot
+
+from scraperv4.demo import TEMPLATE_PATH, DemoSite
+from scraperv4.exceptions import ConfigError, QueueUnavailableError
+from scraperv4.extract import Template
+from scraperv4.fetch import FetchConfig
+from scraperv4.queue import JobQueue
+from scraperv4.worker import Worker, crawl_job_id, export_jsonl
+from support.redis_cluster import RedisCluster, name_in_first_slots, wait_for
+from support.redis_server import free_port
+
+LOCAL = FetchConfig(allowed_networks=["127.0.0.0/8"], retries=0, per_host_concurrency=32)
+
+
+@pytest.fixture
+def cluster() -> Iterator[RedisCluster]:
+    with RedisCluster() as cluster:
+        yield cluster
+
+
+def test_a_crawl_survives_a_slot_migration_and_a_failover(
+    cluster: RedisCluster, tmp_path: Path
+) -> None:
+    # The queue's slot is among the first of the master serving slot 0: the reshard below
+    # moves exactly those slots.
+    name = name_in_first_slots(0, 10)
+    slot = key_slot(name.encode())
+    source = cluster.master_of(slot)
+    target = cluster.master_of(10_000)
+    assert target != source
+    queue = JobQueue(cluster.url, name=name, lease=5.0, operation_timeout=60.0)
+    template = Template.from_file(TEMPLATE_PATH)
+    with DemoSite(categories=12, products_per_category=25, page_size=5, latency=0.1) as site:
+        queue.submit(
+            {
+                "id": crawl_job_id("c", site.url),
+                "template_id": "demo-products",
+                "target_url": site.url,
+                "crawl_id": "c",
+            }
+        )
+        workers = [
+            Worker(
+                queue,
+                worker_id=f"w{i}",
+                templates=[template],
+                fetch=LOCAL,
+                concurrency=2,
+                heartbeat=0.5,
+                exit_when_done=True,
+            )
+            for i in range(2)
+        ]
+        outcomes: dict[str, object] = {}
+
+        def run(worker: Worker) -> None:
+            try:
+                outcomes[worker.worker_id] = worker.run(handle_signals=False)
+            except BaseException as error:  # reported below
+                outcomes[worker.worker_id] = error
+
+        threads = [threading.Thread(target=run, args=(w,)) for w in workers]
+        for thread in threads:
+            thread.start()
+        try:
+            done = lambda: queue.stats().by_status["completed"]  # noqa: E731
+            wait_for(lambda: done() >= 20, "the crawl to get going", timeout=120)
+            began = done()
+            cluster.reshard(source, target, 10)
+            # (Nodes other than the two learn of the move by gossip.)
+            wait_for(lambda: cluster.master_of(slot) == target, "every node to see the move")
+            moved_at = done()
+            new_master = cluster.failover(target)
+            assert cluster.master_of(slot) == new_master != target
+            failed_over_at = done()
+            print(f"completed: {began} at the reshard, {moved_at} after it, {failed_over_at} "
+                  f"after the failover, of {site.page_count}")  # fmt: skip
+            assert failed_over_at < site.page_count, (
+                f"the crawl ({site.page_count} pages) ended before the failover: make it longer"
+            )
+            for thread in threads:
+                thread.join(timeout=300)
+        finally:
+            for worker in workers:
+                worker.stop(immediate=True)
+            for thread in threads:
+                thread.join(timeout=30)
+        assert not any(t.is_alive() for t in threads)
+        assert all(isinstance(o, dict) for o in outcomes.values()), outcomes
+        page_hits = {path: n for path, n in site.hits.items() if path != "/robots.txt"}
+
+    stats = queue.stats()
+    assert stats.by_status["completed"] == site.page_count, (stats, began, moved_at)
+    assert stats.total == site.page_count, "no page queued twice"
+    assert (
+        sum(stats.by_status[s] for s in ("pending", "assigned", "running", "retrying", "failed"))
+        == 0
+    )
+    assert len(page_hits) == site.page_count, "every page fetched"
+    # Every job's items were recorded once: one results entry per completed job.
+    out = tmp_path / "items.jsonl"
+    export_jsonl(queue, out)
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    client = redis.RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port, decode_responses=True)
+    entries = client.xrange(f"scraperv4:{{{name}}}:results")
+    per_job = Counter(fields["job"] for _, fields in entries)
+    # (Listing pages give no items: one entry per product page, 12 x 25 of them.)
+    assert set(per_job.values()) == {1}, per_job.most_common(3)
+    assert len(per_job) == len(records) == 300
+    assert len({json.dumps(r, sort_keys=True) for r in records}) == 300, "no item twice"
+
+
+def test_cluster_urls_and_errors(cluster: RedisCluster) -> None:
+    node = cluster.nodes[0].port
+    with pytest.raises(ConfigError, match=r"redis\+cluster://"):
+        JobQueue(f"redis://127.0.0.1:{node}/0", name="single")
+    with pytest.raises(ConfigError, match="one or more nodes"):
+        JobQueue("redis+cluster:///0")
+    with pytest.raises(QueueUnavailableError):
+        JobQueue(f"redis+cluster://127.0.0.1:{free_port()}", operation_timeout=2.0)
+
+    # Seeds may be any nodes (a replica too); the queue finds the slot's master.
+    queue = JobQueue(f"redis+cluster://127.0.0.1:{cluster.nodes[-1].port}", name="anywhere")
+    ids = queue.submit_many([{"target_url": f"https://example.com/{i}"} for i in range(5)])
+    assert [j.id for j in queue.claim("w", 5)] == ids
+
+    # A master that lost the library (FUNCTION FLUSH) gets it again on the next call.
+    for master in {cluster.master_of(s) for s in (0, 8000, 16000)}:
+        cluster.client(master).function_flush()
+    assert queue.stats().by_status["assigned"] == 5
+
+
+def test_a_call_waits_while_the_slot_migrates(cluster: RedisCluster) -> None:
+    """While the queue's slot is MIGRATING, every call waits (nothing half-written), and
+    goes through once the slot is settled; past the operation timeout it is a transient
+    error."""
+    name = name_in_first_slots(0, 10, prefix="m")
+    slot = key_slot(name.encode())
+    source = cluster.master_of(slot)
+    target = cluster.master_of(10_000)
+    queue = JobQueue(cluster.url, name=name, operation_timeout=1.5)
+    ids = queue.submit_many([{"target_url": f"https://example.com/{i}"} for i in range(3)])
+    src, dst = cluster.client(source), cluster.client(target)
+    dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", cluster.node_id(source))
+    src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", cluster.node_id(target))
+    # Half the keys moved: a call that ran now would see half the queue.
+    keys = src.execute_command("CLUSTER GETKEYSINSLOT", slot, 1000)
+    assert len(keys) > 4
+    src.execute_command(
+        "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys[: len(keys) // 2]
+    )
+    started = time.monotonic()
+    with pytest.raises(QueueUnavailableError, match="non local key"):
+        queue.claim("w", 3)
+    assert time.monotonic() - started >= 1.0, "it waited for the slot to settle"
+
+    def finish_migration() -> None:
+        time.sleep(0.5)
+        rest = src.execute_command("CLUSTER GETKEYSINSLOT", slot, 1000)
+        if rest:
+            src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *rest)
+        for node in cluster.nodes:
+            with contextlib.suppress(redis.ResponseError):  # a replica answers for its master
+                cluster.client(node.port).execute_command(
+                    "CLUSTER SETSLOT", slot, "NODE", cluster.node_id(target)
+                )
+
+    mover = threading.Thread(target=finish_migration)
+    mover.start()
+    slow = JobQueue(cluster.url, name=name, operation_timeout=30.0)
+    claimed = slow.claim("w", 3)
+    mover.join(timeout=30)
+    # The refused claims wrote nothing: the one that went through found every job pending.
+    assert sorted(j.id for j in claimed) == sorted(ids), "the call went through on the new master"
+    assert cluster.master_of(slot) == target
+    stats = slow.stats()
+    assert (stats.total, stats.by_status["assigned"], stats.by_status["pending"]) == (3, 3, 0)
+    assert {j.attempt for j in claimed} == {1}, "each job claimed once"
