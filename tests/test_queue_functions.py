@@ -140,8 +140,11 @@ def test_generated_ids_differ_in_a_forked_child(redis_url: str) -> None:
 
 def test_a_full_redis_still_purges_and_reports(redis_server: RedisServer) -> None:
     """At maxmemory with noeviction, Redis refuses a function without flags before it runs:
-    purge and reap are flagged allow-oom (they free memory), stats no-writes."""
+    purge and reap are flagged allow-oom (they free memory); stats, lists, the workers and
+    the domains are read by no-writes functions (a dashboard still shows a full Redis)."""
     queue = JobQueue(redis_server.url, name="oom")
+    queue.register_worker("watcher")
+    queue.set_domain("slow.example", delay=2)
     claimed_ids = queue.submit_many([JobSpec(f"https://example.com/{i}") for i in range(300)])
     done = queue.claim("w1", 300)
     assert len(done) == len(claimed_ids)
@@ -154,6 +157,13 @@ def test_a_full_redis_still_purges_and_reports(redis_server: RedisServer) -> Non
         with pytest.raises(QueueUnavailableError, match="OOM"):
             queue.submit(JobSpec("https://example.com/more"))
         assert queue.stats().by_status["completed"] == 300
+        assert {w["id"] for w in queue.workers()} == {"watcher", "w1"}
+        assert [d["key"] for d in queue.domains()] == ["slow.example"]
+        state = queue.domain("slow.example")
+        assert state is not None and state["delay_override"] == 2
+        assert len(queue.list("completed", limit=10)) == 10
+        with pytest.raises(QueueUnavailableError, match="OOM"):
+            queue.set_domain("slow.example", delay=3)
         assert queue.reap()["purged"] == 0
         assert queue.purge(0) == 300
         assert queue.stats().total == 0

@@ -1,7 +1,7 @@
 //! Politeness keys on Redis: listing, overrides, robots.txt delays and the queue's policy
 //! (`domains.lua`; the scheduling itself is in `politeness.lua` and `claim.lua`).
 
-use super::{DOMAINS, RedisQueue};
+use super::{DOMAINS, DOMAINS_READ, RedisQueue};
 use crate::queue::error::QueueResult;
 use crate::queue::politeness::{Change, DomainInfo, Policy, PolicyState};
 
@@ -42,7 +42,7 @@ impl RedisQueue {
         let rows: Vec<Row> = self
             .run(
                 "domains",
-                &DOMAINS,
+                &DOMAINS_READ,
                 vec!["list".to_owned(), offset.to_string(), limit.to_string()],
             )
             .await?;
@@ -52,7 +52,7 @@ impl RedisQueue {
     /// One key, if the queue keeps a record of it.
     pub async fn domain(&self, key: String) -> QueueResult<Option<DomainInfo>> {
         let row: Row = self
-            .run("domains", &DOMAINS, vec!["get".to_owned(), key])
+            .run("domains", &DOMAINS_READ, vec!["get".to_owned(), key])
             .await?;
         Ok((!row.is_empty()).then(|| info(&row)))
     }

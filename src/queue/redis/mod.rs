@@ -37,8 +37,8 @@ mod results;
 mod scripts;
 
 use scripts::{
-    ADMIN, CLAIM, COMPLETE_MANY, DOMAINS, FINISH, HEARTBEAT, LIBRARY, LIST, PURGE, QueueScript,
-    REAP, SETTLE, STATS, SUBMIT, WORKERS,
+    ADMIN, CLAIM, COMPLETE_MANY, DOMAINS, DOMAINS_READ, FINISH, HEARTBEAT, LIBRARY, LIST, PURGE,
+    QueueScript, REAP, SETTLE, STATS, SUBMIT, WORKERS, WORKERS_READ,
 };
 
 /// Jobs per submit script call: big batches are split so no script runs for long.
@@ -53,7 +53,7 @@ const PURGE_CHUNK: usize = 1000;
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// The scripts that only read (by operation name): safe to send again.
-const READ_ONLY_SCRIPTS: &[&str] = &["stats", "list", "domains"];
+const READ_ONLY_SCRIPTS: &[&str] = &["stats", "list", "domains", "workers"];
 
 /// A connection to one server, or to a cluster (commands routed by their keys).
 #[derive(Clone)]
@@ -1020,7 +1020,7 @@ impl RedisQueue {
     /// Every registered worker with the jobs it holds.
     pub async fn workers(&self) -> QueueResult<Vec<WorkerInfo>> {
         let (now, raw): (i64, Vec<WorkerRow>) = self
-            .run("workers", &WORKERS, vec!["list".to_owned(), String::new()])
+            .run("workers", &WORKERS_READ, vec!["list".to_owned(), String::new()])
             .await?;
         let live_since = now - duration_ms(self.options.worker_liveness);
         Ok(raw

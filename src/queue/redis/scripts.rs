@@ -19,8 +19,11 @@ use redis::Script;
 
 /// One queue operation's Lua.
 pub(super) struct QueueScript {
-    /// The operation: `lua/<name>.lua`, function `<library>_<name>`.
+    /// The operation: function `<library>_<name>`.
     name: &'static str,
+    /// Its code: `lua/<file>.lua`.
+    #[cfg_attr(not(test), allow(dead_code, reason = "the tests match it against lua/"))]
+    file: &'static str,
     /// The function's flags: `no-writes` (only reads: allowed on a replica and when Redis is
     /// out of memory) or `allow-oom` (frees memory: it must run when Redis is full; a
     /// function without flags is refused then, before it runs).
@@ -36,14 +39,18 @@ impl QueueScript {
     }
 }
 
-/// The standalone script of `lua/<name>.lua`: `begin()` gets the script's KEYS and ARGV
-/// (the shared modules declare locals of those names).
+/// The standalone script of `lua/<file>.lua` (default: `<name>`): `begin()` gets the
+/// script's KEYS and ARGV (the shared modules declare locals of those names).
 macro_rules! queue_script {
     ($name:literal, $flags:literal) => {
+        queue_script!($name, $name, $flags)
+    };
+    ($name:literal, $file:literal, $flags:literal) => {
         QueueScript {
             name: $name,
+            file: $file,
             flags: $flags,
-            body: include_str!(concat!("lua/", $name, ".lua")),
+            body: include_str!(concat!("lua/", $file, ".lua")),
             script: LazyLock::new(|| {
                 Script::new(concat!(
                     "local EVAL_KEYS, EVAL_ARGV = KEYS, ARGV\n",
@@ -52,7 +59,7 @@ macro_rules! queue_script {
                     include_str!("lua/dedup.lua"),
                     include_str!("lua/jobs.lua"),
                     "local function main()\n",
-                    include_str!(concat!("lua/", $name, ".lua")),
+                    include_str!(concat!("lua/", $file, ".lua")),
                     "\nend\nbegin(EVAL_KEYS, EVAL_ARGV)\n",
                     "local seen_error = seen_prepare()\nif seen_error then return seen_error end\n",
                     "local result = main()\nflush()\nreturn result\n"
@@ -75,8 +82,12 @@ pub(super) static PURGE: QueueScript = queue_script!("purge", "allow-oom");
 pub(super) static STATS: QueueScript = queue_script!("stats", "no-writes");
 pub(super) static LIST: QueueScript = queue_script!("list", "no-writes");
 pub(super) static DOMAINS: QueueScript = queue_script!("domains", "");
+/// The read actions of `workers.lua` and `domains.lua` (`list`, `get`) as functions that
+/// only read: they answer when Redis is out of memory (a dashboard looking at a full Redis).
+pub(super) static WORKERS_READ: QueueScript = queue_script!("workers_read", "workers", "no-writes");
+pub(super) static DOMAINS_READ: QueueScript = queue_script!("domains_read", "domains", "no-writes");
 
-static ALL: [&QueueScript; 13] = [
+static ALL: [&QueueScript; 15] = [
     &SUBMIT,
     &CLAIM,
     &SETTLE,
@@ -90,6 +101,8 @@ static ALL: [&QueueScript; 13] = [
     &STATS,
     &LIST,
     &DOMAINS,
+    &WORKERS_READ,
+    &DOMAINS_READ,
 ];
 
 /// Every operation as one function library.
@@ -192,7 +205,7 @@ mod tests {
             .collect::<std::collections::BTreeSet<_>>();
         let listed = ALL
             .iter()
-            .map(|script| script.name.to_owned())
+            .map(|script| script.file.to_owned())
             .collect::<std::collections::BTreeSet<_>>();
         assert_eq!(files, listed, "every lua/<operation>.lua is one of ALL");
     }
