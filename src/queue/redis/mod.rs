@@ -1020,7 +1020,11 @@ impl RedisQueue {
     /// Every registered worker with the jobs it holds.
     pub async fn workers(&self) -> QueueResult<Vec<WorkerInfo>> {
         let (now, raw): (i64, Vec<WorkerRow>) = self
-            .run("workers", &WORKERS_READ, vec!["list".to_owned(), String::new()])
+            .run(
+                "workers",
+                &WORKERS_READ,
+                vec!["list".to_owned(), String::new()],
+            )
             .await?;
         let live_since = now - duration_ms(self.options.worker_liveness);
         Ok(raw

@@ -22,7 +22,10 @@ pub(super) struct QueueScript {
     /// The operation: function `<library>_<name>`.
     name: &'static str,
     /// Its code: `lua/<file>.lua`.
-    #[cfg_attr(not(test), allow(dead_code, reason = "the tests match it against lua/"))]
+    #[cfg_attr(
+        not(test),
+        allow(dead_code, reason = "the tests match it against lua/")
+    )]
     file: &'static str,
     /// The function's flags: `no-writes` (only reads: allowed on a replica and when Redis is
     /// out of memory) or `allow-oom` (frees memory: it must run when Redis is full; a
