@@ -51,6 +51,30 @@ async fn fill_and_bound(queue: JobQueue, entries: usize, max_len: usize, exact: 
         after[0].cursor, left[0].cursor,
         "the trim ends before what is left"
     );
+
+    // An export's trim is recorded the same way: another exporter behind it learns it too.
+    let middle = left[left.len() / 2].cursor.clone();
+    assert_eq!(
+        queue.trim_results(&middle).await.unwrap(),
+        u64::try_from(left.len() / 2 + 1).unwrap()
+    );
+    assert_eq!(
+        queue.results_trimmed_to().await.unwrap().as_deref(),
+        Some(middle.as_str())
+    );
+    let last = left.last().expect("entries").cursor.clone();
+    queue.trim_results(&last).await.unwrap();
+    assert!(queue.results_after(None, 10).await.unwrap().is_empty());
+    assert_eq!(
+        queue.results_trimmed_to().await.unwrap().as_deref(),
+        Some(last.as_str()),
+        "an emptied log says up to where it went"
+    );
+    assert_eq!(queue.trim_results(&last).await.unwrap(), 0);
+    assert_eq!(
+        queue.results_trimmed_to().await.unwrap().as_deref(),
+        Some(last.as_str())
+    );
 }
 
 fn options(name: &str, max_len: u64) -> QueueOptions {

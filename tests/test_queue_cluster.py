@@ -28,6 +28,7 @@ from scraperv4.queue import JobQueue
 from scraperv4.worker import Worker, crawl_job_id, export_jsonl
 from support.redis_cluster import RedisCluster, name_in_first_slots, wait_for
 from support.redis_server import free_port
+from support.tcp_proxy import TcpProxy
 
 LOCAL = FetchConfig(allowed_networks=["127.0.0.0/8"], retries=0, per_host_concurrency=32)
 
@@ -151,28 +152,34 @@ def test_cluster_urls_and_errors(cluster: RedisCluster) -> None:
 
 
 def test_a_call_waits_while_the_slot_migrates(cluster: RedisCluster) -> None:
-    """While the queue's slot is MIGRATING, every call waits (nothing half-written), and
-    goes through once the slot is settled; past the operation timeout it is a transient
-    error."""
+    """While the queue's slot is MIGRATING, every call is refused before it writes anything
+    (the keys it would write first are still on the old node), waits, and goes through once
+    the slot is settled; past the operation timeout it is a transient error."""
     name = name_in_first_slots(0, 10, prefix="m")
     slot = key_slot(name.encode())
     source = cluster.master_of(slot)
     target = cluster.master_of(10_000)
     queue = JobQueue(cluster.url, name=name, operation_timeout=1.5)
-    ids = queue.submit_many([{"target_url": f"https://example.com/{i}"} for i in range(3)])
+    ids = queue.submit_many([{"target_url": f"https://example.com/{i}"} for i in range(6)])
+    # The worker, its lease set and the counters exist: a claim's first writes (the worker's
+    # heartbeat, the counts) would succeed on the old node.
+    first = queue.claim("w", 1)
+    assert len(first) == 1
     src, dst = cluster.client(source), cluster.client(target)
     dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", cluster.node_id(source))
     src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", cluster.node_id(target))
-    # Half the keys moved: a call that ran now would see half the queue.
+    # Half the job records moved (and only they): a call that ran now would see half the queue.
     keys = src.execute_command("CLUSTER GETKEYSINSLOT", slot, 1000)
-    assert len(keys) > 4
-    src.execute_command(
-        "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys[: len(keys) // 2]
-    )
+    jobs = sorted(k for k in keys if ":job:" in k)
+    assert len(jobs) == 6
+    src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *jobs[:3])
+    left = sorted(src.execute_command("CLUSTER GETKEYSINSLOT", slot, 1000))
+    before = {key: src.dump(key) for key in left}
     started = time.monotonic()
     with pytest.raises(QueueUnavailableError, match="non local key"):
-        queue.claim("w", 3)
+        queue.claim("w", 5)
     assert time.monotonic() - started >= 1.0, "it waited for the slot to settle"
+    assert {key: src.dump(key) for key in left} == before, "nothing written on the old node"
 
     def finish_migration() -> None:
         time.sleep(0.5)
@@ -187,12 +194,54 @@ def test_a_call_waits_while_the_slot_migrates(cluster: RedisCluster) -> None:
 
     mover = threading.Thread(target=finish_migration)
     mover.start()
+    # Opening a queue waits too (its first call is the upgrade check).
     slow = JobQueue(cluster.url, name=name, operation_timeout=30.0)
-    claimed = slow.claim("w", 3)
+    claimed = slow.claim("w", 5)
     mover.join(timeout=30)
-    # The refused claims wrote nothing: the one that went through found every job pending.
-    assert sorted(j.id for j in claimed) == sorted(ids), "the call went through on the new master"
+    # The refused claims wrote nothing: the one that went through found the 5 jobs pending.
+    assert sorted(j.id for j in first + claimed) == sorted(ids), "it went through on the new master"
     assert cluster.master_of(slot) == target
     stats = slow.stats()
-    assert (stats.total, stats.by_status["assigned"], stats.by_status["pending"]) == (3, 3, 0)
+    assert (stats.total, stats.by_status["assigned"], stats.by_status["pending"]) == (6, 6, 0)
     assert {j.attempt for j in claimed} == {1}, "each job claimed once"
+
+
+def test_a_call_whose_connection_drops_after_it_ran_is_not_sent_again(
+    cluster: RedisCluster,
+) -> None:
+    """A claim the master ran whose answer was lost with its connection fails (the worker
+    backs off) instead of being sent again by the cluster client: sent again it would lease
+    a second job nobody holds."""
+    name = name_in_first_slots(0, 10, prefix="d")
+    master = cluster.master_of(key_slot(name.encode()))
+    with TcpProxy(master) as proxy:
+        # Every client now reaches that master through the proxy.
+        admin = cluster.client(master)
+        admin.config_set("cluster-announce-bus-port", master + 10000)
+        admin.config_set("cluster-announce-port", proxy.port)
+        address = f"127.0.0.1:{proxy.port}"
+        wait_for(
+            lambda: all(address in cluster.nodes_view(node.port) for node in cluster.nodes),
+            "every node to see the master at the proxy's port",
+        )
+        queue = JobQueue(cluster.url, name=name, operation_timeout=30.0)
+        queue.submit_many([{"target_url": f"https://example.com/{i}"} for i in range(3)])
+        proxy.set_latency(1.0)  # each way: the answer is on its way back for a second
+        outcome: list[object] = []
+        claimer = threading.Thread(target=lambda: outcome.append(_claim_one(queue)))
+        claimer.start()
+        time.sleep(1.5)
+        assert proxy.cut() >= 1
+        claimer.join(timeout=60)
+        proxy.set_latency(0.0)
+        assert isinstance(outcome[0], QueueUnavailableError), outcome
+        stats = queue.stats()
+        assert stats.by_status["assigned"] == 1, "the claim ran once"
+        admin.config_set("cluster-announce-port", 0)
+
+
+def _claim_one(queue: JobQueue) -> object:
+    try:
+        return queue.claim("w", 1)
+    except QueueUnavailableError as error:
+        return error

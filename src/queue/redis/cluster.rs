@@ -16,12 +16,18 @@
 //!   has moved or the node became a replica, before the call has written anything;
 //! - the client then sends a keyed `EXISTS` of that key, whose `MOVED` answer updates its slot
 //!   map, waits a little and sends the call again, until the slot has settled or the
-//!   operation timeout has passed ([`QueueError::Unavailable`]: the worker waits and retries).
+//!   operation timeout has passed (`QueueError::Unavailable`: the worker waits and retries).
 //!
-//! The function library is loaded on every master (`FUNCTION LOAD REPLACE`: the name carries
-//! the hash of the code, so replacing it changes nothing); a master that got the slot later
-//! answers "function not found", and the library is loaded again. Cluster mode needs
-//! Redis >= 7 (functions).
+//! Queue calls travel on a connection of their own that never sends a request twice
+//! (`retries(0)`): redis-rs re-sends a request whose connection dropped before the answer, and
+//! a call the server had run would then run twice. Only refusals (nothing ran) are sent
+//! again, by [`call`]. Plain commands (one key each: reads, and writes that may be repeated)
+//! use a connection that follows redirects and retries.
+//!
+//! The function library is loaded on the master of the queue's slot (`FUNCTION LOAD
+//! REPLACE`: the name carries the hash of the code, so replacing it changes nothing); a
+//! master that got the slot later answers "function not found", and the library is loaded
+//! there. Replicas get it from their master. Cluster mode needs Redis >= 7 (functions).
 
 use std::time::{Duration, Instant};
 
@@ -43,47 +49,64 @@ const SCHEMES: [(&str, &str); 4] = [
 const MAX_PAUSE: Duration = Duration::from_millis(200);
 
 /// The seed nodes of a cluster URL (`redis+cluster://[user:password@]host:port[,host:port...]
-/// [#insecure]`), as single-node URLs; `None` for a URL of one server.
+/// [/0][?query][#insecure]`), as single-node URLs carrying the credentials, the query and
+/// the fragment; `None` for a URL of one server. A cluster has database 0 only.
 pub(super) fn seeds(url: &str) -> Option<Result<Vec<String>, ConfigError>> {
     let (scheme, rest) = url.split_once("://")?;
     let (_, node_scheme) = SCHEMES
         .iter()
         .find(|(cluster, _)| scheme.eq_ignore_ascii_case(cluster))?;
-    let redacted = super::redact(url);
+    let invalid = |expected: &str| {
+        Some(Err(ConfigError::invalid(
+            "queue URL",
+            super::redact(url),
+            expected,
+        )))
+    };
+    // The credentials end at the last `@` (a password may hold `#`, `/` or `?`).
+    let (credentials, rest) = match rest.rsplit_once('@') {
+        Some((credentials, rest)) => (format!("{credentials}@"), rest),
+        None => (String::new(), rest),
+    };
     let (rest, fragment) = match rest.split_once('#') {
         Some((rest, fragment)) => (rest, format!("#{fragment}")),
         None => (rest, String::new()),
     };
-    let (credentials, hosts) = match rest.rsplit_once('@') {
-        Some((credentials, hosts)) => (format!("{credentials}@"), hosts),
-        None => (String::new(), rest),
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, query)) => (rest, format!("?{query}")),
+        None => (rest, String::new()),
     };
-    let hosts = hosts.split(['/', '?']).next().unwrap_or_default();
+    let (hosts, db) = rest.split_once('/').unwrap_or((rest, ""));
+    if !matches!(db, "" | "0") {
+        return invalid(
+            "database 0 (a Redis Cluster has no other): redis+cluster://host:port[,host:port...]",
+        );
+    }
     let seeds: Vec<String> = hosts
         .split(',')
         .map(str::trim)
         .filter(|host| !host.is_empty())
-        .map(|host| format!("{node_scheme}://{credentials}{host}{fragment}"))
+        .map(|host| format!("{node_scheme}://{credentials}{host}{query}{fragment}"))
         .collect();
     if seeds.is_empty() {
-        return Some(Err(ConfigError::invalid(
-            "queue URL",
-            redacted,
+        return invalid(
             "one or more nodes after redis+cluster://, e.g. redis+cluster://10.0.0.1:7000,10.0.0.2:7000",
-        )));
+        );
     }
     Some(Ok(seeds))
 }
 
-/// Connects to the cluster through `seeds`.
+/// Connects to the cluster through `seeds`: a connection that sends a request at most
+/// `retries` more times (after a redirect, a refusal, or a connection that dropped).
 pub(super) async fn connect(
     seeds: &[String],
     timeout: Duration,
+    retries: u32,
 ) -> redis::RedisResult<ClusterConnection> {
     let client = redis::cluster::ClusterClientBuilder::new(seeds.to_vec())
         .connection_timeout(timeout)
         .response_timeout(timeout)
-        .retries(3)
+        .retries(retries)
         .min_retry_wait(50)
         .max_retry_wait(2_000)
         .build()?;
@@ -110,7 +133,8 @@ pub(super) fn slot_unsettled(error: &redis::RedisError) -> bool {
 
 /// A queue call on the cluster: `script` with `keys` (the first is the queue's `counts`) and
 /// the queue's `base` and `args`, sent to the master of the queue's slot until the slot is
-/// settled there or `deadline` has passed.
+/// settled there or `deadline` has passed. `connection` must not retry by itself (see the
+/// module's documentation).
 pub(super) async fn call<T: redis::FromRedisValue>(
     connection: &mut ClusterConnection,
     script: &QueueScript,
@@ -130,6 +154,7 @@ pub(super) async fn call<T: redis::FromRedisValue>(
     let guard = format!("{base}:guard");
     let route = queue_node(base);
     let mut pause = Duration::from_millis(5);
+    let mut loaded = false;
     loop {
         // A routed command's error reply comes back as a value.
         let reply = connection
@@ -140,19 +165,25 @@ pub(super) async fn call<T: redis::FromRedisValue>(
             Ok(value) => return redis::from_redis_value(value).map_err(Into::into),
             Err(error) => error,
         };
-        if scripts::function_missing(&error) {
-            load(connection).await?;
+        if scripts::function_missing(&error) && !loaded {
+            // Nothing ran. Loaded once per call: a node that still has no function after
+            // that is not one to keep loading.
+            load(connection, base).await?;
+            loaded = true;
             continue;
         }
-        if !slot_unsettled(&error) || Instant::now() + pause >= deadline {
+        if !slot_unsettled(&error) {
             return Err(error);
         }
-        // A keyed command is redirected like any other: a MOVED answer updates the slot
-        // map the next call is routed by (during a migration it is answered by either node).
+        // A MOVED answer to a keyed command updates the slot map the next call is routed by
+        // (during a migration the answer is an ASK, which this connection does not follow).
         let _: redis::RedisResult<i64> = redis::cmd("EXISTS")
             .arg(&guard)
             .query_async(connection)
             .await;
+        if Instant::now() + pause >= deadline {
+            return Err(error);
+        }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(MAX_PAUSE);
     }
@@ -166,11 +197,14 @@ pub(super) fn queue_node(base: &str) -> RoutingInfo {
     )))
 }
 
-/// Loads the queue's function library on every master.
-pub(super) async fn load(connection: &mut ClusterConnection) -> redis::RedisResult<()> {
+/// Loads the queue's function library on the master of the slot of the queue at `base`.
+pub(super) async fn load(connection: &mut ClusterConnection, base: &str) -> redis::RedisResult<()> {
     let mut command = redis::cmd("FUNCTION");
     command.arg("LOAD").arg("REPLACE").arg(LIBRARY.code());
-    let _: redis::Value = command.query_async(connection).await?;
+    connection
+        .route_command(command, queue_node(base))
+        .await
+        .and_then(redis::Value::extract_error)?;
     Ok(())
 }
 
@@ -191,14 +225,19 @@ mod tests {
             ]))
         );
         assert_eq!(
-            seeds("rediss+cluster://u:p@ss@a:7000, [::1]:7001/0#insecure"),
+            seeds("rediss+cluster://u:p@s#s@a:7000, [::1]:7001/0?protocol=resp3#insecure"),
             Some(Ok(vec![
-                "rediss://u:p@ss@a:7000#insecure".to_owned(),
-                "rediss://u:p@ss@[::1]:7001#insecure".to_owned()
+                "rediss://u:p@s#s@a:7000?protocol=resp3#insecure".to_owned(),
+                "rediss://u:p@s#s@[::1]:7001?protocol=resp3#insecure".to_owned()
             ]))
         );
         let refused = seeds("redis+cluster://:s3cret@/0").unwrap().unwrap_err();
         assert!(refused.contains("one or more nodes"), "{refused}");
+        assert!(!refused.contains("s3cret"), "{refused}");
+        let refused = seeds("redis+cluster://:s3cret@a:7000/2")
+            .unwrap()
+            .unwrap_err();
+        assert!(refused.contains("database 0"), "{refused}");
         assert!(!refused.contains("s3cret"), "{refused}");
     }
 }

@@ -38,7 +38,7 @@ mod scripts;
 
 use scripts::{
     ADMIN, CLAIM, COMPLETE_MANY, DOMAINS, DOMAINS_READ, FINISH, HEARTBEAT, LIBRARY, LIST, PURGE,
-    QueueScript, REAP, SETTLE, STATS, SUBMIT, WORKERS, WORKERS_READ,
+    QueueScript, REAP, RESULTS, SETTLE, STATS, SUBMIT, UPGRADE, WORKERS, WORKERS_READ,
 };
 
 /// Jobs per submit script call: big batches are split so no script runs for long.
@@ -55,11 +55,13 @@ const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// The scripts that only read (by operation name): safe to send again.
 const READ_ONLY_SCRIPTS: &[&str] = &["stats", "list", "domains", "workers"];
 
-/// A connection to one server, or to a cluster (commands routed by their keys).
+/// A connection to one server, or to a cluster: one connection for plain commands (routed
+/// by their keys, redirects followed) and one for queue calls, which never sends a request
+/// twice (see `cluster.rs`).
 #[derive(Clone)]
 enum Connection {
     Single(ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(ClusterConnection, ClusterConnection),
 }
 
 impl redis::aio::ConnectionLike for Connection {
@@ -69,7 +71,7 @@ impl redis::aio::ConnectionLike for Connection {
     ) -> redis::RedisFuture<'a, redis::Value> {
         match self {
             Self::Single(connection) => connection.req_packed_command(cmd),
-            Self::Cluster(connection) => connection.req_packed_command(cmd),
+            Self::Cluster(connection, _) => connection.req_packed_command(cmd),
         }
     }
 
@@ -81,15 +83,47 @@ impl redis::aio::ConnectionLike for Connection {
     ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
         match self {
             Self::Single(connection) => connection.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(connection, _) => connection.req_packed_commands(pipeline, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Self::Single(connection) => connection.get_db(),
-            Self::Cluster(connection) => connection.get_db(),
+            Self::Cluster(connection, _) => connection.get_db(),
         }
+    }
+}
+
+/// One queue operation's call on a single server: `KEYS` = `counts` then `keys`, `ARGV` =
+/// the queue's key base then `args`.
+struct Call<'a> {
+    script: &'a QueueScript,
+    counts: &'a str,
+    keys: &'a [String],
+    base: &'a str,
+    args: &'a [String],
+}
+
+impl Call<'_> {
+    /// As the library's function.
+    fn fcall(&self) -> redis::Cmd {
+        let mut fcall = redis::cmd("FCALL");
+        fcall
+            .arg(LIBRARY.function(self.script))
+            .arg(1 + self.keys.len())
+            .arg(self.counts)
+            .arg(self.keys)
+            .arg(self.base)
+            .arg(self.args);
+        fcall
+    }
+
+    /// As a script (servers without functions).
+    fn invocation(&self) -> redis::ScriptInvocation<'_> {
+        let mut invocation = self.script.script().key(self.counts);
+        invocation.key(self.keys).arg(self.base).arg(self.args);
+        invocation
     }
 }
 
@@ -144,9 +178,11 @@ impl RedisQueue {
             .set_max_delay(Duration::from_secs(2));
         let connect = async {
             match &seeds {
-                Some(seeds) => cluster::connect(seeds, options.operation_timeout)
-                    .await
-                    .map(Connection::Cluster),
+                Some(seeds) => {
+                    let commands = cluster::connect(seeds, options.operation_timeout, 3).await?;
+                    let calls = cluster::connect(seeds, options.operation_timeout, 0).await?;
+                    Ok(Connection::Cluster(commands, calls))
+                }
                 None => ConnectionManager::new_with_config(client.clone(), config)
                     .await
                     .map(Connection::Single),
@@ -188,79 +224,70 @@ impl RedisQueue {
     /// job, `idx:pending`, is built from the shared queue once), and loads the queue's
     /// function library where the server has functions.
     async fn upgrade(&self) -> QueueResult<()> {
-        let mut command = redis::cmd("EVAL");
-        command
-            .arg(
-                "if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('EXISTS', KEYS[1]) == 1 \
-                 then redis.call('ZUNIONSTORE', KEYS[2], 1, KEYS[1]) end return 1",
-            )
-            .arg(2)
-            .arg(format!("{}:pending", self.base))
-            .arg(format!("{}:idx:pending", self.base));
+        let timed_out = || QueueError::Unavailable {
+            url: self.redacted_url.clone(),
+            operation: "connect",
+            detail: format!("no answer within {:?}", self.options.operation_timeout),
+        };
         let mut connection = self.connection.clone();
-        if let Connection::Cluster(cluster) = &self.connection {
-            let mut cluster = cluster.clone();
-            let _: i64 = self.query("connect", &command, &mut connection).await?;
-            let load = cluster::load(&mut cluster);
-            return match tokio::time::timeout(self.options.operation_timeout, load).await {
-                Err(_) => Err(QueueError::Unavailable {
-                    url: self.redacted_url.clone(),
-                    operation: "connect",
-                    detail: format!("no answer within {:?}", self.options.operation_timeout),
-                }),
-                Ok(Err(error)) if scripts::functions_unsupported(&error) => Err(ConfigError::invalid(
-                    "queue URL",
-                    &self.redacted_url,
-                    format!("a cluster of Redis >= 7 servers that allow FUNCTION and FCALL ({error})"),
-                )
-                .into()),
-                Ok(Err(error)) => Err(self.error("connect", &error)),
-                Ok(Ok(())) => {
-                    self.functions.store(true, Ordering::Relaxed);
-                    Ok(())
+        let loaded = match &mut connection {
+            Connection::Cluster(_, scripts) => {
+                let load = cluster::load(scripts, &self.base);
+                match tokio::time::timeout(self.options.operation_timeout, load).await {
+                    Err(_) => return Err(timed_out()),
+                    Ok(Err(error)) if scripts::functions_unsupported(&error) => {
+                        return Err(ConfigError::invalid(
+                            "queue URL",
+                            &self.redacted_url,
+                            format!(
+                                "a cluster of Redis >= 7 servers that allow FUNCTION and FCALL \
+                                 ({error})"
+                            ),
+                        )
+                        .into());
+                    }
+                    Ok(Err(error)) => return Err(self.error("connect", &error)),
+                    Ok(Ok(())) => true,
                 }
-            };
-        }
-        let info: String = self
-            .query(
-                "connect",
-                redis::cmd("INFO").arg("cluster"),
-                &mut connection,
-            )
-            .await?;
-        if info.contains("cluster_enabled:1") {
-            return Err(ConfigError::invalid(
-                "queue URL",
-                &self.redacted_url,
-                "redis+cluster://host:port[,host:port...]: this server is a node of a Redis \
-                 Cluster, which a redis:// URL cannot follow across nodes",
-            )
-            .into());
-        }
-        let _: i64 = self.query("connect", &command, &mut connection).await?;
-        let load = load_command();
-        let call = load.query_async::<redis::Value>(&mut connection);
-        let loaded = match tokio::time::timeout(self.options.operation_timeout, call).await {
-            Err(_) => {
-                return Err(QueueError::Unavailable {
-                    url: self.redacted_url.clone(),
-                    operation: "connect",
-                    detail: format!("no answer within {:?}", self.options.operation_timeout),
-                });
             }
-            Ok(Ok(_)) => true,
-            Ok(Err(error)) if scripts::already_loaded(&error) => true,
-            Ok(Err(error)) if scripts::functions_unsupported(&error) => {
-                tracing::info!(
-                    url = %self.redacted_url,
-                    detail = %error,
-                    "the server cannot load Redis functions: the queue runs as scripts (EVALSHA)"
-                );
-                false
+            Connection::Single(_) => {
+                let info: String = self
+                    .query(
+                        "connect",
+                        redis::cmd("INFO").arg("cluster"),
+                        &mut connection,
+                    )
+                    .await?;
+                if info.contains("cluster_enabled:1") {
+                    return Err(ConfigError::invalid(
+                        "queue URL",
+                        &self.redacted_url,
+                        "redis+cluster://host:port[,host:port...]: this server is a node of a \
+                         Redis Cluster, which a redis:// URL cannot follow across nodes",
+                    )
+                    .into());
+                }
+                let load = load_command();
+                let call = load.query_async::<redis::Value>(&mut connection);
+                match tokio::time::timeout(self.options.operation_timeout, call).await {
+                    Err(_) => return Err(timed_out()),
+                    Ok(Ok(_)) => true,
+                    Ok(Err(error)) if scripts::already_loaded(&error) => true,
+                    Ok(Err(error)) if scripts::functions_unsupported(&error) => {
+                        tracing::info!(
+                            url = %self.redacted_url,
+                            detail = %error,
+                            "the server cannot load Redis functions: the queue runs as scripts \
+                             (EVALSHA)"
+                        );
+                        false
+                    }
+                    Ok(Err(error)) => return Err(self.error("connect", &error)),
+                }
             }
-            Ok(Err(error)) => return Err(self.error("connect", &error)),
         };
         self.functions.store(loaded, Ordering::Relaxed);
+        let _: i64 = self.run("connect", &UPGRADE, Vec::new()).await?;
         Ok(())
     }
 
@@ -294,7 +321,7 @@ impl RedisQueue {
         args: Vec<String>,
     ) -> QueueResult<T> {
         let counts = format!("{}:counts", self.base);
-        if let Connection::Cluster(connection) = &self.connection {
+        if let Connection::Cluster(_, connection) = &self.connection {
             let mut connection = connection.clone();
             let mut declared = Vec::with_capacity(1 + keys.len());
             declared.push(counts);
@@ -308,7 +335,9 @@ impl RedisQueue {
                 &args,
                 deadline,
             );
-            return match tokio::time::timeout(self.options.operation_timeout, call).await {
+            // A little longer than the call's own deadline, which ends in its last error.
+            let timeout = self.options.operation_timeout + Duration::from_secs(1);
+            return match tokio::time::timeout(timeout, call).await {
                 Err(_) => Err(QueueError::Unavailable {
                     url: self.redacted_url.clone(),
                     operation,
@@ -318,23 +347,22 @@ impl RedisQueue {
                 Ok(Ok(value)) => Ok(value),
             };
         }
-        let mut fcall = redis::cmd("FCALL");
-        fcall
-            .arg(LIBRARY.function(script))
-            .arg(1 + keys.len())
-            .arg(&counts)
-            .arg(&keys)
-            .arg(&self.base)
-            .arg(&args);
-        let mut invocation = script.script().key(counts);
-        invocation.key(keys).arg(&self.base).arg(args);
+        // Each form is encoded only when it is sent (the script only on servers without
+        // functions).
+        let call = Call {
+            script,
+            counts: &counts,
+            keys: &keys,
+            base: &self.base,
+            args: &args,
+        };
         if crate::runtime::caller_may_block() {
             return self.run_blocking(operation, |connection| {
-                self.call_blocking(&fcall, &invocation, connection)
+                self.call_blocking(&call, connection)
             });
         }
         let mut connection = self.connection.clone();
-        let call = self.call(&fcall, &invocation, &mut connection);
+        let call = self.call(&call, &mut connection);
         match tokio::time::timeout(self.options.operation_timeout, call).await {
             Err(_) => Err(QueueError::Unavailable {
                 url: self.redacted_url.clone(),
@@ -350,11 +378,11 @@ impl RedisQueue {
     /// lost it) or, on a server without functions, `invocation`.
     async fn call<T: redis::FromRedisValue>(
         &self,
-        fcall: &redis::Cmd,
-        invocation: &redis::ScriptInvocation<'_>,
+        call: &Call<'_>,
         connection: &mut Connection,
     ) -> redis::RedisResult<T> {
         if self.functions.load(Ordering::Relaxed) {
+            let fcall = call.fcall();
             match fcall.query_async::<T>(connection).await {
                 Err(error) if scripts::function_missing(&error) => {
                     match load_command().query_async::<redis::Value>(connection).await {
@@ -369,17 +397,17 @@ impl RedisQueue {
                 outcome => return outcome,
             }
         }
-        invocation.invoke_async::<T>(connection).await
+        call.invocation().invoke_async::<T>(connection).await
     }
 
     /// [`RedisQueue::call`] on a blocking connection.
     fn call_blocking<T: redis::FromRedisValue>(
         &self,
-        fcall: &redis::Cmd,
-        invocation: &redis::ScriptInvocation<'_>,
+        call: &Call<'_>,
         connection: &mut redis::Connection,
     ) -> redis::RedisResult<T> {
         if self.functions.load(Ordering::Relaxed) {
+            let fcall = call.fcall();
             match fcall.query::<T>(connection) {
                 Err(error) if scripts::function_missing(&error) => {
                     match load_command().query::<redis::Value>(connection) {
@@ -393,7 +421,7 @@ impl RedisQueue {
                 outcome => return outcome,
             }
         }
-        invocation.invoke::<T>(connection)
+        call.invocation().invoke::<T>(connection)
     }
 
     /// One command that reads (or may run twice), on the async connection, within the
@@ -804,13 +832,7 @@ impl RedisQueue {
                 None => format!("{}-0", ms + 1),
             })
             .unwrap_or(cursor);
-        let mut command = redis::cmd("XTRIM");
-        command
-            .arg(format!("{}:results", self.base))
-            .arg("MINID")
-            .arg(next);
-        let mut connection = self.connection.clone();
-        self.query("trim_results", &command, &mut connection).await
+        self.trim_results_before(next).await
     }
 
     /// The job id and generation of the results entry at `cursor`, if the log has it.
@@ -886,7 +908,7 @@ impl RedisQueue {
                 .arg(1000);
             let (next, keys): (u64, Vec<String>) = match &mut connection {
                 // On a cluster: the node serving the queue's slot.
-                Connection::Cluster(cluster) => cluster
+                Connection::Cluster(cluster, _) => cluster
                     .route_command(scan, cluster::queue_node(&self.base))
                     .await
                     .and_then(redis::Value::extract_error)

@@ -1,29 +1,32 @@
-//! The bound of the Redis results stream (`results_max_len`): the reaper trims it (`XTRIM
-//! MAXLEN ~`, whole stream nodes, so it holds about that many entries) and keeps the first
-//! entry left in `results:trimmed`, so an export that fell behind the trim learns it lost
-//! entries (see [`crate::queue::JobQueue::results_trimmed_to`]).
+//! The bound of the Redis results stream (`results_max_len`) and its trims after an export
+//! (`lua/results.lua`): the reaper trims it (`XTRIM MAXLEN ~`, whole stream nodes, so it
+//! holds about that many entries), an export with `--trim` deletes what it wrote, and either
+//! keeps the first entry left in `results:trimmed`, so an export that fell behind learns it
+//! lost entries (see [`crate::queue::JobQueue::results_trimmed_to`]).
 
-use super::RedisQueue;
+use super::{RESULTS, RedisQueue};
 use crate::queue::error::QueueResult;
 
 impl RedisQueue {
     /// Trims the results stream to about `max_len` entries; returns how many went.
     pub(super) async fn bound_results(&self, max_len: u64) -> QueueResult<u64> {
-        let mut command = redis::cmd("EVAL");
-        command
-            .arg(
-                "local removed = redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[1]) \
-                 if removed > 0 then \
-                   local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1) \
-                   if first[1] then redis.call('SET', KEYS[2], first[1][1]) end \
-                 end return removed",
-            )
-            .arg(2)
-            .arg(format!("{}:results", self.base))
-            .arg(format!("{}:results:trimmed", self.base))
-            .arg(max_len);
-        let mut connection = self.connection.clone();
-        self.query("reap", &command, &mut connection).await
+        self.run(
+            "reap",
+            &RESULTS,
+            vec!["bound".to_owned(), max_len.to_string()],
+        )
+        .await
+    }
+
+    /// Deletes the results stream before `first_kept` (a stream id), after an export; returns
+    /// the entries removed. Recorded like the bound's trims.
+    pub(super) async fn trim_results_before(&self, first_kept: String) -> QueueResult<u64> {
+        self.run(
+            "trim_results",
+            &RESULTS,
+            vec!["trim".to_owned(), first_kept],
+        )
+        .await
     }
 
     /// The last position the bound trimmed the results stream to (every entry up to it is

@@ -90,7 +90,10 @@ pub(super) static DOMAINS: QueueScript = queue_script!("domains", "");
 pub(super) static WORKERS_READ: QueueScript = queue_script!("workers_read", "workers", "no-writes");
 pub(super) static DOMAINS_READ: QueueScript = queue_script!("domains_read", "domains", "no-writes");
 
-static ALL: [&QueueScript; 15] = [
+pub(super) static UPGRADE: QueueScript = queue_script!("upgrade", "");
+pub(super) static RESULTS: QueueScript = queue_script!("results", "allow-oom");
+
+static ALL: [&QueueScript; 17] = [
     &SUBMIT,
     &CLAIM,
     &SETTLE,
@@ -106,6 +109,8 @@ static ALL: [&QueueScript; 15] = [
     &DOMAINS,
     &WORKERS_READ,
     &DOMAINS_READ,
+    &UPGRADE,
+    &RESULTS,
 ];
 
 /// Every operation as one function library.
@@ -171,10 +176,16 @@ pub(super) fn function_missing(error: &redis::RedisError) -> bool {
     error.to_string().contains("Function not found")
 }
 
-/// The server cannot load or call functions (Redis < 7, or an ACL that denies them).
+/// The server cannot load or call functions (Redis < 7, or an ACL that denies the
+/// commands). A `NOPERM` about anything else (a key a function touched) is not this: the
+/// function may have written before it, and running the script after it would do it twice.
 pub(super) fn functions_unsupported(error: &redis::RedisError) -> bool {
-    let text = error.to_string();
-    text.contains("unknown command") || error.code() == Some("NOPERM")
+    let text = error.to_string().to_ascii_lowercase();
+    // Redis 7: 'fcall', 'function|load'; Redis 6.2: `fcall`, `function`.
+    let about_functions = ["'fcall'", "'function", "`fcall`", "`function`"]
+        .iter()
+        .any(|name| text.contains(name));
+    about_functions && (text.contains("unknown command") || error.code() == Some("NOPERM"))
 }
 
 /// `FUNCTION LOAD` answered that the library is there already (another client loaded it).
@@ -185,6 +196,47 @@ pub(super) fn already_loaded(error: &redis::RedisError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_errors_about_the_function_commands_fall_back_to_scripts() {
+        for (text, unsupported) in [
+            (
+                "NOPERM this user has no permissions to run the 'fcall' command",
+                true,
+            ),
+            (
+                "NOPERM this user has no permissions to run the 'function|load' command",
+                true,
+            ),
+            (
+                "ERR unknown command 'FCALL', with args beginning with: ",
+                true,
+            ),
+            (
+                "ERR unknown command `FUNCTION`, with args beginning with: `LOAD`, ",
+                true,
+            ),
+            (
+                "NOPERM this user has no permissions to access one of the keys used as arguments",
+                false,
+            ),
+            (
+                "ERR The user executing the script can't access at least one of the keys mentioned \
+              in the command arguments script: f, on @user_function:2.",
+                false,
+            ),
+            (
+                "ERR unknown command 'FOO', with args beginning with: ",
+                false,
+            ),
+        ] {
+            let parsed = redis::parse_redis_value(format!("-{text}\r\n").as_bytes())
+                .expect("an error reply")
+                .extract_error()
+                .expect_err("an error");
+            assert_eq!(functions_unsupported(&parsed), unsupported, "{text}");
+        }
+    }
 
     #[test]
     fn every_script_is_in_the_library_once() {
