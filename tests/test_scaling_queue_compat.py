@@ -11,8 +11,9 @@ import time
 
 import pytest
 
-from scraperv4.exceptions import InvalidJobError
+from scraperv4.exceptions import InvalidJobError, QueueUnavailableError
 from scraperv4.scaling.distributed_queue import DistributedJobQueue, JobStatus, ScrapingJob
+from support.redis_server import RedisServer
 
 
 def test_the_guides_example_usage_runs_unchanged(redis_url: str) -> None:
@@ -126,6 +127,27 @@ def test_prefetch_claims_ahead_in_one_round_trip_and_gives_back_the_rest(
     back = other.get_next_job("w2")
     assert back is not None and back.target_url.endswith("/2")
     assert queue.get_queue_stats()["status_counts"]["pending"] == 1
+
+
+def test_a_give_back_that_fails_keeps_every_workers_prefetched_jobs(
+    redis_server: RedisServer,
+) -> None:
+    queue = DistributedJobQueue(redis_server.url, prefetch=3, lease=30, operation_timeout=1.0)
+    for i in range(6):
+        queue.submit_job(ScrapingJob(None, "n", "t", f"https://example.com/{i}", {}))
+    assert queue.get_next_job("w1") is not None and queue.get_next_job("w2") is not None
+    redis_server.pause()  # nothing answers: the first give-back fails
+    try:
+        with pytest.raises(QueueUnavailableError):
+            queue.release_prefetched()
+    finally:
+        redis_server.resume()
+    # Neither worker's two buffered claims were dropped: all four go back now (the release
+    # sent while Redis was paused may have been applied when it resumed: 3 or 4 are new).
+    assert queue.release_prefetched() in (3, 4)
+    counts = queue.get_queue_stats()["status_counts"]
+    assert (counts["pending"], counts["assigned"]) == (4, 2)
+    queue.close()
 
 
 def test_prefetched_jobs_are_renewed_by_heartbeats_and_skipped_once_lost(

@@ -253,8 +253,19 @@ class DistributedJobQueue:
         not handed out; returns how many were still this client's to give back."""
         with self._claims_lock:
             workers = list(self._buffered) if worker_id is None else [worker_id]
-            taken = {worker: self._buffered.pop(worker, []) for worker in workers}
-        return sum(self._give_back(worker, items[::-1]) for worker, items in taken.items())
+            taken = [(worker, self._buffered.pop(worker, [])) for worker in workers]
+        released = 0
+        for at, (worker, items) in enumerate(taken):
+            try:
+                released += self._give_back(worker, items[::-1])
+            except Exception:
+                # This worker's claims not given back are buffered again by _give_back;
+                # the other workers' were not tried: they go back to their buffers too.
+                with self._claims_lock:
+                    for later, rest in taken[at + 1 :]:
+                        self._buffered[later] = rest + self._buffered.get(later, [])
+                raise
+        return released
 
     def close(self) -> None:
         """Give back prefetched jobs and let go of the queue (also done when the object is
