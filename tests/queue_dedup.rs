@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::redis_server::RedisServer;
 use scraperv4::queue::dedup::DedupOptions;
-use scraperv4::queue::{Finished, JobQueue, JobStatus, NewJob, QueueOptions};
+use scraperv4::queue::{Ack, Finished, JobQueue, JobStatus, NewJob, QueueOptions};
 
 fn job(url: &str) -> NewJob {
     NewJob {
@@ -287,5 +287,73 @@ fn a_million_urls_keep_the_promised_false_positive_rate_on_redis() {
             URLS,
             "every URL taken counted"
         );
+    });
+}
+
+#[test]
+fn a_revisit_wider_than_64_buckets_is_refused_up_front_and_shortened_for_discovered_links() {
+    let server = RedisServer::start(&[]);
+    let runtime = scraperv4::runtime::handle();
+    runtime.block_on(async {
+        let url = server.url();
+        let open = |name: &'static str, dedup: DedupOptions| {
+            let url = url.clone();
+            async move { JobQueue::open(&url, options(name, dedup)).await }
+        };
+        // A queue-wide revisit of 360 buckets: refused when the queue is opened.
+        let wide = DedupOptions {
+            revisit: Some(Duration::from_secs(3600)),
+            bucket: Some(Duration::from_secs(10)),
+            ..DedupOptions::default()
+        };
+        let error = open("wide", wide).await.err().expect("refused").to_string();
+        assert!(error.contains("64 dedup buckets"), "{error}");
+        // The stored buckets decide (10 s here), whatever the options say now.
+        let narrow = DedupOptions {
+            bucket: Some(Duration::from_secs(10)),
+            ..DedupOptions::default()
+        };
+        let queue = open("stored", narrow).await.unwrap();
+        assert_eq!(
+            created(&queue, vec![job("https://a.example/")]).await,
+            [true]
+        );
+        let reopened = DedupOptions {
+            revisit: Some(Duration::from_secs(3600)),
+            ..DedupOptions::default()
+        };
+        let error = open("stored", reopened)
+            .await
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(error.contains("64 dedup buckets"), "{error}");
+
+        // A job's own revisit (its config): a client's submit is refused, naming the job...
+        let long = NewJob {
+            config: r#"{"revisit": 3600}"#.to_owned(),
+            ..job("https://a.example/long")
+        };
+        let error = queue
+            .submit(vec![long.clone()])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("64 dedup buckets"), "{error}");
+        // ...but a link a finished page discovered gets the longest interval the buckets
+        // allow: the page's completion does not fail (and run again) for it.
+        let page = queue.claim("w", 1, true).await.unwrap().remove(0);
+        let acks = queue
+            .finish_many(vec![Finished {
+                id: page.id.clone(),
+                token: page.token,
+                discovered: vec![long],
+                ..Finished::default()
+            }])
+            .await
+            .unwrap();
+        assert!(matches!(acks[0], Ack::Accepted), "{acks:?}");
+        let stats = queue.stats().await.unwrap();
+        assert_eq!((stats.total, stats.count(JobStatus::Pending)), (2, 1));
     });
 }

@@ -83,6 +83,23 @@ pub fn default_ignored_params() -> Vec<String> {
 /// Longest revisit interval (ten years).
 pub const MAX_REVISIT: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
+/// Most buckets one revisit interval may span (on Redis, the keys a submit declares).
+pub const MAX_WINDOW_BUCKETS: i64 = 64;
+
+/// Why a revisit interval of `revisit_ms` cannot be kept with buckets of `bucket_ms`, if it
+/// spans more than [`MAX_WINDOW_BUCKETS`] of them.
+pub fn window_too_wide(revisit_ms: i64, bucket_ms: i64) -> Option<String> {
+    (revisit_ms / bucket_ms.max(1) > MAX_WINDOW_BUCKETS).then(|| {
+        format!(
+            "a revisit interval of at most {MAX_WINDOW_BUCKETS} dedup buckets: {} s spans more \
+             than {MAX_WINDOW_BUCKETS} buckets of {} s (use a dedup_bucket of at least \
+             revisit / {MAX_WINDOW_BUCKETS})",
+            revisit_ms / 1000,
+            bucket_ms / 1000
+        )
+    })
+}
+
 impl DedupOptions {
     /// Checks every setting.
     pub fn validate(&self) -> ConfigResult<()> {
@@ -117,6 +134,14 @@ impl DedupOptions {
                 format!("{bucket:?}"),
                 "100 ms to 10 years",
             ));
+        }
+        if let Some(revisit) = self.revisit
+            && let Some(why) = window_too_wide(
+                i64::try_from(revisit.as_millis()).unwrap_or(i64::MAX),
+                self.bucket_ms(),
+            )
+        {
+            return Err(ConfigError::invalid("revisit", format!("{revisit:?}"), why));
         }
         let layers = self.geometry().layers.len();
         if layers < 2 {
@@ -580,5 +605,17 @@ mod tests {
             ..DedupOptions::default()
         };
         assert_eq!(revisit.bucket_ms(), 900_000);
+        let wide = DedupOptions {
+            revisit: Some(Duration::from_secs(30 * 24 * 3600)),
+            bucket: Some(Duration::from_secs(3600)),
+            ..DedupOptions::default()
+        };
+        let error = wide.validate().unwrap_err().to_string();
+        assert!(error.contains("64 dedup buckets"), "{error}");
+        let fits = DedupOptions {
+            bucket: Some(Duration::from_secs(30 * 24 * 3600 / 64)),
+            ..wide
+        };
+        assert!(fits.validate().is_ok());
     }
 }

@@ -16,13 +16,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use super::RedisQueue;
 use super::scripts::QueueScript;
 use crate::config::ConfigError;
-use crate::queue::dedup::{DedupOptions, FINGERPRINT_VERSION, Fingerprint, Geometry, scope_of};
+use crate::queue::dedup::{
+    DedupOptions, FINGERPRINT_VERSION, Fingerprint, Geometry, MAX_WINDOW_BUCKETS, scope_of,
+    window_too_wide,
+};
 use crate::queue::error::{QueueError, QueueResult};
 use crate::queue::job::NewJob;
 use crate::queue::options::duration_ms;
-
-/// Most buckets one revisit interval may span (the keys a submit declares).
-const MAX_WINDOW_BUCKETS: i64 = 64;
 
 /// The filter as a client of one queue knows it.
 pub(super) struct SeenFilter {
@@ -42,12 +42,16 @@ fn local_ms() -> i64 {
 
 impl SeenFilter {
     /// The keys and the trailing arguments of a script call whose own arguments are `args`
-    /// and that may submit `jobs` (with the ARGV index of each job's submit fields).
+    /// and that may submit `jobs` (with the ARGV index of each job's submit fields). A job
+    /// asking for a revisit interval longer than the buckets allow is refused, unless it was
+    /// `discovered` by a finished page: then it gets the longest one (its page's completion
+    /// must not fail for it).
     fn region(
         &self,
         base: &str,
         args: &[String],
         jobs: &[(usize, &NewJob)],
+        discovered: bool,
     ) -> QueueResult<(Vec<String>, Vec<String>)> {
         let width = self.geometry.bucket_ms;
         let default = self.options.revisit.map_or(0, duration_ms);
@@ -58,17 +62,15 @@ impl SeenFilter {
         tail.push(jobs.len().to_string());
         let mut longest = 0;
         for &(index, job) in jobs {
-            let revisit = job.revisit.map_or(default, duration_ms);
-            if revisit / width > MAX_WINDOW_BUCKETS {
-                return Err(QueueError::InvalidJob {
-                    job_id: job.id().to_owned(),
-                    reason: format!(
-                        "revisit {} s spans more than {MAX_WINDOW_BUCKETS} of the queue's \
-                         dedup buckets of {} s: use a longer dedup_bucket",
-                        revisit / 1000,
-                        width / 1000
-                    ),
-                });
+            let mut revisit = job.revisit.map_or(default, duration_ms);
+            if let Some(why) = window_too_wide(revisit, width) {
+                if !discovered {
+                    return Err(QueueError::InvalidJob {
+                        job_id: job.id().to_owned(),
+                        reason: why,
+                    });
+                }
+                revisit = MAX_WINDOW_BUCKETS * width;
             }
             longest = longest.max(revisit);
             let fingerprint = Fingerprint::of(
@@ -154,6 +156,13 @@ impl RedisQueue {
                 (geometry, text)
             }
         };
+        // The stored buckets decide: a queue-wide revisit they cannot keep is refused here,
+        // not job by job.
+        if let Some(revisit) = options.revisit
+            && let Some(why) = window_too_wide(duration_ms(revisit), geometry.bucket_ms)
+        {
+            return Err(ConfigError::invalid("revisit", format!("{revisit:?}"), why).into());
+        }
         let filter = SeenFilter {
             options,
             geometry,
@@ -178,13 +187,14 @@ impl RedisQueue {
         script: &QueueScript,
         args: Vec<String>,
         jobs: &[(usize, &NewJob)],
+        discovered: bool,
     ) -> QueueResult<T> {
         let Some(filter) = &self.seen else {
             return self.run(operation, script, args).await;
         };
         let mut retried = false;
         loop {
-            let (keys, tail) = filter.region(&self.base, &args, jobs)?;
+            let (keys, tail) = filter.region(&self.base, &args, jobs, discovered)?;
             let mut all = args.clone();
             all.extend(tail);
             match self.run_keyed(operation, script, keys, all).await {

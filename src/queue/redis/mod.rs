@@ -557,7 +557,9 @@ impl RedisQueue {
                 jobs.push((args.len() + 2, job));
                 args.extend(submit_args(job, self.options.politeness_key)?);
             }
-            let created: Vec<i64> = self.run_submitting("submit", &SUBMIT, args, &jobs).await?;
+            let created: Vec<i64> = self
+                .run_submitting("submit", &SUBMIT, args, &jobs, false)
+                .await?;
             results.extend(
                 chunk
                     .iter()
@@ -779,7 +781,7 @@ impl RedisQueue {
                 }
             }
             let answers: Vec<(i64, String, u64)> = self
-                .run_submitting("finish", &FINISH, args, &children)
+                .run_submitting("finish", &FINISH, args, &children, true)
                 .await?;
             for (job, (code, status, token)) in chunk.iter().zip(answers) {
                 acks.push(ack(code, &job.id, &status, token)?);
