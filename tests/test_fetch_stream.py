@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from scraperv4.exceptions import FetchError
+from scraperv4.exceptions import ConfigError, FetchError
 from scraperv4.extract import Template
 from scraperv4.fetch import Fetcher
 from support.http_server import PAGE
@@ -492,3 +492,12 @@ def test_an_input_item_that_is_not_a_url_string_costs_only_itself(
         error = by_url[repr(bad)]
         assert isinstance(error, FetchError) and error.kind == "decode"
     assert sum(getattr(r, "status", None) == 200 for _, r in pairs) == 2
+
+
+def test_stream_bounds_out_of_range_are_typed_errors(fetcher: Fetcher) -> None:
+    # Before any URL is pulled or any task started (a huge bound used to panic natively).
+    for bounds in [{"concurrency": 0}, {"buffer": -1}, {"concurrency": 10**20}, {"buffer": 2**64}]:
+        with pytest.raises(ConfigError, match="stream bounds"):
+            fetcher.stream(["http://127.0.0.1:9/"], **bounds)
+        with pytest.raises(ConfigError, match="stream bounds"):
+            fetcher.stream_async(["http://127.0.0.1:9/"], **bounds)

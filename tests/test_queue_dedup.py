@@ -81,3 +81,20 @@ def test_a_bad_revisit_in_a_jobs_config_is_refused() -> None:
         queue.submit(JobSpec("https://a.example/", config={"revisit": "daily"}))
     with pytest.raises(InvalidJobError, match="revisit"):
         queue.submit(JobSpec("https://a.example/", config={"revisit": 0}))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"revisit": 3600},
+        {"dedup_bucket": 60},
+        {"dedup_ignore_params": ["ref"]},
+        {"dedup_capacity": 5_000},
+        {"dedup_error_rate": 0.001},
+    ],
+)
+def test_dedup_settings_without_dedup_are_refused_not_ignored(options: dict[str, object]) -> None:
+    (setting,) = options
+    with pytest.raises(ConfigError, match=f"{setting}.*dedup=True"):
+        JobQueue("memory://", **options)
+    JobQueue("memory://", dedup=True, **options)  # the same, with the filter on

@@ -73,6 +73,12 @@ def _encodable(text: str) -> bool:
 _LINGER = 0.001
 
 
+# A stream's bounds: far above what one process can fetch at once, far below what would
+# overflow the native side.
+_MAX_IN_FLIGHT = 100_000
+_MAX_BUFFERED = 1_000_000
+
+
 class _Window:
     """What both streams share: the core handle, results taken but not yet handed out, and
     the bound: ``outstanding`` (pulled - handed out) ``<= window``, counted here so that
@@ -408,11 +414,12 @@ class Fetcher:
         """``in_flight, buffered, window, chunk`` of a stream."""
         in_flight = self.config.concurrency if concurrency is None else concurrency
         buffered = in_flight if buffer is None else buffer
-        if in_flight < 1 or buffered < 0:
+        if not (1 <= in_flight <= _MAX_IN_FLIGHT and 0 <= buffered <= _MAX_BUFFERED):
             from scraperv4.exceptions import ConfigError
 
             raise ConfigError(
-                f"stream bounds: concurrency {in_flight} (>= 1), buffer {buffered} (>= 0)"
+                f"stream bounds: concurrency {in_flight} (1 to {_MAX_IN_FLIGHT:,}), "
+                f"buffer {buffered} (0 to {_MAX_BUFFERED:,})"
             )
         return in_flight, buffered, in_flight + buffered, max(1, buffered // 2)
 

@@ -54,11 +54,12 @@ impl<T: Send + 'static> Stream<T> {
         F: Fn(String) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = T> + Send + 'static,
     {
-        let in_flight = in_flight.max(1);
+        // (Semaphore::new panics past MAX_PERMITS; the Python API refuses such bounds.)
+        let in_flight = in_flight.clamp(1, Semaphore::MAX_PERMITS);
         Self {
             tasks: JoinSet::new(),
             slots: Arc::new(Semaphore::new(in_flight)),
-            window: in_flight + buffered,
+            window: in_flight.saturating_add(buffered),
             work: Arc::new(move |url| Box::pin(work(url))),
             panicked,
             runtime: crate::runtime::handle().handle().clone(),

@@ -257,35 +257,44 @@ impl PyTemplate {
         py: Python<'py>,
         pages: Vec<(PyBackedStr, PyBackedStr)>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let list = PyList::new(py, (0..pages.len()).map(|_| py.None()))?;
-        let mut names = FieldNames::of(py, &self.template);
-        extract_parallel(&self.template, &pages, page_limits, |finished| {
-            let mut convert = || -> PyResult<()> {
-                loop {
-                    // Pages already done are taken with the GIL held (one switch per wait,
-                    // not per page); the wait for the next one is without it.
-                    let next = match finished.try_next_page() {
-                        Some(page) => Some(page),
-                        None => py.detach(|| finished.next_page()),
+        let template = &self.template;
+        // The GIL is held only while pages are turned into Python objects: not while this
+        // thread waits for pages, nor at the end, when the pool's last tasks (the items
+        // dropped there) are waited for — a page being parsed for another thread may need
+        // the GIL to log a warning through Python's logging.
+        let list: PyResult<Py<PyList>> = py.detach(|| {
+            extract_parallel(template, &pages, page_limits, |finished| {
+                Python::attach(|py| {
+                    let list = PyList::new(py, (0..pages.len()).map(|_| py.None()))?;
+                    let mut names = FieldNames::of(py, template);
+                    let mut convert = || -> PyResult<()> {
+                        loop {
+                            // Pages already done are taken with the GIL held (one switch
+                            // per wait, not per page); the wait for the next one is without.
+                            let next = match finished.try_next_page() {
+                                Some(page) => Some(page),
+                                None => py.detach(|| finished.next_page()),
+                            };
+                            let Some((index, result)) = next else {
+                                return Ok(());
+                            };
+                            let items = result?;
+                            list.set_item(index, items_to_python_with(py, &items, &mut names)?)?;
+                            finished.discard(items);
+                        }
                     };
-                    let Some((index, result)) = next else {
-                        return Ok(());
-                    };
-                    let items = result?;
-                    list.set_item(index, items_to_python_with(py, &items, &mut names)?)?;
-                    finished.discard(items);
-                }
-            };
-            let outcome = convert();
-            if outcome.is_err() {
-                // The call returns once the pages still being parsed are done: wait for
-                // them without the GIL (one of them may need it, to log a warning through
-                // Python's logging, and other Python threads must go on meanwhile).
-                finished.stop();
-                py.detach(|| while finished.next_page().is_some() {});
-            }
-            outcome.map(|()| list)
-        })
+                    let outcome = convert();
+                    if outcome.is_err() {
+                        // The call returns once the pages still being parsed are done: wait
+                        // for them without the GIL.
+                        finished.stop();
+                        py.detach(|| while finished.next_page().is_some() {});
+                    }
+                    outcome.map(|()| list.unbind())
+                })
+            })
+        });
+        Ok(list?.into_bound(py))
     }
 
     /// Links to follow from one page (absolute, in scope, deduplicated).

@@ -461,6 +461,28 @@ impl PyJobQueue {
         dedup_ignore_params: Option<Vec<String>>,
         results_max_len: Option<u64>,
     ) -> PyResult<Self> {
+        if !dedup {
+            // Settings of the seen-URL filter without the filter: said, not ignored.
+            let defaults = DedupOptions::default();
+            let given = [
+                ("revisit", revisit.is_some()),
+                ("dedup_bucket", dedup_bucket.is_some()),
+                ("dedup_ignore_params", dedup_ignore_params.is_some()),
+                ("dedup_capacity", dedup_capacity != defaults.capacity),
+                (
+                    "dedup_error_rate",
+                    dedup_error_rate.to_bits() != defaults.error_rate.to_bits(),
+                ),
+            ];
+            if let Some((setting, _)) = given.iter().find(|(_, set)| *set) {
+                return Err(ConfigError::invalid(
+                    *setting,
+                    "set",
+                    "dedup=True as well (it configures the seen-URL filter, which is off)",
+                )
+                .into());
+            }
+        }
         let dedup = dedup
             .then(|| -> PyResult<DedupOptions> {
                 Ok(DedupOptions {

@@ -337,15 +337,7 @@ impl RedisQueue {
             );
             // A little longer than the call's own deadline, which ends in its last error.
             let timeout = self.options.operation_timeout + Duration::from_secs(1);
-            return match tokio::time::timeout(timeout, call).await {
-                Err(_) => Err(QueueError::Unavailable {
-                    url: self.redacted_url.clone(),
-                    operation,
-                    detail: format!("no answer within {:?}", self.options.operation_timeout),
-                }),
-                Ok(Err(error)) => Err(self.error(operation, &error)),
-                Ok(Ok(value)) => Ok(value),
-            };
+            return self.answered(operation, timeout, call).await;
         }
         // Each form is encoded only when it is sent (the script only on servers without
         // functions).
@@ -363,14 +355,25 @@ impl RedisQueue {
         }
         let mut connection = self.connection.clone();
         let call = self.call(&call, &mut connection);
-        match tokio::time::timeout(self.options.operation_timeout, call).await {
+        self.answered(operation, self.options.operation_timeout, call)
+            .await
+    }
+
+    /// `call`'s answer within `timeout`, its error typed; no answer in time is
+    /// `Unavailable`.
+    async fn answered<T>(
+        &self,
+        operation: &'static str,
+        timeout: Duration,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> QueueResult<T> {
+        match tokio::time::timeout(timeout, call).await {
             Err(_) => Err(QueueError::Unavailable {
                 url: self.redacted_url.clone(),
                 operation,
                 detail: format!("no answer within {:?}", self.options.operation_timeout),
             }),
-            Ok(Err(error)) => Err(self.error(operation, &error)),
-            Ok(Ok(value)) => Ok(value),
+            Ok(result) => result.map_err(|error| self.error(operation, &error)),
         }
     }
 
