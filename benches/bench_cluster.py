@@ -4,7 +4,8 @@ Measured in turn, round after round (single, cluster, cluster x3, single, ...), 
 machine's drift hits all alike:
 
 - one queue on a single redis-server: batched submit, claim and complete (jobs/s) and that
-  server's CPU per job;
+  server's CPU per job; the same on a single redis-server that feeds a replica (as every
+  cluster master here does: the fair comparison);
 - one queue on the cluster (it lives on the master serving its slot): the same, with that
   master's CPU per job — the per-queue ceiling is about one Redis core divided by it;
 - three queues on the cluster, one per master, worked at the same time (what a queue split
@@ -95,23 +96,32 @@ def main() -> int:
     figures: dict[str, list[float]] = {
         "single": [],
         "single_cpu": [],
+        "replicated": [],
+        "replicated_cpu": [],
         "cluster": [],
         "cluster_cpu": [],
         "cluster3": [],
         "ratio": [],
     }
-    with RedisServer() as single, RedisCluster() as cluster:
+    with (
+        RedisServer() as single,
+        RedisServer() as primary,
+        RedisServer() as replica,
+        RedisCluster() as cluster,
+    ):
+        redis.Redis(port=replica.port).execute_command("REPLICAOF", "127.0.0.1", primary.port)
         for _ in range(ROUNDS):
-            before = cpu_seconds(single.port)
-            figures["single"].append(run(single.url, [f"b{uuid.uuid4().hex[:8]}"], JOBS))
-            figures["single_cpu"].append((cpu_seconds(single.port) - before) / JOBS * 1e6)
+            for server, label in ((single, "single"), (primary, "replicated")):
+                before = cpu_seconds(server.port)
+                figures[label].append(run(server.url, [f"b{uuid.uuid4().hex[:8]}"], JOBS))
+                figures[f"{label}_cpu"].append((cpu_seconds(server.port) - before) / JOBS * 1e6)
 
             name = f"b{uuid.uuid4().hex[:8]}"
             master = cluster.master_of(key_slot(name.encode()))
             before = cpu_seconds(master)
             figures["cluster"].append(run(cluster.url, [name], JOBS))
             figures["cluster_cpu"].append((cpu_seconds(master) - before) / JOBS * 1e6)
-            figures["ratio"].append(figures["cluster"][-1] / figures["single"][-1])
+            figures["ratio"].append(figures["cluster"][-1] / figures["replicated"][-1])
 
             figures["cluster3"].append(run(cluster.url, names_on_masters(cluster), JOBS))
     cpu = min(figures["cluster_cpu"])
@@ -120,12 +130,14 @@ def main() -> int:
         {
             "single redis-server, 1 queue (jobs/s)": spread(figures["single"]),
             "single: server CPU per job (us)": spread(figures["single_cpu"]),
+            "single with a replica, 1 queue (jobs/s)": spread(figures["replicated"]),
+            "single with a replica: its CPU per job (us)": spread(figures["replicated_cpu"]),
             "cluster, 1 queue (jobs/s)": spread(figures["cluster"]),
             "cluster: its master's CPU per job (us)": spread(figures["cluster_cpu"]),
-            "cluster / single, same round": spread(figures["ratio"]),
+            "cluster / single with a replica, same round": spread(figures["ratio"]),
             "cluster, 3 queues on 3 masters at once (jobs/s, all)": spread(figures["cluster3"]),
             "per-queue ceiling, one Redis core / CPU per job (jobs/s)": 1e6 / cpu,
-            "rounds (single, cluster, cluster x3 interleaved)": ROUNDS,
+            "rounds (single, replicated, cluster, cluster x3 interleaved)": ROUNDS,
             "jobs per queue, batch": f"{JOBS}, {BATCH}",
         },
         {},
