@@ -328,6 +328,23 @@ fn a_revisit_wider_than_64_buckets_is_refused_up_front_and_shortened_for_discove
             .expect("refused")
             .to_string();
         assert!(error.contains("64 dedup buckets"), "{error}");
+        assert!(
+            error.contains("created with (10 s)") && error.contains("seen:*"),
+            "names the stored buckets and the way out: {error}"
+        );
+        // SQLite keeps a bucket per URL: no such limit there.
+        let wide_sqlite = DedupOptions {
+            revisit: Some(Duration::from_secs(3600)),
+            bucket: Some(Duration::from_secs(10)),
+            ..DedupOptions::default()
+        };
+        let sqlite = JobQueue::open("memory://", options("wide", wide_sqlite))
+            .await
+            .unwrap();
+        assert_eq!(
+            created(&sqlite, vec![job("https://a.example/")]).await,
+            [true]
+        );
 
         // A job's own revisit (its config): a client's submit is refused, naming the job...
         let long = NewJob {
@@ -340,6 +357,18 @@ fn a_revisit_wider_than_64_buckets_is_refused_up_front_and_shortened_for_discove
             .unwrap_err()
             .to_string();
         assert!(error.contains("64 dedup buckets"), "{error}");
+        // ...before anything of its batch is sent (here in the third chunk of 1,000).
+        let mut batch: Vec<NewJob> = (0..2500)
+            .map(|i| job(&format!("https://b.example/{i}")))
+            .collect();
+        batch[2400] = long.clone();
+        let before = queue.stats().await.unwrap().total;
+        assert!(queue.submit(batch).await.is_err());
+        assert_eq!(
+            queue.stats().await.unwrap().total,
+            before,
+            "nothing of the batch"
+        );
         // ...but a link a finished page discovered gets the longest interval the buckets
         // allow: the page's completion does not fail (and run again) for it.
         let page = queue.claim("w", 1, true).await.unwrap().remove(0);

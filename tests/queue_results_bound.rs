@@ -27,13 +27,14 @@ async fn fill_and_bound(queue: JobQueue, entries: usize, max_len: usize, exact: 
         })
         .collect();
     queue.finish_many(finished).await.unwrap();
-    let first = queue.results_after(None, 1).await.unwrap()[0]
-        .cursor
-        .clone();
+    let all = queue.results_after(None, entries).await.unwrap();
+    let first = all[0].cursor.clone();
     assert_eq!(queue.results_trimmed_to().await.unwrap(), None);
 
     queue.reap(100).await.unwrap();
     let left = queue.results_after(None, entries).await.unwrap();
+    let kept_from = all.len() - left.len();
+    assert_eq!(all[kept_from].cursor, left[0].cursor, "the oldest went");
     if exact {
         assert_eq!(left.len(), max_len);
     } else {
@@ -75,6 +76,40 @@ async fn fill_and_bound(queue: JobQueue, entries: usize, max_len: usize, exact: 
         queue.results_trimmed_to().await.unwrap().as_deref(),
         Some(last.as_str())
     );
+
+    // An export read up to A; B came in (a later millisecond) before it trimmed what it
+    // read: the log says it was trimmed up to A, not up to just before B.
+    let a = complete_one(&queue, "https://r.example/a").await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    complete_one(&queue, "https://r.example/b").await;
+    assert_eq!(queue.trim_results(&a).await.unwrap(), 1);
+    assert_eq!(
+        queue.results_trimmed_to().await.unwrap().as_deref(),
+        Some(a.as_str())
+    );
+}
+
+/// Completes a new job with one record; its results entry's cursor.
+async fn complete_one(queue: &JobQueue, url: &str) -> String {
+    queue
+        .submit(vec![NewJob {
+            target_url: url.to_owned(),
+            ..NewJob::default()
+        }])
+        .await
+        .unwrap();
+    let job = queue.claim("w", 1, true).await.unwrap().remove(0);
+    queue
+        .finish_many(vec![Finished {
+            id: job.id.clone(),
+            token: job.token,
+            records: Some(r#"[{"x":2}]"#.to_owned()),
+            ..Finished::default()
+        }])
+        .await
+        .unwrap();
+    let entries = queue.results_after(None, 100_000).await.unwrap();
+    entries.last().expect("its entry").cursor.clone()
 }
 
 fn options(name: &str, max_len: u64) -> QueueOptions {

@@ -230,7 +230,10 @@ def test_a_call_whose_connection_drops_after_it_ran_is_not_sent_again(
         outcome: list[object] = []
         claimer = threading.Thread(target=lambda: outcome.append(_claim_one(queue)))
         claimer.start()
-        time.sleep(1.5)
+        # The master ran the claim (read directly, not through the proxy); its answer is
+        # still on its way back through the proxy: cut the connection now.
+        counts = f"scraperv4:{{{name}}}:counts"
+        wait_for(lambda: int(admin.hget(counts, "assigned") or 0) == 1, "the claim to run")
         assert proxy.cut() >= 1
         claimer.join(timeout=60)
         proxy.set_latency(0.0)

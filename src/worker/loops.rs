@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use super::WorkerResult;
 use super::job::Done;
 use super::pool::{Stop, Worker};
-use crate::queue::{Ack, Finished, JobStatus, QueueError};
+use crate::queue::{Ack, Finished, JobStatus};
 use crate::resources::sampler::ResourceConfig;
 use crate::resources::{ResourceManager, Thresholds};
 use crate::sink::JsonlSink;
@@ -74,16 +74,17 @@ impl Worker {
     }
 
     /// `finish_many`, retried while the queue is unreachable, for at most one lease (after
-    /// that the jobs belong to someone else anyway); an answer that is not "unreachable"
-    /// would be the same the next time. `None` per job when it gave up: the claims are let
-    /// go, and the next heartbeat gives back what is still leased to us.
+    /// that the jobs belong to someone else anyway). `None` per job when it gave up: the
+    /// claims are let go, and the next heartbeat gives back what is still leased to us.
+    /// (Every error is retried: some outages are not reported as `Unavailable`, a full
+    /// SQLite disk or a clock that jumped twice.)
     async fn finish_with_retries(&self, jobs: Vec<Finished>) -> Vec<Option<Ack>> {
         let deadline = Instant::now() + self.queue.options().lease;
         let mut wait = Duration::from_millis(100);
         loop {
             match self.queue.finish_many(jobs.clone()).await {
                 Ok(acks) => return acks.into_iter().map(Some).collect(),
-                Err(error @ QueueError::Unavailable { .. }) if Instant::now() + wait < deadline => {
+                Err(error) if Instant::now() + wait < deadline => {
                     tracing::warn!(%error, jobs = jobs.len(), "could not record finished jobs; retrying");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));

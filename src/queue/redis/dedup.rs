@@ -10,6 +10,7 @@
 //! of slack on each side; the script checks them against its own clock before it changes
 //! anything and asks for a retry (`SEENCLOCK <now>`) when they do not cover it.
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -41,6 +42,22 @@ fn local_ms() -> i64 {
 }
 
 impl SeenFilter {
+    /// Refuses, before anything is sent, a job whose revisit interval the buckets cannot
+    /// keep (so a batch is submitted whole or not at all).
+    pub(super) fn check_windows(&self, jobs: &[NewJob]) -> QueueResult<()> {
+        let default = self.options.revisit.map_or(0, duration_ms);
+        for job in jobs {
+            let revisit = job.revisit.map_or(default, duration_ms);
+            if let Some(why) = window_too_wide(revisit, self.geometry.bucket_ms) {
+                return Err(QueueError::InvalidJob {
+                    job_id: job.id().to_owned(),
+                    reason: why,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The keys and the trailing arguments of a script call whose own arguments are `args`
     /// and that may submit `jobs` (with the ARGV index of each job's submit fields). A job
     /// asking for a revisit interval longer than the buckets allow is refused, unless it was
@@ -61,6 +78,7 @@ impl SeenFilter {
         tail.push(String::new());
         tail.push(jobs.len().to_string());
         let mut longest = 0;
+        let mut shortened = 0;
         for &(index, job) in jobs {
             let mut revisit = job.revisit.map_or(default, duration_ms);
             if let Some(why) = window_too_wide(revisit, width) {
@@ -71,6 +89,7 @@ impl SeenFilter {
                     });
                 }
                 revisit = MAX_WINDOW_BUCKETS * width;
+                shortened += 1;
             }
             longest = longest.max(revisit);
             let fingerprint = Fingerprint::of(
@@ -101,6 +120,15 @@ impl SeenFilter {
         for bucket in lo..=hi {
             keys.push(format!("{base}:seen:{bucket}"));
             keys.push(format!("{base}:seen:{bucket}:n"));
+        }
+        if shortened > 0 {
+            tracing::warn!(
+                links = shortened,
+                longest_s = MAX_WINDOW_BUCKETS * width / 1000,
+                "discovered links asked for a revisit interval longer than the queue's dedup \
+                 buckets allow: they get the longest one (on Redis a revisit spans at most \
+                 {MAX_WINDOW_BUCKETS} buckets)"
+            );
         }
         Ok((keys, tail))
     }
@@ -159,8 +187,17 @@ impl RedisQueue {
         // The stored buckets decide: a queue-wide revisit they cannot keep is refused here,
         // not job by job.
         if let Some(revisit) = options.revisit
-            && let Some(why) = window_too_wide(duration_ms(revisit), geometry.bucket_ms)
+            && let Some(mut why) = window_too_wide(duration_ms(revisit), geometry.bucket_ms)
         {
+            if geometry.bucket_ms != options.bucket_ms() {
+                let _ = write!(
+                    why,
+                    "; this queue's filter keeps the buckets it was created with ({} s): a \
+                     shorter revisit, or delete the queue's seen:* keys to start a filter \
+                     with other buckets",
+                    geometry.bucket_ms / 1000
+                );
+            }
             return Err(ConfigError::invalid("revisit", format!("{revisit:?}"), why).into());
         }
         let filter = SeenFilter {

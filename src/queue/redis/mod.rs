@@ -551,6 +551,9 @@ impl RedisQueue {
 
     /// Submits validated jobs; `(id, created)` per job (one round trip per 1,000 jobs).
     pub async fn submit(&self, jobs: Vec<NewJob>) -> QueueResult<Vec<(String, bool)>> {
+        if let Some(seen) = &self.seen {
+            seen.check_windows(&jobs)?;
+        }
         let mut results = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(SUBMIT_CHUNK) {
             let mut args = Vec::with_capacity(1 + chunk.len() * 5);
