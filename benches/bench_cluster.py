@@ -30,12 +30,11 @@ import redis
 from redis.crc import key_slot
 
 from _common import report, spread
-from scraperv4.queue import AsyncJobQueue, JobSpec
+from bench_queue import produce_and_work
 from support.redis_cluster import RedisCluster
 from support.redis_server import RedisServer
 
 JOBS = 20_000
-BATCH = 100
 ROUNDS = 3
 
 
@@ -46,35 +45,9 @@ def cpu_seconds(port: int) -> float:
     return float(cpu["used_cpu_user"] + cpu["used_cpu_sys"])
 
 
-async def work(url: str, name: str, jobs: int) -> None:
-    """Submit ``jobs`` in batches while a worker claims and completes them."""
-    queue = await AsyncJobQueue.open(url, name=name)
-    specs = [JobSpec(f"https://example.com/{i}", template_id="noop") for i in range(jobs)]
-    submitted = asyncio.Event()
-
-    async def producer() -> None:
-        for offset in range(0, jobs, BATCH):
-            await queue.submit_many(specs[offset : offset + BATCH])
-        submitted.set()
-
-    async def worker() -> int:
-        done = 0
-        while True:
-            claimed = await queue.claim("bench-worker", BATCH)
-            if claimed:
-                done += sum(ack.accepted for ack in await queue.complete_many(claimed))
-            elif submitted.is_set():
-                return done
-            else:
-                await asyncio.sleep(0.001)
-
-    _, done = await asyncio.gather(producer(), worker())
-    assert done == jobs, f"completed {done} of {jobs}"
-
-
 def run(url: str, names: list[str], jobs: int) -> float:
     async def all_of_them() -> None:
-        await asyncio.gather(*(work(url, name, jobs) for name in names))
+        await asyncio.gather(*(produce_and_work(url, name, jobs) for name in names))
 
     started = time.perf_counter()
     asyncio.run(all_of_them())
@@ -138,7 +111,7 @@ def main() -> int:
             "cluster, 3 queues on 3 masters at once (jobs/s, all)": spread(figures["cluster3"]),
             "per-queue ceiling, one Redis core / CPU per job (jobs/s)": 1e6 / cpu,
             "rounds (single, replicated, cluster, cluster x3 interleaved)": ROUNDS,
-            "jobs per queue, batch": f"{JOBS}, {BATCH}",
+            "jobs per queue, batch": f"{JOBS}, 100",
         },
         {},
     )

@@ -75,37 +75,37 @@ def batched_jobs_per_second(url: str, jobs: int) -> float:
     return jobs / elapsed
 
 
+async def produce_and_work(url: str, name: str, jobs: int) -> None:
+    """Submit ``jobs`` in batches while a worker claims and completes them (one queue)."""
+    queue = await AsyncJobQueue.open(url, name=name)
+    specs = [JobSpec(f"https://example.com/{i}", template_id="noop") for i in range(jobs)]
+    submitted = asyncio.Event()
+
+    async def producer() -> None:
+        for offset in range(0, jobs, BATCH):
+            await queue.submit_many(specs[offset : offset + BATCH])
+        submitted.set()
+
+    async def worker() -> int:
+        done = 0
+        while True:
+            claimed = await queue.claim("bench-worker", BATCH)
+            if claimed:
+                done += sum(ack.accepted for ack in await queue.complete_many(claimed))
+            elif submitted.is_set():
+                return done
+            else:
+                await asyncio.sleep(0.001)
+
+    _, done = await asyncio.gather(producer(), worker())
+    assert done == jobs, f"completed {done} of {jobs}"
+
+
 def concurrent_batched_jobs_per_second(url: str, jobs: int) -> float:
     """A producer submitting and a worker claiming/completing at the same time."""
-
-    async def run() -> float:
-        queue = await AsyncJobQueue.open(url, name=f"bench-{uuid.uuid4().hex[:6]}")
-        specs = [JobSpec(f"https://example.com/{i}", template_id="noop") for i in range(jobs)]
-        submitted = asyncio.Event()
-
-        async def producer() -> None:
-            for offset in range(0, jobs, BATCH):
-                await queue.submit_many(specs[offset : offset + BATCH])
-            submitted.set()
-
-        async def worker() -> int:
-            done = 0
-            while True:
-                claimed = await queue.claim("bench-worker", BATCH)
-                if claimed:
-                    done += sum(ack.accepted for ack in await queue.complete_many(claimed))
-                elif submitted.is_set():
-                    return done
-                else:
-                    await asyncio.sleep(0.001)
-
-        started = time.perf_counter()
-        _, done = await asyncio.gather(producer(), worker())
-        elapsed = time.perf_counter() - started
-        assert done == jobs, f"completed {done} of {jobs}"
-        return jobs / elapsed
-
-    return asyncio.run(run())
+    started = time.perf_counter()
+    asyncio.run(produce_and_work(url, f"bench-{uuid.uuid4().hex[:6]}", jobs))
+    return jobs / (time.perf_counter() - started)
 
 
 def seed_api_jobs_per_second(url: str, prefetch: int = 1) -> float:
