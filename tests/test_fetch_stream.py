@@ -13,8 +13,8 @@ import select
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from typing import Any, Callable
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any, Callable, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -28,11 +28,31 @@ from support.redis_server import free_port
 DEADLINE = 30.0
 
 
+T = TypeVar("T")
+
+
 def wait_for(condition: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + DEADLINE
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.01)
+
+
+def run_once_four_in_flight(server: Any, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run(main())`` while another thread holds the server's gate shut until four
+    requests are in flight at once (fewer never get through)."""
+
+    def release() -> None:
+        wait_for(lambda: server.active == 4, "four requests in flight at once")
+        server.gate.set()
+
+    releaser = threading.Thread(target=release)
+    releaser.start()
+    try:
+        return asyncio.run(main())
+    finally:
+        server.gate.set()
+        releaser.join()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -288,17 +308,7 @@ def test_an_async_input_keeps_every_slot_busy(server: StreamServer, fetcher: Fet
             got.append(url)
         return got
 
-    def release() -> None:
-        wait_for(lambda: server.active == 4, "four requests in flight at once")
-        server.gate.set()
-
-    releaser = threading.Thread(target=release)
-    releaser.start()
-    try:
-        assert len(asyncio.run(main())) == 8
-    finally:
-        server.gate.set()
-        releaser.join()
+    assert len(run_once_four_in_flight(server, main)) == 8
     assert server.most_active == 4
 
 
@@ -418,17 +428,7 @@ def test_an_async_input_that_waits_still_fills_every_slot(
     async def main() -> int:
         return len([p async for p in fetcher.stream_async(source(), concurrency=4, buffer=0)])
 
-    def release() -> None:
-        wait_for(lambda: server.active == 4, "four requests in flight at once")
-        server.gate.set()
-
-    releaser = threading.Thread(target=release)
-    releaser.start()
-    try:
-        assert asyncio.run(main()) == 8
-    finally:
-        server.gate.set()
-        releaser.join()
+    assert run_once_four_in_flight(server, main) == 8
     assert server.most_active == 4
 
 

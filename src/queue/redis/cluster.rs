@@ -34,7 +34,8 @@ use std::time::{Duration, Instant};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 
-use super::scripts::{self, LIBRARY, QueueScript};
+use super::Call;
+use super::scripts::{self, LIBRARY};
 use crate::config::ConfigError;
 
 /// The URL schemes of a cluster, and the scheme of each seed node.
@@ -131,26 +132,16 @@ pub(super) fn slot_unsettled(error: &redis::RedisError) -> bool {
         })
 }
 
-/// A queue call on the cluster: `script` with `keys` (the first is the queue's `counts`) and
-/// the queue's `base` and `args`, sent to the master of the queue's slot until the slot is
+/// A queue call on the cluster, sent to the master of the queue's slot until the slot is
 /// settled there or `deadline` has passed. `connection` must not retry by itself (see the
 /// module's documentation).
 pub(super) async fn call<T: redis::FromRedisValue>(
     connection: &mut ClusterConnection,
-    script: &QueueScript,
-    keys: &[String],
-    base: &str,
-    args: &[String],
+    call: &Call<'_>,
     deadline: Instant,
 ) -> redis::RedisResult<T> {
-    let mut fcall = redis::cmd("FCALL");
-    fcall
-        .arg(LIBRARY.function(script))
-        .arg(0)
-        .arg(keys.len())
-        .arg(keys)
-        .arg(base)
-        .arg(args);
+    let fcall = call.keyless_fcall();
+    let base = call.base;
     let guard = format!("{base}:guard");
     let route = queue_node(base);
     let mut pause = Duration::from_millis(5);

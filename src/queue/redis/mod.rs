@@ -95,8 +95,8 @@ impl redis::aio::ConnectionLike for Connection {
     }
 }
 
-/// One queue operation's call on a single server: `KEYS` = `counts` then `keys`, `ARGV` =
-/// the queue's key base then `args`.
+/// One queue operation's call: `KEYS` = `counts` then `keys`, `ARGV` = the queue's key base
+/// then `args`.
 struct Call<'a> {
     script: &'a QueueScript,
     counts: &'a str,
@@ -111,6 +111,21 @@ impl Call<'_> {
         let mut fcall = redis::cmd("FCALL");
         fcall
             .arg(LIBRARY.function(self.script))
+            .arg(1 + self.keys.len())
+            .arg(self.counts)
+            .arg(self.keys)
+            .arg(self.base)
+            .arg(self.args);
+        fcall
+    }
+
+    /// As the library's function declaring no keys (a Redis Cluster: see `cluster.rs`):
+    /// `ARGV` = the number of keys, the keys, then the usual `ARGV`.
+    fn keyless_fcall(&self) -> redis::Cmd {
+        let mut fcall = redis::cmd("FCALL");
+        fcall
+            .arg(LIBRARY.function(self.script))
+            .arg(0)
             .arg(1 + self.keys.len())
             .arg(self.counts)
             .arg(self.keys)
@@ -321,24 +336,6 @@ impl RedisQueue {
         args: Vec<String>,
     ) -> QueueResult<T> {
         let counts = format!("{}:counts", self.base);
-        if let Connection::Cluster(_, connection) = &self.connection {
-            let mut connection = connection.clone();
-            let mut declared = Vec::with_capacity(1 + keys.len());
-            declared.push(counts);
-            declared.extend(keys);
-            let deadline = Instant::now() + self.options.operation_timeout;
-            let call = cluster::call(
-                &mut connection,
-                script,
-                &declared,
-                &self.base,
-                &args,
-                deadline,
-            );
-            // A little longer than the call's own deadline, which ends in its last error.
-            let timeout = self.options.operation_timeout + Duration::from_secs(1);
-            return self.answered(operation, timeout, call).await;
-        }
         // Each form is encoded only when it is sent (the script only on servers without
         // functions).
         let call = Call {
@@ -348,6 +345,14 @@ impl RedisQueue {
             base: &self.base,
             args: &args,
         };
+        if let Connection::Cluster(_, connection) = &self.connection {
+            let mut connection = connection.clone();
+            let deadline = Instant::now() + self.options.operation_timeout;
+            let call = cluster::call(&mut connection, &call, deadline);
+            // A little longer than the call's own deadline, which ends in its last error.
+            let timeout = self.options.operation_timeout + Duration::from_secs(1);
+            return self.answered(operation, timeout, call).await;
+        }
         if crate::runtime::caller_may_block() {
             return self.run_blocking(operation, |connection| {
                 self.call_blocking(&call, connection)
