@@ -28,8 +28,10 @@ from scraperv4.queue import AsyncJobQueue, JobQueue, JobSpec, JobStatus
 from support.redis_cluster import RedisCluster
 from support.redis_server import RedisServer
 
-BACKENDS = ["memory", "sqlite", "redis", "cluster"]
-SHARED_BACKENDS = ["sqlite", "redis", "cluster"]  # reachable from several processes
+BACKENDS = ["memory", "sqlite", "redis", "sharded", "cluster"]
+SHARED_BACKENDS = ["sqlite", "redis", "sharded", "cluster"]  # reachable from several processes
+# "sharded": a queue of 3 shards on one redis-server (tests/test_queue_sharded.py spreads
+# jobs over the shards; here every semantic holds where the jobs of a test share a key).
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,7 @@ def backend_url(
     request: pytest.FixtureRequest, shared_redis: RedisServer, tmp_path: Path
 ) -> Callable[[str], str]:
     def url(backend: str) -> str:
-        if backend == "redis":
+        if backend in ("redis", "sharded"):
             return shared_redis.url
         if backend == "cluster":
             cluster: RedisCluster = request.getfixturevalue("shared_cluster")
@@ -67,6 +69,8 @@ def make_queue(request: pytest.FixtureRequest, backend_url: Callable[[str], str]
 
     def make(**options: Any) -> JobQueue:
         options.setdefault("name", name)
+        if request.param == "sharded":
+            options.setdefault("shards", 3)
         return JobQueue(url, **options)
 
     return make
@@ -74,6 +78,16 @@ def make_queue(request: pytest.FixtureRequest, backend_url: Callable[[str], str]
 
 def spec(n: int, **fields: Any) -> JobSpec:
     return JobSpec(f"https://example.com/page/{n}", template_id="t", name=f"job {n}", **fields)
+
+
+def spread_spec(n: int) -> JobSpec:
+    """A job of one of 30 sites (on a sharded queue, jobs of every shard)."""
+    return JobSpec(f"https://site{n % 30}.example/page/{n}", template_id="t", name=f"job {n}")
+
+
+def sharding(backend: str) -> dict[str, Any]:
+    """The options that make a queue of ``backend`` what the backend names."""
+    return {"shards": 3} if backend == "sharded" else {}
 
 
 # -- submit and claim --------------------------------------------------------------------
@@ -448,8 +462,8 @@ def test_eight_processes_racing_get_each_job_exactly_once(
     import json
 
     url, name = backend_url(backend), f"race{uuid.uuid4().hex[:8]}"
-    queue = JobQueue(url, name=name)
-    ids = queue.submit_many([spec(i) for i in range(1000)])
+    queue = JobQueue(url, name=name, **sharding(backend))
+    ids = queue.submit_many([spread_spec(i) for i in range(1000)])
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", CLAIMER, url, name, f"w{i}"],
@@ -501,8 +515,8 @@ def test_a_process_killed_holding_50_jobs_loses_none(
     backend: str, backend_url: Callable[[str], str]
 ) -> None:
     url, name = backend_url(backend), f"kill{uuid.uuid4().hex[:8]}"
-    queue = JobQueue(url, name=name, lease=1.0)
-    ids = queue.submit_many([spec(i) for i in range(50)])
+    queue = JobQueue(url, name=name, lease=1.0, **sharding(backend))
+    ids = queue.submit_many([spread_spec(i) for i in range(50)])
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLDER, url, name], stdout=subprocess.PIPE, text=True
     )
@@ -616,7 +630,7 @@ def test_async_twin_gives_the_same_results(backend: str, backend_url: Callable[[
     url = backend_url(backend)
 
     def sync_run(name: str) -> list[Any]:
-        queue = JobQueue(url, name=name)
+        queue = JobQueue(url, name=name, **sharding(backend))
         queue.submit_many([spec(i, id=f"j{i}", priority=i % 2) for i in range(4)])
         jobs = queue.claim("w", 3)
         out: list[Any] = [[j.id for j in jobs]]
@@ -627,7 +641,7 @@ def test_async_twin_gives_the_same_results(backend: str, backend_url: Callable[[
         return out
 
     async def async_run(name: str) -> list[Any]:
-        queue = await AsyncJobQueue.open(url, name=name)
+        queue = await AsyncJobQueue.open(url, name=name, **sharding(backend))
         await queue.submit_many([spec(i, id=f"j{i}", priority=i % 2) for i in range(4)])
         jobs = await queue.claim("w", 3)
         out: list[Any] = [[j.id for j in jobs]]

@@ -189,6 +189,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "dedup_bucket": ("6h", 21600.0),
     "dedup_ignore_params": ("utm_*,ref", ["utm_*", "ref"]),
     "results_max_len": ("100000", 100000),
+    "shards": ("3", 3),
 }
 
 

@@ -581,6 +581,10 @@ class JobQueue:
         results_max_len: the results log keeps about this many entries (the reaper deletes
             the oldest); an export that falls further behind loses entries and logs a warning
             saying so. ``None``: the log grows until it is trimmed.
+        shards: Redis: spread the queue over this many shards (hash tags, so slots and
+            masters of a Redis Cluster), fixed when the queue is created; a politeness key's
+            jobs all go to one shard. ``None``: as the queue was created (one shard for a new
+            queue). See docs/scaling.md.
 
     Raises:
         ConfigError: a bad URL or setting.
@@ -613,6 +617,11 @@ class JobQueue:
     def lease(self) -> float:
         """Lease length, seconds."""
         return self._inner.lease
+
+    @property
+    def shards(self) -> int:
+        """The number of shards the queue is spread over (1 but for a sharded Redis queue)."""
+        return self._inner.shards
 
     def submit(self, job: SpecLike) -> str:
         """Submit one job; returns its id (an existing id is left as it is)."""

@@ -429,7 +429,7 @@ impl PyJobQueue {
         domain_concurrency = None, autothrottle = None, max_domain_delay = None,
         runnable_horizon = 10.0, dedup = false, dedup_capacity = 1_000_000,
         dedup_error_rate = 0.01, revisit = None, dedup_bucket = None,
-        dedup_ignore_params = None, results_max_len = None))]
+        dedup_ignore_params = None, results_max_len = None, shards = None))]
     #[allow(clippy::too_many_arguments)]
     fn open(
         py: Python<'_>,
@@ -460,6 +460,7 @@ impl PyJobQueue {
         dedup_bucket: Option<f64>,
         dedup_ignore_params: Option<Vec<String>>,
         results_max_len: Option<u64>,
+        shards: Option<u32>,
     ) -> PyResult<Self> {
         if !dedup {
             // Settings of the seen-URL filter without the filter: said, not ignored.
@@ -525,6 +526,7 @@ impl PyJobQueue {
             runnable_horizon: duration("runnable_horizon", runnable_horizon)?,
             dedup,
             results_max_len,
+            shards,
             ..QueueOptions::default()
         };
         let queue = block_on(py, async move { JobQueue::open(&url, options).await })?;
@@ -537,6 +539,12 @@ impl PyJobQueue {
     #[getter]
     fn location(&self) -> &str {
         self.queue.location()
+    }
+
+    /// The number of shards the queue is spread over (1 but for a sharded Redis queue).
+    #[getter]
+    fn shards(&self) -> usize {
+        self.queue.shards()
     }
 
     /// The lease length in seconds.

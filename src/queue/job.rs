@@ -407,6 +407,25 @@ impl QueueTotals {
         }
         totals
     }
+
+    /// The totals of several queues (the shards of one) added up.
+    pub fn sum(all: impl IntoIterator<Item = Self>) -> Self {
+        let mut sum = Self::from_pairs([]);
+        for one in all {
+            sum.completed += one.completed;
+            sum.failed += one.failed;
+            sum.cancelled += one.cancelled;
+            sum.retried += one.retried;
+            sum.expired += one.expired;
+            sum.replayed += one.replayed;
+            sum.duration_ms_sum += one.duration_ms_sum;
+            sum.duration_count += one.duration_count;
+            for (total, n) in sum.duration_buckets.iter_mut().zip(&one.duration_buckets) {
+                *total += n;
+            }
+        }
+        sum
+    }
 }
 
 impl QueueStats {

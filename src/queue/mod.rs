@@ -22,12 +22,14 @@
 //! Backends: [`redis::RedisQueue`] (the fleet) and [`sqlite::SqliteQueue`] (one machine, a
 //! file or memory). [`JobQueue::open`] picks one from the URL.
 
+pub mod cursor;
 pub mod dedup;
 pub mod error;
 pub mod job;
 pub mod options;
 pub mod politeness;
 pub mod redis;
+pub mod sharded;
 pub mod sqlite;
 
 pub use error::{QueueError, QueueResult};
@@ -51,6 +53,8 @@ pub enum JobQueue {
     Redis(redis::RedisQueue),
     /// SQLite (`sqlite://`, `memory://`).
     Sqlite(sqlite::SqliteQueue),
+    /// Redis, several shards (`shards` > 1; see [`sharded`]).
+    Sharded(sharded::ShardedQueue),
 }
 
 macro_rules! dispatch {
@@ -58,6 +62,7 @@ macro_rules! dispatch {
         match $self {
             JobQueue::Redis($queue) => $call,
             JobQueue::Sqlite($queue) => $call,
+            JobQueue::Sharded($queue) => $call,
         }
     };
 }
@@ -67,7 +72,16 @@ impl JobQueue {
     pub async fn open(url: &str, options: QueueOptions) -> QueueResult<Self> {
         options.validate()?;
         Ok(match QueueUrl::parse(url)? {
-            QueueUrl::Redis(url) => Self::Redis(redis::RedisQueue::connect(&url, options).await?),
+            QueueUrl::Redis(url) => {
+                sharded::open(redis::RedisQueue::connect(&url, options).await?).await?
+            }
+            _ if options.shards.is_some_and(|n| n > 1) => {
+                return Err(QueueError::Config(crate::config::ConfigError::invalid(
+                    "shards",
+                    options.shards.unwrap_or_default(),
+                    "1 on this backend (shards spread a Redis queue over several slots)",
+                )));
+            }
             QueueUrl::Sqlite(path) => Self::Sqlite(sqlite::SqliteQueue::open(&path, options)?),
             QueueUrl::Memory => Self::Sqlite(sqlite::SqliteQueue::in_memory(options)?),
         })
@@ -81,6 +95,14 @@ impl JobQueue {
     /// The queue's settings.
     pub fn options(&self) -> &QueueOptions {
         dispatch!(self, q => q.options())
+    }
+
+    /// The number of shards the queue is spread over (1 but for a sharded Redis queue).
+    pub fn shards(&self) -> usize {
+        match self {
+            JobQueue::Sharded(queue) => queue.shard_count(),
+            JobQueue::Redis(_) | JobQueue::Sqlite(_) => 1,
+        }
     }
 
     /// Validates and submits jobs: `(id, created)` per job; `created` is false for an id

@@ -7,6 +7,9 @@ use crate::config::{ConfigError, ConfigResult};
 use super::job::DEFAULT_MAX_CONFIG_BYTES;
 use super::politeness::{KeyMode, Policy};
 
+/// The most shards a queue can have.
+pub const MAX_SHARDS: u32 = 256;
+
 /// Settings of a queue (the same on every backend).
 #[derive(Debug, Clone)]
 pub struct QueueOptions {
@@ -56,6 +59,11 @@ pub struct QueueOptions {
     /// the oldest beyond it. An exporter that falls further behind loses entries and says so
     /// loudly. `None`: the log grows until it is trimmed (`trim_results`).
     pub results_max_len: Option<u64>,
+    /// Redis: the number of shards (key hash tags, so slots of a cluster) the queue is spread
+    /// over, set when the queue is created (see [`super::sharded`]). `None`: as the queue
+    /// was created (one shard for a new queue). A queue created with another number is
+    /// refused, not resharded.
+    pub shards: Option<u32>,
 }
 
 impl Default for QueueOptions {
@@ -80,6 +88,7 @@ impl Default for QueueOptions {
             domain_idle: Duration::from_secs(3600),
             dedup: None,
             results_max_len: None,
+            shards: None,
         }
     }
 }
@@ -151,6 +160,15 @@ impl QueueOptions {
                 "results_max_len",
                 0,
                 "at least 1 entry (or none: no bound)",
+            ));
+        }
+        if let Some(shards) = self.shards
+            && !(1..=MAX_SHARDS).contains(&shards)
+        {
+            return Err(ConfigError::invalid(
+                "shards",
+                shards,
+                format!("1 to {MAX_SHARDS}"),
             ));
         }
         if self.max_lease_expiries == 0 {

@@ -31,6 +31,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::queue::cursor as results_log;
 use crate::queue::{JobQueue, QueueError, ResultsEntry};
 
 /// What can go wrong writing results.
@@ -216,7 +217,7 @@ impl JsonlSink {
                 // Trimmed (what is left is all after the cursor: reading from the start costs
                 // nothing more) or rolled back (entries now sit under the cursor).
                 if let Some(trimmed) = queue.results_trimmed_to().await?
-                    && log_position(&trimmed) > log_position(at)
+                    && results_log::past(&trimmed, at)
                 {
                     tracing::warn!(
                         file = %self.path.display(),
@@ -253,10 +254,12 @@ impl JsonlSink {
             if let Some(at) = &from
                 && !warned
                 && let Some(trimmed) = queue.results_trimmed_to().await?
-                && log_position(&trimmed) > log_position(at)
-                && entries
-                    .first()
-                    .is_none_or(|first| log_position(&first.cursor) > log_position(&trimmed))
+                && results_log::past(&trimmed, at)
+                && results_log::skipped_by_trim(
+                    at,
+                    entries.iter().map(|e| e.cursor.as_str()),
+                    &trimmed,
+                )
             {
                 warned = true;
                 tracing::warn!(
@@ -516,22 +519,10 @@ pub fn checkpoint_path(path: &Path) -> PathBuf {
 }
 
 /// The order of a results log cursor: a Redis stream id `<ms>-<seq>` or a SQLite row number.
-fn log_position(cursor: &str) -> (u64, u64) {
-    let (major, minor) = cursor.split_once('-').unwrap_or((cursor, "0"));
-    (major.parse().unwrap_or(0), minor.parse().unwrap_or(0))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::queue::{Finished, NewJob, QueueOptions};
-
-    #[test]
-    fn log_positions_order_stream_ids_and_row_numbers() {
-        assert!(log_position("1700000000000-2") > log_position("1700000000000-1"));
-        assert!(log_position("1700000000001-0") > log_position("1700000000000-9"));
-        assert!(log_position("12") > log_position("9"));
-    }
 
     async fn queue_with_results(n: usize) -> JobQueue {
         let queue = JobQueue::open("memory://", QueueOptions::default())

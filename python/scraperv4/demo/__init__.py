@@ -13,6 +13,7 @@ links (``a.follow``, two levels deep) and the listings' next pages (``a.next``).
 from __future__ import annotations
 
 import html
+import ipaddress
 import random
 import sys
 import threading
@@ -74,6 +75,8 @@ class DemoSite:
         failing: product ids whose page always answers 500 (a broken page; 503 and 429 are
             what a site says to slow down, and slow the whole site for the fleet).
         seed: the generator's seed.
+        host: the loopback address to serve on (``127.0.0.2``, ``127.0.0.3``, ... are other
+            hosts to a crawler: other politeness keys).
     """
 
     def __init__(
@@ -85,7 +88,15 @@ class DemoSite:
         latency: float = 0.0,
         failing: Collection[int] = (),
         seed: int = 4,
+        host: str = "127.0.0.1",
     ) -> None:
+        try:
+            loopback = ipaddress.IPv4Address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ValueError(f"host must be an IPv4 loopback address (127.x.y.z), not {host!r}")
+        self.host = host
         if not 1 <= categories <= len(_CATEGORIES):
             raise ValueError(f"categories must be 1..{len(_CATEGORIES)}")
         if products_per_category < 1 or page_size < 1:
@@ -136,7 +147,7 @@ class DemoSite:
         """The home page (the crawl's seed)."""
         if self._server is None:
             raise RuntimeError("the demo site is not running")
-        return f"http://127.0.0.1:{self._server.server_address[1]}/"
+        return f"http://{self.host}:{self._server.server_address[1]}/"
 
     def expected(self) -> list[dict[str, Any]]:
         """Every item a full crawl records, sorted by sku."""
@@ -169,7 +180,7 @@ class DemoSite:
             class Handler(_Handler):
                 demo = site
 
-            self._server = _Server(("127.0.0.1", 0), Handler)
+            self._server = _Server((self.host, 0), Handler)
             self._server.daemon_threads = True
             self._thread = threading.Thread(
                 target=self._server.serve_forever, name="scraperv4-demo-site", daemon=True

@@ -251,6 +251,15 @@ class QueueSection(Settings):
         default_text="no bound",
         ge=1,
     )
+    shards: Optional[int] = setting(
+        None,
+        "Redis: the number of shards the queue is spread over (hash tags, so slots and "
+        "masters of a Redis Cluster), fixed when the queue is created. Unset: as the queue was "
+        "created (one shard for a new queue).",
+        default_text="as created",
+        ge=1,
+        le=256,
+    )
     dedup_ignore_params: Optional[StrList] = setting(
         None,
         "Query parameters ignored when comparing URLs: names, or prefixes ending in *.",
@@ -307,6 +316,7 @@ class QueueSection(Settings):
             "dedup_bucket": self.dedup_bucket,
             "dedup_ignore_params": self.dedup_ignore_params,
             "results_max_len": self.results_max_len,
+            "shards": self.shards,
         }
 
     def cross_check(self) -> list[tuple[tuple[str, ...], str]]:

@@ -35,6 +35,9 @@ mod dedup;
 mod domains;
 mod results;
 mod scripts;
+mod shards;
+
+pub use shards::slot_of_tag;
 
 use scripts::{
     ADMIN, CLAIM, COMPLETE_MANY, DOMAINS, DOMAINS_READ, FINISH, HEARTBEAT, LIBRARY, LIST, PURGE,
@@ -217,7 +220,7 @@ impl RedisQueue {
             })?;
         let base = format!("{}:{{{}}}", options.prefix, options.name);
         warn_if_evicting(&mut connection.clone(), &redacted_url).await;
-        let mut queue = Self {
+        Self {
             connection,
             blocking: std::sync::Mutex::new(Vec::new()),
             client,
@@ -226,13 +229,20 @@ impl RedisQueue {
             redacted_url,
             functions: AtomicBool::new(false),
             seen: None,
-        };
-        queue.upgrade().await?;
-        queue.seen = queue.open_seen().await?;
-        if !queue.options.policy.is_empty() {
-            queue.set_policy(queue.options.policy).await?;
         }
-        Ok(queue)
+        .opened()
+        .await
+    }
+
+    /// Makes a newly built queue ready: brought up to date, its function library loaded, its
+    /// seen-URL filter read, the options' policy written.
+    async fn opened(mut self) -> QueueResult<Self> {
+        self.upgrade().await?;
+        self.seen = self.open_seen().await?;
+        if !self.options.policy.is_empty() {
+            self.set_policy(self.options.policy).await?;
+        }
+        Ok(self)
     }
 
     /// Brings a queue written by an earlier version up to date (the index of every pending

@@ -1,0 +1,154 @@
+//! What a sharded queue ([`crate::queue::sharded`]) needs of Redis: the stored layout (the
+//! key bases of its shards), a queue at another key base on the same connection, and on a
+//! cluster the master of every slot (to spread the shards over the masters).
+//!
+//! Key: `shards` of the first shard (`<prefix>:{<name>}:shards`, a JSON array of the key
+//! bases of every shard, the first one included), written once, when the queue is created
+//! with several shards, and never changed.
+
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+
+use super::{Connection, RedisQueue};
+use crate::config::ConfigError;
+use crate::queue::error::{QueueError, QueueResult};
+use crate::queue::options::QueueOptions;
+
+/// The slots of a Redis Cluster.
+const SLOTS: u16 = 16_384;
+
+/// The slot of a key whose hash tag is `tag` (CRC16/XMODEM, as Redis computes it).
+pub fn slot_of_tag(tag: &str) -> u16 {
+    crc16::State::<crc16::XMODEM>::calculate(tag.as_bytes()) % SLOTS
+}
+
+impl RedisQueue {
+    /// The key base of this queue: `<prefix>:{<name>}` (or a shard's).
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The layout stored by the queue's creator: the key bases of its shards, or `None` for a
+    /// queue of one shard.
+    pub(crate) async fn stored_shards(&self) -> QueueResult<Option<Vec<String>>> {
+        let mut connection = self.connection.clone();
+        let mut command = redis::cmd("GET");
+        command.arg(format!("{}:shards", self.base));
+        let stored: Option<String> = self.query("connect", &command, &mut connection).await?;
+        stored.map(|text| self.parse_layout(&text)).transpose()
+    }
+
+    /// Stores `bases` as the queue's layout unless one is stored already (another client
+    /// created the queue at the same time); returns the layout that is stored.
+    pub(crate) async fn store_shards(&self, bases: &[String]) -> QueueResult<Vec<String>> {
+        let text = serde_json::to_string(bases).unwrap_or_default();
+        let mut connection = self.connection.clone();
+        let mut command = redis::cmd("SET");
+        command
+            .arg(format!("{}:shards", self.base))
+            .arg(&text)
+            .arg("NX");
+        let _: Option<String> = self.query("connect", &command, &mut connection).await?;
+        match self.stored_shards().await? {
+            Some(stored) => Ok(stored),
+            None => Err(QueueError::Backend {
+                url: self.redacted_url.clone(),
+                operation: "connect",
+                detail: "the shard layout just written is missing".to_owned(),
+            }),
+        }
+    }
+
+    fn parse_layout(&self, text: &str) -> QueueResult<Vec<String>> {
+        let prefix = format!("{}:{{", self.options.prefix);
+        let bases: Vec<String> = serde_json::from_str(text).map_err(|e| {
+            ConfigError::invalid(
+                "shard layout",
+                format!("{}:shards", self.base),
+                format!("a JSON array of key bases written by this version ({e})"),
+            )
+        })?;
+        if bases.first().map(String::as_str) != Some(self.base.as_str())
+            || bases
+                .iter()
+                .any(|b| !b.starts_with(&prefix) || !b.ends_with('}'))
+        {
+            return Err(ConfigError::invalid(
+                "shard layout",
+                format!("{}:shards", self.base),
+                "key bases of this queue, its own first",
+            )
+            .into());
+        }
+        Ok(bases)
+    }
+
+    /// A queue at key base `base` on this queue's connection (a shard), opened like
+    /// [`RedisQueue::connect`] opens one: functions loaded on its node, its seen-URL filter
+    /// read, `options`' policy written.
+    pub(crate) async fn sibling(&self, base: String, options: QueueOptions) -> QueueResult<Self> {
+        let queue = Self {
+            connection: self.connection.clone(),
+            blocking: std::sync::Mutex::new(Vec::new()),
+            client: self.client.clone(),
+            options,
+            base,
+            redacted_url: self.redacted_url.clone(),
+            functions: std::sync::atomic::AtomicBool::new(false),
+            seen: None,
+        };
+        queue.opened().await
+    }
+
+    /// On a cluster, the master of each range of slots, `(first, last, node id)`; `None` on a
+    /// single server.
+    pub(crate) async fn slot_masters(&self) -> QueueResult<Option<Vec<(u16, u16, String)>>> {
+        let Connection::Cluster(commands, _) = &self.connection else {
+            return Ok(None);
+        };
+        let mut command = redis::cmd("CLUSTER");
+        command.arg("SLOTS");
+        let mut connection = commands.clone();
+        let call = connection.route_command(
+            command,
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+        );
+        let reply = self
+            .answered("connect", self.options.operation_timeout, call)
+            .await?;
+        let redis::Value::Array(ranges) = reply else {
+            return Ok(Some(Vec::new()));
+        };
+        let mut masters = Vec::with_capacity(ranges.len());
+        for range in ranges {
+            let redis::Value::Array(fields) = range else {
+                continue;
+            };
+            let (Some(first), Some(last), Some(redis::Value::Array(node))) =
+                (fields.first(), fields.get(1), fields.get(2))
+            else {
+                continue;
+            };
+            let number = |value: &redis::Value| redis::from_redis_value_ref::<u16>(value).ok();
+            let id = node
+                .get(2)
+                .and_then(|id| redis::from_redis_value_ref::<String>(id).ok());
+            if let (Some(first), Some(last), Some(id)) = (number(first), number(last), id) {
+                masters.push((first, last, id));
+            }
+        }
+        Ok(Some(masters))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slot_of_tag;
+
+    #[test]
+    fn slots_are_the_ones_redis_computes() {
+        // `CLUSTER KEYSLOT` of these keys on Redis 7.0.
+        assert_eq!(slot_of_tag("foo"), 12_182);
+        assert_eq!(slot_of_tag("bar"), 5_061);
+        assert_eq!(slot_of_tag("123456789"), 12_739);
+    }
+}
