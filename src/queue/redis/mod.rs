@@ -33,9 +33,12 @@ use crate::config::ConfigError;
 mod cluster;
 mod dedup;
 mod domains;
+mod outbox;
 mod results;
 mod scripts;
 mod shards;
+
+pub use outbox::Forward;
 
 pub use shards::slot_of_tag;
 
@@ -569,17 +572,29 @@ impl RedisQueue {
         if let Some(seen) = &self.seen {
             seen.check_windows(&jobs)?;
         }
+        self.submit_rooted(&jobs, "", false).await
+    }
+
+    /// [`RedisQueue::submit`]; jobs discovered in a crawl whose root generation is `root`
+    /// (`""`: submitted by a client) get generations derived from it.
+    async fn submit_rooted(
+        &self,
+        jobs: &[NewJob],
+        root: &str,
+        discovered: bool,
+    ) -> QueueResult<Vec<(String, bool)>> {
         let mut results = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(SUBMIT_CHUNK) {
-            let mut args = Vec::with_capacity(1 + chunk.len() * 5);
+            let mut args = Vec::with_capacity(2 + chunk.len() * 5);
             args.push(chunk.len().to_string());
+            args.push(root.to_owned());
             let mut jobs = Vec::with_capacity(chunk.len());
             for job in chunk {
                 jobs.push((args.len() + 2, job));
                 args.extend(submit_args(job, self.options.politeness_key)?);
             }
             let created: Vec<i64> = self
-                .run_submitting("submit", &SUBMIT, args, &jobs, false)
+                .run_submitting("submit", &SUBMIT, args, &jobs, discovered)
                 .await?;
             results.extend(
                 chunk
@@ -781,11 +796,22 @@ impl RedisQueue {
     /// Completes finished jobs with their records and discovered jobs (one round trip per
     /// 200 jobs; see `finish.lua`).
     pub async fn finish_many(&self, finished: Vec<Finished>) -> QueueResult<Vec<Ack>> {
+        let routed: Vec<_> = finished.into_iter().map(|job| (job, Vec::new())).collect();
+        self.finish_routed(&routed).await
+    }
+
+    /// [`RedisQueue::finish_many`], each job with the jobs it discovered for other shards of
+    /// a sharded queue (`(shard, job)`): an accepted finish puts them in the outbox.
+    pub(crate) async fn finish_routed(
+        &self,
+        finished: &[(Finished, Vec<(usize, NewJob)>)],
+    ) -> QueueResult<Vec<Ack>> {
+        let mode = self.options.politeness_key;
         let mut acks = Vec::with_capacity(finished.len());
         for chunk in finished.chunks(FINISH_CHUNK) {
             let mut args = vec![chunk.len().to_string()];
             let mut children = Vec::new();
-            for job in chunk {
+            for (job, elsewhere) in chunk {
                 args.extend([
                     job.id.clone(),
                     job.token.to_string(),
@@ -798,13 +824,18 @@ impl RedisQueue {
                 ]);
                 for child in &job.discovered {
                     children.push((args.len() + 2, child));
-                    args.extend(submit_args(child, self.options.politeness_key)?);
+                    args.extend(submit_args(child, mode)?);
+                }
+                args.push(elsewhere.len().to_string());
+                for (shard, child) in elsewhere {
+                    args.push(shard.to_string());
+                    args.extend(submit_args(child, mode)?);
                 }
             }
             let answers: Vec<(i64, String, u64)> = self
                 .run_submitting("finish", &FINISH, args, &children, true)
                 .await?;
-            for (job, (code, status, token)) in chunk.iter().zip(answers) {
+            for ((job, _), (code, status, token)) in chunk.iter().zip(answers) {
                 acks.push(ack(code, &job.id, &status, token)?);
             }
         }

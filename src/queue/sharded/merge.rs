@@ -282,8 +282,12 @@ impl ShardedQueue {
             .collect())
     }
 
-    /// Every shard's reaper pass, added up.
+    /// Every shard's reaper pass, added up; outboxes left full (a client that crashed after
+    /// a finish) are forwarded first.
     pub async fn reap(&self, limit: usize) -> QueueResult<ReapReport> {
+        for shard in 0..self.shards.len() {
+            self.forward(shard, limit.div_ceil(500).max(1)).await?;
+        }
         let reports = try_join_all(self.shards.iter().map(|queue| queue.reap(limit))).await?;
         Ok(reports
             .into_iter()

@@ -18,10 +18,12 @@
 //! - **Fencing tokens** carry their shard: the token a client sees is `t * N + k` for token
 //!   `t` of shard `k`, so a finish, a failure or a heartbeat goes straight to the job's
 //!   shard. A queue of one shard has the tokens it always had.
-//! - **Discovered links** for another shard are submitted to it before the page's own finish
-//!   (idempotent by id): a crash between the two leaves them submitted, and the page, run
-//!   again, submits them again as no-ops. (A worker whose lease was taken over may thus have
-//!   submitted its page's links; they are the ones the new owner submits.)
+//! - **Discovered links** for another shard go, in the atomic finish of their page, to the
+//!   page's shard's `outbox` (so a finish refused as stale adds none, as on one shard); the
+//!   client then forwards them to their shard (submitted with the generations they would
+//!   have had there, and through that shard's seen-URL filter) and deletes them. An outbox
+//!   left full by a crash is forwarded by the next reaper pass of any client; forwarding
+//!   twice submits ids the shard has (nothing happens).
 //! - **Results**: one log per shard; a cursor holds a position in each (see
 //!   [`super::cursor`]), and a page merges the shards' logs in stream-id order.
 //! - **Everything else** (stats, totals, workers, reaping, purging, listing) asks every
@@ -45,6 +47,11 @@ use crate::partition::hashing::rendezvous;
 
 /// The longest a claim skips a shard that had nothing ready.
 pub const IDLE_SKIP: Duration = Duration::from_millis(100);
+
+/// Outbox entries read at a time.
+const FORWARD_PAGE: usize = 500;
+/// Pages of an outbox forwarded after a finish (the rest by the reaper).
+const FORWARD_PAGES: usize = 4;
 
 /// A queue over several Redis shards.
 pub struct ShardedQueue {
@@ -405,10 +412,9 @@ impl ShardedQueue {
         .await
     }
 
-    /// Finishes jobs on their shards; the links each discovered for other shards are
-    /// submitted there first (see the module's doc).
+    /// Finishes jobs on their shards; the jobs each discovered for other shards go to its
+    /// shard's outbox in the same step, and are forwarded from there (see the module's doc).
     pub async fn finish_many(&self, finished: Vec<Finished>) -> QueueResult<Vec<Ack>> {
-        let mut elsewhere = Vec::new();
         let mut routed = Vec::with_capacity(finished.len());
         for mut job in finished {
             let (shard, token) = self.token_in(job.token);
@@ -417,20 +423,67 @@ impl ShardedQueue {
                 .into_iter()
                 .partition(|child| self.shard_of(child) == shard);
             job.discovered = own;
-            elsewhere.extend(
-                other
-                    .into_iter()
-                    .map(|child| (self.shard_of(&child), child)),
-            );
-            routed.push((shard, job));
+            let elsewhere: Vec<(usize, NewJob)> = other
+                .into_iter()
+                .map(|child| (self.shard_of(&child), child))
+                .collect();
+            routed.push((shard, (job, elsewhere)));
         }
-        self.per_shard(elsewhere, |shard, jobs| self.shards[shard].submit(jobs))
+        let mut outboxes = vec![false; self.shards.len()];
+        for (shard, (_, elsewhere)) in &routed {
+            outboxes[*shard] |= !elsewhere.is_empty();
+        }
+        let acks = self
+            .per_shard(routed, |shard, jobs| async move {
+                let acks = self.shards[shard].finish_routed(&jobs).await?;
+                Ok(self.acks_out(shard, acks))
+            })
             .await?;
-        self.per_shard(routed, |shard, jobs| async move {
-            let acks = self.shards[shard].finish_many(jobs).await?;
-            Ok(self.acks_out(shard, acks))
-        })
-        .await
+        for (shard, _) in outboxes.iter().enumerate().filter(|(_, used)| **used) {
+            // The finish stands whatever happens here: an outbox left full is forwarded by
+            // the next reaper pass of any client.
+            if let Err(error) = self.forward(shard, FORWARD_PAGES).await {
+                tracing::warn!(%error, shard, "could not forward discovered jobs yet");
+            }
+        }
+        Ok(acks)
+    }
+
+    /// Forwards up to `pages` pages of shard `shard`'s outbox to the shards its jobs belong
+    /// to; returns the jobs forwarded.
+    pub(crate) async fn forward(&self, shard: usize, pages: usize) -> QueueResult<u64> {
+        let mut forwarded = 0;
+        for _ in 0..pages {
+            let (jobs, unreadable) = self.shards[shard].outbox(FORWARD_PAGE).await?;
+            let read = jobs.len() + unreadable.len();
+            let mut groups: std::collections::BTreeMap<(usize, String), Vec<NewJob>> =
+                std::collections::BTreeMap::new();
+            let mut done = unreadable;
+            for forward in jobs {
+                if forward.to >= self.shards.len() {
+                    tracing::warn!(
+                        entry = forward.entry,
+                        to = forward.to,
+                        "dropped an outbox entry for a shard this queue does not have"
+                    );
+                } else {
+                    groups
+                        .entry((forward.to, forward.root))
+                        .or_default()
+                        .push(forward.job);
+                    forwarded += 1;
+                }
+                done.push(forward.entry);
+            }
+            for ((to, root), jobs) in &groups {
+                self.shards[*to].submit_forwarded(jobs, root).await?;
+            }
+            self.shards[shard].outbox_done(&done).await?;
+            if read < FORWARD_PAGE {
+                break;
+            }
+        }
+        Ok(forwarded)
     }
 
     fn acks_out(&self, shard: usize, acks: Vec<Ack>) -> Vec<Ack> {
