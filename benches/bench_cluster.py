@@ -8,8 +8,10 @@ machine's drift hits all alike:
   cluster master here does: the fair comparison);
 - one queue on the cluster (it lives on the master serving its slot): the same, with that
   master's CPU per job — the per-queue ceiling is about one Redis core divided by it;
-- three queues on the cluster, one per master, worked at the same time (what a queue split
-  over three slots would give): jobs/s together.
+- three queues on the cluster, one per master, worked at the same time: jobs/s together;
+- one queue of 3 shards on the cluster (``shards=3``: its shards on the three masters),
+  URLs of 100 sites, 3 workers, against one queue of 1 shard worked the same way: jobs/s,
+  and the CPU per job of all three masters together (what sharding costs the servers).
 
 This machine has 2 cores for six Redis processes, the client and its workers: the
 aggregate figure is bounded by the machine, not by the masters; the per-job server CPU is
@@ -23,6 +25,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
@@ -45,9 +48,9 @@ def cpu_seconds(port: int) -> float:
     return float(cpu["used_cpu_user"] + cpu["used_cpu_sys"])
 
 
-def run(url: str, names: list[str], jobs: int) -> float:
+def run(url: str, names: list[str], jobs: int, **options: Any) -> float:
     async def all_of_them() -> None:
-        await asyncio.gather(*(produce_and_work(url, name, jobs) for name in names))
+        await asyncio.gather(*(produce_and_work(url, name, jobs, **options) for name in names))
 
     started = time.perf_counter()
     asyncio.run(all_of_them())
@@ -75,7 +78,13 @@ def main() -> int:
         "cluster_cpu": [],
         "cluster3": [],
         "ratio": [],
+        "one_shard": [],
+        "three_shards": [],
+        "shard_ratio": [],
+        "one_shard_cpu": [],
+        "three_shards_cpu": [],
     }
+    spread_work = {"sites": 100, "workers": 3}
     with (
         RedisServer() as single,
         RedisServer() as primary,
@@ -97,6 +106,15 @@ def main() -> int:
             figures["ratio"].append(figures["cluster"][-1] / figures["replicated"][-1])
 
             figures["cluster3"].append(run(cluster.url, names_on_masters(cluster), JOBS))
+
+            masters = [node.port for node in cluster.nodes[: cluster.masters]]
+            for shards, label in ((1, "one_shard"), (3, "three_shards")):
+                before = sum(cpu_seconds(port) for port in masters)
+                name = f"b{uuid.uuid4().hex[:8]}"
+                figures[label].append(run(cluster.url, [name], JOBS, shards=shards, **spread_work))
+                used = sum(cpu_seconds(port) for port in masters) - before
+                figures[f"{label}_cpu"].append(used / JOBS * 1e6)
+            figures["shard_ratio"].append(figures["three_shards"][-1] / figures["one_shard"][-1])
     cpu = min(figures["cluster_cpu"])
     met = report(
         "cluster",
@@ -110,7 +128,14 @@ def main() -> int:
             "cluster / single with a replica, same round": spread(figures["ratio"]),
             "cluster, 3 queues on 3 masters at once (jobs/s, all)": spread(figures["cluster3"]),
             "per-queue ceiling, one Redis core / CPU per job (jobs/s)": 1e6 / cpu,
-            "rounds (single, replicated, cluster, cluster x3 interleaved)": ROUNDS,
+            "1 queue of 1 shard, 100 sites, 3 workers (jobs/s)": spread(figures["one_shard"]),
+            "1 queue of 3 shards, 100 sites, 3 workers (jobs/s)": spread(figures["three_shards"]),
+            "3 shards / 1 shard, same round": spread(figures["shard_ratio"]),
+            "1 shard: masters' CPU per job (us, all 3)": spread(figures["one_shard_cpu"]),
+            "3 shards: masters' CPU per job (us, all 3)": spread(figures["three_shards_cpu"]),
+            "rounds (single, replicated, cluster, cluster x3, 1 shard, 3 shards interleaved)": (
+                ROUNDS
+            ),
             "jobs per queue, batch": f"{JOBS}, 100",
         },
         {},

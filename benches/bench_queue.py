@@ -23,6 +23,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
@@ -75,10 +76,14 @@ def batched_jobs_per_second(url: str, jobs: int) -> float:
     return jobs / elapsed
 
 
-async def produce_and_work(url: str, name: str, jobs: int) -> None:
-    """Submit ``jobs`` in batches while a worker claims and completes them (one queue)."""
-    queue = await AsyncJobQueue.open(url, name=name)
-    specs = [JobSpec(f"https://example.com/{i}", template_id="noop") for i in range(jobs)]
+async def produce_and_work(
+    url: str, name: str, jobs: int, *, sites: int = 1, workers: int = 1, **options: Any
+) -> None:
+    """Submit ``jobs`` in batches while ``workers`` claim and complete them (one queue; the
+    URLs spread over ``sites`` hosts, so over the shards of a sharded queue)."""
+    queue = await AsyncJobQueue.open(url, name=name, **options)
+    host = (lambda i: "example.com") if sites == 1 else (lambda i: f"site{i % sites}.example")
+    specs = [JobSpec(f"https://{host(i)}/{i}", template_id="noop") for i in range(jobs)]
     submitted = asyncio.Event()
 
     async def producer() -> None:
@@ -86,19 +91,19 @@ async def produce_and_work(url: str, name: str, jobs: int) -> None:
             await queue.submit_many(specs[offset : offset + BATCH])
         submitted.set()
 
-    async def worker() -> int:
+    async def worker(n: int) -> int:
         done = 0
         while True:
-            claimed = await queue.claim("bench-worker", BATCH)
+            claimed = await queue.claim(f"bench-worker-{n}", BATCH)
             if claimed:
                 done += sum(ack.accepted for ack in await queue.complete_many(claimed))
-            elif submitted.is_set():
+            elif submitted.is_set() and (await queue.stats()).pending == 0:
                 return done
             else:
                 await asyncio.sleep(0.001)
 
-    _, done = await asyncio.gather(producer(), worker())
-    assert done == jobs, f"completed {done} of {jobs}"
+    _, *done = await asyncio.gather(producer(), *(worker(n) for n in range(workers)))
+    assert sum(done) == jobs, f"completed {sum(done)} of {jobs}"
 
 
 def concurrent_batched_jobs_per_second(url: str, jobs: int) -> float:

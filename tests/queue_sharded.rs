@@ -149,9 +149,10 @@ fn the_reaper_forwards_what_a_crashed_client_left_in_an_outbox() {
             .get_connection()
             .unwrap();
         let outbox = "scraperv4:{crash}:outbox";
+        // (Ids of long ago: the reaper leaves younger entries to the client that wrote them.)
         let _: String = redis::cmd("XADD")
             .arg(outbox)
-            .arg("*")
+            .arg("1000-1")
             .arg(&[
                 ("to", "1"),
                 ("root", "42"),
@@ -165,7 +166,7 @@ fn the_reaper_forwards_what_a_crashed_client_left_in_an_outbox() {
             .unwrap();
         let _: String = redis::cmd("XADD")
             .arg(outbox)
-            .arg("*")
+            .arg("1000-2")
             .arg(&[("to", "1"), ("id", "broken")])
             .query(&mut redis)
             .unwrap();
@@ -183,5 +184,87 @@ fn the_reaper_forwards_what_a_crashed_client_left_in_an_outbox() {
         assert!(generation > 1 << 52, "the generation derives from the crawl's root: {generation}");
         let left: u64 = redis::cmd("XLEN").arg(outbox).query(&mut redis).unwrap();
         assert_eq!(left, 0, "the unreadable entry is dropped, not retried for ever");
+    });
+}
+
+#[test]
+fn a_broken_shard_does_not_stop_the_others() {
+    let server = RedisServer::start(&[]);
+    scraperv4::runtime::handle().block_on(async {
+        let queue = JobQueue::open(&server.url(), options("broken")).await.unwrap();
+        let jobs: Vec<NewJob> = (0..3)
+            .flat_map(|shard| (0..4).map(move |i| job(&format!("s{shard}-{i}"), &host_on(shard, i))))
+            .collect();
+        queue.submit(jobs).await.unwrap();
+        queue.register_worker("w", None).await.unwrap();
+        let held = queue.claim("w", 3, true).await.unwrap();
+        assert_eq!(held.len(), 3);
+
+        // Shard 1's keys become unusable (as a shard whose server does not answer): every
+        // call on it fails.
+        let mut redis = redis::Client::open(server.url())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        for name in ["pending", "leases", "workers", "counts", "seq"] {
+            let key = format!("scraperv4:{{broken/1}}:{name}");
+            let _: () = redis::cmd("DEL").arg(&key).query(&mut redis).unwrap();
+            let _: () = redis::cmd("SADD").arg(&key).arg("x").query(&mut redis).unwrap();
+        }
+        // Old outbox entries (their client died): one for shard 1 ahead of one for shard 2.
+        let outbox = "scraperv4:{broken}:outbox";
+        for (id, to, host) in [("1000-1", "1", host_on(1, 9)), ("1000-2", "2", host_on(2, 9))] {
+            let spec = format!(
+                r#"{{"name":"","template_id":"t","target_url":"http://{host}/o{to}","config":{{}},"priority":0}}"#
+            );
+            let _: String = redis::cmd("XADD")
+                .arg(outbox)
+                .arg(id)
+                .arg(&[
+                    ("to", to),
+                    ("root", "7"),
+                    ("id", &format!("o{to}")),
+                    ("spec", spec.as_str()),
+                    ("retries", "3"),
+                    ("rank", "1000000"),
+                    ("key", host.as_str()),
+                ])
+                .query(&mut redis)
+                .unwrap();
+        }
+
+        let mut claimed = held.clone();
+        for round in 0..3 {
+            // Each claim starts at another shard: the broken one first, second and third.
+            let jobs = queue.claim("w", 2, true).await;
+            let jobs = jobs.unwrap_or_else(|e| panic!("claim {round} failed with work left: {e}"));
+            assert!(!jobs.is_empty(), "claim {round}");
+            claimed.extend(jobs);
+        }
+        for _ in 0..20 {
+            // Once the other shards are empty, a claim that found nothing says why.
+            if let Ok(jobs) = queue.claim("w", 20, true).await {
+                claimed.extend(jobs);
+            }
+        }
+        let ids: std::collections::BTreeSet<&str> = claimed.iter().map(|j| j.id.as_str()).collect();
+        let from = |shard: usize| ids.iter().filter(|id| id.starts_with(&format!("s{shard}-"))).count();
+        assert_eq!((from(0), from(2)), (4, 4), "{ids:?}");
+
+        let held: Vec<(String, u64)> = claimed.iter().map(|j| (j.id.clone(), j.token)).collect();
+        let beat = queue.heartbeat("w", Some(held), None).await.unwrap();
+        assert!(beat.renewed >= 8, "the answering shards renew: {beat:?}");
+
+        let report = queue.reap(100).await.unwrap();
+        assert_eq!(report.requeued, 0, "{report:?}");
+        let forwarded = queue.get("o2").await.unwrap();
+        assert!(forwarded.is_some(), "the entry behind the stuck one is forwarded");
+        let left: Vec<redis::Value> = redis::cmd("XRANGE")
+            .arg(outbox)
+            .arg("-")
+            .arg("+")
+            .query(&mut redis)
+            .unwrap();
+        assert_eq!(left.len(), 1, "the entry for the broken shard waits: {left:?}");
     });
 }

@@ -122,7 +122,7 @@ async fn sqlite_restored_from_a_backup() {
     let url = format!("sqlite://{}", db.display());
     let queue = JobQueue::open(&url, QueueOptions::default()).await.unwrap();
     let (db, backup, url) = (&db, &backup, &url);
-    scenario(
+    Box::pin(scenario(
         queue,
         |_| {
             let connection = rusqlite::Connection::open(db).unwrap();
@@ -140,7 +140,7 @@ async fn sqlite_restored_from_a_backup() {
             std::fs::copy(backup, db).unwrap();
             JobQueue::open(url, QueueOptions::default()).await.unwrap()
         },
-    )
+    ))
     .await;
 }
 
@@ -153,7 +153,7 @@ async fn redis_restarted_from_an_older_snapshot() {
     let saved = server.dir.path().join("saved.rdb");
     let client = redis::Client::open(url.as_str()).unwrap();
     let (server, dump, saved, url) = (&mut server, &dump, &saved, &url);
-    scenario(
+    Box::pin(scenario(
         queue,
         |_| {
             let mut connection = client.get_connection().unwrap();
@@ -168,6 +168,6 @@ async fn redis_restarted_from_an_older_snapshot() {
             server.restart();
             JobQueue::open(url, QueueOptions::default()).await.unwrap()
         },
-    )
+    ))
     .await;
 }

@@ -34,7 +34,8 @@ impl Composite {
     }
 }
 
-fn is_position(text: &str) -> bool {
+/// Whether `text` is a position of one log (`12`, `1700000000000-3`).
+pub fn is_position(text: &str) -> bool {
     let (major, minor) = text.split_once('-').unwrap_or((text, "0"));
     !major.is_empty()
         && major.bytes().all(|b| b.is_ascii_digit())

@@ -73,7 +73,7 @@ impl JobQueue {
         options.validate()?;
         Ok(match QueueUrl::parse(url)? {
             QueueUrl::Redis(url) => {
-                sharded::open(redis::RedisQueue::connect(&url, options).await?).await?
+                sharded::open(redis::RedisQueue::connection(&url, options).await?).await?
             }
             _ if options.shards.is_some_and(|n| n > 1) => {
                 return Err(QueueError::Config(crate::config::ConfigError::invalid(

@@ -46,6 +46,9 @@ const SCHEMES: [(&str, &str); 4] = [
     ("valkeys+cluster", "rediss"),
 ];
 
+/// The most times one call loads the function library (see [`call`]).
+const MAX_LOADS: u32 = 4;
+
 /// The longest pause between two tries of a call while the slot settles.
 const MAX_PAUSE: Duration = Duration::from_millis(200);
 
@@ -145,7 +148,7 @@ pub(super) async fn call<T: redis::FromRedisValue>(
     let guard = format!("{base}:guard");
     let route = queue_node(base);
     let mut pause = Duration::from_millis(5);
-    let mut loaded = false;
+    let mut loads = 0;
     loop {
         // A routed command's error reply comes back as a value.
         let reply = connection
@@ -156,14 +159,21 @@ pub(super) async fn call<T: redis::FromRedisValue>(
             Ok(value) => return redis::from_redis_value(value).map_err(Into::into),
             Err(error) => error,
         };
-        if scripts::function_missing(&error) && !loaded {
-            // Nothing ran. Loaded once per call: a node that still has no function after
-            // that is not one to keep loading.
+        let missing = scripts::function_missing(&error);
+        if missing && loads == 0 {
+            // Nothing ran: the master of the slot lost the library (or got the slot later).
             load(connection, base).await?;
-            loaded = true;
+            loads += 1;
             continue;
         }
-        if !slot_unsettled(&error) {
+        // Still missing after a load: the call went to a node that is not the slot's master
+        // (a keyless call has no key to be redirected by: the client, short of a connection
+        // to that master, sent it to another node). Like a slot that moved: the slot map is
+        // refreshed and the call sent again, the library loaded again at most a few times.
+        if missing && loads < MAX_LOADS {
+            load(connection, base).await?;
+            loads += 1;
+        } else if !missing && !slot_unsettled(&error) {
             return Err(error);
         }
         // A MOVED answer to a keyed command updates the slot map the next call is routed by

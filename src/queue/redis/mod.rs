@@ -39,6 +39,7 @@ mod scripts;
 mod shards;
 
 pub use outbox::Forward;
+pub use shards::Layout;
 
 pub use shards::slot_of_tag;
 
@@ -159,6 +160,9 @@ pub struct RedisQueue {
     options: QueueOptions,
     /// `<prefix>:{<name>}`.
     base: String,
+    /// The key base as calls send it: with a final `!` for a shard of a sharded queue (a
+    /// plain client's calls are refused once the queue has shards: see `prelude.lua`).
+    call_base: String,
     /// The URL without its password.
     redacted_url: String,
     /// The server runs the queue's function library (Redis >= 7): `FCALL`, else `EVALSHA`.
@@ -171,6 +175,12 @@ impl RedisQueue {
     /// Connects to `url` (`redis://[user:password@]host[:port][/db]`, `rediss://...`, or a
     /// cluster: `redis+cluster://[user:password@]host:port[,host:port...]`).
     pub async fn connect(url: &str, options: QueueOptions) -> QueueResult<Self> {
+        Self::connection(url, options).await?.opened().await
+    }
+
+    /// [`RedisQueue::connect`] without a call of the queue's functions yet (the caller looks
+    /// at the queue's layout first: see [`crate::queue::sharded::open`]).
+    pub(crate) async fn connection(url: &str, options: QueueOptions) -> QueueResult<Self> {
         let redacted_url = redact(url);
         if url.contains("#insecure") && !options.allow_insecure_tls {
             return Err(ConfigError::invalid(
@@ -223,23 +233,42 @@ impl RedisQueue {
             })?;
         let base = format!("{}:{{{}}}", options.prefix, options.name);
         warn_if_evicting(&mut connection.clone(), &redacted_url).await;
-        Self {
+        let queue = Self {
             connection,
             blocking: std::sync::Mutex::new(Vec::new()),
             client,
             options,
+            call_base: base.clone(),
             base,
             redacted_url,
             functions: AtomicBool::new(false),
             seen: None,
+        };
+        if let Connection::Single(_) = &queue.connection {
+            let mut connection = queue.connection.clone();
+            let info: String = queue
+                .query(
+                    "connect",
+                    redis::cmd("INFO").arg("cluster"),
+                    &mut connection,
+                )
+                .await?;
+            if info.contains("cluster_enabled:1") {
+                return Err(ConfigError::invalid(
+                    "queue URL",
+                    &queue.redacted_url,
+                    "redis+cluster://host:port[,host:port...]: this server is a node of a \
+                     Redis Cluster, which a redis:// URL cannot follow across nodes",
+                )
+                .into());
+            }
         }
-        .opened()
-        .await
+        Ok(queue)
     }
 
     /// Makes a newly built queue ready: brought up to date, its function library loaded, its
     /// seen-URL filter read, the options' policy written.
-    async fn opened(mut self) -> QueueResult<Self> {
+    pub(crate) async fn opened(mut self) -> QueueResult<Self> {
         self.upgrade().await?;
         self.seen = self.open_seen().await?;
         if !self.options.policy.is_empty() {
@@ -279,22 +308,6 @@ impl RedisQueue {
                 }
             }
             Connection::Single(_) => {
-                let info: String = self
-                    .query(
-                        "connect",
-                        redis::cmd("INFO").arg("cluster"),
-                        &mut connection,
-                    )
-                    .await?;
-                if info.contains("cluster_enabled:1") {
-                    return Err(ConfigError::invalid(
-                        "queue URL",
-                        &self.redacted_url,
-                        "redis+cluster://host:port[,host:port...]: this server is a node of a \
-                         Redis Cluster, which a redis:// URL cannot follow across nodes",
-                    )
-                    .into());
-                }
                 let load = load_command();
                 let call = load.query_async::<redis::Value>(&mut connection);
                 match tokio::time::timeout(self.options.operation_timeout, call).await {
@@ -355,7 +368,7 @@ impl RedisQueue {
             script,
             counts: &counts,
             keys: &keys,
-            base: &self.base,
+            base: &self.call_base,
             args: &args,
         };
         if let Connection::Cluster(_, connection) = &self.connection {
@@ -543,6 +556,14 @@ impl RedisQueue {
 
     fn error(&self, operation: &'static str, error: &redis::RedisError) -> QueueError {
         let detail = error.to_string();
+        if detail.contains("SHARDED") {
+            return ConfigError::invalid(
+                "queue",
+                &self.redacted_url,
+                "one opened again: it was given shards after this client opened it",
+            )
+            .into();
+        }
         if error.is_io_error()
             || error.is_connection_dropped()
             || error.is_connection_refusal()
@@ -797,15 +818,17 @@ impl RedisQueue {
     /// 200 jobs; see `finish.lua`).
     pub async fn finish_many(&self, finished: Vec<Finished>) -> QueueResult<Vec<Ack>> {
         let routed: Vec<_> = finished.into_iter().map(|job| (job, Vec::new())).collect();
-        self.finish_routed(&routed).await
+        let answers = self.finish_routed(&routed).await?;
+        Ok(answers.into_iter().map(|(ack, _)| ack).collect())
     }
 
     /// [`RedisQueue::finish_many`], each job with the jobs it discovered for other shards of
-    /// a sharded queue (`(shard, job)`): an accepted finish puts them in the outbox.
+    /// a sharded queue (`(shard, job)`): an accepted finish puts them in the outbox, and its
+    /// answer carries the page's root generation and their outbox entries, in order.
     pub(crate) async fn finish_routed(
         &self,
         finished: &[(Finished, Vec<(usize, NewJob)>)],
-    ) -> QueueResult<Vec<Ack>> {
+    ) -> QueueResult<Vec<(Ack, Option<(String, Vec<String>)>)>> {
         let mode = self.options.politeness_key;
         let mut acks = Vec::with_capacity(finished.len());
         for chunk in finished.chunks(FINISH_CHUNK) {
@@ -832,11 +855,26 @@ impl RedisQueue {
                     args.extend(submit_args(child, mode)?);
                 }
             }
-            let answers: Vec<(i64, String, u64)> = self
+            let answers: Vec<Vec<String>> = self
                 .run_submitting("finish", &FINISH, args, &children, true)
                 .await?;
-            for ((job, _), (code, status, token)) in chunk.iter().zip(answers) {
-                acks.push(ack(code, &job.id, &status, token)?);
+            for ((job, _), answer) in chunk.iter().zip(answers) {
+                let mut fields = answer.into_iter();
+                let code = fields.next().unwrap_or_default();
+                let status = fields.next().unwrap_or_default();
+                let token = fields.next().unwrap_or_default();
+                let root = fields.next().unwrap_or_default();
+                let number = |text: &str| {
+                    text.parse::<i64>().map_err(|e| QueueError::Backend {
+                        url: self.redacted_url.clone(),
+                        operation: "finish",
+                        detail: format!("an answer that is not a number ({text:?}: {e})"),
+                    })
+                };
+                let token = u64::try_from(number(&token)?).unwrap_or(0);
+                let ack = ack(number(&code)?, &job.id, &status, token)?;
+                let outbox = (!root.is_empty()).then(|| (root, fields.collect()));
+                acks.push((ack, outbox));
             }
         }
         Ok(acks)

@@ -25,23 +25,31 @@ pub struct Forward {
 }
 
 impl RedisQueue {
-    /// Up to `limit` jobs of the outbox, oldest first, and the entries that could not be read
-    /// (edited by hand, say: deleted with a warning, never retried for ever).
-    pub(crate) async fn outbox(&self, limit: usize) -> QueueResult<(Vec<Forward>, Vec<String>)> {
+    /// Up to `limit` jobs of the outbox after entry `after` (from the start: `None`) and
+    /// added by `until_ms` (ms since the epoch, the server's clock), oldest first; the entries that could not be read (edited by hand, say: to be deleted with a
+    /// warning, never retried for ever); and the last entry read (`None`: the outbox has
+    /// nothing more).
+    pub(crate) async fn outbox(
+        &self,
+        after: Option<String>,
+        until_ms: u64,
+        limit: usize,
+    ) -> QueueResult<(Vec<Forward>, Vec<String>, Option<String>)> {
         let mut command = redis::cmd("XRANGE");
         command
             .arg(format!("{}:outbox", self.base))
-            .arg("-")
-            .arg("+")
+            .arg(after.map_or_else(|| "-".to_owned(), |id| format!("({id}")))
+            .arg(until_ms)
             .arg("COUNT")
             .arg(limit.max(1));
         let mut connection = self.connection.clone();
         let reply: redis::streams::StreamRangeReply =
             self.query("outbox", &command, &mut connection).await?;
+        let last = reply.ids.last().map(|entry| entry.id.clone());
         let mut jobs = Vec::with_capacity(reply.ids.len());
         let mut unreadable = Vec::new();
         for entry in reply.ids {
-            match forward(&entry, self.options.max_config_bytes) {
+            match forward(&entry) {
                 Ok(job) => jobs.push(job),
                 Err(reason) => {
                     tracing::warn!(
@@ -53,7 +61,7 @@ impl RedisQueue {
                 }
             }
         }
-        Ok((jobs, unreadable))
+        Ok((jobs, unreadable, last))
     }
 
     /// Deletes outbox entries (forwarded, or unreadable).
@@ -75,7 +83,7 @@ impl RedisQueue {
     }
 }
 
-fn forward(entry: &redis::streams::StreamId, max_config_bytes: usize) -> Result<Forward, String> {
+fn forward(entry: &redis::streams::StreamId) -> Result<Forward, String> {
     let field = |name: &str| {
         entry
             .get::<String>(name)
@@ -104,8 +112,9 @@ fn forward(entry: &redis::streams::StreamId, max_config_bytes: usize) -> Result<
         politeness_key: (!key.is_empty()).then_some(key),
         revisit: None,
     }
-    // Its revisit interval and key override again from its config, as when it was found.
-    .validated(max_config_bytes)
+    // Its revisit interval and key override again from its config, as when it was found
+    // (its size was checked then, by the limit of the client that found it).
+    .validated(usize::MAX)
     .map_err(|e: QueueError| e.to_string())?;
     Ok(Forward {
         entry: entry.id.clone(),

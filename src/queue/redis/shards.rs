@@ -2,9 +2,9 @@
 //! key bases of its shards), a queue at another key base on the same connection, and on a
 //! cluster the master of every slot (to spread the shards over the masters).
 //!
-//! Key: `shards` of the first shard (`<prefix>:{<name>}:shards`, a JSON array of the key
-//! bases of every shard, the first one included), written once, when the queue is created
-//! with several shards, and never changed.
+//! Key: `shards` of the first shard (`<prefix>:{<name>}:shards`, JSON: the key bases of
+//! every shard, the first one included, and the politeness-key mode jobs are routed by),
+//! written once, when the queue is created with several shards, and never changed.
 
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
@@ -21,15 +21,24 @@ pub fn slot_of_tag(tag: &str) -> u16 {
     crc16::State::<crc16::XMODEM>::calculate(tag.as_bytes()) % SLOTS
 }
 
+/// A sharded queue's layout, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Layout {
+    /// The key base of each shard, the first shard's first.
+    pub bases: Vec<String>,
+    /// What politeness keys are made of (`domain`, `host`): jobs are routed by them, so
+    /// every client must make them alike.
+    pub politeness_key: String,
+}
+
 impl RedisQueue {
     /// The key base of this queue: `<prefix>:{<name>}` (or a shard's).
     pub(crate) fn base(&self) -> &str {
         &self.base
     }
 
-    /// The layout stored by the queue's creator: the key bases of its shards, or `None` for a
-    /// queue of one shard.
-    pub(crate) async fn stored_shards(&self) -> QueueResult<Option<Vec<String>>> {
+    /// The layout stored by the queue's creator, or `None` for a queue of one shard.
+    pub(crate) async fn stored_shards(&self) -> QueueResult<Option<Layout>> {
         let mut connection = self.connection.clone();
         let mut command = redis::cmd("GET");
         command.arg(format!("{}:shards", self.base));
@@ -37,10 +46,10 @@ impl RedisQueue {
         stored.map(|text| self.parse_layout(&text)).transpose()
     }
 
-    /// Stores `bases` as the queue's layout unless one is stored already (another client
-    /// created the queue at the same time); returns the layout that is stored.
-    pub(crate) async fn store_shards(&self, bases: &[String]) -> QueueResult<Vec<String>> {
-        let text = serde_json::to_string(bases).unwrap_or_default();
+    /// Stores `layout` unless one is stored already (another client created the queue at
+    /// the same time); returns the layout that is stored.
+    pub(crate) async fn store_shards(&self, layout: &Layout) -> QueueResult<Layout> {
+        let text = serde_json::to_string(layout).unwrap_or_default();
         let mut connection = self.connection.clone();
         let mut command = redis::cmd("SET");
         command
@@ -48,27 +57,34 @@ impl RedisQueue {
             .arg(&text)
             .arg("NX");
         let _: Option<String> = self.query("connect", &command, &mut connection).await?;
-        match self.stored_shards().await? {
-            Some(stored) => Ok(stored),
-            None => Err(QueueError::Backend {
+        self.stored_shards()
+            .await?
+            .ok_or_else(|| QueueError::Backend {
                 url: self.redacted_url.clone(),
                 operation: "connect",
                 detail: "the shard layout just written is missing".to_owned(),
-            }),
-        }
+            })
     }
 
-    fn parse_layout(&self, text: &str) -> QueueResult<Vec<String>> {
+    /// Whether anything uses the queue yet: jobs, registered workers, a results log.
+    pub(crate) async fn in_use(&self) -> QueueResult<bool> {
+        Ok(self.stats().await?.total > 0
+            || !self.workers().await?.is_empty()
+            || !self.results_after(None, 1).await?.is_empty())
+    }
+
+    fn parse_layout(&self, text: &str) -> QueueResult<Layout> {
         let prefix = format!("{}:{{", self.options.prefix);
-        let bases: Vec<String> = serde_json::from_str(text).map_err(|e| {
+        let layout: Layout = serde_json::from_str(text).map_err(|e| {
             ConfigError::invalid(
                 "shard layout",
                 format!("{}:shards", self.base),
-                format!("a JSON array of key bases written by this version ({e})"),
+                format!("a layout written by this version ({e})"),
             )
         })?;
-        if bases.first().map(String::as_str) != Some(self.base.as_str())
-            || bases
+        if layout.bases.first().map(String::as_str) != Some(self.base.as_str())
+            || layout
+                .bases
                 .iter()
                 .any(|b| !b.starts_with(&prefix) || !b.ends_with('}'))
         {
@@ -79,7 +95,7 @@ impl RedisQueue {
             )
             .into());
         }
-        Ok(bases)
+        Ok(layout)
     }
 
     /// A queue at key base `base` on this queue's connection (a shard), opened like
@@ -91,6 +107,7 @@ impl RedisQueue {
             blocking: std::sync::Mutex::new(Vec::new()),
             client: self.client.clone(),
             options,
+            call_base: format!("{base}!"),
             base,
             redacted_url: self.redacted_url.clone(),
             functions: std::sync::atomic::AtomicBool::new(false),

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use futures_util::future::try_join_all;
+use futures_util::future::{join_all, try_join_all};
 
 use super::ShardedQueue;
 use crate::queue::cursor::{self, Composite};
@@ -62,6 +62,12 @@ impl ShardedQueue {
         };
         match Composite::parse(from) {
             Some(c) if c.positions.len() == self.shards.len() => Ok(c.positions),
+            // A cursor of the queue's log from before it had shards: the first shard's.
+            None if cursor::is_position(from) => {
+                let mut positions = vec![cursor::START.to_owned(); self.shards.len()];
+                from.clone_into(&mut positions[0]);
+                Ok(positions)
+            }
             _ => Err(crate::config::ConfigError::invalid(
                 "results cursor",
                 from,
@@ -88,15 +94,31 @@ impl ShardedQueue {
         Ok(removed.into_iter().sum())
     }
 
-    /// The job id and generation of the entry `cursor` names, if its shard's log has it.
+    /// The job id and generation of the entry `cursor` names, if its shard's log has it —
+    /// and every other shard's log still has the entry the cursor read it up to: a log
+    /// trimmed or rolled back under the cursor (a failover to a replica that lagged) makes
+    /// the reader start again, as on one log.
     pub async fn results_entry(&self, cursor: String) -> QueueResult<Option<(String, u64)>> {
         let positions = self.positions(Some(&cursor))?;
-        let shard = Composite::parse(&cursor).map_or(0, |c| c.shard);
-        let at = positions[shard].clone();
-        if at == cursor::START {
+        let named = Composite::parse(&cursor).map_or(0, |c| c.shard);
+        let found = try_join_all(self.shards.iter().zip(&positions).map(
+            |(queue, at)| async move {
+                if at == cursor::START {
+                    Ok(Some((String::new(), 0)))
+                } else {
+                    queue.results_entry(at.clone()).await
+                }
+            },
+        ))
+        .await?;
+        if found.iter().any(Option::is_none) {
             return Ok(None);
         }
-        self.shards[shard].results_entry(at).await
+        Ok(found
+            .into_iter()
+            .nth(named)
+            .flatten()
+            .filter(|(job, _)| !job.is_empty()))
     }
 
     /// The position every shard's log was trimmed to (`0-0` for a shard never trimmed), if
@@ -118,26 +140,35 @@ impl ShardedQueue {
         ))
     }
 
-    /// Jobs with `status`, shard by shard (each shard's in its own order).
+    /// Jobs with `status`, shard by shard (each shard's in its own order): each shard's count
+    /// says which shards the page falls on, and only those are read, from the right offset.
     pub async fn list(
         &self,
         status: JobStatus,
         offset: usize,
         limit: usize,
     ) -> QueueResult<Vec<QueueResult<Job>>> {
-        let end = offset.saturating_add(limit);
-        let pages =
-            try_join_all(self.shards.iter().map(|queue| queue.list(status, 0, end))).await?;
-        Ok(pages
-            .into_iter()
-            .enumerate()
-            .flat_map(|(shard, jobs)| {
-                jobs.into_iter()
-                    .map(move |job| job.map(|job| self.job_out(shard, job)))
-            })
-            .skip(offset)
-            .take(limit)
-            .collect())
+        let counts = try_join_all(self.shards.iter().map(RedisQueue::stats)).await?;
+        let mut jobs = Vec::with_capacity(limit.min(1024));
+        let mut skip = offset;
+        for (shard, stats) in counts.iter().enumerate() {
+            let have = usize::try_from(stats.count(status)).unwrap_or(usize::MAX);
+            if skip >= have {
+                skip -= have;
+                continue;
+            }
+            let want = limit - jobs.len();
+            let page = self.shards[shard].list(status, skip, want).await?;
+            skip = 0;
+            jobs.extend(
+                page.into_iter()
+                    .map(|job| job.map(|job| self.job_out(shard, job))),
+            );
+            if jobs.len() >= limit {
+                break;
+            }
+        }
+        Ok(jobs)
     }
 
     /// The shards' counts added up (workers register on every shard: counted once).
@@ -207,12 +238,26 @@ impl ShardedQueue {
                 list.push((id, token));
             }
         }
-        let beats = try_join_all(self.shards.iter().zip(per_shard).map(|(queue, held)| {
+        let beats = join_all(self.shards.iter().zip(per_shard).map(|(queue, held)| {
             queue.heartbeat(worker.clone(), held, session.clone(), count_unlisted)
         }))
-        .await?;
+        .await;
+        // A shard that does not answer does not stop the others' leases being renewed and
+        // their lost claims reported (its own leases run out, as on a queue that is down);
+        // the error is returned when no shard answered.
         let mut beat = Heartbeat::default();
+        let mut failure = None;
+        let mut answered = false;
         for (shard, one) in beats.into_iter().enumerate() {
+            let one = match one {
+                Ok(one) => one,
+                Err(error) => {
+                    tracing::warn!(%error, shard, "a shard's heartbeat failed");
+                    failure.get_or_insert(error);
+                    continue;
+                }
+            };
+            answered = true;
             beat.renewed += one.renewed;
             beat.draining |= one.draining;
             beat.released += one.released;
@@ -223,7 +268,10 @@ impl ShardedQueue {
                     .map(|(id, token)| (id, self.token_out(shard, token))),
             );
         }
-        Ok(beat)
+        match failure {
+            Some(error) if !answered => Err(error),
+            _ => Ok(beat),
+        }
     }
 
     /// Sets the worker's drain flag on every shard; false when no shard knows it.
@@ -237,24 +285,21 @@ impl ShardedQueue {
         Ok(found.into_iter().any(|f| f))
     }
 
-    /// Removes the worker from every shard (none when the first says another run has the
-    /// id); returns the jobs given back.
+    /// Removes the worker from every shard (each shard decides by the session whether the id
+    /// is still this run's); the jobs given back — `None` when some shard says another run
+    /// has taken the id over.
     pub async fn unregister_worker(
         &self,
         worker: String,
         session: Option<String>,
     ) -> QueueResult<Option<u64>> {
-        let mut released = 0;
-        for queue in &self.shards {
-            match queue
-                .unregister_worker(worker.clone(), session.clone())
-                .await?
-            {
-                Some(n) => released += n,
-                None => return Ok(None),
-            }
-        }
-        Ok(Some(released))
+        let answers = try_join_all(
+            self.shards
+                .iter()
+                .map(|queue| queue.unregister_worker(worker.clone(), session.clone())),
+        )
+        .await?;
+        Ok(answers.into_iter().sum())
     }
 
     /// The workers as every shard knows them, with the jobs they hold on any.
@@ -283,20 +328,37 @@ impl ShardedQueue {
     }
 
     /// Every shard's reaper pass, added up; outboxes left full (a client that crashed after
-    /// a finish) are forwarded first.
+    /// a finish) are forwarded first. A shard that does not answer is skipped (the error is
+    /// returned only when none answered): the others' expired leases still go back.
     pub async fn reap(&self, limit: usize) -> QueueResult<ReapReport> {
         for shard in 0..self.shards.len() {
-            self.forward(shard, limit.div_ceil(500).max(1)).await?;
+            if let Err(error) = self.forward(shard, limit.div_ceil(500).max(1)).await {
+                tracing::warn!(%error, shard, "could not forward a shard's outbox");
+            }
         }
-        let reports = try_join_all(self.shards.iter().map(|queue| queue.reap(limit))).await?;
-        Ok(reports
-            .into_iter()
-            .fold(ReapReport::default(), |sum, one| ReapReport {
-                requeued: sum.requeued + one.requeued,
-                failed: sum.failed + one.failed,
-                purged: sum.purged + one.purged,
-                workers_expired: sum.workers_expired + one.workers_expired,
-            }))
+        let reports = join_all(self.shards.iter().map(|queue| queue.reap(limit))).await;
+        let mut sum = ReapReport::default();
+        let mut failure = None;
+        let mut answered = false;
+        for (shard, report) in reports.into_iter().enumerate() {
+            match report {
+                Ok(one) => {
+                    answered = true;
+                    sum.requeued += one.requeued;
+                    sum.failed += one.failed;
+                    sum.purged += one.purged;
+                    sum.workers_expired += one.workers_expired;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, shard, "a shard's reaper pass failed");
+                    failure.get_or_insert(error);
+                }
+            }
+        }
+        match failure {
+            Some(error) if !answered => Err(error),
+            _ => Ok(sum),
+        }
     }
 
     /// Deletes finished jobs older than `older_than_ms` on every shard.

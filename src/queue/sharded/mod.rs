@@ -32,6 +32,7 @@
 
 mod merge;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -41,17 +42,25 @@ use super::error::{QueueError, QueueResult};
 use super::job::{Ack, FailOutcome, Finished, Job, NewJob};
 use super::options::QueueOptions;
 use super::politeness::{self, Feedback};
-use super::redis::{RedisQueue, slot_of_tag};
+use super::redis::{Layout, RedisQueue, slot_of_tag};
 use crate::config::ConfigError;
 use crate::partition::hashing::rendezvous;
 
 /// The longest a claim skips a shard that had nothing ready.
 pub const IDLE_SKIP: Duration = Duration::from_millis(100);
 
+/// How long claims leave alone a shard whose claim failed.
+const UNREACHABLE_SKIP: Duration = Duration::from_secs(1);
+
 /// Outbox entries read at a time.
 const FORWARD_PAGE: usize = 500;
-/// Pages of an outbox forwarded after a finish (the rest by the reaper).
-const FORWARD_PAGES: usize = 4;
+/// The reaper forwards outbox entries older than this (younger ones are their own client's
+/// to forward: forwarding them too would only submit them twice).
+pub const OUTBOX_GRACE: Duration = Duration::from_secs(10);
+
+/// Jobs on their way from one shard's outbox to another shard: the outbox entries and the
+/// jobs, in step.
+type Outgoing = (Vec<String>, Vec<NewJob>);
 
 /// A queue over several Redis shards.
 pub struct ShardedQueue {
@@ -65,9 +74,10 @@ pub struct ShardedQueue {
     epoch: Instant,
 }
 
-/// Opens the queue whose first shard is `first`: alone when it has one shard, else with the
-/// others of its stored layout (created here when `options.shards` asks for several and the
-/// queue has no layout yet).
+/// Opens the queue whose first shard `first` is connected (none of the queue's functions
+/// called yet: a plain client's calls are refused on a sharded queue): alone when it has one
+/// shard, else with the others of its stored layout (created here when `options.shards`
+/// asks for several and the queue has no layout yet).
 pub async fn open(first: RedisQueue) -> QueueResult<super::JobQueue> {
     let wanted = first.options().shards;
     let refuse = |have: usize, n: u32| -> QueueError {
@@ -81,16 +91,25 @@ pub async fn open(first: RedisQueue) -> QueueResult<super::JobQueue> {
         )
         .into()
     };
-    let bases = match (first.stored_shards().await?, wanted) {
-        (Some(bases), None) => bases,
-        (Some(bases), Some(n)) if n as usize == bases.len() => bases,
-        (Some(bases), Some(n)) => return Err(refuse(bases.len(), n)),
-        (None, None | Some(1)) => return Ok(super::JobQueue::Redis(first)),
+    let mode = first.options().politeness_key.as_str();
+    let (layout, first) = match (first.stored_shards().await?, wanted) {
+        (Some(layout), None) => (layout, first),
+        (Some(layout), Some(n)) if n as usize == layout.bases.len() => (layout, first),
+        (Some(layout), Some(n)) => return Err(refuse(layout.bases.len(), n)),
+        (None, None | Some(1)) => return Ok(super::JobQueue::Redis(first.opened().await?)),
         (None, Some(n)) => {
-            // A queue that holds jobs keeps one shard: its jobs' keys would be paced on two
-            // shards at once, and its workers' tokens would name the wrong shard.
-            if first.stats().await?.total > 0 {
-                return Err(refuse(1, n));
+            let first = first.opened().await?;
+            // A queue in use keeps one shard: its jobs' keys would be paced on two shards at
+            // once, and its clients would go on using one shard as the whole queue (a client
+            // that opens it in between is refused its next call: see `prelude.lua`).
+            if first.in_use().await? {
+                return Err(ConfigError::invalid(
+                    "shards",
+                    n,
+                    "1 for this queue, which is in use (jobs, workers or results): shards are \
+                     given to a new queue, before any worker uses it",
+                )
+                .into());
             }
             let masters = first.slot_masters().await?;
             let bases = plan(
@@ -99,14 +118,32 @@ pub async fn open(first: RedisQueue) -> QueueResult<super::JobQueue> {
                 n as usize,
                 masters.as_deref(),
             );
-            let stored = first.store_shards(&bases).await?;
+            let stored = first
+                .store_shards(&Layout {
+                    bases,
+                    politeness_key: mode.to_owned(),
+                })
+                .await?;
             // Another client created the queue at the same moment, with another number.
-            if stored.len() != n as usize {
-                return Err(refuse(stored.len(), n));
+            if stored.bases.len() != n as usize {
+                return Err(refuse(stored.bases.len(), n));
             }
-            stored
+            (stored, first)
         }
     };
+    if layout.politeness_key != mode {
+        return Err(ConfigError::invalid(
+            "politeness_key",
+            mode,
+            format!(
+                "{}, the mode this sharded queue routes jobs by (every client must make the \
+                 same keys)",
+                layout.politeness_key
+            ),
+        )
+        .into());
+    }
+    let bases = layout.bases;
     let n = bases.len();
     let mut options = first.options().clone();
     if let Some(dedup) = &mut options.dedup {
@@ -239,14 +276,17 @@ impl ShardedQueue {
     /// Submits validated jobs, each to its key's shard (the shards at once).
     pub async fn submit(&self, jobs: Vec<NewJob>) -> QueueResult<Vec<(String, bool)>> {
         let routed = jobs.into_iter().map(|job| (self.shard_of(&job), job));
-        self.per_shard(routed, |shard, jobs| self.shards[shard].submit(jobs))
-            .await
+        self.per_shard("submit", routed, |shard, jobs| {
+            self.shards[shard].submit(jobs)
+        })
+        .await
     }
 
     /// Sends each shard its share of `items` (`(shard, item)`, the shards at once) and
     /// returns the answers in the order of `items`.
     async fn per_shard<T, R, F>(
         &self,
+        operation: &'static str,
         items: impl IntoIterator<Item = (usize, T)>,
         call: impl Fn(usize, Vec<T>) -> F,
     ) -> QueueResult<Vec<R>>
@@ -280,7 +320,7 @@ impl ShardedQueue {
             .map(|answer| {
                 answer.ok_or_else(|| QueueError::Backend {
                     url: self.location().to_owned(),
-                    operation: "submit",
+                    operation,
                     detail: "a shard answered fewer items than it was sent".to_owned(),
                 })
             })
@@ -300,6 +340,7 @@ impl ShardedQueue {
         let mut wake: Option<Duration> = None;
         let mut earliest = |d: Duration| wake = Some(wake.map_or(d, |w| w.min(d)));
         let mut asked = false;
+        let mut failure = None;
         for step in 0..n {
             let shard = (first + step) % n;
             if claimed.len() >= limit {
@@ -315,9 +356,19 @@ impl ShardedQueue {
             }
             asked = true;
             let want = limit - claimed.len();
-            let (jobs, ready_in) = self.shards[shard]
-                .claim(worker.clone(), want, start)
-                .await?;
+            let (jobs, ready_in) = match self.shards[shard].claim(worker.clone(), want, start).await
+            {
+                Ok(answer) => answer,
+                Err(error) => {
+                    // The other shards' work goes on: the jobs claimed so far are returned
+                    // (they are leased to the worker), and the shard is left alone a while.
+                    tracing::warn!(%error, shard, "a shard's claim failed");
+                    let until = now + u64::try_from(UNREACHABLE_SKIP.as_millis()).unwrap_or(0);
+                    self.idle_until[shard].store(until, Ordering::Relaxed);
+                    failure.get_or_insert(error);
+                    continue;
+                }
+            };
             if jobs.len() < want {
                 let skip = ready_in.map_or(IDLE_SKIP, |d| d.min(IDLE_SKIP));
                 let until = now + u64::try_from(skip.as_millis()).unwrap_or(u64::MAX);
@@ -332,6 +383,11 @@ impl ShardedQueue {
                 jobs.into_iter()
                     .map(|job| job.map(|job| self.job_out(shard, job))),
             );
+        }
+        if claimed.is_empty()
+            && let Some(error) = failure
+        {
+            return Err(error);
         }
         let short = claimed.len() < limit;
         Ok((claimed, if short { wake } else { None }))
@@ -405,7 +461,7 @@ impl ShardedQueue {
             let (shard, token) = self.token_in(token);
             (shard, (id, token, result))
         });
-        self.per_shard(routed, |shard, jobs| async move {
+        self.per_shard("complete_many", routed, |shard, jobs| async move {
             let acks = self.shards[shard].complete_many(jobs).await?;
             Ok(self.acks_out(shard, acks))
         })
@@ -429,35 +485,64 @@ impl ShardedQueue {
                 .collect();
             routed.push((shard, (job, elsewhere)));
         }
-        let mut outboxes = vec![false; self.shards.len()];
-        for (shard, (_, elsewhere)) in &routed {
-            outboxes[*shard] |= !elsewhere.is_empty();
-        }
-        let acks = self
-            .per_shard(routed, |shard, jobs| async move {
-                let acks = self.shards[shard].finish_routed(&jobs).await?;
-                Ok(self.acks_out(shard, acks))
+        let answers = self
+            .per_shard("finish", routed, |shard, jobs| async move {
+                let answers = self.shards[shard].finish_routed(&jobs).await?;
+                Ok(jobs
+                    .into_iter()
+                    .zip(answers)
+                    .map(|((_, elsewhere), (ack, outbox))| {
+                        (shard, self.ack_out(shard, ack), elsewhere, outbox)
+                    })
+                    .collect())
             })
             .await?;
-        for (shard, _) in outboxes.iter().enumerate().filter(|(_, used)| **used) {
-            // The finish stands whatever happens here: an outbox left full is forwarded by
-            // the next reaper pass of any client.
-            if let Err(error) = self.forward(shard, FORWARD_PAGES).await {
-                tracing::warn!(%error, shard, "could not forward discovered jobs yet");
+        // Each accepted page's jobs for other shards, forwarded now by the client that has
+        // them (their outbox entries deleted once they are submitted); what fails here is
+        // left to the reaper.
+        let mut groups: BTreeMap<(usize, usize, String), Outgoing> = BTreeMap::new();
+        let mut acks = Vec::with_capacity(answers.len());
+        for (from, ack, elsewhere, outbox) in answers {
+            acks.push(ack);
+            let Some((root, entries)) = outbox else {
+                continue;
+            };
+            for ((to, job), entry) in elsewhere.into_iter().zip(entries) {
+                let group = groups.entry((from, to, root.clone())).or_default();
+                group.0.push(entry);
+                group.1.push(job);
+            }
+        }
+        for ((from, to, root), (entries, jobs)) in groups {
+            let forwarded = async {
+                self.shards[to].submit_forwarded(&jobs, &root).await?;
+                self.shards[from].outbox_done(&entries).await
+            };
+            if let Err(error) = forwarded.await {
+                tracing::warn!(%error, from, to, "discovered jobs left in the outbox for the reaper");
             }
         }
         Ok(acks)
     }
 
-    /// Forwards up to `pages` pages of shard `shard`'s outbox to the shards its jobs belong
-    /// to; returns the jobs forwarded.
+    /// Forwards up to `pages` pages of shard `shard`'s outbox — the entries older than
+    /// [`OUTBOX_GRACE`], which their own client has had time to forward — to the shards their
+    /// jobs belong to; returns the jobs forwarded.
     pub(crate) async fn forward(&self, shard: usize, pages: usize) -> QueueResult<u64> {
+        let until = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .saturating_sub(OUTBOX_GRACE);
+        let until = u64::try_from(until.as_millis()).unwrap_or(0);
         let mut forwarded = 0;
+        let mut after: Option<String> = None;
+        let mut failure = None;
         for _ in 0..pages {
-            let (jobs, unreadable) = self.shards[shard].outbox(FORWARD_PAGE).await?;
-            let read = jobs.len() + unreadable.len();
-            let mut groups: std::collections::BTreeMap<(usize, String), Vec<NewJob>> =
-                std::collections::BTreeMap::new();
+            let (jobs, unreadable, last) = self.shards[shard]
+                .outbox(after.clone(), until, FORWARD_PAGE)
+                .await?;
+            let Some(last) = last else { break };
+            let mut groups: BTreeMap<(usize, String), Vec<(String, NewJob)>> = BTreeMap::new();
             let mut done = unreadable;
             for forward in jobs {
                 if forward.to >= self.shards.len() {
@@ -466,24 +551,36 @@ impl ShardedQueue {
                         to = forward.to,
                         "dropped an outbox entry for a shard this queue does not have"
                     );
+                    done.push(forward.entry);
                 } else {
                     groups
                         .entry((forward.to, forward.root))
                         .or_default()
-                        .push(forward.job);
-                    forwarded += 1;
+                        .push((forward.entry, forward.job));
                 }
-                done.push(forward.entry);
             }
-            for ((to, root), jobs) in &groups {
-                self.shards[*to].submit_forwarded(jobs, root).await?;
+            for ((to, root), entries) in groups {
+                let (ids, jobs): (Vec<String>, Vec<NewJob>) = entries.into_iter().unzip();
+                // A shard that does not answer keeps its entries (forwarded later); the
+                // others' go on.
+                match self.shards[to].submit_forwarded(&jobs, &root).await {
+                    Ok(()) => {
+                        forwarded += jobs.len() as u64;
+                        done.extend(ids);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, from = shard, to, "could not forward discovered jobs yet");
+                        failure.get_or_insert(error);
+                    }
+                }
             }
             self.shards[shard].outbox_done(&done).await?;
-            if read < FORWARD_PAGE {
-                break;
-            }
+            after = Some(last);
         }
-        Ok(forwarded)
+        match failure {
+            Some(error) if forwarded == 0 => Err(error),
+            _ => Ok(forwarded),
+        }
     }
 
     fn acks_out(&self, shard: usize, acks: Vec<Ack>) -> Vec<Ack> {

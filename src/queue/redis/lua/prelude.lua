@@ -2,8 +2,8 @@
 -- (Redis >= 7: this prelude runs once, at FUNCTION LOAD) or, on older servers, each as its
 -- own script with this prelude in front (see redis/scripts.rs). Either way a call starts
 -- with begin(), which resets the per-call state below, and ends with flush().
--- ARGV[1] is the queue's key base, "<prefix>:{<name>}": the braces make every key of one
--- queue hash to one Redis Cluster slot. All times come from this server's clock (TIME).
+-- ARGV[1] is the queue's key base, "<prefix>:{<name>}" (a final '!' when the client drives
+-- it as a shard): the braces make every key of one queue hash to one Redis Cluster slot. All times come from this server's clock (TIME).
 local KEYS, ARGV, base
 local key_cache = {}
 -- The key `<base>:<a>[:<b>]`, built once per call.
@@ -99,6 +99,14 @@ local politeness_flush = nil
 local resets = {}
 local function begin(keys, args)
   KEYS, ARGV, base = keys, args, args[1]
+  if string.byte(base, -1) == 33 then
+    -- '!': the client drives this queue as a shard of a sharded queue (sharded/mod.rs).
+    base = string.sub(base, 1, -2)
+  elseif redis.call('EXISTS', base .. ':shards') == 1 then
+    -- A client that opened the queue before it was given shards would work one shard as the
+    -- whole queue: refused before anything is read or written.
+    error({err = 'SHARDED this queue was given shards after this client opened it: open it again'})
+  end
   key_cache = {}
   zadds, zrems, srems, counts, totals = {}, {}, {}, {}, {}
   for _, reset in ipairs(resets) do reset() end
