@@ -91,7 +91,7 @@ def test_a_queue_keeps_the_shards_it_was_created_with(server: RedisServer, tmp_p
 
 
 def test_a_client_that_opened_the_queue_before_it_had_shards_is_stopped(
-    server: RedisServer,
+    server: RedisServer, tmp_path: Path
 ) -> None:
     name = f"s{uuid.uuid4().hex[:8]}"
     early = JobQueue(server.url, name=name)  # opened while the queue had no shards
@@ -105,6 +105,8 @@ def test_a_client_that_opened_the_queue_before_it_had_shards_is_stopped(
         lambda: early.submit(site_spec(99)),
         lambda: early.register_worker("w"),
         early.stats,
+        lambda: early.get("j1"),  # reads too: one shard's jobs or results are not all
+        lambda: export_jsonl(early, tmp_path / "early.jsonl"),
     ):
         with pytest.raises(ConfigError, match="opened again"):
             call()

@@ -73,7 +73,14 @@ impl JobQueue {
         options.validate()?;
         Ok(match QueueUrl::parse(url)? {
             QueueUrl::Redis(url) => {
-                sharded::open(redis::RedisQueue::connection(&url, options).await?).await?
+                let first = redis::RedisQueue::connection(&url, options.clone()).await?;
+                match sharded::open(first).await {
+                    // Another client gave the queue shards while this one opened it.
+                    Err(error) if redis::resharded(&error) => {
+                        sharded::open(redis::RedisQueue::connection(&url, options).await?).await?
+                    }
+                    other => other?,
+                }
             }
             _ if options.shards.is_some_and(|n| n > 1) => {
                 return Err(QueueError::Config(crate::config::ConfigError::invalid(

@@ -171,7 +171,19 @@ pub(super) async fn call<T: redis::FromRedisValue>(
         // to that master, sent it to another node). Like a slot that moved: the slot map is
         // refreshed and the call sent again, the library loaded again at most a few times.
         if missing && loads < MAX_LOADS {
-            load(connection, base).await?;
+            // Without REPLACE: a node that has the library keeps it (no recompiling, no
+            // copy to its replicas and its append-only file).
+            let mut command = redis::cmd("FUNCTION");
+            command.arg("LOAD").arg(LIBRARY.code());
+            let loaded = connection
+                .route_command(command, route.clone())
+                .await
+                .and_then(redis::Value::extract_error);
+            if let Err(error) = loaded
+                && !scripts::already_loaded(&error)
+            {
+                return Err(error);
+            }
             loads += 1;
         } else if !missing && !slot_unsettled(&error) {
             return Err(error);

@@ -48,6 +48,14 @@ use scripts::{
     QueueScript, REAP, RESULTS, SETTLE, STATS, SUBMIT, UPGRADE, WORKERS, WORKERS_READ,
 };
 
+/// What a client that opened a queue before it was given shards is told.
+const RESHARDED: &str = "one opened again: it was given shards after this client opened it";
+
+/// Whether `error` says the queue was given shards after this client opened it.
+pub fn resharded(error: &QueueError) -> bool {
+    matches!(error, QueueError::Config(config) if config.to_string().contains(RESHARDED))
+}
+
 /// Jobs per submit script call: big batches are split so no script runs for long.
 const SUBMIT_CHUNK: usize = 1000;
 /// Finished jobs per script call (each may carry items and discovered links).
@@ -556,13 +564,8 @@ impl RedisQueue {
 
     fn error(&self, operation: &'static str, error: &redis::RedisError) -> QueueError {
         let detail = error.to_string();
-        if detail.contains("SHARDED") {
-            return ConfigError::invalid(
-                "queue",
-                &self.redacted_url,
-                "one opened again: it was given shards after this client opened it",
-            )
-            .into();
+        if error.code() == Some("SHARDED") || detail.contains("SHARDED this queue") {
+            return ConfigError::invalid("queue", &self.redacted_url, RESHARDED).into();
         }
         if error.is_io_error()
             || error.is_connection_dropped()
@@ -573,6 +576,9 @@ impl RedisQueue {
                 .code()
                 .is_some_and(|code| TRANSIENT_CODES.contains(&code))
             || cluster::slot_unsettled(error)
+            // On a cluster, past the retries of `cluster::call`: no node of the slot answered.
+            || (matches!(self.connection, Connection::Cluster(..))
+                && scripts::function_missing(error))
         {
             QueueError::Unavailable {
                 url: self.redacted_url.clone(),
@@ -801,12 +807,11 @@ impl RedisQueue {
 
     /// One job, or `None`.
     pub async fn get(&self, id: String) -> QueueResult<Option<Job>> {
-        let mut connection = self.connection.clone();
         let mut command = redis::cmd("HMGET");
         command
             .arg(format!("{}:job:{id}", self.base))
             .arg(&JOB_FIELDS[..]);
-        let mut values: Vec<Option<String>> = self.query("get", &command, &mut connection).await?;
+        let mut values: Vec<Option<String>> = self.query_checked("get", &command).await?;
         if values.iter().all(Option::is_none) {
             return Ok(None);
         }
@@ -894,9 +899,8 @@ impl RedisQueue {
             .arg("+")
             .arg("COUNT")
             .arg(limit.max(1));
-        let mut connection = self.connection.clone();
         let reply: redis::streams::StreamRangeReply =
-            self.query("results", &command, &mut connection).await?;
+            self.query_checked("results", &command).await?;
         Ok(reply
             .ids
             .into_iter()

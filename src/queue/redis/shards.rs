@@ -98,6 +98,33 @@ impl RedisQueue {
         Ok(layout)
     }
 
+    /// `command` (a read of the queue's keys); for a client of the queue as one shard, in
+    /// the same round trip as a check that the queue has no shards (the Lua calls make it in
+    /// `prelude.lua`): a reader that opened the queue before it had shards would see one
+    /// shard's jobs or results as all of them.
+    pub(super) async fn query_checked<T: redis::FromRedisValue>(
+        &self,
+        operation: &'static str,
+        command: &redis::Cmd,
+    ) -> QueueResult<T> {
+        let mut connection = self.connection.clone();
+        if self.call_base != self.base {
+            return self.query(operation, command, &mut connection).await;
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("EXISTS")
+            .arg(format!("{}:shards", self.base))
+            .add_command(command.clone());
+        let call = pipe.query_async::<(i64, T)>(&mut connection);
+        let (sharded, value) = self
+            .answered(operation, self.options.operation_timeout, call)
+            .await?;
+        if sharded == 1 {
+            return Err(ConfigError::invalid("queue", &self.redacted_url, super::RESHARDED).into());
+        }
+        Ok(value)
+    }
+
     /// A queue at key base `base` on this queue's connection (a shard), opened like
     /// [`RedisQueue::connect`] opens one: functions loaded on its node, its seen-URL filter
     /// read, `options`' policy written.

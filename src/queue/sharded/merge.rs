@@ -238,13 +238,22 @@ impl ShardedQueue {
                 list.push((id, token));
             }
         }
-        let beats = join_all(self.shards.iter().zip(per_shard).map(|(queue, held)| {
-            queue.heartbeat(worker.clone(), held, session.clone(), count_unlisted)
-        }))
+        let listed = per_shard.clone();
+        // A shard where a call of this client went unanswered since its last heartbeat may
+        // have leased jobs the worker does not know of (a claim whose answer was lost): they
+        // are given back without counting an expired lease, as after an outage of one queue.
+        let troubled: Vec<bool> = (0..self.shards.len())
+            .map(|shard| self.health.take_trouble(shard))
+            .collect();
+        let beats = join_all(self.shards.iter().zip(per_shard).zip(&troubled).map(
+            |((queue, held), &troubled)| {
+                let count = count_unlisted && !troubled;
+                queue.heartbeat(worker.clone(), held, session.clone(), count)
+            },
+        ))
         .await;
         // A shard that does not answer does not stop the others' leases being renewed and
-        // their lost claims reported (its own leases run out, as on a queue that is down);
-        // the error is returned when no shard answered.
+        // their lost claims reported; the error is returned when no shard answered.
         let mut beat = Heartbeat::default();
         let mut failure = None;
         let mut answered = false;
@@ -253,10 +262,26 @@ impl ShardedQueue {
                 Ok(one) => one,
                 Err(error) => {
                     tracing::warn!(%error, shard, "a shard's heartbeat failed");
+                    self.health.failed(shard, &error);
+                    if troubled[shard] {
+                        self.health.keep_trouble(shard);
+                    }
+                    // Leases that shard has not renewed for a whole lease may be another
+                    // worker's by now: given up, as a worker gives up every job when its
+                    // queue has been unreachable that long.
+                    if self.health.expired(shard, self.options().lease)
+                        && let Some(held) = &listed[shard]
+                    {
+                        beat.lost.extend(
+                            held.iter()
+                                .map(|(id, token)| (id.clone(), self.token_out(shard, *token))),
+                        );
+                    }
                     failure.get_or_insert(error);
                     continue;
                 }
             };
+            self.health.renewed(shard);
             answered = true;
             beat.renewed += one.renewed;
             beat.draining |= one.draining;

@@ -30,13 +30,14 @@
 //!   shard and adds up; workers register and heartbeat on every shard (each shard's reaper
 //!   gives back the jobs of its dead workers); operations by job id ask the shards in turn.
 
+mod health;
 mod merge;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
-use futures_util::future::try_join_all;
+use futures_util::future::{join_all, try_join_all};
 
 use super::error::{QueueError, QueueResult};
 use super::job::{Ack, FailOutcome, Finished, Job, NewJob};
@@ -48,9 +49,6 @@ use crate::partition::hashing::rendezvous;
 
 /// The longest a claim skips a shard that had nothing ready.
 pub const IDLE_SKIP: Duration = Duration::from_millis(100);
-
-/// How long claims leave alone a shard whose claim failed.
-const UNREACHABLE_SKIP: Duration = Duration::from_secs(1);
 
 /// Outbox entries read at a time.
 const FORWARD_PAGE: usize = 500;
@@ -69,9 +67,8 @@ pub struct ShardedQueue {
     weights: Vec<f64>,
     /// Where the next claim starts.
     next: AtomicUsize,
-    /// Per shard: a claim skips it until this time (ms since `epoch`).
-    idle_until: Vec<AtomicU64>,
-    epoch: Instant,
+    /// What this client saw of each shard.
+    health: health::Health,
 }
 
 /// Opens the queue whose first shard `first` is connected (none of the queue's functions
@@ -157,8 +154,7 @@ pub async fn open(first: RedisQueue) -> QueueResult<super::JobQueue> {
     Ok(super::JobQueue::Sharded(ShardedQueue {
         weights: vec![1.0; n],
         next: AtomicUsize::new(0),
-        idle_until: (0..n).map(|_| AtomicU64::new(0)).collect(),
-        epoch: Instant::now(),
+        health: health::Health::new(n, options.operation_timeout),
         shards,
     }))
 }
@@ -254,10 +250,6 @@ impl ShardedQueue {
         }
     }
 
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
     /// The backend URL, without any password.
     pub fn location(&self) -> &str {
         self.shards[0].location()
@@ -308,7 +300,12 @@ impl ShardedQueue {
             .filter(|(_, group)| !group.is_empty())
             .map(|(shard, group)| {
                 let answers = call(shard, group);
-                async move { Ok::<_, QueueError>((shard, answers.await?)) }
+                async move {
+                    let answers = answers
+                        .await
+                        .inspect_err(|error| self.health.failed(shard, error))?;
+                    Ok::<_, QueueError>((shard, answers))
+                }
             });
         let mut out: Vec<Option<R>> = (0..total).map(|_| None).collect();
         for (shard, answers) in try_join_all(calls).await? {
@@ -340,18 +337,18 @@ impl ShardedQueue {
         let mut wake: Option<Duration> = None;
         let mut earliest = |d: Duration| wake = Some(wake.map_or(d, |w| w.min(d)));
         let mut asked = false;
-        let mut failure = None;
+        let mut failure: Option<QueueError> = None;
         for step in 0..n {
             let shard = (first + step) % n;
             if claimed.len() >= limit {
                 break;
             }
-            let now = self.now_ms();
-            let skip_until = self.idle_until[shard].load(Ordering::Relaxed);
             // The last shard of a round is asked anyway when no shard was: a claim never
             // answers nothing without asking.
-            if skip_until > now && (asked || step + 1 < n) {
-                earliest(Duration::from_millis(skip_until - now));
+            if let Some(skip) = self.health.skip(shard)
+                && (asked || step + 1 < n)
+            {
+                earliest(skip);
                 continue;
             }
             asked = true;
@@ -363,21 +360,28 @@ impl ShardedQueue {
                     // The other shards' work goes on: the jobs claimed so far are returned
                     // (they are leased to the worker), and the shard is left alone a while.
                     tracing::warn!(%error, shard, "a shard's claim failed");
-                    let until = now + u64::try_from(UNREACHABLE_SKIP.as_millis()).unwrap_or(0);
-                    self.idle_until[shard].store(until, Ordering::Relaxed);
-                    failure.get_or_insert(error);
+                    self.health.failed(shard, &error);
+                    // An unreachable shard is what is reported (the worker backs off and
+                    // its next heartbeat gives back what a lost answer leased).
+                    if failure
+                        .as_ref()
+                        .is_none_or(|f| !matches!(f, QueueError::Unavailable { .. }))
+                    {
+                        failure = Some(error);
+                    }
                     continue;
                 }
             };
             if jobs.len() < want {
-                let skip = ready_in.map_or(IDLE_SKIP, |d| d.min(IDLE_SKIP));
-                let until = now + u64::try_from(skip.as_millis()).unwrap_or(u64::MAX);
-                self.idle_until[shard].store(until, Ordering::Relaxed);
+                self.health.idle(
+                    shard,
+                    Some(ready_in.map_or(IDLE_SKIP, |d| d.min(IDLE_SKIP))),
+                );
                 if let Some(ready_in) = ready_in {
                     earliest(ready_in);
                 }
             } else {
-                self.idle_until[shard].store(0, Ordering::Relaxed);
+                self.health.idle(shard, None);
             }
             claimed.extend(
                 jobs.into_iter()
@@ -399,7 +403,9 @@ impl ShardedQueue {
         F: std::future::Future<Output = QueueResult<T>>,
     {
         let (shard, token) = self.token_in(token);
-        op(shard, token).await
+        op(shard, token)
+            .await
+            .inspect_err(|error| self.health.failed(shard, error))
     }
 
     /// Marks a claimed job as running (fenced by `token`).
@@ -513,15 +519,20 @@ impl ShardedQueue {
                 group.1.push(job);
             }
         }
-        for ((from, to, root), (entries, jobs)) in groups {
-            let forwarded = async {
-                self.shards[to].submit_forwarded(&jobs, &root).await?;
-                self.shards[from].outbox_done(&entries).await
-            };
-            if let Err(error) = forwarded.await {
-                tracing::warn!(%error, from, to, "discovered jobs left in the outbox for the reaper");
-            }
-        }
+        let forwards = groups
+            .into_iter()
+            .filter(|((_, to, _), _)| !self.health.down(*to))
+            .map(|((from, to, root), (entries, jobs))| async move {
+                let forwarded = async {
+                    self.shards[to].submit_forwarded(&jobs, &root).await?;
+                    self.shards[from].outbox_done(&entries).await
+                };
+                if let Err(error) = forwarded.await {
+                    self.health.failed(to, &error);
+                    tracing::warn!(%error, from, to, "discovered jobs left in the outbox for the reaper");
+                }
+            });
+        join_all(forwards).await;
         Ok(acks)
     }
 
@@ -559,17 +570,25 @@ impl ShardedQueue {
                         .push((forward.entry, forward.job));
                 }
             }
-            for ((to, root), entries) in groups {
-                let (ids, jobs): (Vec<String>, Vec<NewJob>) = entries.into_iter().unzip();
-                // A shard that does not answer keeps its entries (forwarded later); the
-                // others' go on.
-                match self.shards[to].submit_forwarded(&jobs, &root).await {
+            // A shard that does not answer keeps its entries (forwarded later); the others'
+            // go on, at the same time.
+            let submits = groups
+                .into_iter()
+                .filter(|((to, _), _)| !self.health.down(*to))
+                .map(|((to, root), entries)| async move {
+                    let (ids, jobs): (Vec<String>, Vec<NewJob>) = entries.into_iter().unzip();
+                    let outcome = self.shards[to].submit_forwarded(&jobs, &root).await;
+                    (to, ids, outcome)
+                });
+            for (to, ids, outcome) in join_all(submits).await {
+                match outcome {
                     Ok(()) => {
-                        forwarded += jobs.len() as u64;
+                        forwarded += ids.len() as u64;
                         done.extend(ids);
                     }
                     Err(error) => {
                         tracing::warn!(%error, from = shard, to, "could not forward discovered jobs yet");
+                        self.health.failed(to, &error);
                         failure.get_or_insert(error);
                     }
                 }
