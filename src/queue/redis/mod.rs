@@ -472,12 +472,12 @@ impl RedisQueue {
     async fn query<T: redis::FromRedisValue>(
         &self,
         operation: &'static str,
-        command: &redis::Cmd,
+        command: &impl Read,
         connection: &mut Connection,
     ) -> QueueResult<T> {
         let mut retried = false;
         loop {
-            let call = command.query_async::<T>(connection);
+            let call = command.send::<T>(connection);
             match tokio::time::timeout(self.options.operation_timeout, call).await {
                 Err(_) => {
                     return Err(QueueError::Unavailable {
@@ -1208,6 +1208,32 @@ impl RedisQueue {
                 return Ok(purged);
             }
         }
+    }
+}
+
+/// A request that only reads (so it may be sent twice): a command or a pipeline.
+trait Read {
+    fn send<T: redis::FromRedisValue>(
+        &self,
+        connection: &mut Connection,
+    ) -> impl std::future::Future<Output = redis::RedisResult<T>>;
+}
+
+impl Read for redis::Cmd {
+    fn send<T: redis::FromRedisValue>(
+        &self,
+        connection: &mut Connection,
+    ) -> impl std::future::Future<Output = redis::RedisResult<T>> {
+        self.query_async(connection)
+    }
+}
+
+impl Read for redis::Pipeline {
+    fn send<T: redis::FromRedisValue>(
+        &self,
+        connection: &mut Connection,
+    ) -> impl std::future::Future<Output = redis::RedisResult<T>> {
+        self.query_async(connection)
     }
 }
 

@@ -115,10 +115,7 @@ impl RedisQueue {
         pipe.cmd("EXISTS")
             .arg(format!("{}:shards", self.base))
             .add_command(command.clone());
-        let call = pipe.query_async::<(i64, T)>(&mut connection);
-        let (sharded, value) = self
-            .answered(operation, self.options.operation_timeout, call)
-            .await?;
+        let (sharded, value): (i64, T) = self.query(operation, &pipe, &mut connection).await?;
         if sharded == 1 {
             return Err(ConfigError::invalid("queue", &self.redacted_url, super::RESHARDED).into());
         }
