@@ -20,17 +20,14 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from scraperv4.demo import TEMPLATE_PATH, DemoSite
+from scraperv4.demo import DemoSite
 from scraperv4.exceptions import ConfigError, QueueUnavailableError
-from scraperv4.extract import Template
-from scraperv4.fetch import FetchConfig
 from scraperv4.queue import JobQueue
-from scraperv4.worker import Worker, crawl_job_id, export_jsonl
+from scraperv4.worker import export_jsonl
+from support.crawl import run_workers, seed
 from support.redis_cluster import RedisCluster, name_in_first_slots, wait_for
 from support.redis_server import free_port
 from support.tcp_proxy import TcpProxy
-
-LOCAL = FetchConfig(allowed_networks=["127.0.0.0/8"], retries=0, per_host_concurrency=32)
 
 
 @pytest.fixture
@@ -50,68 +47,33 @@ def test_a_crawl_survives_a_slot_migration_and_a_failover(
     target = cluster.master_of(10_000)
     assert target != source
     queue = JobQueue(cluster.url, name=name, lease=5.0, operation_timeout=60.0)
-    template = Template.from_file(TEMPLATE_PATH)
     with DemoSite(categories=12, products_per_category=25, page_size=5, latency=0.1) as site:
-        queue.submit(
-            {
-                "id": crawl_job_id("c", site.url),
-                "template_id": "demo-products",
-                "target_url": site.url,
-                "crawl_id": "c",
-            }
-        )
-        workers = [
-            Worker(
-                queue,
-                worker_id=f"w{i}",
-                templates=[template],
-                fetch=LOCAL,
-                concurrency=2,
-                heartbeat=0.5,
-                exit_when_done=True,
-            )
-            for i in range(2)
-        ]
-        outcomes: dict[str, object] = {}
+        seed(queue, [site])
+        marks: list[int] = []
 
-        def run(worker: Worker) -> None:
-            try:
-                outcomes[worker.worker_id] = worker.run(handle_signals=False)
-            except BaseException as error:  # reported below
-                outcomes[worker.worker_id] = error
-
-        threads = [threading.Thread(target=run, args=(w,)) for w in workers]
-        for thread in threads:
-            thread.start()
-        try:
+        def migrate_and_fail_over() -> None:
             done = lambda: queue.stats().by_status["completed"]  # noqa: E731
             wait_for(lambda: done() >= 20, "the crawl to get going", timeout=120)
-            began = done()
+            marks.append(done())
             cluster.reshard(source, target, 10)
             # (Nodes other than the two learn of the move by gossip.)
             wait_for(lambda: cluster.master_of(slot) == target, "every node to see the move")
-            moved_at = done()
+            marks.append(done())
             new_master = cluster.failover(target)
             assert cluster.master_of(slot) == new_master != target
-            failed_over_at = done()
-            print(f"completed: {began} at the reshard, {moved_at} after it, {failed_over_at} "
+            marks.append(done())
+            print(f"completed: {marks[0]} at the reshard, {marks[1]} after it, {marks[2]} "
                   f"after the failover, of {site.page_count}")  # fmt: skip
-            assert failed_over_at < site.page_count, (
+            assert marks[2] < site.page_count, (
                 f"the crawl ({site.page_count} pages) ended before the failover: make it longer"
             )
-            for thread in threads:
-                thread.join(timeout=300)
-        finally:
-            for worker in workers:
-                worker.stop(immediate=True)
-            for thread in threads:
-                thread.join(timeout=30)
-        assert not any(t.is_alive() for t in threads)
+
+        outcomes = run_workers(queue, 2, concurrency=2, during=migrate_and_fail_over)
         assert all(isinstance(o, dict) for o in outcomes.values()), outcomes
         page_hits = {path: n for path, n in site.hits.items() if path != "/robots.txt"}
 
     stats = queue.stats()
-    assert stats.by_status["completed"] == site.page_count, (stats, began, moved_at)
+    assert stats.by_status["completed"] == site.page_count, (stats, marks)
     assert stats.total == site.page_count, "no page queued twice"
     assert (
         sum(stats.by_status[s] for s in ("pending", "assigned", "running", "retrying", "failed"))

@@ -8,7 +8,6 @@ The conformance suite runs on a sharded queue too (``tests/test_queue.py``, back
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -20,16 +19,13 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from scraperv4.demo import TEMPLATE_PATH, DemoSite
+from scraperv4.demo import DemoSite
 from scraperv4.exceptions import ConfigError
-from scraperv4.extract import Template
-from scraperv4.fetch import FetchConfig
 from scraperv4.queue import JobQueue, JobSpec
-from scraperv4.worker import Worker, crawl_job_id, export_jsonl
+from scraperv4.worker import export_jsonl
+from support.crawl import run_workers, seed
 from support.redis_cluster import RedisCluster, wait_for
 from support.redis_server import RedisServer
-
-LOCAL = FetchConfig(allowed_networks=["127.0.0.0/8"], retries=0, per_host_concurrency=32)
 
 
 def site_spec(n: int, sites: int = 60) -> JobSpec:
@@ -189,55 +185,17 @@ def test_workers_heartbeat_and_release_on_every_shard(server: RedisServer) -> No
     assert stats.pending == 89 and stats.by_status["cancelled"] == 1
 
 
-def crawl(queue: JobQueue, sites: list[DemoSite], workers: int, during: Any = None) -> dict:
-    template = Template.from_file(TEMPLATE_PATH)
-    queue.submit_many(
-        [
-            {
-                "id": crawl_job_id("c", site.url),
-                "template_id": "demo-products",
-                "target_url": site.url,
-                "crawl_id": "c",
-            }
-            for site in sites
-        ]
-    )
-    fleet = [
-        Worker(
-            queue,
-            worker_id=f"w{i}",
-            templates=[template],
-            fetch=LOCAL,
-            concurrency=4,
-            heartbeat=0.5,
-            exit_when_done=True,
-        )
-        for i in range(workers)
-    ]
-    outcomes: dict[str, object] = {}
-
-    def run(worker: Worker) -> None:
-        try:
-            outcomes[worker.worker_id] = worker.run(handle_signals=False)
-        except BaseException as error:  # reported below
-            outcomes[worker.worker_id] = error
-
-    threads = [threading.Thread(target=run, args=(w,)) for w in fleet]
-    for thread in threads:
-        thread.start()
-    try:
-        if during is not None:
-            during()
-        for thread in threads:
-            thread.join(timeout=300)
-    finally:
-        for worker in fleet:
-            worker.stop(immediate=True)
-        for thread in threads:
-            thread.join(timeout=30)
-    assert not any(t.is_alive() for t in threads)
+def crawl(queue: JobQueue, sites: list[DemoSite], workers: int, during: Any = None) -> None:
+    seed(queue, sites)
+    outcomes = run_workers(queue, workers, concurrency=4, during=during)
     assert all(isinstance(o, dict) for o in outcomes.values()), outcomes
-    return outcomes
+
+
+def demo_sites(stack: ExitStack, hosts: int, **shape: Any) -> list[DemoSite]:
+    """Demo sites on 127.0.0.1, 127.0.0.2, ... (one politeness key each)."""
+    return [
+        stack.enter_context(DemoSite(host=f"127.0.0.{i}", **shape)) for i in range(1, hosts + 1)
+    ]
 
 
 def check_crawl(queue: JobQueue, sites: list[DemoSite], tmp_path: Path) -> None:
@@ -260,12 +218,7 @@ def check_crawl(queue: JobQueue, sites: list[DemoSite], tmp_path: Path) -> None:
 def test_a_crawl_of_four_hosts_on_three_shards(server: RedisServer, tmp_path: Path) -> None:
     queue = JobQueue(server.url, name=f"s{uuid.uuid4().hex[:8]}", shards=3)
     with ExitStack() as stack:
-        sites = [
-            stack.enter_context(
-                DemoSite(categories=3, products_per_category=12, page_size=4, host=f"127.0.0.{i}")
-            )
-            for i in range(1, 5)
-        ]
+        sites = demo_sites(stack, 4, categories=3, products_per_category=12, page_size=4)
         crawl(queue, sites, workers=2)
         check_crawl(queue, sites, tmp_path)
 
@@ -276,12 +229,7 @@ def test_an_export_notices_a_shard_log_rolled_back_under_its_cursor(
     name = f"s{uuid.uuid4().hex[:8]}"
     queue = JobQueue(server.url, name=name, shards=3)
     with ExitStack() as stack:
-        sites = [
-            stack.enter_context(
-                DemoSite(categories=1, products_per_category=4, page_size=4, host=f"127.0.0.{i}")
-            )
-            for i in range(1, 9)
-        ]
+        sites = demo_sites(stack, 8, categories=1, products_per_category=4, page_size=4)
         crawl(queue, sites, workers=1)
     out = tmp_path / "items.jsonl"
     first = export_jsonl(queue, out)
@@ -329,18 +277,9 @@ def test_shards_spread_over_the_masters_and_a_crawl_survives_a_failover(
     assert len(set(masters)) == 3, f"the shards share masters: {layout} on {masters}"
 
     with ExitStack() as stack:
-        sites = [
-            stack.enter_context(
-                DemoSite(
-                    categories=4,
-                    products_per_category=15,
-                    page_size=5,
-                    latency=0.05,
-                    host=f"127.0.0.{i}",
-                )
-            )
-            for i in range(1, 5)
-        ]
+        sites = demo_sites(
+            stack, 4, categories=4, products_per_category=15, page_size=5, latency=0.05
+        )
         pages = sum(site.page_count for site in sites)
 
         def failover() -> None:
