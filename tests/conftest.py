@@ -35,6 +35,13 @@ def shared_cluster() -> Iterator[RedisCluster]:
         yield cluster
 
 
+@pytest.fixture
+def cluster() -> Iterator[RedisCluster]:
+    """A 6-node Redis Cluster of the test's own (for tests that move slots or fail over)."""
+    with RedisCluster() as cluster:
+        yield cluster
+
+
 @pytest.fixture(params=["redis", "sqlite"])
 def durable_queue_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The test runs twice: on a fresh ``redis-server`` and on a SQLite file."""

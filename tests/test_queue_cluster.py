@@ -13,7 +13,6 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,12 +27,6 @@ from support.crawl import run_workers, seed
 from support.redis_cluster import RedisCluster, name_in_first_slots, wait_for
 from support.redis_server import free_port
 from support.tcp_proxy import TcpProxy
-
-
-@pytest.fixture
-def cluster() -> Iterator[RedisCluster]:
-    with RedisCluster() as cluster:
-        yield cluster
 
 
 def test_a_crawl_survives_a_slot_migration_and_a_failover(

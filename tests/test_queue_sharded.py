@@ -256,12 +256,6 @@ def test_an_export_notices_a_shard_log_rolled_back_under_its_cursor(
     assert len(out.read_text().splitlines()) == first + 1
 
 
-@pytest.fixture
-def cluster() -> Iterator[RedisCluster]:
-    with RedisCluster() as cluster:
-        yield cluster
-
-
 def test_shards_spread_over_the_masters_and_a_crawl_survives_a_failover(
     cluster: RedisCluster, tmp_path: Path
 ) -> None:
