@@ -56,17 +56,25 @@ def test_a_queue_keeps_the_shards_it_was_created_with(server: RedisServer, tmp_p
     for other in (1, 2, 4):
         with pytest.raises(ConfigError, match="3, the number of shards"):
             JobQueue(server.url, name=name, shards=other)
-    # A queue in use is not given shards (its jobs' keys would be paced twice, its clients
-    # would go on using one shard as the whole queue).
+    # A queue used before is not given shards (its jobs' keys would be paced twice, its
+    # clients would go on using one shard as the whole queue, its generations would be
+    # handed out again by the new shards' counters).
     plain = f"p{uuid.uuid4().hex[:8]}"
     JobQueue(server.url, name=plain).submit(site_spec(0))
-    with pytest.raises(ConfigError, match="in use"):
+    with pytest.raises(ConfigError, match=r"never used before \(jobs were submitted"):
         JobQueue(server.url, name=plain, shards=2)
     assert JobQueue(server.url, name=plain).shards == 1
     staffed = f"w{uuid.uuid4().hex[:8]}"
     JobQueue(server.url, name=staffed).register_worker("early")
-    with pytest.raises(ConfigError, match="in use"):
+    with pytest.raises(ConfigError, match="workers are registered"):
         JobQueue(server.url, name=staffed, shards=2)
+    emptied = f"e{uuid.uuid4().hex[:8]}"
+    used = JobQueue(server.url, name=emptied)
+    used.submit(site_spec(0))
+    used.complete(used.claim("w")[0])
+    assert used.purge(older_than=0) == 1 and used.stats().total == 0
+    with pytest.raises(ConfigError, match="jobs were submitted"):
+        JobQueue(server.url, name=emptied, shards=2)
     for url in ("memory://", f"sqlite://{tmp_path / 'q.db'}"):
         with pytest.raises(ConfigError, match="shards"):
             JobQueue(url, shards=2)

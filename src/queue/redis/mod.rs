@@ -567,6 +567,19 @@ impl RedisQueue {
         if error.code() == Some("SHARDED") || detail.contains("SHARDED this queue") {
             return ConfigError::invalid("queue", &self.redacted_url, RESHARDED).into();
         }
+        if error.code() == Some("INUSE") {
+            let what = error.detail().unwrap_or_default();
+            let what = what.split(" script:").next().unwrap_or(what).trim();
+            return ConfigError::invalid(
+                "shards",
+                &self.redacted_url,
+                format!(
+                    "a queue never used before ({what}): shards are given to a new queue, \
+                     before anything uses it"
+                ),
+            )
+            .into();
+        }
         if error.is_io_error()
             || error.is_connection_dropped()
             || error.is_connection_refusal()

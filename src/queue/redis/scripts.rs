@@ -92,8 +92,9 @@ pub(super) static DOMAINS_READ: QueueScript = queue_script!("domains_read", "dom
 
 pub(super) static UPGRADE: QueueScript = queue_script!("upgrade", "");
 pub(super) static RESULTS: QueueScript = queue_script!("results", "allow-oom");
+pub(super) static LAYOUT: QueueScript = queue_script!("layout", "");
 
-static ALL: [&QueueScript; 17] = [
+static ALL: [&QueueScript; 18] = [
     &SUBMIT,
     &CLAIM,
     &SETTLE,
@@ -111,6 +112,7 @@ static ALL: [&QueueScript; 17] = [
     &DOMAINS_READ,
     &UPGRADE,
     &RESULTS,
+    &LAYOUT,
 ];
 
 /// Every operation as one function library.

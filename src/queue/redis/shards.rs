@@ -8,9 +8,10 @@
 
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 
+use super::scripts::LAYOUT;
 use super::{Connection, RedisQueue};
 use crate::config::ConfigError;
-use crate::queue::error::{QueueError, QueueResult};
+use crate::queue::error::QueueResult;
 use crate::queue::options::QueueOptions;
 
 /// The slots of a Redis Cluster.
@@ -46,31 +47,12 @@ impl RedisQueue {
         stored.map(|text| self.parse_layout(&text)).transpose()
     }
 
-    /// Stores `layout` unless one is stored already (another client created the queue at
-    /// the same time); returns the layout that is stored.
+    /// Gives the queue `layout` in one step with the check that it was never used (see
+    /// `lua/layout.lua`; a queue that was is refused with a `ConfigError` saying how).
     pub(crate) async fn store_shards(&self, layout: &Layout) -> QueueResult<Layout> {
         let text = serde_json::to_string(layout).unwrap_or_default();
-        let mut connection = self.connection.clone();
-        let mut command = redis::cmd("SET");
-        command
-            .arg(format!("{}:shards", self.base))
-            .arg(&text)
-            .arg("NX");
-        let _: Option<String> = self.query("connect", &command, &mut connection).await?;
-        self.stored_shards()
-            .await?
-            .ok_or_else(|| QueueError::Backend {
-                url: self.redacted_url.clone(),
-                operation: "connect",
-                detail: "the shard layout just written is missing".to_owned(),
-            })
-    }
-
-    /// Whether anything uses the queue yet: jobs, registered workers, a results log.
-    pub(crate) async fn in_use(&self) -> QueueResult<bool> {
-        Ok(self.stats().await?.total > 0
-            || !self.workers().await?.is_empty()
-            || !self.results_after(None, 1).await?.is_empty())
+        let stored: String = self.run("connect", &LAYOUT, vec![text]).await?;
+        self.parse_layout(&stored)
     }
 
     fn parse_layout(&self, text: &str) -> QueueResult<Layout> {

@@ -96,18 +96,6 @@ pub async fn open(first: RedisQueue) -> QueueResult<super::JobQueue> {
         (None, None | Some(1)) => return Ok(super::JobQueue::Redis(first.opened().await?)),
         (None, Some(n)) => {
             let first = first.opened().await?;
-            // A queue in use keeps one shard: its jobs' keys would be paced on two shards at
-            // once, and its clients would go on using one shard as the whole queue (a client
-            // that opens it in between is refused its next call: see `prelude.lua`).
-            if first.in_use().await? {
-                return Err(ConfigError::invalid(
-                    "shards",
-                    n,
-                    "1 for this queue, which is in use (jobs, workers or results): shards are \
-                     given to a new queue, before any worker uses it",
-                )
-                .into());
-            }
             let masters = first.slot_masters().await?;
             let bases = plan(
                 first.base(),
@@ -115,16 +103,13 @@ pub async fn open(first: RedisQueue) -> QueueResult<super::JobQueue> {
                 n as usize,
                 masters.as_deref(),
             );
-            let stored = first
-                .store_shards(&Layout {
-                    bases,
-                    politeness_key: mode.to_owned(),
-                })
-                .await?;
-            // Another client created the queue at the same moment, with another number.
-            if stored.bases.len() != n as usize {
-                return Err(refuse(stored.bases.len(), n));
-            }
+            let layout = Layout {
+                bases,
+                politeness_key: mode.to_owned(),
+            };
+            // A queue used before keeps one shard (see `lua/layout.lua`: checked in the step
+            // that stores the layout; a plain client's call after it is refused).
+            let stored = first.store_shards(&layout).await?;
             (stored, first)
         }
     };
