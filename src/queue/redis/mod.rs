@@ -39,9 +39,7 @@ mod scripts;
 mod shards;
 
 pub use outbox::Forward;
-pub use shards::Layout;
-
-pub use shards::slot_of_tag;
+pub use shards::{Layout, slot_of_tag};
 
 use scripts::{
     ADMIN, CLAIM, COMPLETE_MANY, DOMAINS, DOMAINS_READ, FINISH, HEARTBEAT, LIBRARY, LIST, PURGE,
@@ -123,24 +121,22 @@ struct Call<'a> {
 impl Call<'_> {
     /// As the library's function.
     fn fcall(&self) -> redis::Cmd {
-        let mut fcall = redis::cmd("FCALL");
-        fcall
-            .arg(LIBRARY.function(self.script))
-            .arg(1 + self.keys.len())
-            .arg(self.counts)
-            .arg(self.keys)
-            .arg(self.base)
-            .arg(self.args);
-        fcall
+        self.function_call(true)
     }
 
     /// As the library's function declaring no keys (a Redis Cluster: see `cluster.rs`):
     /// `ARGV` = the number of keys, the keys, then the usual `ARGV`.
     fn keyless_fcall(&self) -> redis::Cmd {
+        self.function_call(false)
+    }
+
+    fn function_call(&self, declared: bool) -> redis::Cmd {
         let mut fcall = redis::cmd("FCALL");
+        fcall.arg(LIBRARY.function(self.script));
+        if !declared {
+            fcall.arg(0);
+        }
         fcall
-            .arg(LIBRARY.function(self.script))
-            .arg(0)
             .arg(1 + self.keys.len())
             .arg(self.counts)
             .arg(self.keys)
