@@ -386,3 +386,74 @@ fn a_revisit_wider_than_64_buckets_is_refused_up_front_and_shortened_for_discove
         assert_eq!((stats.total, stats.count(JobStatus::Pending)), (2, 1));
     });
 }
+
+/// Found by thinking about the blocked filter: URLs share words (here a first layer of
+/// 1,000 URLs has 256 words: a batch of 100 has about 17 pairs sharing one), batches cross
+/// layers (4,000 URLs: 3 layers), and a URL comes twice in a batch after a layer
+/// filled. Whatever the filter takes for new or seen the first time, no URL submitted once is
+/// ever queued again (a write that dropped another URL's bits, or missed a word written
+/// earlier in the batch, would queue it twice), with and without a revisit interval.
+async fn once_seen_stays_seen(queue: JobQueue) {
+    const URLS: usize = 4_000;
+    const BATCH: usize = 100;
+    let url = |i: usize| format!("https://site{}.example/p/{i}", i % 13);
+    let mut created_of = vec![0_u32; URLS];
+    for first in (0..URLS).step_by(BATCH) {
+        // The batch, its first URL again at the end, and one URL of the batch before.
+        let mut ids: Vec<usize> = (first..first + BATCH).collect();
+        ids.push(first);
+        if first > 0 {
+            ids.push(first - 1);
+        }
+        let flags = created(&queue, ids.iter().map(|&i| job(&url(i))).collect()).await;
+        for (&i, new) in ids.iter().zip(flags) {
+            created_of[i] += u32::from(new);
+        }
+    }
+    assert!(created_of.iter().all(|&n| n <= 1), "a URL queued twice");
+    let taken = created_of.iter().filter(|&&n| n == 1).count();
+    assert!(taken > URLS * 9 / 10, "{taken} of {URLS} taken for new");
+    // Everything again, in other batches (reversed, 37 at a time): none is new.
+    let again: Vec<usize> = (0..URLS).rev().collect();
+    for part in again.chunks(37) {
+        let flags = created(&queue, part.iter().map(|&i| job(&url(i))).collect()).await;
+        let back: Vec<usize> = part
+            .iter()
+            .zip(flags)
+            .filter(|(_, new)| *new)
+            .map(|(&i, _)| i)
+            .collect();
+        assert!(back.is_empty(), "queued again: {back:?}");
+    }
+}
+
+#[test]
+fn a_url_submitted_once_is_never_queued_again_through_shared_words_and_full_layers() {
+    let server = RedisServer::start(&[]);
+    let runtime = scraperv4::runtime::handle();
+    runtime.block_on(async {
+        let small = DedupOptions {
+            capacity: 1_000,
+            ..DedupOptions::default()
+        };
+        for (name, dedup) in [
+            ("words", small.clone()),
+            (
+                "words-revisit",
+                DedupOptions {
+                    revisit: Some(Duration::from_secs(3600)),
+                    ..small.clone()
+                },
+            ),
+        ] {
+            let redis = JobQueue::open(&server.url(), options(name, dedup.clone()))
+                .await
+                .unwrap();
+            once_seen_stays_seen(redis).await;
+            let sqlite = JobQueue::open("memory://", options(name, dedup))
+                .await
+                .unwrap();
+            once_seen_stays_seen(sqlite).await;
+        }
+    });
+}

@@ -98,3 +98,24 @@ def test_dedup_settings_without_dedup_are_refused_not_ignored(options: dict[str,
     with pytest.raises(ConfigError, match=f"{setting}.*dedup=True"):
         JobQueue("memory://", **options)
     JobQueue("memory://", dedup=True, **options)  # the same, with the filter on
+
+
+def test_a_filter_written_with_another_layout_is_refused_not_misread(
+    shared_redis: RedisServer,
+) -> None:
+    # A classic Bloom filter (layout 1, before the blocked one) read as blocked words would
+    # take most URLs it holds for new: the queue refuses to open and says what to do.
+    from redis import Redis
+
+    name = f"v1{uuid.uuid4().hex[:8]}"
+    client = Redis.from_url(shared_redis.url)
+    client.set(
+        f"scraperv4:{{{name}}}:seen:geometry",
+        '{"version":1,"k":5,"error_rate":0.01,"capacity":1000000,"bucket_ms":86400000,'
+        '"layers":[[0,11750016,1000000]]}',
+    )
+    client.close()
+    with pytest.raises(ConfigError, match="another release.*seen:\\* keys"):
+        JobQueue(shared_redis.url, name=name, dedup=True).submit(
+            JobSpec("https://shop.example/a", crawl_id="c")
+        )

@@ -10,12 +10,13 @@
 //!   with the `url` crate's WHATWG parser (which also normalises the path's dot segments and
 //!   percent-encoding).
 //! - **Fingerprint** ([`Fingerprint::of`]): 128-bit xxh3 with a fixed seed over a versioned
-//!   prefix, the job's scope (its crawl id) and the canonical URL. The hash is part of the
-//!   stored format: [`FINGERPRINT_VERSION`] is written with the filter's geometry, and a
-//!   queue whose stored version differs is refused rather than silently misread.
-//! - **Redis**: a scalable Bloom filter per time bucket ([`Geometry`]); the k hash values of
-//!   a URL come from double hashing of its fingerprint here ([`Fingerprint::values`]); the
-//!   submit script maps them into each layer and only reads and sets bits.
+//!   prefix ([`FINGERPRINT_VERSION`]), the job's scope (its crawl id) and the canonical URL.
+//! - **Redis**: a scalable, blocked Bloom filter per time bucket ([`Geometry`], `bloom.rs`):
+//!   a URL sets `k` bits of one 52-bit word per layer; its word and mask come from its
+//!   fingerprint here ([`Fingerprint::word_hash`], [`Fingerprint::mask`]); the submit script
+//!   only reads, compares and writes words. The layout is part of the stored format:
+//!   [`FILTER_VERSION`] is written with the filter's geometry, and a queue whose stored
+//!   version differs is refused rather than silently misread.
 //! - **SQLite**: an exact table of 64-bit fingerprints with the bucket they were last seen in
 //!   (`sqlite/dedup.rs`).
 //!
@@ -25,19 +26,25 @@
 //! least R and at most R + one bucket. Without a revisit interval a URL is seen for ever (a
 //! bucket of its own that never expires). Old buckets expire.
 
+mod bloom;
+
 use std::time::Duration;
+
+pub use bloom::{Geometry, MAX_BUCKET_BITS, WORD_BITS, blocked_rate};
 
 use crate::config::{ConfigError, ConfigResult};
 
-/// Version of the fingerprint (canonical form, hash, seed and double hashing). Stored with
-/// the filter: change it only with a migration.
+/// Version of the fingerprint (canonical form, hash and seed): part of what the filters and
+/// the SQLite table hold; change it only with a migration.
 pub const FINGERPRINT_VERSION: u32 = 1;
 
 /// xxh3 seed of the fingerprint (fixed for ever: part of the stored format).
 const SEED: u64 = 0x5eed_5c4a_9e4c_0001;
 
-/// Largest bitmap of one bucket on Redis (a string holds at most 2^32 bits).
-pub const MAX_BUCKET_BITS: u64 = 1 << 32;
+/// Version of the Redis filter's layout (stored as the geometry's `version`): 1 was a
+/// classic Bloom filter (`k` bits anywhere in a layer), 2 a blocked one ([`bloom`]). A filter
+/// of another version is refused, not misread.
+pub const FILTER_VERSION: u32 = 2;
 
 /// Settings of the seen-URL filter.
 #[derive(Debug, Clone, PartialEq)]
@@ -305,115 +312,6 @@ impl Fingerprint {
         let low = self.0 as u64 as i64;
         low
     }
-
-    /// The `k` hash values of the fingerprint, each below 2^52 (exact in a Lua number):
-    /// enhanced double hashing (Dillinger and Manolios) of its two 64-bit halves. A layer of
-    /// `m` bits uses bit `value % m` of each.
-    pub fn values(self, k: u32) -> impl Iterator<Item = u64> {
-        #[allow(clippy::cast_possible_truncation)]
-        let mut a = self.0 as u64;
-        let mut b = ((self.0 >> 64) as u64) | 1;
-        (0..k).map(move |i| {
-            let value = a >> 12;
-            a = a.wrapping_add(b);
-            b = b.wrapping_add(u64::from(i));
-            value
-        })
-    }
-
-    /// Bit `j` of layer `layer` (the position in the bucket's bitmap).
-    pub fn positions(self, geometry: &Geometry, layer: usize) -> Vec<u64> {
-        let (offset, bits, _) = geometry.layers[layer];
-        self.values(geometry.k)
-            .map(|value| offset + value % bits)
-            .collect()
-    }
-}
-
-/// The shape of a queue's filter, fixed when the filter is created and stored with it.
-///
-/// A scalable Bloom filter (Almeida et al., 2007) per bucket: layer `i` holds
-/// `capacity * 2^i` URLs at a false-positive rate of `error_rate / 2^(i+1)`, so the rate over
-/// all layers stays below `error_rate`. Every layer uses the same `k` hash values (60 % of
-/// the optimum for the first layer) and gets the bits a rate that low needs with that `k`; the
-/// layers lie one after the other in one bitmap per bucket.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Geometry {
-    /// [`FINGERPRINT_VERSION`] of the filter.
-    pub version: u32,
-    /// Hash values per URL.
-    pub k: u32,
-    /// The promised false-positive rate.
-    pub error_rate: f64,
-    /// URLs of the first layer.
-    pub capacity: u64,
-    /// Width of the recrawl buckets, ms.
-    pub bucket_ms: i64,
-    /// `(offset, bits, cumulative capacity)` per layer.
-    pub layers: Vec<(u64, u64, u64)>,
-}
-
-impl Geometry {
-    /// The geometry for `capacity` URLs at `error_rate` and buckets of `bucket_ms`.
-    pub fn new(capacity: u64, error_rate: f64, bucket_ms: i64) -> Self {
-        let first = error_rate / 2.0;
-        // Fewer hash values than the optimum (log2(1/p)): each costs a bit operation in the
-        // submit script, and 60 % of them cost about 6 % more bits (11.7 instead of 11.0 per
-        // URL at 0.5 %).
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let k = ((1.0 / first).log2() * 0.6).ceil().max(1.0) as u32;
-        let mut layers = Vec::new();
-        let (mut offset, mut total) = (0_u64, 0_u64);
-        for i in 0..40 {
-            let n = capacity.saturating_mul(1 << i);
-            let rate = first / f64::from(1_u32 << i.min(30));
-            // Bits for n items at `rate` with k hashes: p = (1 - e^(-kn/m))^k.
-            #[allow(
-                clippy::cast_possible_truncation,
-                clippy::cast_sign_loss,
-                clippy::cast_precision_loss
-            )]
-            let bits = (-(f64::from(k)) * n as f64 / (1.0 - rate.powf(1.0 / f64::from(k))).ln())
-                .ceil() as u64;
-            let bits = bits.div_ceil(64) * 64;
-            if offset + bits > MAX_BUCKET_BITS {
-                break;
-            }
-            total += n;
-            layers.push((offset, bits, total));
-            offset += bits;
-        }
-        Self {
-            version: FINGERPRINT_VERSION,
-            k,
-            error_rate,
-            capacity,
-            bucket_ms,
-            layers,
-        }
-    }
-
-    /// The layer the `count`-th URL of a bucket goes to (the last one when all are full).
-    pub fn layer_of(&self, count: u64) -> usize {
-        self.layers
-            .iter()
-            .position(|&(_, _, cumulative)| count < cumulative)
-            .unwrap_or(self.layers.len() - 1)
-    }
-
-    /// Bytes of bitmap a bucket holding `count` URLs takes.
-    pub fn bytes_for(&self, count: u64) -> u64 {
-        if count == 0 {
-            return 0;
-        }
-        let (offset, bits, _) = self.layers[self.layer_of(count - 1)];
-        (offset + bits) / 8
-    }
-
-    /// The stored form (JSON).
-    pub fn encode(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
 }
 
 #[cfg(test)]
@@ -524,60 +422,8 @@ mod tests {
             Fingerprint::of("crawl-2", "https://example.com/a?b=1", &[])
         );
         assert_eq!(format!("{:032x}", fp.0), "e2fe5ffd02795fc2aff75cc14313bec2");
-        let values: Vec<u64> = fp.values(3).collect();
-        assert!(values.iter().all(|v| *v < 1 << 52));
-        assert_eq!(values.len(), 3);
-    }
-
-    #[test]
-    fn geometry_doubles_layers_and_tightens_the_rate() {
-        let g = Geometry::new(1_000_000, 0.01, 1000);
-        assert_eq!(g.k, 5);
-        let (_, bits0, cap0) = g.layers[0];
-        assert_eq!(cap0, 1_000_000);
-        // 0.5 % with 5 hashes: about 11.7 bits per URL (1.47 bytes).
-        assert!((11_600_000..11_900_000).contains(&bits0), "{bits0}");
-        assert_eq!(g.layers[1].2, 3_000_000);
-        assert_eq!(g.layers[1].0, bits0);
-        assert!(g.layers.iter().map(|l| l.0 + l.1).max().unwrap() <= MAX_BUCKET_BITS);
-        assert_eq!(g.layer_of(0), 0);
-        assert_eq!(g.layer_of(999_999), 0);
-        assert_eq!(g.layer_of(1_000_000), 1);
-        assert_eq!(g.bytes_for(1), bits0 / 8);
-        let stored: Geometry = serde_json::from_str(&g.encode()).unwrap();
-        assert_eq!(stored, g);
-    }
-
-    #[test]
-    fn a_bloom_filter_with_this_geometry_keeps_its_promise() {
-        // In memory, 200,000 URLs into layers of 50,000: three layers used.
-        let g = Geometry::new(50_000, 0.01, 1000);
-        let mut bits = vec![false; usize::try_from(g.layers[3].0 + g.layers[3].1).unwrap()];
-        let seen = |bits: &Vec<bool>, fp: Fingerprint, layers: usize| {
-            (0..layers).any(|l| {
-                fp.positions(&g, l)
-                    .iter()
-                    .all(|&p| bits[usize::try_from(p).unwrap()])
-            })
-        };
-        let mut count = 0_u64;
-        for i in 0..200_000 {
-            let fp = Fingerprint::of("", &format!("https://example.com/{i}"), &[]);
-            for p in fp.positions(&g, g.layer_of(count)) {
-                bits[usize::try_from(p).unwrap()] = true;
-            }
-            count += 1;
-        }
-        let layers = g.layer_of(count - 1) + 1;
-        assert_eq!(layers, 3);
-        let probes = 100_000;
-        let false_positives = (0..probes)
-            .filter(|i| {
-                let fp = Fingerprint::of("", &format!("https://other.example/{i}"), &[]);
-                seen(&bits, fp, layers)
-            })
-            .count();
-        assert!(false_positives < probes / 100, "{false_positives}");
+        assert_eq!(fp.word_hash(), 0x000e_2fe5_ffd0_2795);
+        assert_eq!(fp.mask(5), 70_867_746_944);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use super::RedisQueue;
 use super::scripts::QueueScript;
 use crate::config::ConfigError;
 use crate::queue::dedup::{
-    DedupOptions, FINGERPRINT_VERSION, Fingerprint, Geometry, MAX_WINDOW_BUCKETS, scope_of,
+    DedupOptions, FILTER_VERSION, Fingerprint, Geometry, MAX_WINDOW_BUCKETS, scope_of,
     window_too_wide,
 };
 use crate::queue::error::{QueueError, QueueResult};
@@ -72,7 +72,7 @@ impl SeenFilter {
     ) -> QueueResult<(Vec<String>, Vec<String>)> {
         let width = self.geometry.bucket_ms;
         let default = self.options.revisit.map_or(0, duration_ms);
-        let mut tail = Vec::with_capacity(5 + jobs.len() * (2 + self.geometry.k as usize) + 1);
+        let mut tail = Vec::with_capacity(5 + jobs.len() * 4 + 1);
         tail.push(self.encoded.clone());
         tail.push(String::new());
         tail.push(String::new());
@@ -99,7 +99,9 @@ impl SeenFilter {
             );
             tail.push(index.to_string());
             tail.push(revisit.to_string());
-            tail.extend(fingerprint.values(self.geometry.k).map(|v| v.to_string()));
+            // Hexadecimal: cheaper to read for the script (strtoul, not strtod).
+            tail.push(format!("{:x}", fingerprint.word_hash()));
+            tail.push(format!("{:x}", fingerprint.mask(self.geometry.k)));
         }
         let (lo, hi) = if longest > 0 {
             let now = local_ms() + self.offset_ms.load(Ordering::Relaxed);
@@ -160,11 +162,15 @@ impl RedisQueue {
                         format!("a geometry written by this version ({e})"),
                     )
                 })?;
-                if geometry.version != FINGERPRINT_VERSION {
+                if geometry.version != FILTER_VERSION {
                     return Err(ConfigError::invalid(
                         "seen-URL filter",
                         format!("version {}", geometry.version),
-                        format!("version {FINGERPRINT_VERSION} (written by another release)"),
+                        format!(
+                            "version {FILTER_VERSION}: this filter was written by another \
+                             release, with another layout (delete the queue's seen:* keys to \
+                             start a new filter; the URLs it holds are then new again)"
+                        ),
                     )
                     .into());
                 }

@@ -1,16 +1,23 @@
--- The seen-URL filter (queue/dedup/mod.rs, redis/dedup.rs): a scalable Bloom filter per time
--- bucket, in one string bitmap per bucket (its layers one after the other) and a counter of
--- the URLs it holds (which says how many layers are in use). Hashing is the client's: each
--- job comes with k hash values below 2^52; layer {offset, bits} uses bit offset + value % bits
--- of each. Only the bits are read and set here.
+-- The seen-URL filter (queue/dedup/bloom.rs, redis/dedup.rs): a scalable, blocked Bloom
+-- filter per time bucket, in one string bitmap per bucket (its layers one after the other)
+-- and a counter of the URLs it holds (which says how many layers are in use). A URL sets k
+-- bits of one 52-bit word per layer: the client sends its word hash (below 2^52; layer
+-- {offset, bits} uses the word at offset + (hash % (bits / 52)) * 52) and its mask (the k
+-- bits, below 2^52). Here words are only read (BITFIELD_RO GET u52), compared and written
+-- (BITFIELD SET u52): two operations per new URL, whatever k is.
 --
 -- Every key is declared: KEYS[2] the geometry (JSON, written once, the same for every
 -- client), KEYS[3], KEYS[4] the bitmap and counter of the bucket of URLs seen for ever, then
 -- a bitmap and a counter per time bucket lo..hi. The dedup arguments follow the script's
 -- own, from ARGV[s] where s = ARGV[#ARGV]: the geometry, lo, hi, the number of records, then
--- per job (the ARGV index of its 5 submit fields, revisit ms (0: for ever), k values).
+-- per job: the ARGV index of its 5 submit fields, revisit ms (0: for ever), word hash and
+-- mask (hexadecimal).
 local seen_filter = nil
 resets[#resets + 1] = function() seen_filter = nil end
+-- The geometry last decoded (a library keeps it between calls: it never changes).
+local seen_geo_text, seen_geo = nil, nil
+-- A word's 52 bits in two halves of 26 (the bit library works on 32-bit integers).
+local HALF = 67108864
 
 -- Checks the declared keys against the server's clock and the stored geometry before the
 -- script changes anything: returns an error reply, or nil.
@@ -24,12 +31,18 @@ local function seen_prepare()
   elseif stored ~= ARGV[s] then
     return redis.error_reply('SEENGEOMETRY the stored seen-URL filter has another geometry')
   end
-  local geo = cjson.decode(stored)
+  if stored ~= seen_geo_text then
+    local geo = cjson.decode(stored)
+    geo.words = {}
+    for i, layer in ipairs(geo.layers) do geo.words[i] = layer[2] / 52 end
+    seen_geo_text, seen_geo = stored, geo
+  end
+  local geo = seen_geo
   local now = now_ms()
   local width = geo.bucket_ms
-  local f = {geo = geo, k = geo.k, width = width, now = now, cur = math.floor(now / width),
-    lo = tonumber(ARGV[s + 1]), hi = tonumber(ARGV[s + 2]), at = {}, rv = {}, counts = {},
-    added = {}, expire = 0}
+  local f = {geo = geo, width = width, now = now, cur = math.floor(now / width),
+    lo = tonumber(ARGV[s + 1]), hi = tonumber(ARGV[s + 2]), rv = {}, hash = {}, mlo = {},
+    mhi = {}, counts = {}, added = {}, expire = 0}
   local p = s + 4
   for _ = 1, tonumber(ARGV[s + 3]) do
     local revisit = tonumber(ARGV[p + 1])
@@ -40,9 +53,14 @@ local function seen_prepare()
       end
     end
     local a = tonumber(ARGV[p])
-    f.at[a] = p + 2
+    -- Hexadecimal: read by strtoul (a decimal number of 16 digits costs strtod much more).
+    local mask = tonumber(ARGV[p + 3], 16)
+    local low = mask % HALF
     f.rv[a] = revisit
-    p = p + 2 + geo.k
+    f.hash[a] = tonumber(ARGV[p + 2], 16)
+    f.mlo[a] = low
+    f.mhi[a] = (mask - low) / HALF
+    p = p + 4
   end
   seen_filter = f
   return nil
@@ -75,183 +93,191 @@ local function seen_layer(geo, count)
   return #geo.layers
 end
 
+-- URLs a bucket holds before layer l.
+local function seen_layer_start(geo, l)
+  return l > 1 and geo.layers[l - 1][3] or 0
+end
+
+-- Whether word v has every bit of the mask (mlo, mhi).
+local function seen_has(v, mlo, mhi)
+  local low = v % HALF
+  return bit.band(low, mlo) == mlo and bit.band((v - low) / HALF, mhi) == mhi
+end
+
+-- Runs the BITFIELD operations `ops` (n arguments, `per` per operation) on key k in parts
+-- small enough for one call; returns the answers in order.
+local function seen_bitfield(command, k, ops, n, per)
+  local out, c = {}, 0
+  local step = per * 1000
+  for i = 1, n, step do
+    local part = redis.call(command, k, unpack(ops, i, math.min(i + step - 1, n)))
+    for x = 1, #part do out[c + x] = part[x] end
+    c = c + #part
+  end
+  return out
+end
+
 -- Which of the n jobs whose submit fields start at ARGV[first] are new: a table from their
 -- ARGV index to true (new, and added to the filter) or false (seen), or nil when the filter
--- is off. A URL is looked up in the older layers and buckets (BITFIELD_RO), then set in the
--- current layer of its bucket (BITFIELD SET, which answers the bits' old values): it is new
--- when one of them was 0. Setting bits that were all set changes nothing, so a URL is looked
--- up and added with one bit operation per hash value in the common case (one layer, no
--- recrawl). A URL twice in a batch is new once (the operations run in order).
+-- is off. A URL is seen when its mask is in its word of a layer in use of a bucket of its
+-- window (the layers of older buckets, and of its own bucket those up to the one taking new
+-- URLs), as written by this run (a URL twice in a batch is new once). A new URL's mask is
+-- added to its word of the layer taking new URLs in its bucket (a layer is never overfilled:
+-- when a batch fills one, the URLs after go to the next, whose words were all 0 before this
+-- run). One BITFIELD_RO per bucket reads every word; one BITFIELD per bucket writes.
 local function seen_check(first, n)
   local f = seen_filter
   if not f then return nil end
-  local k, layers, at, rv = f.k, f.geo.layers, f.at, f.rv
-  local fmod = math.fmod
-  local fresh, targets = {}, {}
-  -- The layers to read (not set) in bucket b: all of an older bucket's, those before the
-  -- one taking new URLs in the current bucket.
+  local geo = f.geo
+  local layers, words = geo.layers, geo.words
+  local floor, format = math.floor, string.format
+  local hash, mlo, mhi, rv = f.hash, f.mlo, f.mhi, f.rv
+  -- The reads per bucket key ({ops, n}), and the probes in flat arrays: probe j reads the
+  -- word at offset p_at[j] of key p_key[j], answer p_slot[j] of its key's reads; a job's
+  -- probes are p_first[a] .. p_last[a].
   local reads = {}
-  local function to_read(b, current)
-    local id = (b or 'all') .. (current and '+' or '')
-    local r = reads[id]
-    if r == nil then
+  local p_key, p_at, p_slot, p_first, p_last, j = {}, {}, {}, {}, {}, 0
+  -- Layers to read of bucket b: those holding URLs (up to the one taking new URLs, for a
+  -- job's own bucket), computed once per bucket.
+  local upto = {}
+  local function layers_of(b, own)
+    local id = (b or 'all') .. (own and '+' or '')
+    local l = upto[id]
+    if l == nil then
       local count = seen_count(f, b)
-      r = count > 0 and seen_layer(f.geo, count - 1) or 0
-      if current then r = math.min(r, seen_layer(f.geo, count) - 1) end
-      reads[id] = r
+      if own then
+        l = seen_layer(geo, count)
+        -- A layer no URL went to yet is all 0: nothing to read.
+        if count == seen_layer_start(geo, l) then l = l - 1 end
+      else
+        l = count > 0 and seen_layer(geo, count - 1) or 0
+      end
+      upto[id] = l
     end
-    return r
+    return l
   end
-  local probes = {}
   for i = 0, n - 1 do
     local a = first + i * 5
-    local v = at[a]
-    if v then
-      fresh[a] = true
+    local h = hash[a]
+    if h then
       local revisit = rv[a]
       local from, to = 0, 0
-      if revisit > 0 then from, to = math.floor((f.now - revisit) / f.width), f.cur end
+      if revisit > 0 then from, to = floor((f.now - revisit) / f.width), f.cur end
+      p_first[a] = j + 1
       for b = from, to do
         local bucket = revisit > 0 and b or nil
-        local count = to_read(bucket, b == to)
-        if count > 0 then
+        local last = layers_of(bucket, b == to)
+        if last > 0 then
           local bk = seen_keys(f, bucket)
-          local probe = probes[bk]
-          if not probe then
-            probe = {ops = {}, jobs = {}, n = 0}
-            probes[bk] = probe
+          local r = reads[bk]
+          if not r then
+            r = {ops = {}, n = 0}
+            reads[bk] = r
           end
-          local ops, o = probe.ops, probe.n
-          for l = 1, count do
-            local layer = layers[l]
-            local offset, bits = layer[1], layer[2]
-            for j = 0, k - 1 do
-              ops[o + 1] = 'GET'
-              ops[o + 2] = 'u1'
-              ops[o + 3] = offset + fmod(ARGV[v + j], bits)
-              o = o + 3
-            end
-            probe.jobs[#probe.jobs + 1] = a
+          local ops, o = r.ops, r.n
+          for l = 1, last do
+            local at = layers[l][1] + h % words[l] * 52
+            ops[o + 1] = 'GET'
+            ops[o + 2] = 'u52'
+            ops[o + 3] = format('%d', at)
+            o = o + 3
+            j = j + 1
+            p_key[j], p_at[j], p_slot[j] = bk, at, o / 3
           end
-          probe.n = o
+          r.n = o
         end
       end
+      p_last[a] = j
     end
   end
-  for bk, probe in pairs(probes) do
-    local bits, c = {}, 0
-    for i = 1, probe.n, 3000 do
-      local part = redis.call('BITFIELD_RO', bk, unpack(probe.ops, i, math.min(i + 2999, probe.n)))
-      for x = 1, #part do bits[c + x] = part[x] end
-      c = c + #part
-    end
-    for p, a in ipairs(probe.jobs) do
-      local all = true
-      for j = (p - 1) * k + 1, p * k do
-        if bits[j] == 0 then all = false; break end
-      end
-      if all then fresh[a] = false end
-    end
-  end
-  -- The URLs not seen before, per bucket they go to.
+  local got = {}
+  for bk, r in pairs(reads) do got[bk] = seen_bitfield('BITFIELD_RO', bk, r.ops, r.n, 3) end
+  -- The words as this run leaves them, per key and offset, and the writes.
+  local written, writes, target = {}, {}, {}
+  local fresh = {}
   for i = 0, n - 1 do
     local a = first + i * 5
-    if at[a] and fresh[a] then
-      local revisit = rv[a]
-      local bid = revisit > 0 and f.cur or 'all'
-      local list = targets[bid]
-      if not list then
-        list = {}
-        targets[bid] = list
+    local h = hash[a]
+    if h then
+      local ml, mh = mlo[a], mhi[a]
+      local seen = false
+      for q = p_first[a], p_last[a] do
+        local bk, at = p_key[q], p_at[q]
+        local w = written[bk]
+        local v = (w and w[at]) or got[bk][p_slot[q]]
+        if seen_has(v, ml, mh) then
+          seen = true
+          break
+        end
       end
-      list[#list + 1] = a
-      if revisit > 0 then f.expire = math.max(f.expire, (f.cur + 1) * f.width + revisit) end
+      if not seen then
+        local revisit = rv[a]
+        local bucket = revisit > 0 and f.cur or nil
+        local bid = bucket or 'all'
+        local bk = seen_keys(f, bucket)
+        local count = seen_count(f, bucket)
+        -- The layer taking new URLs in the bucket, found again when a URL fills it.
+        local t = target[bid]
+        if not t or count >= t.stop then
+          local l = seen_layer(geo, count)
+          t = {l = l, stop = layers[l][3], start = seen_layer_start(geo, l)}
+          if l == #layers then t.stop = math.huge end
+          target[bid] = t
+        end
+        local l = t.l
+        local at = layers[l][1] + h % words[l] * 52
+        local w = written[bk]
+        if not w then
+          w = {}
+          written[bk] = w
+        end
+        local v = w[at]
+        if v == nil then
+          -- Looked at above when the layer held URLs; else 0 (a layer taken by this run).
+          v = 0
+          for q = p_first[a], p_last[a] do
+            if p_key[q] == bk and p_at[q] == at then v = got[bk][p_slot[q]] end
+          end
+        elseif seen_has(v, ml, mh) then
+          -- Written by this run (a URL earlier in the batch).
+          seen = true
+        end
+        if not seen then
+          if count == t.start then
+            -- A layer's first URL: its bits are allocated at once (a bitmap created this way
+            -- takes its exact size; grown word by word it would be over-allocated).
+            redis.call('SETBIT', bk, int(layers[l][1] + layers[l][2] - 1), 0)
+          end
+          local low = v % HALF
+          local nv = bit.bor((v - low) / HALF, mh) * HALF + bit.bor(low, ml)
+          w[at] = nv
+          local list = writes[bk]
+          if not list then
+            list = {n = 0}
+            writes[bk] = list
+          end
+          local o = list.n
+          -- Integers formatted as such (a number argument is formatted as a double, slower).
+          list[o + 1] = 'SET'
+          list[o + 2] = 'u52'
+          list[o + 3] = format('%d', at)
+          list[o + 4] = format('%d', nv)
+          list.n = o + 4
+          f.counts[bid] = count + 1
+          f.added[bid] = (f.added[bid] or 0) + 1
+          if revisit > 0 then f.expire = math.max(f.expire, (f.cur + 1) * f.width + revisit) end
+        end
+      end
+      fresh[a] = not seen
     end
   end
-  for bid, list in pairs(targets) do
-    local bucket = bid ~= 'all' and bid or nil
-    local bk = seen_keys(f, bucket)
-    local i, filled = 1, nil
-    while i <= #list do
-      -- As many URLs as the current layer has room for (a layer is never overfilled).
-      local count = seen_count(f, bucket)
-      local l = seen_layer(f.geo, count)
-      local layer = layers[l]
-      if filled and filled < l then
-        -- The layer this batch filled was not looked at for the URLs still to go.
-        local rest, ops, o = {}, {}, 0
-        local offset, bits = layers[filled][1], layers[filled][2]
-        for x = i, #list do
-          local v = at[list[x]]
-          for y = 0, k - 1 do
-            ops[o + 1] = 'GET'
-            ops[o + 2] = 'u1'
-            ops[o + 3] = offset + fmod(ARGV[v + y], bits)
-            o = o + 3
-          end
-        end
-        local got, c = {}, 0
-        for q = 1, o, 3000 do
-          local part = redis.call('BITFIELD_RO', bk, unpack(ops, q, math.min(q + 2999, o)))
-          for x = 1, #part do got[c + x] = part[x] end
-          c = c + #part
-        end
-        for x = i, #list do
-          local all = true
-          for y = (x - i) * k + 1, (x - i + 1) * k do
-            if got[y] == 0 then all = false; break end
-          end
-          if all then fresh[list[x]] = false else rest[#rest + 1] = list[x] end
-        end
-        list, i = rest, 1
-      end
-      filled = l
-      if i > #list then break end
-      local j = #list
-      if l < #layers then j = math.min(j, i + layer[3] - count - 1) end
-      if count == (l > 1 and layers[l - 1][3] or 0) then
-        -- A layer's first URL: its bits are allocated at once (a bitmap created this way
-        -- takes its exact size; grown bit by bit it would be over-allocated).
-        redis.call('SETBIT', bk, int(layer[1] + layer[2] - 1), 0)
-      end
-      local ops, o = {}, 0
-      local offset, bits = layer[1], layer[2]
-      for x = i, j do
-        local v = at[list[x]]
-        for y = 0, k - 1 do
-          ops[o + 1] = 'SET'
-          ops[o + 2] = 'u1'
-          ops[o + 3] = offset + fmod(ARGV[v + y], bits)
-          ops[o + 4] = '1'
-          o = o + 4
-        end
-      end
-      local old, c = {}, 0
-      for q = 1, o, 4000 do
-        local part = redis.call('BITFIELD', bk, unpack(ops, q, math.min(q + 3999, o)))
-        for x = 1, #part do old[c + x] = part[x] end
-        c = c + #part
-      end
-      local added = 0
-      for x = i, j do
-        local new = false
-        for y = (x - i) * k + 1, (x - i + 1) * k do
-          if old[y] == 0 then new = true; break end
-        end
-        fresh[list[x]] = new
-        if new then added = added + 1 end
-      end
-      f.counts[bid] = count + added
-      f.added[bid] = (f.added[bid] or 0) + added
-      i = j + 1
-    end
-  end
+  for bk, list in pairs(writes) do seen_bitfield('BITFIELD', bk, list, list.n, 4) end
   return fresh
 end
 
 -- Whether the job at ARGV index a is new (seen_check said so, or it has no dedup record).
 local function seen_take(fresh, a)
-  if not seen_filter.at[a] then return true end
+  if not seen_filter.hash[a] then return true end
   return fresh[a]
 end
 
