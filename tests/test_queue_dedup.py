@@ -115,7 +115,7 @@ def test_a_filter_written_with_another_layout_is_refused_not_misread(
         '"layers":[[0,11750016,1000000]]}',
     )
     client.close()
-    with pytest.raises(ConfigError, match="another release.*seen:\\* keys"):
+    with pytest.raises(ConfigError, match=r"another release.*seen:\* keys"):
         JobQueue(shared_redis.url, name=name, dedup=True).submit(
             JobSpec("https://shop.example/a", crawl_id="c")
         )
