@@ -457,3 +457,109 @@ fn a_url_submitted_once_is_never_queued_again_through_shared_words_and_full_laye
         }
     });
 }
+
+/// Found by review: a page whose links fill a layer that held no URL before (a new filter,
+/// or the first page of a time bucket) took the layer as all 0 after the batch filled it:
+/// the same page twice in its links, before and after the layer filled, was queued twice.
+/// `count`: the URL count of the Redis filter (the first layer is filled to exactly its
+/// 1,000 URLs, false positives made up for, so the second starts empty).
+async fn a_layer_filled_by_one_page(queue: JobQueue, count: Option<&mut redis::Connection>) {
+    let mut first = vec![NewJob {
+        id: Some("seed".to_owned()),
+        ..job("https://seed.example/")
+    }];
+    first.extend((0..999).map(|i| job(&format!("https://f.example/{i}"))));
+    queue.submit(first).await.unwrap();
+    if let Some(connection) = count {
+        let mut more = 0;
+        loop {
+            let n: usize = redis::cmd("GET")
+                .arg("scraperv4:{filled}:seen:all:n")
+                .query(connection)
+                .unwrap();
+            if n == 1_000 {
+                break;
+            }
+            let top_up = (0..1_000 - n).map(|i| job(&format!("https://g.example/{more}/{i}")));
+            queue.submit(top_up.collect()).await.unwrap();
+            more += 1;
+        }
+    }
+    let seed = loop {
+        let claimed = queue.claim("w", 100, true).await.unwrap();
+        assert!(!claimed.is_empty());
+        if let Some(seed) = claimed.into_iter().find(|j| j.id == "seed") {
+            break seed;
+        }
+    };
+    // One page's links fill the second layer (2,000 URLs): the third takes the rest.
+    let mut links = vec![job("https://s.example/a?x=1&y=2")];
+    links.extend((0..2_100).map(|i| job(&format!("https://s.example/p/{i}"))));
+    links.push(job("https://s.example/a?y=2&x=1"));
+    for (i, link) in links.iter_mut().enumerate() {
+        link.id = Some(format!("link-{i}"));
+    }
+    let acks = queue
+        .finish_many(vec![Finished {
+            id: seed.id.clone(),
+            token: seed.token,
+            result: None,
+            records: None,
+            latency: None,
+            discovered: links.clone(),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(acks, vec![Ack::Accepted]);
+    let first = queue.get(links[0].id()).await.unwrap();
+    let last = queue.get(links[links.len() - 1].id()).await.unwrap();
+    assert!(first.is_some(), "the first of the two is queued");
+    assert!(last.is_none(), "one page, queued twice");
+}
+
+#[test]
+fn a_url_twice_in_a_page_whose_links_fill_a_layer_is_queued_once() {
+    let server = RedisServer::start(&[]);
+    let runtime = scraperv4::runtime::handle();
+    runtime.block_on(async {
+        let small = DedupOptions {
+            capacity: 1_000,
+            ..DedupOptions::default()
+        };
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut connection = client.get_connection().unwrap();
+        let redis = JobQueue::open(&server.url(), options("filled", small.clone()))
+            .await
+            .unwrap();
+        a_layer_filled_by_one_page(redis, Some(&mut connection)).await;
+        let sqlite = JobQueue::open("memory://", options("filled", small))
+            .await
+            .unwrap();
+        a_layer_filled_by_one_page(sqlite, None).await;
+    });
+}
+
+/// Found by review: a count behind its bitmap (an evicted counter) made the filter write
+/// words from 0, dropping other URLs' bits, and skip its first layer: every URL was new
+/// again. Words are read even when the count says a layer is empty.
+#[test]
+fn a_lost_url_count_does_not_forget_the_urls() {
+    let server = RedisServer::start(&[]);
+    let runtime = scraperv4::runtime::handle();
+    runtime.block_on(async {
+        let queue = JobQueue::open(&server.url(), options("count", DedupOptions::default()))
+            .await
+            .unwrap();
+        let urls: Vec<String> = (0..200).map(|i| format!("https://c.example/{i}")).collect();
+        let jobs = || urls.iter().map(|u| job(u)).collect::<Vec<_>>();
+        assert!(created(&queue, jobs()).await.iter().all(|new| *new));
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut connection = client.get_connection().unwrap();
+        let _: i64 = redis::cmd("DEL")
+            .arg("scraperv4:{count}:seen:all:n")
+            .query(&mut connection)
+            .unwrap();
+        let again = created(&queue, jobs()).await;
+        assert!(again.iter().all(|new| !new), "{again:?}");
+    });
+}

@@ -143,15 +143,6 @@ impl DedupOptions {
                 "100 ms to 10 years",
             ));
         }
-        let layers = self.geometry().layers.len();
-        if layers < 2 {
-            return Err(ConfigError::invalid(
-                "dedup_capacity",
-                self.capacity,
-                "a capacity whose filter can still grow within the 2^32 bits a bucket holds \
-                 (a few hundred million URLs at 1 %: use shorter buckets for more)",
-            ));
-        }
         for name in &self.ignored_params {
             if name.is_empty() || name == "*" || name.len() > 128 {
                 return Err(ConfigError::invalid(
@@ -177,6 +168,23 @@ impl DedupOptions {
     /// The geometry of a new filter with these settings.
     pub fn geometry(&self) -> Geometry {
         Geometry::new(self.capacity, self.error_rate, self.bucket_ms())
+    }
+
+    /// [`DedupOptions::geometry`] for a new Redis filter, refused when it could not grow (a
+    /// bucket's bitmap holds 2^32 bits: at 1 %, a first layer of about 65 M URLs leaves no
+    /// room for a second). SQLite keeps an exact table: any capacity does.
+    pub fn redis_geometry(&self) -> ConfigResult<Geometry> {
+        let geometry = self.geometry();
+        if geometry.layers.len() < 2 {
+            return Err(ConfigError::invalid(
+                "dedup_capacity",
+                self.capacity,
+                "a capacity whose Redis filter can still grow within the 2^32 bits a bucket \
+                 holds (about 65 M URLs at 1 %, 17 M at 0.01 %: use shorter buckets, or \
+                 shards, each with a filter of its own, for more)",
+            ));
+        }
+        Ok(geometry)
     }
 }
 
@@ -400,13 +408,17 @@ mod tests {
     }
 
     #[test]
-    fn a_capacity_whose_filter_cannot_grow_is_refused() {
+    fn a_capacity_whose_redis_filter_cannot_grow_is_refused_there_only() {
         let options = |capacity| DedupOptions {
             capacity,
             ..DedupOptions::default()
         };
-        assert!(options(1_000_000).validate().is_ok());
-        assert!(options(400_000_000).validate().is_err());
+        assert!(options(1_000_000).redis_geometry().is_ok());
+        assert!(options(60_000_000).redis_geometry().is_ok());
+        // Found by review: checked in validate(), it refused SQLite queues too.
+        assert!(options(400_000_000).validate().is_ok());
+        assert!(options(400_000_000).redis_geometry().is_err());
+        assert!(options(70_000_000).redis_geometry().is_err());
     }
 
     #[test]

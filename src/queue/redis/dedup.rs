@@ -151,6 +151,7 @@ impl RedisQueue {
         let wanted = options.geometry();
         let (geometry, encoded) = match stored {
             None => {
+                let wanted = options.redis_geometry()?;
                 let encoded = wanted.encode();
                 (wanted, encoded)
             }

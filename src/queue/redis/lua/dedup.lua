@@ -123,8 +123,9 @@ end
 -- window (the layers of older buckets, and of its own bucket those up to the one taking new
 -- URLs), as written by this run (a URL twice in a batch is new once). A new URL's mask is
 -- added to its word of the layer taking new URLs in its bucket (a layer is never overfilled:
--- when a batch fills one, the URLs after go to the next, whose words were all 0 before this
--- run). One BITFIELD_RO per bucket reads every word; one BITFIELD per bucket writes.
+-- when a batch fills one, the URLs after go to the next, and are looked up in every layer
+-- the batch reached). One BITFIELD_RO per bucket reads the words (a word of a layer reached
+-- during the batch is read when needed); one BITFIELD per bucket writes.
 local function seen_check(first, n)
   local f = seen_filter
   if not f then return nil end
@@ -138,7 +139,9 @@ local function seen_check(first, n)
   local reads = {}
   local p_key, p_at, p_slot, p_first, p_last, j = {}, {}, {}, {}, {}, 0
   -- Layers to read of bucket b: those holding URLs (up to the one taking new URLs, for a
-  -- job's own bucket), computed once per bucket.
+  -- job's own bucket, read even when its count says it is empty: a word is only ever
+  -- written as what was read OR the mask, so a count that fell behind its bitmap — an
+  -- evicted counter — loses no bits), computed once per bucket.
   local upto = {}
   local function layers_of(b, own)
     local id = (b or 'all') .. (own and '+' or '')
@@ -147,8 +150,6 @@ local function seen_check(first, n)
       local count = seen_count(f, b)
       if own then
         l = seen_layer(geo, count)
-        -- A layer no URL went to yet is all 0: nothing to read.
-        if count == seen_layer_start(geo, l) then l = l - 1 end
       else
         l = count > 0 and seen_layer(geo, count - 1) or 0
       end
@@ -190,10 +191,31 @@ local function seen_check(first, n)
       p_last[a] = j
     end
   end
-  local got = {}
-  for bk, r in pairs(reads) do got[bk] = seen_bitfield('BITFIELD_RO', bk, r.ops, r.n, 3) end
-  -- The words as this run leaves them, per key and offset, and the writes.
-  local written, writes, target = {}, {}, {}
+  -- The words as this run knows them (read, then as written), per key and offset.
+  local known = {}
+  for bk, r in pairs(reads) do
+    known[bk] = {}
+    local got = seen_bitfield('BITFIELD_RO', bk, r.ops, r.n, 3)
+    r.got = got
+  end
+  for q = 1, j do
+    known[p_key[q]][p_at[q]] = reads[p_key[q]].got[p_slot[q]]
+  end
+  -- A word not read above (of a layer a batch reached by filling the one before), read now.
+  local function word(bk, at)
+    local w = known[bk]
+    if not w then
+      w = {}
+      known[bk] = w
+    end
+    local v = w[at]
+    if v == nil then
+      v = redis.call('BITFIELD_RO', bk, 'GET', 'u52', format('%d', at))[1]
+      w[at] = v
+    end
+    return v
+  end
+  local writes, target = {}, {}
   local fresh = {}
   for i = 0, n - 1 do
     local a = first + i * 5
@@ -202,10 +224,7 @@ local function seen_check(first, n)
       local ml, mh = mlo[a], mhi[a]
       local seen = false
       for q = p_first[a], p_last[a] do
-        local bk, at = p_key[q], p_at[q]
-        local w = written[bk]
-        local v = (w and w[at]) or got[bk][p_slot[q]]
-        if seen_has(v, ml, mh) then
+        if seen_has(known[p_key[q]][p_at[q]], ml, mh) then
           seen = true
           break
         end
@@ -225,32 +244,29 @@ local function seen_check(first, n)
           target[bid] = t
         end
         local l = t.l
-        local at = layers[l][1] + h % words[l] * 52
-        local w = written[bk]
-        if not w then
-          w = {}
-          written[bk] = w
-        end
-        local v = w[at]
-        if v == nil then
-          -- Looked at above when the layer held URLs; else 0 (a layer taken by this run).
-          v = 0
-          for q = p_first[a], p_last[a] do
-            if p_key[q] == bk and p_at[q] == at then v = got[bk][p_slot[q]] end
+        -- The layers this batch filled after the words were read (an earlier URL of the
+        -- batch may be in one of them), then the one taking the URL.
+        local v
+        for m = upto[bid .. '+'] + 1, l do
+          v = word(bk, layers[m][1] + h % words[m] * 52)
+          if seen_has(v, ml, mh) then
+            seen = true
+            break
           end
-        elseif seen_has(v, ml, mh) then
-          -- Written by this run (a URL earlier in the batch).
-          seen = true
         end
+        local at = layers[l][1] + h % words[l] * 52
         if not seen then
+          v = known[bk][at]
           if count == t.start then
             -- A layer's first URL: its bits are allocated at once (a bitmap created this way
-            -- takes its exact size; grown word by word it would be over-allocated).
-            redis.call('SETBIT', bk, int(layers[l][1] + layers[l][2] - 1), 0)
+            -- takes its exact size; grown word by word it would be over-allocated). Its last
+            -- bit is written as it is (a count behind its bitmap must not clear it).
+            local last = int(layers[l][1] + layers[l][2] - 1)
+            redis.call('SETBIT', bk, last, redis.call('GETBIT', bk, last))
           end
           local low = v % HALF
           local nv = bit.bor((v - low) / HALF, mh) * HALF + bit.bor(low, ml)
-          w[at] = nv
+          known[bk][at] = nv
           local list = writes[bk]
           if not list then
             list = {n = 0}
