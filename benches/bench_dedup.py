@@ -10,12 +10,15 @@ Goals (issue #14):
   measured interleaved (off, on, off, on, ...) over ROUNDS rounds: ratio min/median/max.
 
 Also measured for docs/scaling.md: Redis memory per pending job and per finished job (before
-purge), from ``INFO memory`` around 100,000 jobs.
+purge), from ``INFO memory`` around 100,000 jobs; and per discovered job with a 600-byte
+crawl config, stored once by reference (pages of 100 links sharing it) against the same jobs
+each with a config of its own (kept in the job), 20,000 jobs each, in turn.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import statistics
 import sys
@@ -37,6 +40,8 @@ ROUNDS = int(os.environ.get("BENCH_DEDUP_ROUNDS", "6"))
 ROUND_JOBS = 20_000
 BATCH = 100
 MEMORY_JOBS = 100_000
+DISCOVERED_JOBS = 20_000
+LINKS_PER_PAGE = 100
 
 
 def urls(prefix: str, first: int, count: int) -> list[JobSpec]:
@@ -145,12 +150,51 @@ def job_memory(url: str) -> dict[str, float]:
     }
 
 
+def crawl_config(salt: str) -> str:
+    """A crawl's config of about 600 bytes (headers, limits, template options)."""
+    headers = {f"X-Header-{i}": f"value-{salt}-{i}-" + "v" * 30 for i in range(8)}
+    return json.dumps({"headers": headers, "max_depth": 3, "revisit": 86400, "salt": salt})
+
+
+def discovered_memory(url: str) -> dict[str, float]:
+    """Redis bytes per discovered job: its crawl's config shared by reference (every page of
+    LINKS_PER_PAGE links has the crawl's config) against one config per job (kept in it)."""
+    client = Redis.from_url(url)
+
+    def used() -> int:
+        return int(client.info("memory")["used_memory"])
+
+    out: dict[str, float] = {}
+    for kind in ("shared", "own"):
+        queue = JobQueue(url, name=f"disc-{kind}-{uuid.uuid4().hex[:6]}")
+        before = used()
+        for page in range(DISCOVERED_JOBS // LINKS_PER_PAGE):
+            specs = [
+                JobSpec(
+                    f"https://site{i % 997}.example/d/{page}/{i}",
+                    template_id="t",
+                    crawl_id="crawl",
+                    parent_id=f"page-{page}",
+                    depth=1,
+                    config=json.loads(crawl_config("c" if kind == "shared" else f"{page}.{i}")),
+                )
+                for i in range(LINKS_PER_PAGE)
+            ]
+            queue.submit_batch(specs)
+        out[kind] = (used() - before) / DISCOVERED_JOBS
+        queue.close()
+    client.close()
+    out["config_bytes"] = float(len(crawl_config("c")))
+    return out
+
+
 def main() -> int:
     with RedisServer() as server:
         load = os.getloadavg()[0]
         filled = fill(server.url)
         rates = throughput(server.url)
         memory = job_memory(server.url)
+        discovered = discovered_memory(server.url)
     ratios = [on / off for on, off in zip(rates["on"], rates["off"])]
     per_url = filled["bloom_bytes"] / URLS
     set_per_url = filled["set_bytes"] / URLS
@@ -176,6 +220,10 @@ def main() -> int:
         "Redis bytes per pending job": memory["pending_job_bytes"],
         "Redis bytes per finished job (before purge)": memory["finished_job_bytes"],
         "Redis bytes per job left after purge": memory["after_purge_bytes"],
+        "discovered job, config shared by reference (bytes)": discovered["shared"],
+        "discovered job, config of its own (bytes)": discovered["own"],
+        "crawl config size (bytes)": discovered["config_bytes"],
+        "saved per discovered job (bytes)": discovered["own"] - discovered["shared"],
         "load average at start (1 min)": load,
     }
     goals = {

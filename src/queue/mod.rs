@@ -30,6 +30,7 @@ pub mod options;
 pub mod politeness;
 pub mod redis;
 pub mod sharded;
+pub mod shared_config;
 pub mod sqlite;
 
 pub use error::{QueueError, QueueResult};

@@ -28,6 +28,7 @@ use super::job::{
 };
 use super::options::{QueueOptions, duration_ms, redact};
 use super::politeness::{self, Feedback, KeyMode};
+use super::shared_config;
 use crate::config::ConfigError;
 
 mod cluster;
@@ -625,9 +626,14 @@ impl RedisQueue {
             args.push(chunk.len().to_string());
             args.push(root.to_owned());
             let mut jobs = Vec::with_capacity(chunk.len());
-            for job in chunk {
+            let shared = shared_config::roles(chunk.iter());
+            for (job, shared) in chunk.iter().zip(&shared) {
                 jobs.push((args.len() + 2, job));
-                args.extend(submit_args(job, self.options.politeness_key)?);
+                args.extend(submit_args(
+                    job,
+                    self.options.politeness_key,
+                    shared.as_ref(),
+                )?);
             }
             let created: Vec<i64> = self
                 .run_submitting("submit", &SUBMIT, args, &jobs, discovered)
@@ -824,6 +830,12 @@ impl RedisQueue {
         if values.iter().all(Option::is_none) {
             return Ok(None);
         }
+        // A config stored by reference: its carrier (which never goes away).
+        if let Some(hash) = values[0].as_deref().and_then(config_reference) {
+            let mut command = redis::cmd("GET");
+            command.arg(format!("{}:config:{hash}", self.base));
+            values.push(self.query_checked("get", &command).await?);
+        }
         values.insert(0, Some(id));
         job_from_values(values).map(Some)
     }
@@ -859,14 +871,18 @@ impl RedisQueue {
                         .to_string(),
                     job.discovered.len().to_string(),
                 ]);
-                for child in &job.discovered {
+                // Shared per page: a page whose finish is refused stores nothing, so its
+                // carrier must not serve another page's jobs. Jobs for other shards keep
+                // their config (the shard they are forwarded to shares it in turn).
+                let shared = shared_config::roles(job.discovered.iter());
+                for (child, shared) in job.discovered.iter().zip(&shared) {
                     children.push((args.len() + 2, child));
-                    args.extend(submit_args(child, mode)?);
+                    args.extend(submit_args(child, mode, shared.as_ref())?);
                 }
                 args.push(elsewhere.len().to_string());
                 for (shard, child) in elsewhere {
                     args.push(shard.to_string());
-                    args.extend(submit_args(child, mode)?);
+                    args.extend(submit_args(child, mode, None)?);
                 }
             }
             let answers: Vec<Vec<String>> = self
@@ -1388,13 +1404,20 @@ const JOB_FIELDS: [&str; 17] = [
     "ikey",
 ];
 
-/// The immutable part of a job, stored as one JSON field.
+/// The immutable part of a job, stored as one JSON field. A config shared by reference
+/// (`queue/shared_config.rs`) puts `config_carrier` or `config_ref` first: the scripts
+/// recognise them by the spec's first bytes.
 #[derive(serde::Serialize)]
 struct SpecOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config_carrier: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config_ref: Option<&'a str>,
     name: &'a str,
     template_id: &'a str,
     target_url: &'a str,
-    config: &'a serde_json::value::RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config: Option<&'a serde_json::value::RawValue>,
     priority: i64,
     crawl_id: Option<&'a str>,
     depth: u32,
@@ -1402,11 +1425,15 @@ struct SpecOut<'a> {
 }
 
 #[derive(serde::Deserialize)]
-struct SpecIn {
+pub(super) struct SpecIn {
+    /// The hash of the config this job refers to, stored apart (`None`: in `config`).
+    #[serde(default)]
+    config_ref: Option<String>,
     name: String,
     template_id: String,
     target_url: String,
-    config: Box<serde_json::value::RawValue>,
+    #[serde(default)]
+    config: Option<Box<serde_json::value::RawValue>>,
     priority: i64,
     #[serde(default)]
     crawl_id: Option<String>,
@@ -1416,29 +1443,41 @@ struct SpecIn {
     parent_id: Option<String>,
 }
 
-/// The 5 arguments `submit_jobs` in the Lua prelude takes per job.
-fn submit_args(job: &NewJob, mode: KeyMode) -> QueueResult<[String; 5]> {
+/// The 5 arguments `submit_jobs` in the Lua prelude takes per job; `shared`: how it stores
+/// its config ([`shared_config::roles`]).
+fn submit_args(
+    job: &NewJob,
+    mode: KeyMode,
+    shared: Option<&(String, bool)>,
+) -> QueueResult<[String; 5]> {
     Ok([
         job.id().to_owned(),
-        encode_spec(job)?,
+        encode_spec(job, shared)?,
         job.max_retries.to_string(),
         (PRIORITY_LIMIT - job.priority).to_string(),
         politeness::key_of(&job.target_url, job.politeness_key.as_deref(), mode),
     ])
 }
 
-fn encode_spec(job: &NewJob) -> QueueResult<String> {
+fn encode_spec(job: &NewJob, shared: Option<&(String, bool)>) -> QueueResult<String> {
     let invalid = |reason: String| QueueError::InvalidJob {
         job_id: job.id().to_owned(),
         reason,
     };
     let config: &serde_json::value::RawValue = serde_json::from_str(&job.config)
         .map_err(|e| invalid(format!("config is not valid JSON: {e}")))?;
+    let (carrier, reference) = match shared {
+        Some((hash, true)) => (Some(hash.as_str()), None),
+        Some((hash, false)) => (None, Some(hash.as_str())),
+        None => (None, None),
+    };
     serde_json::to_string(&SpecOut {
+        config_carrier: carrier,
+        config_ref: reference,
         name: &job.name,
         template_id: &job.template_id,
         target_url: &job.target_url,
-        config,
+        config: reference.is_none().then_some(config),
         priority: job.priority,
         crawl_id: job.crawl_id.as_deref(),
         depth: job.depth,
@@ -1458,7 +1497,9 @@ fn number<T: std::str::FromStr>(value: Option<String>, name: &str) -> Result<Opt
         .transpose()
 }
 
-/// A job from `[id, JOB_FIELDS...]`; a field that cannot be read is a `CorruptJob` naming it.
+/// A job from `[id, JOB_FIELDS..., carrier]` (`carrier`: the stored spec carrying its
+/// config, for a job that refers to one); a field that cannot be read is a `CorruptJob`
+/// naming it.
 fn job_from_values(values: Vec<Option<String>>) -> QueueResult<Job> {
     let mut values = values.into_iter();
     let id = values
@@ -1473,12 +1514,13 @@ fn job_from_values(values: Vec<Option<String>>) -> QueueResult<Job> {
         let status_text = next().ok_or("field status is missing")?;
         let status = JobStatus::parse(&status_text)
             .ok_or_else(|| format!("unknown status {status_text:?}"))?;
-        Ok(Job {
+        let config = spec.config.as_ref().map(|c| c.get().to_owned());
+        let mut job = Job {
             id: id.clone(),
             name: spec.name,
             template_id: spec.template_id,
             target_url: spec.target_url,
-            config: spec.config.get().to_owned(),
+            config: config.unwrap_or_default(),
             priority: spec.priority,
             status,
             attempt: number(next(), "attempt")?.unwrap_or(0),
@@ -1499,12 +1541,29 @@ fn job_from_values(values: Vec<Option<String>>) -> QueueResult<Job> {
             crawl_id: spec.crawl_id,
             depth: spec.depth,
             parent_id: spec.parent_id,
-        })
+        };
+        if let Some(hash) = spec.config_ref {
+            let carrier = next().ok_or_else(|| format!("its config {hash} is missing"))?;
+            let carrier: SpecIn = serde_json::from_str(&carrier)
+                .map_err(|e| format!("its config {hash} is not valid: {e}"))?;
+            let config = carrier
+                .config
+                .ok_or_else(|| format!("its config {hash} is not stored"))?;
+            config.get().clone_into(&mut job.config);
+        } else if spec.config.is_none() {
+            return Err("field spec has no config".to_owned());
+        }
+        Ok(job)
     };
     build().map_err(|detail| QueueError::CorruptJob {
         job_id: id.clone(),
         detail,
     })
+}
+
+/// The config hash a stored spec refers to (it starts with `{"config_ref":"<hash>"`).
+fn config_reference(spec: &str) -> Option<&str> {
+    spec.strip_prefix("{\"config_ref\":\"")?.get(..32)
 }
 
 /// `FUNCTION LOAD` of the queue's library.

@@ -101,7 +101,12 @@ fn forward(entry: &redis::streams::StreamId) -> Result<Forward, String> {
         name: spec.name,
         template_id: spec.template_id,
         target_url: spec.target_url,
-        config: spec.config.get().to_owned(),
+        // Jobs for other shards keep their config in their spec (see finish_routed).
+        config: spec
+            .config
+            .ok_or("field spec has no config")?
+            .get()
+            .to_owned(),
         priority: PRIORITY_LIMIT - rank,
         max_retries: field("retries")?
             .parse()

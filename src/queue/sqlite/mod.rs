@@ -67,6 +67,12 @@ CREATE INDEX IF NOT EXISTS jobs_worker ON jobs (queue, assigned_worker)
     WHERE status IN ('assigned', 'running');
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (queue, status, completed_at)
     WHERE status IN ('completed', 'failed', 'cancelled');
+CREATE TABLE IF NOT EXISTS configs (
+    queue TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    config TEXT NOT NULL,
+    PRIMARY KEY (queue, hash)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS counts (
     queue TEXT NOT NULL,
     status TEXT NOT NULL,
@@ -141,7 +147,12 @@ CREATE TABLE IF NOT EXISTS workers (
 );
 ";
 
-const JOB_COLUMNS: &str = "id, name, template_id, target_url, config, priority, status, \
+/// A job's columns; its `config` put back from `configs` when it holds a reference
+/// (`@<hash>`, see [`crate::queue::shared_config`]; a JSON object never starts with `@`).
+const JOB_COLUMNS: &str = "id, name, template_id, target_url, \
+    CASE WHEN substr(config, 1, 1) = '@' THEN (SELECT c.config FROM configs c \
+    WHERE c.queue = jobs.queue AND c.hash = substr(jobs.config, 2)) ELSE config END, \
+    priority, status, \
     assigned_worker, created_at, started_at, completed_at, retry_count, max_retries, result, \
     error, attempt, lease_deadline, not_before, crawl_id, depth, parent_id, token, \
     lease_expiries, pkey, ikey";
@@ -1351,6 +1362,9 @@ fn insert_jobs(
         )
         .map_err(|e| ctx.error(&e))?;
     let mut keys = politeness::Inserting::new(tx, ctx)?;
+    let mut share = tx
+        .prepare_cached("INSERT OR IGNORE INTO configs (queue, hash, config) VALUES (?1, ?2, ?3)")
+        .map_err(|e| ctx.error(&e))?;
     let seen = dedup::Seen::of(ctx);
     let mut created = Vec::with_capacity(jobs.len());
     for job in jobs {
@@ -1372,6 +1386,16 @@ fn insert_jobs(
             ctx.options.politeness_key,
         );
         let parked = keys.parked(tx, ctx, &key)?;
+        // A discovered job's config by reference, stored once per queue.
+        let config = if crate::queue::shared_config::by_reference(job) {
+            let hash = crate::queue::shared_config::hash(&job.config);
+            share
+                .execute(params![ctx.queue, hash, job.config])
+                .map_err(|e| ctx.error(&e))?;
+            std::borrow::Cow::Owned(format!("@{hash}"))
+        } else {
+            std::borrow::Cow::Borrowed(job.config.as_str())
+        };
         let changed = insert
             .execute(params![
                 ctx.queue,
@@ -1379,7 +1403,7 @@ fn insert_jobs(
                 job.name,
                 job.template_id,
                 job.target_url,
-                job.config,
+                config,
                 job.priority,
                 ctx.now,
                 job.max_retries,

@@ -147,6 +147,14 @@ local function submit_jobs(first, n, now, root)
   prefetch_parked(keys)
   local seq = redis.call('INCRBY', key('seq'), n) - n
   local at = tonumber(now)
+  -- Configs shared by reference (queue/shared_config.rs): each carrier's spec is stored
+  -- under its hash before any job is created, whether its own job is created or not.
+  for i = 0, n - 1 do
+    local spec = ARGV[first + i * 5 + 1]
+    if string.byte(spec, 4) == 111 and string.sub(spec, 1, 19) == '{"config_carrier":"' then
+      redis.call('SET', key('config:' .. string.sub(spec, 20, 51)), spec, 'NX')
+    end
+  end
   -- With the seen-URL filter on (dedup.lua), a URL it has seen is not queued again either.
   local fresh = seen_check(first, n)
   for i = 0, n - 1 do

@@ -24,10 +24,16 @@ local function job_key(id) return base .. ':job:' .. id end
 local FIELDS = {'spec', 'status', 'attempt', 'max_retries', 'retry_count', 'assigned_worker',
   'created_at', 'started_at', 'completed_at', 'lease_deadline', 'not_before', 'error', 'result',
   'token', 'lease_expiries', 'pkey', 'ikey'}
--- The job as returned to the client: its id, then the FIELDS values.
+-- The job as returned to the client: its id, then the FIELDS values, then for a job whose
+-- config is stored by reference (its spec starts with {"config_ref":"<hash>") the spec that
+-- carried it (queue/shared_config.rs).
 local function read_job(id)
   local values = redis.call('HMGET', job_key(id), unpack(FIELDS))
   table.insert(values, 1, id)
+  local spec = values[2]
+  if spec and string.byte(spec, 4) == 111 and string.sub(spec, 1, 15) == '{"config_ref":"' then
+    values[#FIELDS + 2] = redis.call('GET', key('config:' .. string.sub(spec, 16, 47)))
+  end
   return values
 end
 local function int(x) return string.format('%.0f', x) end
