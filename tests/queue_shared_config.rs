@@ -119,7 +119,7 @@ fn options(name: &str, shards: Option<u32>) -> QueueOptions {
 }
 
 #[test]
-fn discovered_jobs_share_their_config_on_every_backend() {
+fn discovered_jobs_share_their_config_on_redis() {
     let server = RedisServer::start(&[]);
     let runtime = scraperv4::runtime::handle();
     runtime.block_on(async {
@@ -131,15 +131,16 @@ fn discovered_jobs_share_their_config_on_every_backend() {
         // the text; the text is stored once.
         let client = redis::Client::open(server.url()).unwrap();
         let mut connection = client.get_connection().unwrap();
-        let mut copies = 0;
-        for i in 0..30 {
-            let spec: String = redis::cmd("HGET")
-                .arg(format!("scraperv4:{{shared}}:job:k{i}"))
-                .arg("spec")
-                .query(&mut connection)
-                .unwrap();
-            copies += usize::from(spec.contains("X-Pad"));
-        }
+        let copies: usize = (0..30)
+            .filter(|i| {
+                let spec: String = redis::cmd("HGET")
+                    .arg(format!("scraperv4:{{shared}}:job:k{i}"))
+                    .arg("spec")
+                    .query(&mut connection)
+                    .unwrap();
+                spec.contains("X-Pad")
+            })
+            .count();
         assert_eq!(copies, 1, "one carrier");
         let stored: Vec<String> = redis::cmd("KEYS")
             .arg("scraperv4:{shared}:config:*")
@@ -169,14 +170,114 @@ fn discovered_jobs_share_their_config_on_every_backend() {
             .collect();
         assert_eq!(finish(&redis, &root2.unwrap(), kids).await, Ack::Accepted);
         assert_eq!(redis.get("r2").await.unwrap().unwrap().config, CRAWL);
+        // A stored text that is not the carrier of the hash it is stored under (edited by
+        // hand): refused, not served as the config.
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("scraperv4:{shared}:config:*")
+            .query(&mut connection)
+            .unwrap();
+        assert_eq!(keys.len(), 1);
+        let text: String = redis::cmd("GET")
+            .arg(&keys[0])
+            .query(&mut connection)
+            .unwrap();
+        let hash = keys[0].rsplit(':').next().unwrap();
+        let forged = text.replace(hash, &"0".repeat(32));
+        let _: () = redis::cmd("SET")
+            .arg(&keys[0])
+            .arg(forged)
+            .query(&mut connection)
+            .unwrap();
+        let error = redis.get("r2").await.unwrap_err();
+        assert!(
+            matches!(&error, QueueError::CorruptJob { detail, .. } if detail.contains("another")),
+            "{error:?}"
+        );
 
+        // Off (a rolling upgrade with older clients): every job keeps its own copy.
+        let copies_of = |name: &str, connection: &mut redis::Connection| {
+            (0..30)
+                .filter(|i| {
+                    let spec: String = redis::cmd("HGET")
+                        .arg(format!("scraperv4:{{{name}}}:job:k{i}"))
+                        .arg("spec")
+                        .query(connection)
+                        .unwrap();
+                    spec.contains("X-Pad")
+                })
+                .count()
+        };
+        let own = JobQueue::open(
+            &server.url(),
+            QueueOptions {
+                shared_configs: false,
+                ..options("own", None)
+            },
+        )
+        .await
+        .unwrap();
+        check(&own).await;
+        assert_eq!(copies_of("own", &mut connection), 30);
+    });
+}
+
+#[test]
+fn a_sharded_queue_shares_configs_per_shard() {
+    let server = RedisServer::start(&[]);
+    scraperv4::runtime::handle().block_on(async {
         let sharded = JobQueue::open(&server.url(), options("shared-3", Some(3)))
             .await
             .unwrap();
         check(&sharded).await;
+    });
+}
+
+#[test]
+fn sqlite_shares_configs_per_call_too() {
+    scraperv4::runtime::handle().block_on(async {
         let sqlite = JobQueue::open("memory://", options("shared", None))
             .await
             .unwrap();
         check(&sqlite).await;
+
+        // SQLite's rows: the same rule per call (a config no other job of the call shares
+        // stays in its job), and nothing shared with the setting off.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("queue.db");
+        let url = format!("sqlite://{}", file.display());
+        let on = JobQueue::open(&url, options("on", None)).await.unwrap();
+        check(&on).await;
+        let off = JobQueue::open(
+            &url,
+            QueueOptions {
+                shared_configs: false,
+                ..options("off", None)
+            },
+        )
+        .await
+        .unwrap();
+        check(&off).await;
+        let db = rusqlite::Connection::open(&file).unwrap();
+        let stored = |sql: &str| -> i64 { db.query_row(sql, [], |row| row.get(0)).unwrap() };
+        assert_eq!(
+            stored("SELECT COUNT(*) FROM configs WHERE queue = 'on'"),
+            2,
+            "the two shared configs"
+        );
+        assert_eq!(stored("SELECT COUNT(*) FROM configs WHERE queue = 'off'"), 0);
+        assert_eq!(
+            stored("SELECT COUNT(*) FROM jobs WHERE queue = 'on' AND config LIKE '@%'"),
+            30 + 2 + 3,
+            "every job of a shared config refers to it (the carrier's row holds it)"
+        );
+        assert_eq!(
+            stored("SELECT COUNT(*) FROM jobs WHERE queue = 'on' AND id IN ('alone', 'small') AND config LIKE '{%'"),
+            2
+        );
+        assert_eq!(
+            stored("SELECT COUNT(*) FROM jobs WHERE queue = 'off' AND config LIKE '@%'"),
+            0
+        );
+        drop(db);
     });
 }

@@ -204,6 +204,7 @@ class JobQueue:
         dedup_ignore_params: list[str] | None = None,
         results_max_len: int | None = None,
         shards: int | None = None,
+        shared_configs: bool = True,
     ) -> JobQueue: ...
     @property
     def location(self) -> str: ...

@@ -585,6 +585,10 @@ class JobQueue:
             masters of a Redis Cluster), fixed when the queue is created; a politeness key's
             jobs all go to one shard. ``None``: as the queue was created (one shard for a new
             queue). See docs/scaling.md.
+        shared_configs: discovered jobs store a config their page's links share once, by
+            reference (docs/scaling.md); off, every job keeps its own copy — for a rolling
+            upgrade while clients of an older release, which cannot read such jobs, still
+            use the queue.
 
     Raises:
         ConfigError: a bad URL or setting.

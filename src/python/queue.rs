@@ -429,8 +429,9 @@ impl PyJobQueue {
         domain_concurrency = None, autothrottle = None, max_domain_delay = None,
         runnable_horizon = 10.0, dedup = false, dedup_capacity = 1_000_000,
         dedup_error_rate = 0.01, revisit = None, dedup_bucket = None,
-        dedup_ignore_params = None, results_max_len = None, shards = None))]
-    #[allow(clippy::too_many_arguments)]
+        dedup_ignore_params = None, results_max_len = None, shards = None,
+        shared_configs = true))]
+    #[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
     fn open(
         py: Python<'_>,
         url: String,
@@ -461,6 +462,7 @@ impl PyJobQueue {
         dedup_ignore_params: Option<Vec<String>>,
         results_max_len: Option<u64>,
         shards: Option<u32>,
+        shared_configs: bool,
     ) -> PyResult<Self> {
         if !dedup {
             // Settings of the seen-URL filter without the filter: said, not ignored.
@@ -527,6 +529,7 @@ impl PyJobQueue {
             dedup,
             results_max_len,
             shards,
+            shared_configs,
             ..QueueOptions::default()
         };
         let queue = block_on(py, async move { JobQueue::open(&url, options).await })?;

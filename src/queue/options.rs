@@ -64,6 +64,10 @@ pub struct QueueOptions {
     /// was created (one shard for a new queue). A queue created with another number is
     /// refused, not resharded.
     pub shards: Option<u32>,
+    /// Discovered jobs store a config their page's links share once, by reference
+    /// ([`super::shared_config`]). Off: every job keeps its own copy — for a rolling upgrade
+    /// while clients of an older release, which cannot read such jobs, still use the queue.
+    pub shared_configs: bool,
 }
 
 impl Default for QueueOptions {
@@ -89,6 +93,7 @@ impl Default for QueueOptions {
             dedup: None,
             results_max_len: None,
             shards: None,
+            shared_configs: true,
         }
     }
 }

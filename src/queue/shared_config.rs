@@ -17,14 +17,20 @@
 //!   (a client keeps no memory of what it stored). Scripts that return jobs (claim, list)
 //!   append the stored spec to a referencing job's fields; `get` reads it with a second
 //!   command. A config no other job of its call shares stays in its job.
-//! - **SQLite** (`sqlite/mod.rs`): a `configs` table, written in the insert's transaction;
-//!   the job's `config` column holds `@<hash>`, resolved by the query that reads jobs.
+//! - **SQLite** (`sqlite/mod.rs`): the same rule per insert call; a `configs` table, written
+//!   in the insert's transaction by the carrier; the other jobs' `config` column holds
+//!   `@<hash>`, resolved by the query that reads jobs.
+//! - Off with the queue's `shared_configs` setting: clients of an older release cannot read
+//!   jobs holding a reference (they would take them for corrupt), so a rolling upgrade from
+//!   one turns it off until every client of the queue is upgraded.
 //!
 //! The hash is SHA-256 (128 bits of it), computed once per distinct text of a call: a
 //! multi-tenant queue must not let one crawl's config be read as another's.
 //!
-//! Stored configs are never deleted: there is one per distinct config text of a queue (a
-//! crawl's config, and one per page number of a paginated crawl), not one per job.
+//! Stored configs are never deleted (`purge` deletes jobs only): there is one per distinct
+//! config text shared within a call — a crawl's config (the next page of a paginated crawl
+//! is one job per page, so its config, with the page number, stays in it) — not one per
+//! job. A queue of many crawls with configs of their own keeps one per crawl.
 
 use super::job::NewJob;
 

@@ -260,6 +260,12 @@ class QueueSection(Settings):
         ge=1,
         le=256,
     )
+    shared_configs: bool = setting(
+        True,
+        "Discovered jobs store a config their page's links share once, by reference, not a "
+        "copy per job. Turn off for a rolling upgrade while clients of an older release, which "
+        "cannot read such jobs, still use the queue.",
+    )
     dedup_ignore_params: Optional[StrList] = setting(
         None,
         "Query parameters ignored when comparing URLs: names, or prefixes ending in *.",
@@ -317,6 +323,7 @@ class QueueSection(Settings):
             "dedup_ignore_params": self.dedup_ignore_params,
             "results_max_len": self.results_max_len,
             "shards": self.shards,
+            "shared_configs": self.shared_configs,
         }
 
     def cross_check(self) -> list[tuple[tuple[str, ...], str]]:

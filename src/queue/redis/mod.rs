@@ -626,7 +626,7 @@ impl RedisQueue {
             args.push(chunk.len().to_string());
             args.push(root.to_owned());
             let mut jobs = Vec::with_capacity(chunk.len());
-            let shared = shared_config::roles(chunk.iter());
+            let shared = self.shared_roles(chunk.iter());
             for (job, shared) in chunk.iter().zip(&shared) {
                 jobs.push((args.len() + 2, job));
                 args.extend(submit_args(
@@ -874,7 +874,7 @@ impl RedisQueue {
                 // Shared per page: a page whose finish is refused stores nothing, so its
                 // carrier must not serve another page's jobs. Jobs for other shards keep
                 // their config (the shard they are forwarded to shares it in turn).
-                let shared = shared_config::roles(job.discovered.iter());
+                let shared = self.shared_roles(job.discovered.iter());
                 for (child, shared) in job.discovered.iter().zip(&shared) {
                     children.push((args.len() + 2, child));
                     args.extend(submit_args(child, mode, shared.as_ref())?);
@@ -908,6 +908,19 @@ impl RedisQueue {
             }
         }
         Ok(acks)
+    }
+
+    /// How `jobs`, submitted in one call, store their configs ([`shared_config::roles`];
+    /// all in their job when the queue's `shared_configs` is off).
+    fn shared_roles<'a>(
+        &self,
+        jobs: impl Iterator<Item = &'a NewJob>,
+    ) -> Vec<Option<(String, bool)>> {
+        if self.options.shared_configs {
+            shared_config::roles(jobs)
+        } else {
+            jobs.map(|_| None).collect()
+        }
     }
 
     /// Results stream entries after `cursor` (a stream id), oldest first.
@@ -1544,6 +1557,14 @@ fn job_from_values(values: Vec<Option<String>>) -> QueueResult<Job> {
         };
         if let Some(hash) = spec.config_ref {
             let carrier = next().ok_or_else(|| format!("its config {hash} is missing"))?;
+            // The stored spec must be the one that carried this very config.
+            if carrier
+                .strip_prefix("{\"config_carrier\":\"")
+                .and_then(|rest| rest.get(..32))
+                != Some(hash.as_str())
+            {
+                return Err(format!("its config {hash} is stored as another one"));
+            }
             let carrier: SpecIn = serde_json::from_str(&carrier)
                 .map_err(|e| format!("its config {hash} is not valid: {e}"))?;
             let config = carrier

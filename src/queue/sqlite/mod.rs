@@ -1366,8 +1366,27 @@ fn insert_jobs(
         .prepare_cached("INSERT OR IGNORE INTO configs (queue, hash, config) VALUES (?1, ?2, ?3)")
         .map_err(|e| ctx.error(&e))?;
     let seen = dedup::Seen::of(ctx);
+    // Configs the jobs of this call share, stored once (as on Redis: per call).
+    let shared = if ctx.options.shared_configs {
+        crate::queue::shared_config::roles(jobs.iter())
+    } else {
+        vec![None; jobs.len()]
+    };
     let mut created = Vec::with_capacity(jobs.len());
-    for job in jobs {
+    for (job, shared) in jobs.iter().zip(shared) {
+        // A shared config by reference, stored by the first job of the call sharing it,
+        // whether that job is created or not (a seen URL, a known id).
+        let config = match shared {
+            Some((hash, first)) => {
+                if first {
+                    share
+                        .execute(params![ctx.queue, hash, job.config])
+                        .map_err(|e| ctx.error(&e))?;
+                }
+                std::borrow::Cow::Owned(format!("@{hash}"))
+            }
+            None => std::borrow::Cow::Borrowed(job.config.as_str()),
+        };
         // With the seen-URL filter on, a URL it has seen is not queued again either.
         let probe = match &seen {
             Some(seen) => match seen.check(tx, ctx, job)? {
@@ -1386,16 +1405,6 @@ fn insert_jobs(
             ctx.options.politeness_key,
         );
         let parked = keys.parked(tx, ctx, &key)?;
-        // A discovered job's config by reference, stored once per queue.
-        let config = if crate::queue::shared_config::by_reference(job) {
-            let hash = crate::queue::shared_config::hash(&job.config);
-            share
-                .execute(params![ctx.queue, hash, job.config])
-                .map_err(|e| ctx.error(&e))?;
-            std::borrow::Cow::Owned(format!("@{hash}"))
-        } else {
-            std::borrow::Cow::Borrowed(job.config.as_str())
-        };
         let changed = insert
             .execute(params![
                 ctx.queue,
