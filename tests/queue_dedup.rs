@@ -387,6 +387,14 @@ fn a_revisit_wider_than_64_buckets_is_refused_up_front_and_shortened_for_discove
     });
 }
 
+/// A filter whose first layer holds 1,000 URLs (the least a queue accepts).
+fn small_filter() -> DedupOptions {
+    DedupOptions {
+        capacity: 1_000,
+        ..DedupOptions::default()
+    }
+}
+
 /// Found by thinking about the blocked filter: URLs share words (here a first layer of
 /// 1,000 URLs has 256 words: a batch of 100 has about 17 pairs sharing one), batches cross
 /// layers (4,000 URLs: 3 layers), and a URL comes twice in a batch after a layer
@@ -432,10 +440,7 @@ fn a_url_submitted_once_is_never_queued_again_through_shared_words_and_full_laye
     let server = RedisServer::start(&[]);
     let runtime = scraperv4::runtime::handle();
     runtime.block_on(async {
-        let small = DedupOptions {
-            capacity: 1_000,
-            ..DedupOptions::default()
-        };
+        let small = small_filter();
         for (name, dedup) in [
             ("words", small.clone()),
             (
@@ -522,10 +527,7 @@ fn a_url_twice_in_a_page_whose_links_fill_a_layer_is_queued_once() {
     let server = RedisServer::start(&[]);
     let runtime = scraperv4::runtime::handle();
     runtime.block_on(async {
-        let small = DedupOptions {
-            capacity: 1_000,
-            ..DedupOptions::default()
-        };
+        let small = small_filter();
         let client = redis::Client::open(server.url()).unwrap();
         let mut connection = client.get_connection().unwrap();
         let redis = JobQueue::open(&server.url(), options("filled", small.clone()))

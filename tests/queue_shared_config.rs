@@ -118,6 +118,29 @@ fn options(name: &str, shards: Option<u32>) -> QueueOptions {
     }
 }
 
+/// A queue whose jobs keep their own configs (`shared_configs` off).
+async fn unshared(url: &str, name: &str) -> JobQueue {
+    let options = QueueOptions {
+        shared_configs: false,
+        ..options(name, None)
+    };
+    JobQueue::open(url, options).await.unwrap()
+}
+
+/// How many of the 30 links of `check`'s first page hold the crawl's config in their record.
+fn copies_of(name: &str, connection: &mut redis::Connection) -> usize {
+    (0..30)
+        .filter(|i| {
+            let spec: String = redis::cmd("HGET")
+                .arg(format!("scraperv4:{{{name}}}:job:k{i}"))
+                .arg("spec")
+                .query(connection)
+                .unwrap();
+            spec.contains("X-Pad")
+        })
+        .count()
+}
+
 #[test]
 fn discovered_jobs_share_their_config_on_redis() {
     let server = RedisServer::start(&[]);
@@ -131,17 +154,7 @@ fn discovered_jobs_share_their_config_on_redis() {
         // the text; the text is stored once.
         let client = redis::Client::open(server.url()).unwrap();
         let mut connection = client.get_connection().unwrap();
-        let copies: usize = (0..30)
-            .filter(|i| {
-                let spec: String = redis::cmd("HGET")
-                    .arg(format!("scraperv4:{{shared}}:job:k{i}"))
-                    .arg("spec")
-                    .query(&mut connection)
-                    .unwrap();
-                spec.contains("X-Pad")
-            })
-            .count();
-        assert_eq!(copies, 1, "one carrier");
+        assert_eq!(copies_of("shared", &mut connection), 1, "one carrier");
         let stored: Vec<String> = redis::cmd("KEYS")
             .arg("scraperv4:{shared}:config:*")
             .query(&mut connection)
@@ -195,27 +208,7 @@ fn discovered_jobs_share_their_config_on_redis() {
         );
 
         // Off (a rolling upgrade with older clients): every job keeps its own copy.
-        let copies_of = |name: &str, connection: &mut redis::Connection| {
-            (0..30)
-                .filter(|i| {
-                    let spec: String = redis::cmd("HGET")
-                        .arg(format!("scraperv4:{{{name}}}:job:k{i}"))
-                        .arg("spec")
-                        .query(connection)
-                        .unwrap();
-                    spec.contains("X-Pad")
-                })
-                .count()
-        };
-        let own = JobQueue::open(
-            &server.url(),
-            QueueOptions {
-                shared_configs: false,
-                ..options("own", None)
-            },
-        )
-        .await
-        .unwrap();
+        let own = unshared(&server.url(), "own").await;
         check(&own).await;
         assert_eq!(copies_of("own", &mut connection), 30);
     });
@@ -247,15 +240,7 @@ fn sqlite_shares_configs_per_call_too() {
         let url = format!("sqlite://{}", file.display());
         let on = JobQueue::open(&url, options("on", None)).await.unwrap();
         check(&on).await;
-        let off = JobQueue::open(
-            &url,
-            QueueOptions {
-                shared_configs: false,
-                ..options("off", None)
-            },
-        )
-        .await
-        .unwrap();
+        let off = unshared(&url, "off").await;
         check(&off).await;
         let db = rusqlite::Connection::open(&file).unwrap();
         let stored = |sql: &str| -> i64 { db.query_row(sql, [], |row| row.get(0)).unwrap() };
