@@ -57,12 +57,29 @@ pub fn hash(config: &str) -> String {
         })
 }
 
+/// How a stored spec that carries a shared config starts (its hash follows).
+pub const CARRIER: &str = "{\"config_carrier\":\"";
+/// How a stored spec that refers to a shared config starts (its hash follows).
+pub const REFERENCE: &str = "{\"config_ref\":\"";
+
+/// The hash that follows `prefix` ([`CARRIER`] or [`REFERENCE`]) at the start of `spec`.
+pub fn hash_after<'a>(spec: &'a str, prefix: &str) -> Option<&'a str> {
+    spec.strip_prefix(prefix)?.get(..32)
+}
+
 /// How each of `jobs` stores its config in one call: `None` in its job, else its hash and
 /// whether this job carries the text (the first job of the call sharing it) — only for
-/// configs at least two jobs of the call share. Each distinct text is hashed once.
-pub fn roles<'a>(jobs: impl Iterator<Item = &'a NewJob>) -> Vec<Option<(String, bool)>> {
+/// configs at least two jobs of the call share, and only when the queue's
+/// `shared_configs` is on. Each distinct text is hashed once.
+pub fn roles<'a>(
+    enabled: bool,
+    jobs: impl Iterator<Item = &'a NewJob>,
+) -> Vec<Option<(String, bool)>> {
     use std::collections::HashMap;
     let jobs: Vec<&NewJob> = jobs.collect();
+    if !enabled {
+        return vec![None; jobs.len()];
+    }
     // Per shared text: how many jobs use it, and its hash once it is known to be shared.
     let mut uses: HashMap<&str, (usize, Option<String>)> = HashMap::new();
     for job in jobs.iter().filter(|job| by_reference(job)) {
@@ -111,7 +128,8 @@ mod tests {
             job(Some("p"), &other),
             job(Some("p"), &big),
         ];
-        let roles = roles(jobs.iter());
+        let roles = roles(true, jobs.iter());
+        assert!(super::roles(false, jobs.iter()).iter().all(Option::is_none));
         let h = hash(&big);
         assert_eq!(
             roles,

@@ -18,10 +18,10 @@
 use super::{FILTER_VERSION, Fingerprint};
 
 /// Bits of a filter word.
-pub const WORD_BITS: u64 = 52;
+pub(super) const WORD_BITS: u64 = 52;
 
 /// Largest bitmap of one bucket on Redis (a string holds at most 2^32 bits).
-pub const MAX_BUCKET_BITS: u64 = 1 << 32;
+pub(super) const MAX_BUCKET_BITS: u64 = 1 << 32;
 
 /// Share of the promised false-positive rate the first layer gets; the layers after it share
 /// the rest (layer `i >= 1`: `(1 - FIRST_SHARE) / 2^i` of it), so the rate over all layers
@@ -34,7 +34,7 @@ const FIRST_SHARE: f64 = 0.8;
 /// when the `x` URLs of its word set its `k` bits: by inclusion-exclusion over the `j` of
 /// them left unset, `sum_j (-1)^j C(k, j) (C(W - j, k) / C(W, k))^x`.
 #[allow(clippy::cast_precision_loss)]
-pub fn blocked_rate(bits_per_url: f64, k: u32) -> f64 {
+pub(super) fn blocked_rate(bits_per_url: f64, k: u32) -> f64 {
     let word = WORD_BITS as f64;
     let k = f64::from(k.min(52));
     // (sign * C(k, j), C(W - j, k) / C(W, k)) for j = 0..=k.
@@ -156,8 +156,9 @@ impl Geometry {
     pub fn new(capacity: u64, error_rate: f64, bucket_ms: i64) -> Self {
         let first = error_rate * FIRST_SHARE;
         let k = (1..=12)
-            .min_by(|a, b| bits_per_url(first, *a).total_cmp(&bits_per_url(first, *b)))
-            .unwrap_or(5);
+            .map(|k| (bits_per_url(first, k), k))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map_or(5, |(_, k)| k);
         let mut layers = Vec::new();
         let (mut offset, mut total) = (0_u64, 0_u64);
         for i in 0..40 {

@@ -30,7 +30,7 @@ mod bloom;
 
 use std::time::Duration;
 
-pub use bloom::{Geometry, MAX_BUCKET_BITS, WORD_BITS, blocked_rate};
+pub use bloom::Geometry;
 
 use crate::config::{ConfigError, ConfigResult};
 

@@ -148,7 +148,6 @@ impl RedisQueue {
         let mut command = redis::cmd("GET");
         command.arg(format!("{}:seen:geometry", self.base));
         let stored: Option<String> = self.query("connect", &command, &mut connection).await?;
-        let wanted = options.geometry();
         let (geometry, encoded) = match stored {
             None => {
                 let wanted = options.redis_geometry()?;
@@ -175,9 +174,9 @@ impl RedisQueue {
                     )
                     .into());
                 }
-                if geometry.capacity != wanted.capacity
-                    || geometry.error_rate.to_bits() != wanted.error_rate.to_bits()
-                    || geometry.bucket_ms != wanted.bucket_ms
+                if geometry.capacity != options.capacity
+                    || geometry.error_rate.to_bits() != options.error_rate.to_bits()
+                    || geometry.bucket_ms != options.bucket_ms()
                 {
                     tracing::warn!(
                         queue = self.redacted_url,

@@ -626,7 +626,7 @@ impl RedisQueue {
             args.push(chunk.len().to_string());
             args.push(root.to_owned());
             let mut jobs = Vec::with_capacity(chunk.len());
-            let shared = self.shared_roles(chunk.iter());
+            let shared = shared_config::roles(self.options.shared_configs, chunk.iter());
             for (job, shared) in chunk.iter().zip(&shared) {
                 jobs.push((args.len() + 2, job));
                 args.extend(submit_args(
@@ -831,7 +831,10 @@ impl RedisQueue {
             return Ok(None);
         }
         // A config stored by reference: its carrier (which never goes away).
-        if let Some(hash) = values[0].as_deref().and_then(config_reference) {
+        if let Some(hash) = values[0]
+            .as_deref()
+            .and_then(|spec| shared_config::hash_after(spec, shared_config::REFERENCE))
+        {
             let mut command = redis::cmd("GET");
             command.arg(format!("{}:config:{hash}", self.base));
             values.push(self.query_checked("get", &command).await?);
@@ -874,7 +877,8 @@ impl RedisQueue {
                 // Shared per page: a page whose finish is refused stores nothing, so its
                 // carrier must not serve another page's jobs. Jobs for other shards keep
                 // their config (the shard they are forwarded to shares it in turn).
-                let shared = self.shared_roles(job.discovered.iter());
+                let shared =
+                    shared_config::roles(self.options.shared_configs, job.discovered.iter());
                 for (child, shared) in job.discovered.iter().zip(&shared) {
                     children.push((args.len() + 2, child));
                     args.extend(submit_args(child, mode, shared.as_ref())?);
@@ -908,19 +912,6 @@ impl RedisQueue {
             }
         }
         Ok(acks)
-    }
-
-    /// How `jobs`, submitted in one call, store their configs ([`shared_config::roles`];
-    /// all in their job when the queue's `shared_configs` is off).
-    fn shared_roles<'a>(
-        &self,
-        jobs: impl Iterator<Item = &'a NewJob>,
-    ) -> Vec<Option<(String, bool)>> {
-        if self.options.shared_configs {
-            shared_config::roles(jobs)
-        } else {
-            jobs.map(|_| None).collect()
-        }
     }
 
     /// Results stream entries after `cursor` (a stream id), oldest first.
@@ -1558,11 +1549,7 @@ fn job_from_values(values: Vec<Option<String>>) -> QueueResult<Job> {
         if let Some(hash) = spec.config_ref {
             let carrier = next().ok_or_else(|| format!("its config {hash} is missing"))?;
             // The stored spec must be the one that carried this very config.
-            if carrier
-                .strip_prefix("{\"config_carrier\":\"")
-                .and_then(|rest| rest.get(..32))
-                != Some(hash.as_str())
-            {
+            if shared_config::hash_after(&carrier, shared_config::CARRIER) != Some(hash.as_str()) {
                 return Err(format!("its config {hash} is stored as another one"));
             }
             let carrier: SpecIn = serde_json::from_str(&carrier)
@@ -1580,11 +1567,6 @@ fn job_from_values(values: Vec<Option<String>>) -> QueueResult<Job> {
         job_id: id.clone(),
         detail,
     })
-}
-
-/// The config hash a stored spec refers to (it starts with `{"config_ref":"<hash>"`).
-fn config_reference(spec: &str) -> Option<&str> {
-    spec.strip_prefix("{\"config_ref\":\"")?.get(..32)
 }
 
 /// `FUNCTION LOAD` of the queue's library.

@@ -1367,11 +1367,7 @@ fn insert_jobs(
         .map_err(|e| ctx.error(&e))?;
     let seen = dedup::Seen::of(ctx);
     // Configs the jobs of this call share, stored once (as on Redis: per call).
-    let shared = if ctx.options.shared_configs {
-        crate::queue::shared_config::roles(jobs.iter())
-    } else {
-        vec![None; jobs.len()]
-    };
+    let shared = crate::queue::shared_config::roles(ctx.options.shared_configs, jobs.iter());
     let mut created = Vec::with_capacity(jobs.len());
     for (job, shared) in jobs.iter().zip(shared) {
         // A shared config by reference, stored by the first job of the call sharing it,
